@@ -1,0 +1,126 @@
+//! The OpenAPI document, generated from the API types. `openapi.json` at the
+//! repository root is this document; a test fails when it is stale.
+
+#![allow(dead_code)] // The functions below exist only to carry path metadata.
+
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, ErrorKind, ValidationErrors};
+use crate::types::*;
+
+#[utoipa::path(get, path = "/v1/ping", responses((status = 200, body = Ping)))]
+fn ping() {}
+
+#[utoipa::path(get, path = "/v1/sysinfo",
+    responses((status = 200, description = "Host facts in SmartOS sysinfo names", body = Object)))]
+fn sysinfo() {}
+
+#[utoipa::path(get, path = "/v1/vms",
+    params(("fields" = Option<String>, Query, description = "Comma-separated properties to return")),
+    responses((status = 200, description = "VM objects", body = [Object])))]
+fn list_vms() {}
+
+#[utoipa::path(post, path = "/v1/vms", request_body(content = Object, description = "vmadm create payload"),
+    responses((status = 200, description = "The created VM", body = Object),
+              (status = 400, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+fn create_vm() {}
+
+#[utoipa::path(post, path = "/v1/validate", request_body = ValidateRequest,
+    responses((status = 200, body = Done), (status = 400, body = ApiError)))]
+fn validate() {}
+
+#[utoipa::path(get, path = "/v1/vms/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, description = "The VM object", body = Object), (status = 404, body = ApiError)))]
+fn get_vm() {}
+
+#[utoipa::path(delete, path = "/v1/vms/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+fn delete_vm() {}
+
+#[utoipa::path(post, path = "/v1/vms/{uuid}/update", params(("uuid" = String, Path)),
+    request_body(content = Object, description = "vmadm update payload"),
+    responses((status = 200, description = "The updated VM", body = Object), (status = 400, body = ApiError)))]
+fn update_vm() {}
+
+#[utoipa::path(post, path = "/v1/vms/{uuid}/start", params(("uuid" = String, Path)),
+    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+fn start_vm() {}
+
+#[utoipa::path(post, path = "/v1/vms/{uuid}/stop", params(("uuid" = String, Path)), request_body = StopRequest,
+    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+fn stop_vm() {}
+
+#[utoipa::path(post, path = "/v1/vms/{uuid}/reboot", params(("uuid" = String, Path)), request_body = RebootRequest,
+    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+fn reboot_vm() {}
+
+#[utoipa::path(post, path = "/v1/vms/{uuid}/kill", params(("uuid" = String, Path)), request_body = KillRequest,
+    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+fn kill_vm() {}
+
+#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = [ImageRecord])))]
+fn list_images() {}
+
+#[utoipa::path(post, path = "/v1/images", request_body = ImageInstallRequest,
+    responses((status = 200, body = ImageRecord), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+fn install_image() {}
+
+#[utoipa::path(get, path = "/v1/images/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, body = ImageRecord), (status = 404, body = ApiError)))]
+fn get_image() {}
+
+#[utoipa::path(delete, path = "/v1/images/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+fn delete_image() {}
+
+/// The API's OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "zonevisord", description = "zonevisor's daemon API, spoken as JSON over HTTP on a Unix socket"),
+    paths(ping, sysinfo, list_vms, create_vm, validate, get_vm, delete_vm, update_vm, start_vm, stop_vm,
+          reboot_vm, kill_vm, list_images, install_image, get_image, delete_image),
+    components(schemas(ApiError, ErrorKind, ValidationErrors, StopRequest, RebootRequest, KillRequest,
+                       ValidateRequest, ValidateAction, ImageInstallRequest, ImageRecord, Ping, Done))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON, with a trailing newline.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = "1".to_string();
+    let mut s = doc.to_pretty_json().expect("the OpenAPI document serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes;
+
+    #[test]
+    fn committed_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+        let want = document();
+        if std::env::var_os("ZONEVISOR_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "openapi.json is stale: run `ZONEVISOR_BLESS=1 cargo test -p zonevisor-api` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        for r in [
+            routes::PING, routes::SYSINFO, routes::VMS, routes::VALIDATE, routes::VM,
+            routes::VM_UPDATE, routes::VM_START, routes::VM_STOP, routes::VM_REBOOT,
+            routes::VM_KILL, routes::IMAGES, routes::IMAGE,
+        ] {
+            assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
+        }
+    }
+}

@@ -1,0 +1,624 @@
+//! The instance lifecycle: create, start, stop, reboot, kill, update,
+//! delete, and watching the monitors of running zones.
+//!
+//! ```text
+//!            create                    start                     stop / init halts
+//!  (none) ──────────> provisioning ──> stopped ─────────────> running ─────────────> stopped
+//!                        │  clone, quota   ^   launch monitor    │
+//!                        │                 └─────────────────────┘
+//!                        └── any step fails: dataset destroyed, cgroup gone, row deleted
+//! ```
+//!
+//! Every operation on one instance holds that instance's lock, so a stop
+//! and a delete of the same zone never interleave. A running zone belongs to
+//! its monitor process; the daemon keeps only the monitor's pidfd, and marks
+//! the zone stopped when the monitor exits.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
+use zonevisor_zone::control::MonitorClient;
+use zonevisor_zone::{BindMount, Limits, ZoneSpec};
+
+use crate::images::step_error;
+use crate::Daemon;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+/// What the daemon knows of a running zone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Running {
+    pub monitor_pid: i32,
+}
+
+/// Per-instance locks and the running zones.
+#[derive(Default)]
+pub(crate) struct Runtime {
+    locks: Mutex<HashMap<InstanceUuid, Arc<Mutex<()>>>>,
+    pub running: Mutex<HashMap<InstanceUuid, Running>>,
+}
+
+impl Runtime {
+    fn lock_of(&self, uuid: InstanceUuid) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(uuid).or_default().clone()
+    }
+}
+
+/// Now as SmartOS prints timestamps (`2026-11-21T08:00:00.123Z`).
+pub(crate) fn timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn parse_uuid(uuid: &str) -> Result<InstanceUuid, ApiError> {
+    uuid.parse().map_err(|_| ApiError::invalid(format!("{uuid:?} is not a UUID")))
+}
+
+fn u64_of(vm: &VmObject, key: &str) -> Option<u64> {
+    vm.get(key).and_then(Value::as_u64)
+}
+
+fn str_of<'a>(vm: &'a VmObject, key: &str) -> Option<&'a str> {
+    vm.get(key).and_then(Value::as_str)
+}
+
+/// The resource limits a VM object asks for.
+pub(crate) fn limits_of(vm: &VmObject) -> Limits {
+    Limits {
+        memory_bytes: u64_of(vm, "max_physical_memory").map(|m| m * MIB),
+        swap_bytes: u64_of(vm, "max_swap").map(|m| m * MIB),
+        locked_bytes: u64_of(vm, "max_locked_memory").map(|m| m * MIB),
+        pids: u64_of(vm, "max_lwps"),
+        cpu_shares: u64_of(vm, "cpu_shares"),
+        cpu_cap_pct: u64_of(vm, "cpu_cap").filter(|&c| c > 0),
+        io_priority: u64_of(vm, "zfs_io_priority"),
+    }
+}
+
+/// Signal names and numbers as `vmadm kill -s` takes them.
+fn parse_signal(s: Option<&str>) -> Result<i32, ApiError> {
+    let Some(s) = s else { return Ok(libc::SIGKILL) };
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    let name = format!("SIG{name}");
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| ApiError::invalid(format!("{s:?} is not a signal name or number")))
+}
+
+impl Daemon {
+    fn run_dir(&self, uuid: InstanceUuid) -> PathBuf {
+        self.root.join("run").join("zones").join(uuid.to_string())
+    }
+
+    fn cgroup_of(&self, uuid: InstanceUuid) -> String {
+        format!("{}/{uuid}", self.cgroup_parent)
+    }
+
+    fn vm_row(&self, uuid: InstanceUuid) -> Result<VmObject, ApiError> {
+        match self.store.get_vm(uuid)? {
+            Some(row) if row.phase == "ready" => Ok(row.vm),
+            _ => Err(ApiError::not_found(format!("VM {uuid} does not exist"))),
+        }
+    }
+
+    fn set_fields(&self, uuid: InstanceUuid, fields: &[(&str, Value)], remove: &[&str]) -> Result<VmObject, ApiError> {
+        let now = timestamp();
+        self.store
+            .modify_vm(uuid, |vm| {
+                for (k, v) in fields {
+                    vm.insert((*k).to_string(), v.clone());
+                }
+                for k in remove {
+                    vm.remove(*k);
+                }
+                vm.insert("last_modified".into(), json!(now));
+            })?
+            .ok_or_else(|| ApiError::not_found(format!("VM {uuid} does not exist")))
+    }
+
+    /// `vmadm validate`.
+    pub fn validate(&self, req: &ValidateRequest) -> Result<String, ApiError> {
+        match req.action {
+            ValidateAction::Create => {
+                let vm = zonevisor_spec::validate_create(&req.payload).map_err(ApiError::validation)?;
+                self.check_create_refs(&vm).map_err(ApiError::validation)?;
+                let brand = str_of(&vm, "brand").unwrap_or("lx").to_string();
+                Ok(format!("VALID 'create' payload for {brand} brand VMs."))
+            }
+            ValidateAction::Update => {
+                let Some(brand) = req.brand.as_deref() else {
+                    let mut e = ValidationErrors::default();
+                    e.missing("brand", "validate update needs the brand of the VM");
+                    return Err(ApiError::validation(e));
+                };
+                let errs = zonevisor_spec::check_update_payload(brand, &req.payload);
+                if errs.is_empty() {
+                    Ok(format!("VALID 'update' payload for {brand} brand VMs."))
+                } else {
+                    Err(ApiError::validation(errs))
+                }
+            }
+        }
+    }
+
+    /// Checks what a create payload refers to: the image and the uuid.
+    fn check_create_refs(&self, vm: &VmObject) -> Result<(), ValidationErrors> {
+        let mut errs = ValidationErrors::default();
+        if let Some(uuid) = str_of(vm, "uuid").and_then(|u| u.parse::<InstanceUuid>().ok()) {
+            if matches!(self.store.get_vm(uuid), Ok(Some(_))) {
+                errs.bad_value("uuid", format!("a VM with uuid {uuid} already exists"));
+            }
+        }
+        if str_of(vm, "brand") == Some("lx") {
+            if let Some(img) = str_of(vm, "image_uuid") {
+                match img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten()) {
+                    Some(row) if row.phase == "ready" => {
+                        let ty = row.manifest.get("type").and_then(Value::as_str).unwrap_or("");
+                        if ty != "lx-dataset" {
+                            errs.bad_value("image_uuid", format!("image {img} is of type {ty}; brand lx needs an lx-dataset image"));
+                        }
+                    }
+                    _ => errs.bad_value("image_uuid", format!("image {img} is not installed (see imgadm list)")),
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// `vmadm create`: validates, records, clones, and (with `autoboot`)
+    /// starts; any failure undoes every step and names the step.
+    pub fn create_vm(&self, payload: &Value) -> Result<VmObject, ApiError> {
+        let mut vm = zonevisor_spec::validate_create(payload).map_err(ApiError::validation)?;
+        self.check_create_refs(&vm).map_err(ApiError::validation)?;
+        let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
+        if brand != "lx" {
+            return Err(ApiError::unsupported(format!(
+                "brand {brand} payloads validate, but this host cannot run {brand} VMs yet"
+            )));
+        }
+        let uuid: InstanceUuid = str_of(&vm, "uuid")
+            .and_then(|u| u.parse().ok())
+            .ok_or_else(|| ApiError::internal("validated payload lacks a uuid"))?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = timestamp();
+        let name = uuid.to_string();
+        for (k, v) in [
+            ("zonename", json!(name)),
+            ("zonepath", json!(self.pool.dataset_path(&name).display().to_string())),
+            ("zpool", json!(self.pool.name())),
+            ("type", json!("LX")),
+            ("state", json!("provisioning")),
+            ("zone_state", json!("installed")),
+            ("create_timestamp", json!(now)),
+            ("last_modified", json!(now)),
+        ] {
+            vm.insert(k.to_string(), v);
+        }
+        self.store.insert_vm(uuid, "provisioning", &vm).map_err(|e| match self.store.get_vm(uuid) {
+            Ok(Some(_)) => {
+                let mut errs = ValidationErrors::default();
+                errs.bad_value("uuid", format!("a VM with uuid {uuid} already exists"));
+                ApiError::validation(errs)
+            }
+            _ => ApiError::from(e),
+        })?;
+        let result = self.provision(uuid, &mut vm);
+        if let Err(e) = result {
+            self.rollback_vm(uuid);
+            return Err(e);
+        }
+        tracing::info!(vm = %uuid, "created VM");
+        self.vm_row(uuid)
+    }
+
+    fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject) -> Result<(), ApiError> {
+        let name = uuid.to_string();
+        let image = str_of(vm, "image_uuid").unwrap_or_default().to_string();
+        self.pool.clone_from(&image, &name).map_err(|e| step_error("clone image", e))?;
+        match u64_of(vm, "quota") {
+            Some(q) if q > 0 => {
+                if self.pool.capabilities().quota {
+                    self.pool.set_quota(&name, Some(q * GIB)).map_err(|e| step_error("set quota", e))?;
+                } else {
+                    tracing::warn!(vm = %uuid, "the {} pool backend cannot enforce quota {q} GiB", self.pool.capabilities().backend);
+                }
+            }
+            _ => {}
+        }
+        vm.insert("state".into(), json!("stopped"));
+        self.store.put_vm(uuid, "ready", vm)?;
+        if vm.get("autoboot").and_then(Value::as_bool).unwrap_or(true) {
+            self.start_locked(uuid, vm).map_err(|e| ApiError { message: format!("start zone: {}", e.message), ..e })?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything a create or a crashed create left behind.
+    pub(crate) fn rollback_vm(&self, uuid: InstanceUuid) {
+        let run_dir = self.run_dir(uuid);
+        if let Some(st) = zonevisor_zone::control::find_monitor(&run_dir) {
+            let _ = MonitorClient::new(&run_dir).stop(true, None);
+            tracing::warn!(vm = %uuid, monitor = st.monitor_pid, "rollback: stopped a zone left running");
+        }
+        zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
+        if let Err(e) = self.pool.destroy(&uuid.to_string()) {
+            tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: destroy dataset");
+        }
+        let _ = std::fs::remove_dir_all(&run_dir);
+        if let Err(e) = self.store.delete_vm(uuid) {
+            tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: delete row");
+        }
+        self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
+    }
+
+    /// `vmadm get`: the VM object, with the live init pid of a running zone.
+    pub fn get_vm(&self, uuid: &str) -> Result<VmObject, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let mut vm = self.vm_row(uuid)?;
+        if str_of(&vm, "state") == Some("running") {
+            if let Ok(st) = MonitorClient::new(self.run_dir(uuid)).status() {
+                vm.insert("pid".into(), json!(st.init_pid));
+            }
+        }
+        Ok(vm)
+    }
+
+    /// `vmadm list`: every VM, optionally with only some properties.
+    pub fn list_vms(&self, fields: Option<&str>) -> Result<Vec<VmObject>, ApiError> {
+        let rows = self.store.list_vms()?;
+        let fields: Option<Vec<&str>> = fields.map(|f| f.split(',').filter(|s| !s.is_empty()).collect());
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.phase == "ready")
+            .map(|r| match &fields {
+                Some(f) => r.vm.into_iter().filter(|(k, _)| f.contains(&k.as_str())).collect(),
+                None => r.vm,
+            })
+            .collect())
+    }
+
+    fn zone_spec(&self, uuid: InstanceUuid, vm: &VmObject) -> ZoneSpec {
+        let name = uuid.to_string();
+        let resolvers: Vec<String> = vm
+            .get("resolvers")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let mounts = vm
+            .get("filesystems")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .filter(|f| f.get("type").and_then(Value::as_str) == Some("lofs"))
+                    .filter_map(|f| {
+                        let opts: Vec<&str> = f
+                            .get("options")
+                            .and_then(Value::as_array)
+                            .map(|o| o.iter().filter_map(Value::as_str).collect())
+                            .unwrap_or_default();
+                        Some(BindMount {
+                            source: PathBuf::from(f.get("source")?.as_str()?),
+                            target: PathBuf::from(f.get("target")?.as_str()?),
+                            readonly: opts.contains(&"ro"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ZoneSpec {
+            uuid: name.clone(),
+            zone_root: self.pool.dataset_path(&name).join("root"),
+            run_dir: self.run_dir(uuid),
+            hostname: str_of(vm, "hostname").unwrap_or(&name).to_string(),
+            dns_domain: str_of(vm, "dns_domain").map(String::from),
+            resolvers: (!resolvers.is_empty()).then_some(resolvers),
+            init: vec![str_of(vm, "init_name").unwrap_or("/sbin/init").to_string()],
+            tmpfs_bytes: u64_of(vm, "tmpfs").filter(|&t| t > 0).map(|t| t * MIB),
+            mounts,
+            cgroup: self.cgroup_of(uuid),
+            limits: limits_of(vm),
+            restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+
+    /// Starts a zone; the caller holds its lock.
+    fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject) -> Result<VmObject, ApiError> {
+        let spec = self.zone_spec(uuid, vm);
+        let launched = zonevisor_zone::launch(&self.monitor_exe, &spec)
+            .map_err(|e| ApiError::internal(format!("{}: {}", e.step, e.message)))?;
+        self.watch(uuid, launched.monitor_pid);
+        self.set_fields(
+            uuid,
+            &[
+                ("state", json!("running")),
+                ("zone_state", json!("running")),
+                ("pid", json!(launched.init_pid)),
+                ("boot_timestamp", json!(timestamp())),
+            ],
+            &["exit_status", "exit_timestamp"],
+        )
+    }
+
+    /// Watches a monitor: when it exits, the zone is marked stopped.
+    pub(crate) fn watch(&self, uuid: InstanceUuid, monitor_pid: i32) {
+        self.runtime
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uuid, Running { monitor_pid });
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor_pid, 0) };
+        if fd < 0 {
+            // Already gone.
+            self.on_monitor_exit(uuid, monitor_pid);
+            return;
+        }
+        // SAFETY: fd is a new pidfd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let Some(me) = self.me.upgrade() else { return };
+        self.rt.spawn(async move {
+            if let Ok(afd) = tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE) {
+                let _ = afd.readable().await;
+            }
+            let _ = tokio::task::spawn_blocking(move || me.on_monitor_exit(uuid, monitor_pid)).await;
+        });
+    }
+
+    /// A monitor exited: record why and mark the zone stopped.
+    pub(crate) fn on_monitor_exit(&self, uuid: InstanceUuid, monitor_pid: i32) {
+        {
+            let mut running = self.runtime.running.lock().unwrap_or_else(|p| p.into_inner());
+            match running.get(&uuid) {
+                Some(r) if r.monitor_pid == monitor_pid => {
+                    running.remove(&uuid);
+                }
+                _ => return,
+            }
+        }
+        let exit = zonevisor_zone::control::read_exit(&self.run_dir(uuid));
+        let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
+        if let Some(x) = &exit {
+            let status = match x.code {
+                Some(c) => json!(c),
+                None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
+            };
+            fields.push(("exit_status", status));
+            fields.push(("exit_timestamp", json!(timestamp())));
+            tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+        }
+        if let Err(e) = self.set_fields(uuid, &fields, &["pid"]) {
+            if e.kind != zonevisor_api::ErrorKind::NotFound {
+                tracing::error!(vm = %uuid, error = %e, "recording zone exit");
+            }
+        }
+    }
+
+    fn is_running(&self, uuid: InstanceUuid) -> bool {
+        self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&uuid)
+    }
+
+    /// `vmadm start`: also sets `autoboot`, as SmartOS does.
+    pub fn start_vm(&self, uuid: &str) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let vm = self.vm_row(uuid)?;
+        if self.is_running(uuid) {
+            return Err(ApiError::conflict(format!("VM {uuid} is already running")));
+        }
+        self.start_locked(uuid, &vm)?;
+        self.set_fields(uuid, &[("autoboot", json!(true))], &[])?;
+        Ok(format!("Successfully started VM {uuid}"))
+    }
+
+    /// Stops a zone; the caller holds its lock.
+    fn stop_locked(&self, uuid: InstanceUuid, force: bool, timeout: Option<u64>) -> Result<(), ApiError> {
+        let monitor_pid = match self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).get(&uuid) {
+            Some(r) => r.monitor_pid,
+            None => return Err(ApiError::conflict(format!("VM {uuid} is not running"))),
+        };
+        if !force {
+            let _ = self.set_fields(uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))], &[]);
+        }
+        let result = MonitorClient::new(self.run_dir(uuid)).stop(force, timeout);
+        if let Err(e) = result {
+            // The monitor may have exited between our check and the request.
+            if zonevisor_zone::control::find_monitor(&self.run_dir(uuid)).is_some() {
+                return Err(step_error("stop zone", e));
+            }
+        }
+        self.on_monitor_exit(uuid, monitor_pid);
+        Ok(())
+    }
+
+    /// `vmadm stop`: also clears `autoboot`, as SmartOS does.
+    pub fn stop_vm(&self, uuid: &str, force: bool, timeout: Option<u64>) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.vm_row(uuid)?;
+        self.stop_locked(uuid, force, timeout)?;
+        self.set_fields(uuid, &[("autoboot", json!(false))], &[])?;
+        Ok(format!("Successfully completed stop for VM {uuid}"))
+    }
+
+    /// `vmadm reboot`.
+    pub fn reboot_vm(&self, uuid: &str, force: bool) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.vm_row(uuid)?;
+        if !self.is_running(uuid) {
+            return Err(ApiError::conflict(format!("VM {uuid} is not running")));
+        }
+        let st = MonitorClient::new(self.run_dir(uuid)).reboot(force).map_err(|e| step_error("reboot zone", e))?;
+        self.set_fields(
+            uuid,
+            &[("pid", json!(st.init_pid)), ("boot_timestamp", json!(timestamp())), ("state", json!("running"))],
+            &[],
+        )?;
+        Ok(format!("Successfully completed reboot for VM {uuid}"))
+    }
+
+    /// `vmadm kill`.
+    pub fn kill_vm(&self, uuid: &str, signal: Option<&str>) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let sig = parse_signal(signal)?;
+        self.vm_row(uuid)?;
+        if !self.is_running(uuid) {
+            return Err(ApiError::conflict(format!("VM {uuid} is not running")));
+        }
+        MonitorClient::new(self.run_dir(uuid)).kill(sig).map_err(|e| step_error("signal zone init", e))?;
+        Ok(format!("Successfully sent signal {sig} to VM {uuid}"))
+    }
+
+    /// `vmadm update`: validated against the current object; resource
+    /// changes apply live to a running zone first, and are undone if the
+    /// kernel refuses any of them, so a refused update changes nothing.
+    pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<VmObject, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.vm_row(uuid)?;
+        let plan = zonevisor_spec::validate_update(&current, payload).map_err(ApiError::validation)?;
+        let name = uuid.to_string();
+        let mut undo_quota = None;
+        if plan.changed.iter().any(|c| c == "quota") && self.pool.capabilities().quota {
+            let q = u64_of(&plan.vm, "quota").filter(|&q| q > 0).map(|q| q * GIB);
+            self.pool.set_quota(&name, q).map_err(|e| step_error("set quota", e))?;
+            undo_quota = Some(u64_of(&current, "quota").filter(|&q| q > 0).map(|q| q * GIB));
+        }
+        let limits_changed = limits_of(&current) != limits_of(&plan.vm);
+        if limits_changed && self.is_running(uuid) {
+            if let Err(e) = MonitorClient::new(self.run_dir(uuid)).set_limits(&limits_of(&plan.vm)) {
+                if let Some(q) = undo_quota {
+                    let _ = self.pool.set_quota(&name, q);
+                }
+                return Err(ApiError::invalid(format!("the kernel refused the new limits: {}", crate::chain(&e))));
+            }
+        }
+        let mut vm = plan.vm;
+        vm.insert("last_modified".into(), json!(timestamp()));
+        self.store.put_vm(uuid, "ready", &vm)?;
+        tracing::info!(vm = %uuid, changed = ?plan.changed, "updated VM");
+        Ok(vm)
+    }
+
+    /// `vmadm delete`: stops the zone, destroys its dataset and forgets it.
+    pub fn delete_vm(&self, uuid: &str) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let vm = self.vm_row(uuid)?;
+        for flag in ["indestructible_zoneroot", "indestructible_delegated"] {
+            if vm.get(flag).and_then(Value::as_bool) == Some(true) {
+                return Err(ApiError::conflict(format!(
+                    "VM {uuid} has {flag} set; run `vmadm update {uuid} {flag}=false` first"
+                )));
+            }
+        }
+        if self.is_running(uuid) {
+            self.stop_locked(uuid, true, None)?;
+        }
+        zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
+        self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy dataset", e))?;
+        let _ = std::fs::remove_dir_all(self.run_dir(uuid));
+        self.store.delete_vm(uuid)?;
+        self.runtime.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
+        tracing::info!(vm = %uuid, "deleted VM");
+        Ok(format!("Successfully deleted VM {uuid}"))
+    }
+
+    /// Start-up: undo interrupted creates, re-adopt running zones, and after
+    /// a host reboot start every zone with `autoboot`.
+    pub(crate) fn recover(&self) -> anyhow::Result<()> {
+        for (uuid, row) in self.store.list_images()? {
+            if row.phase != "ready" {
+                tracing::warn!(image = %uuid, "undoing an interrupted image install");
+                self.rollback_image(uuid);
+            }
+        }
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot_id = boot_id.trim();
+        let rebooted = self.store.host_get("boot_id")?.is_some_and(|b| b != boot_id);
+        let mut autoboot = Vec::new();
+        for row in self.store.list_vms()? {
+            let Some(uuid) = str_of(&row.vm, "uuid").and_then(|u| u.parse::<InstanceUuid>().ok()) else { continue };
+            if row.phase != "ready" {
+                tracing::warn!(vm = %uuid, "undoing an interrupted create");
+                self.rollback_vm(uuid);
+                continue;
+            }
+            match zonevisor_zone::control::find_monitor(&self.run_dir(uuid)) {
+                Some(st) => {
+                    tracing::info!(vm = %uuid, monitor = st.monitor_pid, init = st.init_pid, "re-adopted running zone");
+                    self.set_fields(uuid, &[("state", json!("running")), ("zone_state", json!("running")), ("pid", json!(st.init_pid))], &[])?;
+                    self.watch(uuid, st.monitor_pid);
+                }
+                None => {
+                    if str_of(&row.vm, "state") != Some("stopped") {
+                        self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid: -1 });
+                        self.on_monitor_exit(uuid, -1);
+                    }
+                    if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
+                        autoboot.push(uuid);
+                    }
+                }
+            }
+        }
+        self.store.host_set("boot_id", boot_id)?;
+        for uuid in autoboot {
+            let lock = self.runtime.lock_of(uuid);
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            match self.vm_row(uuid).and_then(|vm| self.start_locked(uuid, &vm)) {
+                Ok(_) => tracing::info!(vm = %uuid, "autoboot: started"),
+                Err(e) => tracing::error!(vm = %uuid, error = %e, "autoboot: start failed"),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal(None).unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal(Some("TERM")).unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal(Some("SIGHUP")).unwrap(), libc::SIGHUP);
+        assert_eq!(parse_signal(Some("10")).unwrap(), 10);
+        assert!(parse_signal(Some("SIGNOPE")).is_err());
+        assert!(parse_signal(Some("0")).is_err());
+    }
+
+    #[test]
+    fn limits_convert_mib_and_ignore_zero_cap() {
+        let vm: VmObject = json!({"max_physical_memory": 512, "max_swap": 1024, "max_lwps": 100, "cpu_cap": 0})
+            .as_object()
+            .unwrap()
+            .clone();
+        let l = limits_of(&vm);
+        assert_eq!(l.memory_bytes, Some(512 * MIB));
+        assert_eq!(l.swap_bytes, Some(1024 * MIB));
+        assert_eq!(l.pids, Some(100));
+        assert_eq!(l.cpu_cap_pct, None);
+    }
+}

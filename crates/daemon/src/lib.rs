@@ -1,0 +1,198 @@
+//! zonevisord: the daemon behind `vmadm`, `imgadm` and `sysinfo`.
+//!
+//! It owns the pool (through `zonevisor-pool`), the state store (SQLite in
+//! the pool), images, and the instance lifecycle; running zones belong to
+//! their monitor processes (`zonevisor-zone`), so the daemon can restart
+//! without touching them. The API is JSON over HTTP on a Unix socket, as
+//! defined once in `zonevisor-api`.
+//!
+//! Start-up: take the root's lock (one daemon per root), open the pool,
+//! open the store, recover (undo interrupted creates and installs, re-adopt
+//! running zones, autoboot after a host reboot), then serve.
+
+mod images;
+mod instances;
+mod server;
+mod store;
+mod sysinfo;
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use anyhow::Context;
+use clap::Parser;
+use zonevisor_api::ApiError;
+use zonevisor_pool::{Pool, PoolConfig, PoolSource};
+
+pub use store::StoreError;
+
+/// `zonevisord` command line.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "zonevisord", version, about = "zonevisor's daemon: zones on a copy-on-write pool, driven by vmadm")]
+pub struct Config {
+    /// Directory holding everything: the pool, its database, sockets, runtime files.
+    #[arg(long, default_value = zonevisor_api::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Pool backend: btrfs (default) or dir (no O(1) clones, no quotas).
+    #[arg(long, default_value = "btrfs", value_parser = ["btrfs", "dir"])]
+    pub pool_backend: String,
+    /// Put the btrfs pool on this block device (formatted if it holds no filesystem).
+    #[arg(long, conflicts_with = "pool_mounted")]
+    pub pool_device: Option<PathBuf>,
+    /// Use the btrfs filesystem already mounted at <root>/zones.
+    #[arg(long)]
+    pub pool_mounted: bool,
+    /// Size of the sparse loop file (<root>/zones.img) when it is created, e.g. 64G.
+    #[arg(long, default_value = "64G", value_parser = parse_size)]
+    pub pool_size: u64,
+    /// The API socket (default <root>/run/zonevisord.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The monitor binary (default: zonevisor-monitor beside this program).
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
+    /// Parent cgroup of the zones' cgroups.
+    #[arg(long, default_value = "zonevisor")]
+    pub cgroup_parent: String,
+}
+
+/// Sizes like `64G`, `512M`, `1T` or a byte count.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix in {s:?}; use K, M, G or T")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// The daemon's shared state.
+pub struct Daemon {
+    root: PathBuf,
+    pool: Pool,
+    store: store::Store,
+    monitor_exe: PathBuf,
+    cgroup_parent: String,
+    runtime: instances::Runtime,
+    rt: tokio::runtime::Handle,
+    me: Weak<Daemon>,
+    started: std::time::Instant,
+}
+
+/// The whole error chain of `e`, joined with `: `.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let msg = src.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = src.source();
+    }
+    s
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(chain(&e))
+    }
+}
+
+/// Holds the root's lock for the daemon's lifetime.
+struct RootLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
+    let run = root.join("run");
+    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    let path = run.join("zonevisord.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "another zonevisord (pid {}) is already running on root {}",
+            pid.trim(),
+            root.display()
+        );
+    }
+    file.set_len(0)?;
+    std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(RootLock(file))
+}
+
+fn default_monitor() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("zonevisor-monitor")))
+        .unwrap_or_else(|| PathBuf::from("zonevisor-monitor"))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Zones keep running after it exits.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZONEVISOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let root = if config.root.is_absolute() { config.root.clone() } else { std::env::current_dir()?.join(&config.root) };
+    let _lock = lock_root(&root)?;
+    let source = if config.pool_backend == "dir" {
+        PoolSource::Dir
+    } else if let Some(dev) = &config.pool_device {
+        PoolSource::Device(dev.clone())
+    } else if config.pool_mounted {
+        PoolSource::Mounted
+    } else {
+        PoolSource::LoopFile { path: root.join("zones.img"), size_bytes: config.pool_size }
+    };
+    let pool_config = PoolConfig { name: "zones".into(), mountpoint: root.join("zones"), source };
+    let pool = Pool::open(&pool_config).context("opening the pool")?;
+    let store = store::Store::open(&pool.config_dir().join("zonevisor.db")).context("opening the state database")?;
+    let monitor_exe = config.monitor.clone().unwrap_or_else(default_monitor);
+    anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());
+    let socket = config.socket.clone().unwrap_or_else(|| zonevisor_api::socket_path(&root));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()?;
+    let daemon = Arc::new_cyclic(|me| Daemon {
+        root: root.clone(),
+        pool,
+        store,
+        monitor_exe,
+        cgroup_parent: config.cgroup_parent.clone(),
+        runtime: instances::Runtime::default(),
+        rt: rt.handle().clone(),
+        me: me.clone(),
+        started: std::time::Instant::now(),
+    });
+    tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
+    {
+        let d = daemon.clone();
+        rt.block_on(async move { tokio::task::spawn_blocking(move || d.recover()).await })??;
+    }
+    rt.block_on(server::serve(daemon, socket))
+}

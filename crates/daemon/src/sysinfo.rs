@@ -1,0 +1,168 @@
+//! `sysinfo`: host facts in SmartOS's field names, plus what zonevisor
+//! chose on this host (pool backend, cgroup version, VM accelerator).
+
+use std::fs;
+use std::os::fd::AsRawFd;
+
+use serde_json::{json, Map, Value};
+
+use crate::Daemon;
+
+fn read_trim(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Which accelerator VMs would use, and why.
+pub(crate) fn accelerator() -> (&'static str, String) {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let virt = ["vmx", "svm"].into_iter().find(|f| flags.contains(f));
+    let Ok(kvm) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
+        return ("tcg", "/dev/kvm is absent or cannot be opened".into());
+    };
+    // SAFETY: KVM_GET_API_VERSION (_IO(0xAE, 0)) takes no argument.
+    let api = unsafe { libc::ioctl(kvm.as_raw_fd(), 0xAE00, 0) };
+    match (api, virt) {
+        (12, Some(v)) => ("kvm", format!("/dev/kvm API 12, CPU virtualization {v}")),
+        (12, None) => ("tcg", "/dev/kvm exists but the CPU reports no vmx/svm, so ordinary guests cannot run on it".into()),
+        (n, _) => ("tcg", format!("/dev/kvm answered API version {n}, not 12")),
+    }
+}
+
+fn cpu_virtualization() -> &'static str {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    if flags.split_whitespace().any(|f| f == "vmx") {
+        "vmx"
+    } else if flags.split_whitespace().any(|f| f == "svm") {
+        "svm"
+    } else {
+        "none"
+    }
+}
+
+fn network_interfaces() -> Value {
+    let mut out = Map::new();
+    let Ok(rd) = fs::read_dir("/sys/class/net") else { return Value::Object(out) };
+    let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        if name == "lo" {
+            continue;
+        }
+        let base = format!("/sys/class/net/{name}");
+        let state = read_trim(&format!("{base}/operstate")).unwrap_or_else(|| "unknown".into());
+        out.insert(
+            name.clone(),
+            json!({
+                "MAC Address": read_trim(&format!("{base}/address")).unwrap_or_default(),
+                "Link Status": state,
+                "MTU": read_trim(&format!("{base}/mtu")).and_then(|m| m.parse::<u64>().ok()),
+                "NIC Names": [],
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+fn disks() -> Value {
+    let mut out = Map::new();
+    let Ok(rd) = fs::read_dir("/sys/block") else { return Value::Object(out) };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram") {
+            continue;
+        }
+        let sectors: u64 = read_trim(&format!("/sys/block/{name}/size")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.insert(name, json!({ "Size in GB": sectors * 512 / 1_000_000_000 }));
+    }
+    Value::Object(out)
+}
+
+impl Daemon {
+    /// The host's UUID: the DMI product UUID, or one made once and kept in the pool.
+    fn host_uuid(&self) -> String {
+        if let Some(u) = read_trim("/sys/class/dmi/id/product_uuid") {
+            return u.to_lowercase();
+        }
+        if let Ok(Some(u)) = self.store.host_get("uuid") {
+            return u;
+        }
+        let u = uuid::Uuid::new_v4().to_string();
+        let _ = self.store.host_set("uuid", &u);
+        u
+    }
+
+    /// `GET /v1/sysinfo`.
+    pub fn sysinfo(&self) -> Value {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_type = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let online = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+        let mem_kib: u64 = fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let boot_time = fs::read_to_string("/proc/stat")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("btime"))
+            .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+            .unwrap_or_default();
+        let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let stats = self.pool.stats().ok();
+        let caps = self.pool.capabilities();
+        let (accel, accel_why) = accelerator();
+        let cgroup = match zonevisor_zone::cgroup::version() {
+            zonevisor_zone::cgroup::CgroupVersion::V2 => "v2",
+            _ => "v1",
+        };
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        json!({
+            "UUID": self.host_uuid(),
+            "Hostname": hostname,
+            "Live Image": format!("zonevisor-{}", env!("CARGO_PKG_VERSION")),
+            "System Type": "Linux",
+            "Kernel Version": kernel,
+            "Boot Time": boot_time,
+            "Manufacturer": read_trim("/sys/class/dmi/id/sys_vendor"),
+            "Product": read_trim("/sys/class/dmi/id/product_name"),
+            "Serial Number": read_trim("/sys/class/dmi/id/product_serial"),
+            "VM Capable": true,
+            "Bhyve Capable": true,
+            "HVM Accelerator": accel,
+            "HVM Accelerator Reason": accel_why,
+            "CPU Type": cpu_type,
+            "CPU Virtualization": cpu_virtualization(),
+            "CPU Online Count": online,
+            "CPU Total Cores": ncpu,
+            "MiB of Memory": (mem_kib / 1024).to_string(),
+            "Zpool": self.pool.name(),
+            "Zpool Mountpoint": self.pool.mountpoint().display().to_string(),
+            "Zpool Backend": caps.backend,
+            "Zpool O(1) Clones": caps.o1_clone,
+            "Zpool Quotas": caps.quota,
+            "Zpool Size in GiB": stats.map(|s| s.size_bytes >> 30),
+            "Zpool Free in GiB": stats.map(|s| s.free_bytes >> 30),
+            "Cgroup Version": cgroup,
+            "Disks": disks(),
+            "Network Interfaces": network_interfaces(),
+            "Virtual Network Interfaces": {},
+            "Daemon Uptime Seconds": self.started.elapsed().as_secs(),
+        })
+    }
+}

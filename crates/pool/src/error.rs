@@ -1,0 +1,58 @@
+//! Pool errors.
+
+use std::path::{Path, PathBuf};
+
+/// Why a pool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A dataset name that is not allowed.
+    #[error("invalid dataset name {0:?}")]
+    BadName(String),
+    /// The dataset already exists.
+    #[error("dataset {0} already exists")]
+    Exists(PathBuf),
+    /// The dataset does not exist.
+    #[error("dataset {0} does not exist")]
+    NotFound(PathBuf),
+    /// The backend cannot do this.
+    #[error("the {backend} pool backend cannot {what}")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// A system call or file operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host command failed.
+    #[error("{command} exited with {status}: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+}
+
+impl PoolError {
+    /// An I/O error with what was being done and on which path.
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        PoolError::Io { op, path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// Whether the error is the pool running out of space or quota.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, PoolError::Io { source, .. } if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+}

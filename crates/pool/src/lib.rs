@@ -1,0 +1,269 @@
+//! The pool: where every instance and image lives, copy-on-write.
+//!
+//! A pool is a filesystem mounted at one mountpoint (SmartOS's `/zones`),
+//! holding one *dataset* per image and per instance, plus a `config`
+//! directory for the daemon's database. Datasets are named by a flat name
+//! (an image or instance UUID, or `<uuid>-<suffix>`).
+//!
+//! Backends:
+//! - **btrfs** (default): each dataset is a subvolume; an image is a
+//!   read-only subvolume (SmartOS's `@final`), an instance an O(1) writable
+//!   snapshot of it; quotas are btrfs qgroups (simple quotas where the kernel
+//!   has them). The filesystem lives on a block device, an existing btrfs
+//!   mount, or a sparse loop file.
+//! - **dir**: plain directories, for hosts without btrfs. Clones are copies
+//!   (reflinked where the filesystem can), and quotas are not enforced:
+//!   [`Capabilities`] says so and [`Pool::set_quota`] refuses.
+
+mod btrfs;
+mod dir;
+mod error;
+
+use std::path::{Path, PathBuf};
+
+pub use error::PoolError;
+
+/// Result of pool operations.
+pub type Result<T> = std::result::Result<T, PoolError>;
+
+/// Where a pool's filesystem comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolSource {
+    /// btrfs on a sparse file, attached through a loop device. The file is
+    /// created (and formatted) when absent.
+    LoopFile {
+        /// The backing file.
+        path: PathBuf,
+        /// Its apparent size when created.
+        size_bytes: u64,
+    },
+    /// btrfs on a block device; formatted only when it holds no filesystem.
+    Device(PathBuf),
+    /// An existing btrfs filesystem, already mounted at the mountpoint.
+    Mounted,
+    /// Plain directories under the mountpoint (no O(1) clone, no quota).
+    Dir,
+}
+
+/// How to open a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// The pool's name as SmartOS shows it (`zones`).
+    pub name: String,
+    /// Where the pool is mounted.
+    pub mountpoint: PathBuf,
+    /// Where its filesystem comes from.
+    pub source: PoolSource,
+}
+
+/// What a backend can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// `"btrfs"` or `"dir"`.
+    pub backend: &'static str,
+    /// Clones take constant time and share blocks with their origin.
+    pub o1_clone: bool,
+    /// Quotas are enforced.
+    pub quota: bool,
+}
+
+/// Space used by one dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Bytes the dataset holds that no other dataset shares, where the
+    /// backend can tell; otherwise the apparent size of its files.
+    pub used_bytes: u64,
+    /// The quota in force, if any.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Size and free space of the whole pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Total size in bytes.
+    pub size_bytes: u64,
+    /// Bytes still free.
+    pub free_bytes: u64,
+}
+
+/// The operations a backend provides. Every method is idempotent where its
+/// doc says so, so a crash half-way is repaired by running it again.
+pub(crate) trait Backend: Send + Sync {
+    fn capabilities(&self) -> Capabilities;
+    /// A new empty dataset at `path`; fails if it exists.
+    fn create(&self, path: &Path) -> Result<()>;
+    /// A writable clone of `origin` at `path`; fails if `path` exists.
+    fn clone_from(&self, origin: &Path, path: &Path) -> Result<()>;
+    /// Marks a dataset read-only or writable.
+    fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()>;
+    /// Whether a dataset is read-only.
+    fn is_readonly(&self, path: &Path) -> Result<bool>;
+    /// Removes a dataset and everything in it; absent is success.
+    fn destroy(&self, path: &Path) -> Result<()>;
+    /// Sets or clears the dataset's quota.
+    fn set_quota(&self, path: &Path, bytes: Option<u64>) -> Result<()>;
+    /// Space used by the dataset.
+    fn usage(&self, path: &Path) -> Result<Usage>;
+    /// Whether `path` is a dataset of this backend.
+    fn is_dataset(&self, path: &Path) -> bool;
+}
+
+/// An open pool.
+pub struct Pool {
+    name: String,
+    mountpoint: PathBuf,
+    backend: Box<dyn Backend>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("mountpoint", &self.mountpoint)
+            .field("backend", &self.backend.capabilities().backend)
+            .finish()
+    }
+}
+
+/// The directory, inside every pool, that holds the daemon's database and
+/// other host configuration.
+pub const CONFIG_DIR: &str = "config";
+
+impl Pool {
+    /// Opens the pool, creating, formatting, attaching and mounting its
+    /// filesystem as needed. Idempotent: opening an open pool is cheap.
+    pub fn open(config: &PoolConfig) -> Result<Pool> {
+        let backend: Box<dyn Backend> = match &config.source {
+            PoolSource::Dir => Box::new(dir::DirBackend::open(&config.mountpoint)?),
+            source => Box::new(btrfs::BtrfsBackend::open(&config.mountpoint, source)?),
+        };
+        let pool = Pool { name: config.name.clone(), mountpoint: config.mountpoint.clone(), backend };
+        std::fs::create_dir_all(pool.config_dir()).map_err(|e| PoolError::io("create config directory", pool.config_dir(), e))?;
+        Ok(pool)
+    }
+
+    /// Unmounts a pool opened from `config` and detaches its loop device.
+    /// Absent or already unmounted is success. Instances must be stopped.
+    pub fn unmount(config: &PoolConfig) -> Result<()> {
+        match &config.source {
+            PoolSource::Dir => Ok(()),
+            _ => btrfs::unmount(&config.mountpoint),
+        }
+    }
+
+    /// The pool's name (`zones`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the pool is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// The directory for the daemon's database.
+    pub fn config_dir(&self) -> PathBuf {
+        self.mountpoint.join(CONFIG_DIR)
+    }
+
+    /// What this pool's backend can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
+    }
+
+    /// The path of dataset `name` (whether or not it exists).
+    pub fn dataset_path(&self, name: &str) -> PathBuf {
+        self.mountpoint.join(name)
+    }
+
+    fn checked_path(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.dataset_path(name))
+    }
+
+    /// Whether dataset `name` exists.
+    pub fn exists(&self, name: &str) -> bool {
+        check_name(name).is_ok() && self.backend.is_dataset(&self.dataset_path(name))
+    }
+
+    /// Creates an empty dataset.
+    pub fn create(&self, name: &str) -> Result<PathBuf> {
+        let path = self.checked_path(name)?;
+        self.backend.create(&path)?;
+        Ok(path)
+    }
+
+    /// Creates `name` as a writable clone of `origin`.
+    pub fn clone_from(&self, origin: &str, name: &str) -> Result<PathBuf> {
+        let origin = self.checked_path(origin)?;
+        let path = self.checked_path(name)?;
+        self.backend.clone_from(&origin, &path)?;
+        Ok(path)
+    }
+
+    /// Marks a dataset read-only (an image's final state) or writable.
+    pub fn set_readonly(&self, name: &str, readonly: bool) -> Result<()> {
+        self.backend.set_readonly(&self.checked_path(name)?, readonly)
+    }
+
+    /// Whether a dataset is read-only.
+    pub fn is_readonly(&self, name: &str) -> Result<bool> {
+        self.backend.is_readonly(&self.checked_path(name)?)
+    }
+
+    /// Destroys a dataset and all it holds. Absent is success.
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        self.backend.destroy(&self.checked_path(name)?)
+    }
+
+    /// Sets (or with `None` clears) a dataset's quota in bytes.
+    pub fn set_quota(&self, name: &str, bytes: Option<u64>) -> Result<()> {
+        self.backend.set_quota(&self.checked_path(name)?, bytes)
+    }
+
+    /// Space used by a dataset.
+    pub fn usage(&self, name: &str) -> Result<Usage> {
+        self.backend.usage(&self.checked_path(name)?)
+    }
+
+    /// The names of all datasets in the pool.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let rd = std::fs::read_dir(&self.mountpoint).map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != CONFIG_DIR && check_name(&name).is_ok() && self.backend.is_dataset(&entry.path()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Size and free space of the pool's filesystem.
+    pub fn stats(&self) -> Result<PoolStats> {
+        let st = nix::sys::statvfs::statvfs(&self.mountpoint)
+            .map_err(|e| PoolError::io("statvfs", &self.mountpoint, e.into()))?;
+        let frsize = st.fragment_size() as u64;
+        Ok(PoolStats {
+            size_bytes: st.blocks() as u64 * frsize,
+            free_bytes: st.blocks_available() as u64 * frsize,
+        })
+    }
+}
+
+/// Dataset names: 1–128 characters of `[A-Za-z0-9._:-]`, not starting with
+/// a dot, and not the config directory.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name != CONFIG_DIR
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PoolError::BadName(name.to_string()))
+    }
+}

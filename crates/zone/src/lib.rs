@@ -1,0 +1,33 @@
+//! The zone runtime.
+//!
+//! Each running zone is owned by one **monitor** process (`zonevisor-monitor`,
+//! SmartOS's zoneadmd): the daemon writes a [`ZoneSpec`] and calls
+//! [`launch`], which starts a detached monitor and returns once the zone's
+//! init has been exec'd (or with the step that failed, having undone
+//! everything). The monitor creates the zone's cgroup, its namespaces (pid,
+//! mount, uts, ipc, net, cgroup), its root (`pivot_root` into the dataset,
+//! minimal `/dev`, `/proc`, `/sys`, a sized `/tmp`, bind mounts), a console
+//! pty whose output goes to a bounded log, and then waits on init. It answers
+//! [`control`] requests (status, stop, reboot, kill) on a Unix socket in the
+//! zone's run directory, so the daemon can restart without touching zones.
+//!
+//! ```text
+//!   daemon ── launch() ──> monitor ── clone(NEW*) ──> init (PID 1 in the zone)
+//!     │                      │  cgroup, pty, waitpid
+//!     └── control socket ────┘  run_dir/{monitor.sock,monitor.pid,console.log,exit.json}
+//! ```
+//!
+//! When init exits the monitor records why in `exit.json` (halt, reboot,
+//! exit code, signal), restarts the zone where init asked for a reboot (or
+//! `restart_init` asks), or else kills what is left in the cgroup, removes
+//! it, and exits.
+
+pub mod cgroup;
+pub mod control;
+mod launch;
+pub mod monitor;
+mod rootfs;
+mod spec;
+
+pub use launch::{launch, LaunchError, Launched};
+pub use spec::{BindMount, ExitReason, ExitRecord, Limits, ZoneSpec};

@@ -1,0 +1,355 @@
+//! The end-to-end harness: each test gets its own root directory, btrfs
+//! pool on a sparse loop file, network namespace and `zonevisord`, and
+//! drives it through the real CLI binaries, as a user would.
+//!
+//! Tests need root and a kernel with btrfs, loop devices and namespaces.
+//! Elsewhere they skip with a printed reason, except in CI (`CI` set),
+//! where a missing feature fails the test.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Whether tests must fail rather than skip when the host lacks something.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Skips (or in CI fails) with `reason`.
+pub fn skip(reason: &str) -> Option<TestHost> {
+    if in_ci() {
+        panic!("required for this test in CI: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+fn host_ready() -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("needs root".into());
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs.contains("btrfs") {
+        // The module may load on first mount; mkfs/mount will tell.
+        if Command::new("modprobe").arg("btrfs").status().map(|s| !s.success()).unwrap_or(true) {
+            return Err("the kernel has no btrfs".into());
+        }
+    }
+    for tool in ["mkfs.btrfs", "ip", "nsenter"] {
+        if !Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false) {
+            return Err(format!("{tool} is not installed (run scripts/setup or scripts/test)"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a fixture image is, built on first use by `fixtures/build-<name>-image`.
+pub struct Fixture {
+    pub uuid: String,
+    pub manifest: PathBuf,
+    pub file: PathBuf,
+}
+
+fn build_fixture(name: &str) -> Result<Fixture, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = repo.join("fixtures").join(format!("build-{name}-image"));
+    let out = Command::new("bash").arg(&script).output().map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let dir = std::env::var_os("ZONEVISOR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/zonevisor/fixtures"))
+        .join(name);
+    let manifest = dir.join("manifest.json");
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?)
+        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let file = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rootfs.tar")))
+        .ok_or_else(|| format!("no rootfs.tar* in {}", dir.display()))?;
+    Ok(Fixture { uuid: m["uuid"].as_str().unwrap_or_default().to_string(), manifest, file })
+}
+
+/// The busybox fixture image (built once per test process).
+pub fn busybox() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| build_fixture("busybox").unwrap_or_else(|e| panic!("busybox fixture: {e}")))
+}
+
+/// The Debian fixture image (built once per test process; slow the first time).
+pub fn debian() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| build_fixture("debian").unwrap_or_else(|e| panic!("debian fixture: {e}")))
+}
+
+/// One daemon with its own root, pool and network namespace.
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub netns: String,
+    pub daemon: Option<Child>,
+    pub cgroup_parent: String,
+}
+
+/// The result of a CLI call.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "command failed: stdout={} stderr={}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", self.stdout, self.stderr))
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "zonevisord" => PathBuf::from(env!("CARGO_BIN_EXE_zonevisord")),
+        "zonevisor" => PathBuf::from(env!("CARGO_BIN_EXE_zonevisor")),
+        "zonevisor-monitor" => PathBuf::from(env!("CARGO_BIN_EXE_zonevisor-monitor")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+impl TestHost {
+    /// A new host, or `None` (skipped) when this machine cannot run it.
+    pub fn new() -> Option<TestHost> {
+        if let Err(reason) = host_ready() {
+            return skip(&reason);
+        }
+        let dir = tempfile::Builder::new().prefix("zvtest-").tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        let tag = dir.path().file_name().unwrap().to_string_lossy().replace("zvtest-", "");
+        let netns = format!("zvt-{tag}");
+        let st = Command::new("ip").args(["netns", "add", &netns]).status().expect("ip netns add");
+        assert!(st.success(), "ip netns add {netns} failed");
+        let mut host = TestHost {
+            socket: root.join("run").join("zonevisord.sock"),
+            root,
+            dir,
+            netns,
+            daemon: None,
+            cgroup_parent: format!("zonevisor-test-{tag}"),
+        };
+        host.start_daemon();
+        Some(host)
+    }
+
+    /// The daemon's command line, run inside the test's network namespace.
+    pub fn daemon_command(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--")
+            .arg(bin("zonevisord"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--pool-size")
+            .arg("8G")
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--monitor")
+            .arg(bin("zonevisor-monitor"));
+        cmd
+    }
+
+    /// Starts the daemon and waits until it answers.
+    pub fn start_daemon(&mut self) {
+        std::fs::create_dir_all(&self.root).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let mut cmd = self.daemon_command();
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        // Its own process group, so a test's Ctrl-C does not reach it first.
+        cmd.process_group(0);
+        let child = cmd.spawn().expect("spawn zonevisord");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if zonevisor_api::Client::new(&self.socket).ping().is_ok() {
+                return;
+            }
+            if let Some(st) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("zonevisord exited ({st}) at start:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "zonevisord did not answer in 60 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the daemon (SIGKILL) without touching zones.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs a CLI tool (`vmadm`, `imgadm`, `sysinfo`, `zlogin`) against this daemon.
+    pub fn cli(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new(bin("zonevisor"));
+        cmd.arg0(tool).args(args).env("ZONEVISOR_SOCKET", &self.socket);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn zonevisor");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    pub fn vmadm(&self, args: &[&str]) -> Run {
+        self.cli("vmadm", args, None)
+    }
+
+    pub fn imgadm(&self, args: &[&str]) -> Run {
+        self.cli("imgadm", args, None)
+    }
+
+    /// `vmadm create` from a JSON payload; returns the run.
+    pub fn create(&self, payload: &Value) -> Run {
+        self.cli("vmadm", &["create"], Some(&payload.to_string()))
+    }
+
+    /// `vmadm create` that must succeed; returns the new uuid.
+    #[track_caller]
+    pub fn create_ok(&self, payload: &Value) -> String {
+        let r = self.create(payload);
+        let out = r.ok();
+        let uuid = out
+            .trim()
+            .strip_prefix("Successfully created VM ")
+            .unwrap_or_else(|| panic!("unexpected create output {out:?}"));
+        uuid.to_string()
+    }
+
+    /// Installs a fixture image into this host's pool.
+    pub fn install(&self, f: &Fixture) -> String {
+        let r = self.imgadm(&["install", "-m", f.manifest.to_str().unwrap(), "-f", f.file.to_str().unwrap()]);
+        r.ok();
+        f.uuid.clone()
+    }
+
+    /// `vmadm get` as JSON.
+    #[track_caller]
+    pub fn get(&self, uuid: &str) -> Value {
+        self.vmadm(&["get", uuid]).json()
+    }
+
+    /// Polls `vmadm get` until `state` is `want`.
+    #[track_caller]
+    pub fn wait_state(&self, uuid: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let vm = self.get(uuid);
+            if vm["state"] == want {
+                return vm;
+            }
+            assert!(Instant::now() < deadline, "VM {uuid} stayed {} (wanted {want})\n{}", vm["state"], self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pool's mountpoint.
+    pub fn pool(&self) -> PathBuf {
+        self.root.join("zones")
+    }
+}
+
+/// Whether any line of this process's mount table mentions `needle`.
+pub fn mounted(needle: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.contains(needle))
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Every process whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else { continue };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(needle) && pid != std::process::id() as i64 {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Stop every zone so nothing holds the pool, then the daemon, then the pool.
+        if self.daemon.is_some() {
+            let list = self.vmadm(&["list", "-H", "-o", "uuid,state"]);
+            for line in list.stdout.lines() {
+                let mut parts = line.split_whitespace();
+                if let (Some(uuid), Some(state)) = (parts.next(), parts.next()) {
+                    if state != "stopped" {
+                        let _ = self.vmadm(&["stop", "-F", uuid]);
+                    }
+                }
+            }
+        }
+        self.kill_daemon();
+        // Monitors left by a failed test: kill them by their run directory.
+        let run = self.root.join("run").display().to_string();
+        for pid in pids_mentioning(&run) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        for _ in 0..50 {
+            match nix::mount::umount2(&self.pool(), nix::mount::MntFlags::empty()) {
+                Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
+                _ => break,
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        for hier in ["", "pids/", "memory/", "cpu/", "cpuacct/", "cpuset/", "blkio/", "devices/", "freezer/", "systemd/", "unified/"] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{hier}{}", self.cgroup_parent));
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Zones end to end: the real daemon, pool, kernel and CLI.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn ns_differs(pid: i64, ns: &str) -> bool {
+    let mine = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+    mine != theirs
+}
+
+#[test]
+fn create_runs_init_as_pid_1_in_its_own_namespaces() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({
+        "brand": "lx", "alias": "web1", "hostname": "web1", "image_uuid": img,
+        "max_physical_memory": 128, "quota": 1, "resolvers": ["192.0.2.53"],
+    }));
+    let vm = h.get(&uuid);
+    assert_eq!(vm["state"], "running", "{vm}");
+    assert_eq!(vm["type"], "LX");
+    assert_eq!(vm["alias"], "web1");
+    let pid = vm["pid"].as_i64().expect("a running zone has a pid");
+    assert!(alive(pid));
+    for ns in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
+        assert!(ns_differs(pid, ns), "zone init shares the host's {ns} namespace");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(nspid.split_whitespace().last(), Some("1"), "init is not PID 1 in its namespace: {nspid}");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).starts_with("/sbin/init"), "{:?}", String::from_utf8_lossy(&cmdline));
+    // The hostname inside the zone, and the files written into it.
+    let r = h.cli("zlogin", &[&uuid, "hostname"], None);
+    assert_eq!(r.ok().trim(), "web1");
+    let r = h.cli("zlogin", &[&uuid, "cat", "/etc/hostname", "/etc/resolv.conf"], None);
+    assert!(r.ok().contains("web1") && r.stdout.contains("nameserver 192.0.2.53"), "{}", r.stdout);
+    // The zone sees only its own processes.
+    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "ls /proc | grep -c '^[0-9]'"], None);
+    let n: u32 = r.ok().trim().parse().unwrap();
+    assert!(n < 10, "the zone sees {n} processes");
+    // zlogin passes the exit status through.
+    assert_eq!(h.cli("zlogin", &[&uuid, "sh", "-c", "exit 7"], None).code, 7);
+    // /tmp is a tmpfs sized by `tmpfs` (default: max_physical_memory).
+    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "grep ' /tmp ' /proc/mounts"], None);
+    assert!(r.ok().contains("tmpfs") && r.stdout.contains("size=131072k"), "{}", r.stdout);
+}
+
+#[test]
+fn stop_start_reboot_kill_delete() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "life", "image_uuid": img}));
+    let pid1 = h.get(&uuid)["pid"].as_i64().unwrap();
+
+    // Graceful stop: busybox init runs its shutdown and halts.
+    assert_eq!(h.vmadm(&["stop", &uuid]).ok().trim(), format!("Successfully completed stop for VM {uuid}"));
+    let vm = h.get(&uuid);
+    assert_eq!(vm["state"], "stopped");
+    assert!(vm.get("pid").is_none(), "a stopped zone has no pid: {vm}");
+    assert_eq!(vm["autoboot"], false, "vmadm stop clears autoboot as SmartOS does");
+    assert!(!alive(pid1));
+    assert_eq!(h.vmadm(&["stop", &uuid]).code, 1, "stopping a stopped zone is an error");
+
+    assert_eq!(h.vmadm(&["start", &uuid]).ok().trim(), format!("Successfully started VM {uuid}"));
+    let vm = h.get(&uuid);
+    assert_eq!((vm["state"].as_str(), vm["autoboot"].as_bool()), (Some("running"), Some(true)));
+    let pid2 = vm["pid"].as_i64().unwrap();
+    assert_ne!(pid1, pid2);
+
+    h.vmadm(&["reboot", &uuid]).ok();
+    let pid3 = h.wait_state(&uuid, "running", Duration::from_secs(30))["pid"].as_i64().unwrap();
+    assert_ne!(pid2, pid3, "reboot starts a new init");
+    assert!(!alive(pid2));
+
+    // Forced stop, then start, then kill init with SIGKILL: the zone is down.
+    h.vmadm(&["stop", "-F", &uuid]).ok();
+    assert_eq!(h.get(&uuid)["state"], "stopped");
+    h.vmadm(&["start", &uuid]).ok();
+    h.vmadm(&["kill", "-s", "KILL", &uuid]).ok();
+    let vm = h.wait_state(&uuid, "stopped", Duration::from_secs(20));
+    assert_eq!(vm["exit_status"], 137, "{vm}");
+
+    h.vmadm(&["start", &uuid]).ok();
+    assert_eq!(h.vmadm(&["delete", &uuid]).ok().trim(), format!("Successfully deleted VM {uuid}"));
+    assert_eq!(h.vmadm(&["get", &uuid]).code, 1);
+    assert!(!h.pool().join(&uuid).exists(), "the dataset is gone");
+    assert!(pids_mentioning(&uuid).is_empty(), "no process of the zone is left");
+}
+
+#[test]
+fn update_tags_metadata_and_limits() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "upd", "image_uuid": img, "tags": {"a": "1"}}));
+    h.cli("vmadm", &["update", &uuid], Some(r#"{"set_tags": {"role": "web", "n": 3}, "remove_tags": ["a"]}"#)).ok();
+    h.cli("vmadm", &["update", &uuid], Some(r#"{"set_customer_metadata": {"user-script": "echo hi"}}"#)).ok();
+    h.cli("vmadm", &["update", &uuid], Some(r#"{"set_internal_metadata": {"op:x": "y"}}"#)).ok();
+    h.vmadm(&["update", &uuid, "alias=renamed", "max_physical_memory=512", "max_swap=1024"]).ok();
+    let vm = h.get(&uuid);
+    assert_eq!(vm["tags"], json!({"role": "web", "n": 3}));
+    assert_eq!(vm["customer_metadata"], json!({"user-script": "echo hi"}));
+    assert_eq!(vm["internal_metadata"], json!({"op:x": "y"}));
+    assert_eq!(vm["alias"], "renamed");
+    assert_eq!(vm["max_physical_memory"], 512);
+    h.cli("vmadm", &["update", &uuid], Some(r#"{"remove_customer_metadata": ["user-script"]}"#)).ok();
+    assert_eq!(h.get(&uuid)["customer_metadata"], json!({}));
+    // A bad update changes nothing.
+    let r = h.vmadm(&["update", &uuid, "max_swap=100"]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("max_swap"), "{}", r.stderr);
+    assert_eq!(h.get(&uuid)["max_swap"], 1024);
+    let r = h.vmadm(&["update", &uuid, "brand=kvm"]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn quota_stops_writes_at_the_limit() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "quota": 1}));
+    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=1600 conv=fsync 2>&1; sync; ls -l /big"], None);
+    assert_ne!(r.code, 0, "writing 1.6 GiB into a 1 GiB quota must fail: {}", r.stdout);
+    assert!(r.stdout.contains("quota") || r.stdout.contains("space"), "{}", r.stdout);
+    let size: u64 = r
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(size <= 1100 << 20, "wrote {size} bytes past a 1 GiB quota");
+    assert!(size >= 700 << 20, "quota stopped writes far too early ({size} bytes)");
+    // Raising the quota live lets writes go on.
+    h.vmadm(&["update", &uuid, "quota=3"]).ok();
+    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "dd if=/dev/zero of=/big2 bs=1M count=500 conv=fsync 2>&1"], None);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn list_and_lookup_filter_and_sort() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let mut ids = Vec::new();
+    for (alias, ram, role) in [("alpha", 512, "web"), ("bravo", 256, "db"), ("charlie", 1024, "web"), ("delta", 128, "cache")] {
+        ids.push(h.create_ok(&json!({
+            "brand": "lx", "alias": alias, "image_uuid": img, "autoboot": false,
+            "max_physical_memory": ram, "tags": {"role": role}, "customer_metadata": {"owner": alias},
+        })));
+    }
+    let out = h.vmadm(&["list"]).ok().to_string();
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["UUID", "TYPE", "RAM", "STATE", "ALIAS"]);
+    let aliases: Vec<&str> = lines.map(|l| l.split_whitespace().last().unwrap()).collect();
+    assert_eq!(aliases, ["delta", "bravo", "alpha", "charlie"], "default sort is ram,uuid");
+    let out = h.vmadm(&["list", "-H", "-o", "alias,ram", "-s", "-ram"]).ok().to_string();
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["charlie", "1024"]);
+    assert_eq!(rows[3], ["delta", "128"]);
+    let out = h.vmadm(&["list", "-p", "-o", "alias,state", "tags.role=web"]).ok().to_string();
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["alpha:stopped", "charlie:stopped"]);
+    let out = h.vmadm(&["list", "-H", "-o", "alias", "alias=~^[bc]"]).ok().to_string();
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["bravo", "charlie"]);
+    let one = h.vmadm(&["lookup", "-1", "customer_metadata.owner=delta"]).ok().trim().to_string();
+    assert_eq!(one, ids[3]);
+    let r = h.vmadm(&["lookup", "-1", "tags.role=web"]);
+    assert_eq!(r.code, 1, "-1 with two matches is an error");
+    let arr = h.vmadm(&["lookup", "-j", "max_physical_memory=256"]).json();
+    assert_eq!(arr.as_array().unwrap().len(), 1);
+    assert_eq!(arr[0]["alias"], "bravo");
+    assert_eq!(h.vmadm(&["list", "-o", "nosuchfield"]).code, 2);
+}
+
+#[test]
+fn bad_payloads_are_refused_with_smartos_errors_and_leave_nothing() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let base = json!({"brand": "lx", "image_uuid": img});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut p = base.clone();
+        p[k] = v;
+        p
+    };
+    let cases = [
+        (with("frobnicate", json!(1)), "bad_properties", "frobnicate"),
+        (with("max_physical_memory", json!("lots")), "bad_values", "max_physical_memory"),
+        (with("max_physical_memory", json!(-5)), "bad_values", "max_physical_memory"),
+        (with("uuid", json!("not-a-uuid")), "bad_values", "uuid"),
+        (with("alias", json!("")), "bad_values", "alias"),
+        (with("hostname", json!("bad_host!")), "bad_values", "hostname"),
+        (with("max_swap", json!(128)), "bad_values", "max_swap"),
+        ({
+            let mut p = with("max_physical_memory", json!(1024));
+            p["max_swap"] = json!(512);
+            p
+        }, "bad_values", "max_swap"),
+        (with("image_uuid", json!("00000000-1111-2222-3333-444444444444")), "bad_values", "image_uuid"),
+        (json!({"image_uuid": img}), "missing_properties", "brand"),
+        (json!({"brand": "lx"}), "missing_properties", "image_uuid"),
+    ];
+    for (payload, key, prop) in &cases {
+        for cmd in [&["validate", "create"][..], &["create"][..]] {
+            let r = h.cli("vmadm", cmd, Some(&payload.to_string()));
+            assert_eq!(r.code, 1, "{cmd:?} {payload} should fail: {} {}", r.stdout, r.stderr);
+            let v = r.json();
+            let list = v[key].as_array().unwrap_or_else(|| panic!("{cmd:?} {payload}: no {key} in {v}"));
+            assert!(list.iter().any(|p| p == prop), "{cmd:?} {payload}: {key} lacks {prop}: {v}");
+            assert!(v["reasons"][prop].is_string(), "no reason for {prop}: {v}");
+        }
+    }
+    let r = h.cli("vmadm", &["create"], Some(r#"{"brand": "joyent", "image_uuid": "x"}"#));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.json()["bad_brand"], "joyent");
+    assert!(r.stderr.contains("lx"), "the refusal names lx: {}", r.stderr);
+    // A duplicate uuid.
+    let uuid = h.create_ok(&with("autoboot", json!(false)));
+    let r = h.create(&with("uuid", json!(uuid)));
+    assert_eq!(r.code, 1);
+    assert!(r.json()["bad_values"].as_array().unwrap().iter().any(|p| p == "uuid"));
+    // Not JSON at all.
+    let r = h.cli("vmadm", &["create"], Some("{nope"));
+    assert_eq!(r.code, 1);
+    // kvm and bhyve payloads validate.
+    let r = h.cli("vmadm", &["validate", "create"], Some(r#"{"brand": "kvm", "ram": 512, "disks": [{"size": 1024, "boot": true}]}"#));
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    // Nothing was left behind by any refusal: one VM, one dataset besides the image.
+    let list = h.vmadm(&["list", "-H", "-o", "uuid"]).ok().to_string();
+    assert_eq!(list.split_whitespace().collect::<Vec<_>>(), [uuid.as_str()]);
+    let mut datasets: Vec<String> = std::fs::read_dir(h.pool())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "config")
+        .collect();
+    datasets.sort();
+    let mut want = vec![img.clone(), uuid.clone()];
+    want.sort();
+    assert_eq!(datasets, want);
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_behind() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = "5c1a0e4e-1d2b-4c3d-8e4f-50617283a4b5";
+    let r = h.create(&json!({"brand": "lx", "uuid": uuid, "image_uuid": img, "init_name": "/sbin/no-such-init"}));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("exec init") && r.stderr.contains("/sbin/no-such-init"), "the error names the step: {}", r.stderr);
+    assert_eq!(h.vmadm(&["get", uuid]).code, 1, "no row");
+    assert!(!h.pool().join(uuid).exists(), "no dataset");
+    assert!(!mounted(uuid), "no mount");
+    assert!(pids_mentioning(uuid).is_empty(), "no process");
+    for hier in ["pids", "memory", "cpu", "freezer", "systemd", "unified", ""] {
+        let p = std::path::Path::new("/sys/fs/cgroup").join(hier).join(&h.cgroup_parent).join(uuid);
+        assert!(!p.exists(), "cgroup {} left behind", p.display());
+    }
+    assert!(!h.root.join("run/zones").join(uuid).join("monitor.sock").exists());
+    // The same uuid can then be created for real.
+    let r = h.create(&json!({"brand": "lx", "uuid": uuid, "image_uuid": img}));
+    assert_eq!(r.ok().trim(), format!("Successfully created VM {uuid}"));
+}
+
+#[test]
+fn images_install_list_get_delete() {
+    let Some(h) = TestHost::new() else { return };
+    let f = busybox();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&f.manifest).unwrap()).unwrap();
+    // A checksum mismatch installs nothing.
+    let bad = h.dir.path().join("bad.json");
+    let mut m = manifest.clone();
+    m["files"][0]["sha1"] = json!("0000000000000000000000000000000000000000");
+    std::fs::write(&bad, m.to_string()).unwrap();
+    let r = h.imgadm(&["install", "-m", bad.to_str().unwrap(), "-f", f.file.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("sha1"), "{}", r.stderr);
+    assert!(!h.pool().join(&f.uuid).exists());
+    // A manifest of a type zones cannot use.
+    let mut m = manifest.clone();
+    m["type"] = json!("zvol");
+    std::fs::write(&bad, m.to_string()).unwrap();
+    let r = h.imgadm(&["install", "-m", bad.to_str().unwrap(), "-f", f.file.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("type"), "{}", r.stderr);
+    assert_eq!(h.imgadm(&["get", &f.uuid]).code, 3, "not installed");
+
+    let img = h.install(f);
+    let r = h.imgadm(&["install", "-m", f.manifest.to_str().unwrap(), "-f", f.file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "installing twice is refused");
+    let out = h.imgadm(&["list"]).ok().to_string();
+    assert!(out.lines().next().unwrap().split_whitespace().eq(["UUID", "NAME", "VERSION", "OS", "TYPE", "PUB"]));
+    assert!(out.contains(&img) && out.contains("lx-dataset"));
+    let j = h.imgadm(&["list", "-j"]).json();
+    assert_eq!(j[0]["manifest"]["uuid"], img.as_str());
+    assert_eq!(h.imgadm(&["get", &img]).json()["manifest"]["name"], manifest["name"]);
+    // The image is read-only on the pool.
+    assert!(std::fs::write(h.pool().join(&img).join("root/etc/x"), "x").is_err());
+    // In use: delete refused.
+    let vm = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "autoboot": false}));
+    let r = h.imgadm(&["delete", &img]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("in use"), "{}", r.stderr);
+    h.vmadm(&["delete", &vm]).ok();
+    h.imgadm(&["delete", &img]).ok();
+    assert!(!h.pool().join(&img).exists());
+    assert_eq!(h.imgadm(&["get", &img]).code, 3);
+}
+
+#[test]
+fn one_daemon_per_root_and_zones_survive_a_daemon_kill() {
+    let Some(mut h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img}));
+    let pid = h.get(&uuid)["pid"].as_i64().unwrap();
+    // A second daemon on the same root is refused.
+    let out = h.daemon_command().output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{}", String::from_utf8_lossy(&out.stderr));
+    // kill -9 the daemon: the zone keeps running, and is re-adopted.
+    h.kill_daemon();
+    assert!(alive(pid));
+    h.start_daemon();
+    let vm = h.get(&uuid);
+    assert_eq!((vm["state"].as_str(), vm["pid"].as_i64()), (Some("running"), Some(pid)));
+    h.vmadm(&["stop", "-F", &uuid]).ok();
+    assert!(!alive(pid));
+}
+
+#[test]
+fn sysinfo_reports_the_host() {
+    let Some(h) = TestHost::new() else { return };
+    let s = h.cli("sysinfo", &[], None).json();
+    for key in ["UUID", "Hostname", "CPU Type", "MiB of Memory", "Zpool", "HVM Accelerator", "Cgroup Version"] {
+        assert!(s.get(key).is_some(), "sysinfo lacks {key}: {s}");
+    }
+    assert_eq!(s["Zpool"], "zones");
+    assert_eq!(s["Zpool Backend"], "btrfs");
+    assert!(s["HVM Accelerator"] == "kvm" || s["HVM Accelerator"] == "tcg");
+}
+
+#[test]
+fn debian_zone_runs_its_own_init() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(debian());
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "deb", "hostname": "deb", "image_uuid": img, "max_physical_memory": 512}));
+    let vm = h.get(&uuid);
+    let pid = vm["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.to_string_lossy().ends_with("/sbin/init"), "{}", exe.display());
+    // sysvinit reaches its runlevel: `runlevel` answers from utmp.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = h.cli("zlogin", &[&uuid, "/sbin/runlevel"], None);
+        if r.code == 0 && r.stdout.trim().ends_with('2') {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "runlevel: {} {}", r.stdout, r.stderr);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(h.cli("zlogin", &[&uuid, "hostname"], None).ok().trim(), "deb");
+    // A graceful stop runs Debian's shutdown.
+    h.vmadm(&["stop", "-t", "60", &uuid]).ok();
+    assert_eq!(h.get(&uuid)["state"], "stopped");
+    assert!(!alive(pid));
+}
