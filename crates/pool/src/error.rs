@@ -22,6 +22,23 @@ pub enum PoolError {
         /// What was asked.
         what: &'static str,
     },
+    /// The filesystem at the mountpoint, or on the pool's source, is not one
+    /// the backend can use (or may touch).
+    #[error("{path}: {reason}")]
+    BadFilesystem {
+        /// The mountpoint, device or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The dataset is in use and cannot be destroyed.
+    #[error("dataset {path} is busy: {reason}")]
+    Busy {
+        /// The dataset.
+        path: PathBuf,
+        /// What holds it.
+        reason: String,
+    },
     /// A system call or file operation failed.
     #[error("{op} {path}")]
     Io {
@@ -48,7 +65,11 @@ pub enum PoolError {
 impl PoolError {
     /// An I/O error with what was being done and on which path.
     pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        PoolError::Io { op, path: path.as_ref().to_path_buf(), source }
+        PoolError::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// Whether the error is the pool running out of space or quota.

@@ -18,6 +18,8 @@
 mod btrfs;
 mod dir;
 mod error;
+mod host;
+mod sys;
 
 use std::path::{Path, PathBuf};
 
@@ -137,17 +139,26 @@ impl Pool {
             PoolSource::Dir => Box::new(dir::DirBackend::open(&config.mountpoint)?),
             source => Box::new(btrfs::BtrfsBackend::open(&config.mountpoint, source)?),
         };
-        let pool = Pool { name: config.name.clone(), mountpoint: config.mountpoint.clone(), backend };
-        std::fs::create_dir_all(pool.config_dir()).map_err(|e| PoolError::io("create config directory", pool.config_dir(), e))?;
+        let pool = Pool {
+            name: config.name.clone(),
+            mountpoint: config.mountpoint.clone(),
+            backend,
+        };
+        std::fs::create_dir_all(pool.config_dir())
+            .map_err(|e| PoolError::io("create config directory", pool.config_dir(), e))?;
         Ok(pool)
     }
 
     /// Unmounts a pool opened from `config` and detaches its loop device.
     /// Absent or already unmounted is success. Instances must be stopped.
+    /// A [`PoolSource::Mounted`] filesystem was mounted by someone else and
+    /// is left mounted.
     pub fn unmount(config: &PoolConfig) -> Result<()> {
         match &config.source {
-            PoolSource::Dir => Ok(()),
-            _ => btrfs::unmount(&config.mountpoint),
+            PoolSource::Dir | PoolSource::Mounted => Ok(()),
+            PoolSource::LoopFile { .. } | PoolSource::Device(_) => {
+                btrfs::unmount(&config.mountpoint)
+            }
         }
     }
 
@@ -203,7 +214,8 @@ impl Pool {
 
     /// Marks a dataset read-only (an image's final state) or writable.
     pub fn set_readonly(&self, name: &str, readonly: bool) -> Result<()> {
-        self.backend.set_readonly(&self.checked_path(name)?, readonly)
+        self.backend
+            .set_readonly(&self.checked_path(name)?, readonly)
     }
 
     /// Whether a dataset is read-only.
@@ -228,12 +240,16 @@ impl Pool {
 
     /// The names of all datasets in the pool.
     pub fn list(&self) -> Result<Vec<String>> {
-        let rd = std::fs::read_dir(&self.mountpoint).map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
+        let rd = std::fs::read_dir(&self.mountpoint)
+            .map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name != CONFIG_DIR && check_name(&name).is_ok() && self.backend.is_dataset(&entry.path()) {
+            if name != CONFIG_DIR
+                && check_name(&name).is_ok()
+                && self.backend.is_dataset(&entry.path())
+            {
                 names.push(name);
             }
         }
@@ -260,7 +276,9 @@ pub fn check_name(name: &str) -> Result<()> {
         && name.len() <= 128
         && !name.starts_with('.')
         && name != CONFIG_DIR
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {

@@ -1,0 +1,430 @@
+//! The btrfs backend: bringing the pool's filesystem up (format a blank loop
+//! file or device, attach and mount it, turn quotas on) and down, and the
+//! dataset operations on subvolumes directly under the mountpoint.
+//!
+//! The dataset hot path (create, clone, read-only, destroy, quota, usage)
+//! uses btrfs ioctls ([`crate::sys`]), never the `btrfs` command: a clone is
+//! one `BTRFS_IOC_SNAP_CREATE_V2`. Quotas are simple quotas where the kernel
+//! has them (6.7+), otherwise classic qgroups.
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::host::{self, open_dir, open_dir_nofollow};
+use crate::sys::{self, BTRFS_FIRST_FREE_OBJECTID, BTRFS_SUBVOL_RDONLY};
+use crate::{Backend, Capabilities, PoolError, PoolSource, Result, Usage};
+
+/// How the filesystem accounts space to subvolumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QuotaMode {
+    /// Simple quotas: an extent is charged to the subvolume that wrote it,
+    /// so a clone is charged only for what it writes (referenced = exclusive).
+    Simple,
+    /// Classic qgroups: a clone's quota limits its exclusive bytes, so the
+    /// blocks it shares with its image do not count.
+    Qgroups,
+}
+
+/// Datasets as btrfs subvolumes.
+pub(crate) struct BtrfsBackend {
+    quota: QuotaMode,
+}
+
+impl BtrfsBackend {
+    /// Makes sure a btrfs filesystem from `source` is mounted at `mountpoint`
+    /// (reusing one already there) with quotas enabled.
+    pub(crate) fn open(mountpoint: &Path, source: &PoolSource) -> Result<Self> {
+        let mounted = match host::is_mount_point(mountpoint) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            r => r.map_err(|e| PoolError::io("statx", mountpoint, e))?,
+        };
+        if mounted {
+            if !host::is_btrfs(mountpoint).map_err(|e| PoolError::io("statfs", mountpoint, e))? {
+                return Err(bad_fs(mountpoint, "another filesystem is mounted there"));
+            }
+        } else {
+            match source {
+                PoolSource::Mounted | PoolSource::Dir => {
+                    return Err(bad_fs(mountpoint, "no btrfs filesystem is mounted there"));
+                }
+                PoolSource::Device(device) => {
+                    format_if_blank(device)?;
+                    mount(device, mountpoint)?;
+                }
+                PoolSource::LoopFile { path, size_bytes } => {
+                    mount_loop_file(path, *size_bytes, mountpoint)?
+                }
+            }
+        }
+        let quota = enable_quotas(mountpoint)?;
+        tracing::debug!(mountpoint = %mountpoint.display(), ?quota, "btrfs pool open");
+        Ok(BtrfsBackend { quota })
+    }
+}
+
+/// Unmounts the btrfs filesystem at `mountpoint` (a loop device under it
+/// detaches itself). Nothing mounted there is success.
+pub(crate) fn unmount(mountpoint: &Path) -> Result<()> {
+    match host::is_mount_point(mountpoint) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(PoolError::io("statx", mountpoint, e)),
+    }
+    if !host::is_btrfs(mountpoint).map_err(|e| PoolError::io("statfs", mountpoint, e))? {
+        return Err(bad_fs(
+            mountpoint,
+            "the filesystem mounted there is not btrfs; not unmounting it",
+        ));
+    }
+    // Busy is often fleeting (a process leaving the pool); lazy unmounting
+    // would hide a real leak, so retry a few times instead.
+    let mut retries = 0;
+    loop {
+        match nix::mount::umount2(mountpoint, MntFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if retries < 5 => {
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(50 << retries));
+            }
+            Err(e) => return Err(PoolError::io("unmount", mountpoint, e.into())),
+        }
+    }
+}
+
+fn bad_fs(path: &Path, reason: impl Into<String>) -> PoolError {
+    PoolError::BadFilesystem {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn mkfs(device: &Path) -> Result<()> {
+    host::run("mkfs.btrfs", &[OsStr::new("-q"), device.as_os_str()], &[]).map(drop)
+}
+
+/// Formats `device` with btrfs unless it already holds a filesystem; one
+/// that is not btrfs is an error (nothing is ever overwritten).
+fn format_if_blank(device: &Path) -> Result<()> {
+    match host::probe_filesystem(device)?.as_deref() {
+        None => mkfs(device),
+        Some("btrfs") => Ok(()),
+        Some(other) => Err(bad_fs(
+            device,
+            format!("holds a {other} filesystem; refusing to format it"),
+        )),
+    }
+}
+
+fn mount(device: &Path, mountpoint: &Path) -> Result<()> {
+    std::fs::create_dir_all(mountpoint)
+        .map_err(|e| PoolError::io("create mountpoint", mountpoint, e))?;
+    nix::mount::mount(
+        Some(device),
+        mountpoint,
+        Some("btrfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| PoolError::io("mount", mountpoint, e.into()))
+}
+
+/// Creates (sparse) and formats `file` when absent, attaches it to a loop
+/// device and mounts that. A file created here is removed if this fails.
+fn mount_loop_file(file: &Path, size_bytes: u64, mountpoint: &Path) -> Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| PoolError::io("create directory", dir, e))?;
+    }
+    let created = match OpenOptions::new().write(true).create_new(true).open(file) {
+        Ok(f) => {
+            if let Err(e) = f.set_len(size_bytes) {
+                let _ = std::fs::remove_file(file);
+                return Err(PoolError::io("size", file, e));
+            }
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(PoolError::io("create", file, e)),
+    };
+    let result = (|| {
+        if created {
+            mkfs(file)?;
+        } else {
+            format_if_blank(file)?;
+        }
+        let device = host::attach_loop(file)?;
+        mount(&device.path, mountpoint)
+        // `device` closes here; the mount now holds the loop device, or
+        // nothing does and it detaches.
+    })();
+    if result.is_err() && created {
+        let _ = std::fs::remove_file(file);
+    }
+    result
+}
+
+/// The quota mode the filesystem at `dir` runs, if quotas are on.
+fn quota_mode(dir: &File, path: &Path) -> Result<Option<QuotaMode>> {
+    let status = sys::search_item(
+        dir,
+        sys::BTRFS_QUOTA_TREE_OBJECTID,
+        0,
+        sys::BTRFS_QGROUP_STATUS_KEY,
+        0,
+    )
+    .map_err(|e| PoolError::io("read quota status", path, e))?;
+    Ok(status.map(|item| {
+        let flags = sys::le_u64(&item, 16);
+        if flags & sys::BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT != 0 {
+            tracing::warn!(pool = %path.display(), "btrfs qgroup numbers are inconsistent until a rescan");
+        }
+        if flags & sys::BTRFS_QGROUP_STATUS_FLAG_SIMPLE_MODE != 0 {
+            QuotaMode::Simple
+        } else {
+            QuotaMode::Qgroups
+        }
+    }))
+}
+
+/// Turns quotas on (simple quotas if the kernel has them) unless they are.
+fn enable_quotas(mountpoint: &Path) -> Result<QuotaMode> {
+    let dir = open_dir(mountpoint).map_err(|e| PoolError::io("open", mountpoint, e))?;
+    if let Some(mode) = quota_mode(&dir, mountpoint)? {
+        return Ok(mode);
+    }
+    if let Err(e) = sys::quota_ctl(&dir, sys::BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA) {
+        tracing::info!(error = %e, "btrfs simple quotas unavailable; using qgroups");
+        sys::quota_ctl(&dir, sys::BTRFS_QUOTA_CTL_ENABLE)
+            .map_err(|e| PoolError::io("enable quotas", mountpoint, e))?;
+    }
+    quota_mode(&dir, mountpoint)?.ok_or_else(|| bad_fs(mountpoint, "quotas did not turn on"))
+}
+
+/// Opens the subvolume at `path`; anything else there is "not found".
+fn open_subvol(path: &Path) -> Result<File> {
+    let not_found = || PoolError::NotFound(path.to_path_buf());
+    let dir = open_dir_nofollow(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => not_found(),
+        _ => PoolError::io("open dataset", path, e),
+    })?;
+    let md = dir
+        .metadata()
+        .map_err(|e| PoolError::io("stat dataset", path, e))?;
+    if md.ino() != BTRFS_FIRST_FREE_OBJECTID {
+        return Err(not_found());
+    }
+    Ok(dir)
+}
+
+/// The directory holding `path`, opened, and `path`'s last component.
+fn parent_and_name(path: &Path) -> Result<(File, &OsStr)> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(PoolError::io(
+            "split",
+            path,
+            io::Error::from_raw_os_error(libc::EINVAL),
+        ));
+    };
+    Ok((
+        open_dir(parent).map_err(|e| PoolError::io("open", parent, e))?,
+        name,
+    ))
+}
+
+fn created(path: &Path, op: &'static str, result: io::Result<()>) -> Result<()> {
+    result.map_err(|e| match e.raw_os_error() {
+        Some(libc::EEXIST) => PoolError::Exists(path.to_path_buf()),
+        _ => PoolError::io(op, path, e),
+    })
+}
+
+/// Deletes subvolume `name` in `dir` (at `path`), and any subvolumes
+/// nested in it first. Absent is success.
+fn delete_subvolume(dir: &File, name: &OsStr, path: &Path) -> Result<()> {
+    match sys::snap_destroy(dir, name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+            delete_nested(path)?;
+            sys::snap_destroy(dir, name)
+        }
+        r => r,
+    }
+    .or_else(|e| {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+    .map_err(|e| PoolError::io("delete subvolume", path, e))
+}
+
+/// Deletes the subvolumes nested anywhere inside subvolume `path`, making it
+/// writable first so their entries can go. Does not cross mount points.
+fn delete_nested(path: &Path) -> Result<()> {
+    let subvol = open_subvol(path)?;
+    let flags =
+        sys::subvol_flags(&subvol).map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+    if flags & BTRFS_SUBVOL_RDONLY != 0 {
+        sys::set_subvol_flags(&subvol, flags & !BTRFS_SUBVOL_RDONLY)
+            .map_err(|e| PoolError::io("make writable", path, e))?;
+    }
+    fn walk(dir_path: &Path) -> Result<()> {
+        let list_err = |e| PoolError::io("list", dir_path, e);
+        for entry in std::fs::read_dir(dir_path).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
+            if !entry.file_type().map_err(list_err)?.is_dir() {
+                continue;
+            }
+            let child = entry.path();
+            if host::is_mount_point(&child).map_err(|e| PoolError::io("statx", &child, e))? {
+                continue;
+            }
+            if entry.metadata().map_err(list_err)?.ino() == BTRFS_FIRST_FREE_OBJECTID {
+                let dir = open_dir(dir_path).map_err(list_err)?;
+                delete_subvolume(&dir, &entry.file_name(), &child)?;
+            } else {
+                walk(&child)?;
+            }
+        }
+        Ok(())
+    }
+    walk(path)
+}
+
+impl Backend for BtrfsBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "btrfs",
+            o1_clone: true,
+            quota: true,
+        }
+    }
+
+    fn create(&self, path: &Path) -> Result<()> {
+        let (dir, name) = parent_and_name(path)?;
+        created(path, "create subvolume", sys::subvol_create(&dir, name))
+    }
+
+    fn clone_from(&self, origin: &Path, path: &Path) -> Result<()> {
+        let origin = open_subvol(origin)?;
+        let (dir, name) = parent_and_name(path)?;
+        created(
+            path,
+            "snapshot subvolume",
+            sys::snap_create(&dir, name, &origin, false),
+        )
+    }
+
+    fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()> {
+        let subvol = open_subvol(path)?;
+        let flags = sys::subvol_flags(&subvol)
+            .map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+        let new = if readonly {
+            flags | BTRFS_SUBVOL_RDONLY
+        } else {
+            flags & !BTRFS_SUBVOL_RDONLY
+        };
+        if new == flags {
+            return Ok(());
+        }
+        sys::set_subvol_flags(&subvol, new)
+            .map_err(|e| PoolError::io("set subvolume flags", path, e))
+    }
+
+    fn is_readonly(&self, path: &Path) -> Result<bool> {
+        let subvol = open_subvol(path)?;
+        let flags = sys::subvol_flags(&subvol)
+            .map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+        Ok(flags & BTRFS_SUBVOL_RDONLY != 0)
+    }
+
+    fn destroy(&self, path: &Path) -> Result<()> {
+        let md = match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            r => r.map_err(|e| PoolError::io("stat", path, e))?,
+        };
+        if !(md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID) {
+            // A leftover that is not a subvolume, in a dataset's place.
+            let removed = if md.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            return removed.map_err(|e| PoolError::io("remove", path, e));
+        }
+        let qgroup = open_subvol(path).ok().and_then(|s| sys::subvol_id(&s).ok());
+        let (dir, name) = parent_and_name(path)?;
+        delete_subvolume(&dir, name, path)?;
+        if let Some(id) = qgroup {
+            // Best effort: recent kernels drop the qgroup themselves once the
+            // subvolume is cleaned up; until then it may still be busy.
+            if let Err(e) = sys::qgroup_create(&dir, false, id) {
+                tracing::trace!(qgroup = id, error = %e, "qgroup left for the kernel to remove");
+            }
+        }
+        Ok(())
+    }
+
+    fn set_quota(&self, path: &Path, bytes: Option<u64>) -> Result<()> {
+        use sys::{
+            BTRFS_QGROUP_LIMIT_CLEAR as CLEAR, BTRFS_QGROUP_LIMIT_MAX_EXCL as EXCL,
+            BTRFS_QGROUP_LIMIT_MAX_RFER as RFER,
+        };
+        let subvol = open_subvol(path)?;
+        let (flags, max_rfer, max_excl) = match (bytes, self.quota) {
+            (Some(b), QuotaMode::Simple) => (RFER, b, 0),
+            (Some(b), QuotaMode::Qgroups) => (EXCL, 0, b),
+            (None, _) => (RFER | EXCL, CLEAR, CLEAR),
+        };
+        let limit = || sys::qgroup_limit(&subvol, 0, flags, max_rfer, max_excl);
+        match limit() {
+            // The subvolume predates quotas and has no qgroup yet.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => sys::subvol_id(&subvol)
+                .and_then(|id| sys::qgroup_create(&subvol, true, id))
+                .and_then(|()| limit()),
+            r => r,
+        }
+        .map_err(|e| PoolError::io("set qgroup limit", path, e))
+    }
+
+    fn usage(&self, path: &Path) -> Result<Usage> {
+        let subvol = open_subvol(path)?;
+        let err = |e| PoolError::io("read qgroup", path, e);
+        let id = sys::subvol_id(&subvol).map_err(err)?;
+        let search =
+            |item_type| sys::search_item(&subvol, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, item_type, id);
+        // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr.
+        let used_bytes = search(sys::BTRFS_QGROUP_INFO_KEY)
+            .map_err(err)?
+            .map_or(0, |info| sys::le_u64(&info, 24));
+        // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl.
+        let quota_bytes = search(sys::BTRFS_QGROUP_LIMIT_KEY)
+            .map_err(err)?
+            .and_then(|limit| {
+                let flags = sys::le_u64(&limit, 0);
+                [
+                    (sys::BTRFS_QGROUP_LIMIT_MAX_RFER, 8),
+                    (sys::BTRFS_QGROUP_LIMIT_MAX_EXCL, 16),
+                ]
+                .into_iter()
+                .filter(|&(flag, _)| flags & flag != 0)
+                .map(|(_, at)| sys::le_u64(&limit, at))
+                .min()
+            });
+        Ok(Usage {
+            used_bytes,
+            quota_bytes,
+        })
+    }
+
+    fn is_dataset(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path)
+            .is_ok_and(|md| md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID)
+    }
+}
