@@ -35,7 +35,13 @@ pub enum ClientError {
     Protocol(String),
     /// The daemon answered with an error.
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> Self {
+        ClientError::Api(Box::new(e))
+    }
 }
 
 /// A raw HTTP answer.
@@ -111,7 +117,7 @@ impl Client {
                 .map_err(|e| ClientError::Protocol(format!("{e} in answer to {method} {path}")))
         } else {
             match serde_json::from_slice::<ApiError>(&resp.body) {
-                Ok(err) => Err(ClientError::Api(err)),
+                Ok(err) => Err(ClientError::Api(Box::new(err))),
                 Err(_) => Err(ClientError::Protocol(format!(
                     "status {} to {method} {path}: {}",
                     resp.status,
