@@ -55,7 +55,7 @@ fn create_runs_init_as_pid_1_in_its_own_namespaces() {
 fn stop_start_reboot_kill_delete() {
     let Some(h) = TestHost::new() else { return };
     let img = h.install(busybox());
-    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "life", "image_uuid": img}));
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "life", "image_uuid": img, "restart_init": false}));
     let pid1 = h.get(&uuid)["pid"].as_i64().unwrap();
 
     // Graceful stop: busybox init runs its shutdown and halts.
@@ -367,4 +367,24 @@ fn debian_zone_runs_its_own_init() {
     h.vmadm(&["stop", "-t", "60", &uuid]).ok();
     assert_eq!(h.get(&uuid)["state"], "stopped");
     assert!(!alive(pid));
+}
+
+#[test]
+fn init_that_dies_is_restarted_when_restart_init_is_set() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img}));
+    let vm = h.get(&uuid);
+    assert_eq!(vm["restart_init"], true, "SmartOS's default");
+    let pid = vm["pid"].as_i64().unwrap();
+    h.vmadm(&["kill", "-s", "KILL", &uuid]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let vm = h.get(&uuid);
+        if vm["state"] == "running" && vm["pid"].as_i64().is_some_and(|p| p != pid) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "init was not restarted: {vm}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
