@@ -1,0 +1,1257 @@
+//! `vmadm`: create, list, inspect, start, stop, update and delete
+//! instances, with SmartOS's commands, options, output and exit codes.
+//!
+//! [`parse_args`] turns the command line into an [`Invocation`] without
+//! touching the daemon (bad UUIDs, unknown columns and malformed filters
+//! are usage errors, exit 2). [`render_list`] and [`render_lookup`] are
+//! pure functions over the VM objects the daemon returns; `list` asks the
+//! daemon only for the top-level properties its columns, filters and sort
+//! keys read.
+
+use serde_json::{Map, Value};
+use zonevisor_api::{
+    ClientError, ErrorKind, InstanceUuid, KillRequest, RebootRequest, StopRequest, ValidateAction, ValidateRequest,
+    VmObject,
+};
+
+use crate::args::{self, flag, valued, Mode, Opt};
+use crate::filter::{self, Filter, SortKey, Tilde};
+use crate::table::{self, Column, Style};
+use crate::{describe_client_error, CliError, Io};
+
+const USAGE: &str = "\
+Usage: vmadm <command> [options]
+
+create [-f <filename>]
+delete <uuid>
+get <uuid>
+kill [-s SIGNAL|-SIGNAL] <uuid>
+list [-p] [-H] [-o field,...] [-s field,...] [field=value ...]
+lookup [-j|-1] [-o field,...] [field=value ...]
+reboot <uuid> [-F]
+start <uuid>
+stop <uuid> [-F] [-t timeout]
+update <uuid> [-f <filename>]
+ -or- update <uuid> property=value [property=value ...]
+validate create [-f <filename>]
+validate update <brand> [-f <filename>]
+
+Aliases: boot=start, halt=stop, destroy=delete, json=get.
+Filters: field=value (exact) or field=~regex; dotted keys reach into
+objects and arrays (tags.role=web, nics.*.ip=10.0.0.5).
+Global options: --socket PATH (default $ZONEVISOR_SOCKET), -h/--help.
+";
+
+/// Fields `list` can show and sort by: property, header, SmartOS's width.
+pub const LIST_FIELDS: &[(&str, &str, usize)] = &[
+    ("alias", "ALIAS", 10),
+    ("autoboot", "AUTOBOOT", 8),
+    ("billing_id", "BILLING_ID", 36),
+    ("boot_timestamp", "BOOT_TIMESTAMP", 24),
+    ("brand", "BRAND", 14),
+    ("cpu_cap", "CPU_CAP", 7),
+    ("cpu_shares", "CPU_SHARE", 9),
+    ("cpu_type", "CPU_TYPE", 8),
+    ("create_timestamp", "CREATE_TIMESTAMP", 24),
+    ("dns_domain", "DOMAIN", 32),
+    ("do_not_inventory", "DNI", 5),
+    ("docker", "DOCKER", 6),
+    ("firewall_enabled", "FIREWALL_ENABLED", 16),
+    ("hostname", "HOSTNAME", 32),
+    ("image_uuid", "IMAGE_UUID", 36),
+    ("indestructible_delegated", "INDESTR_DATA", 12),
+    ("indestructible_zoneroot", "INDESTR_ROOT", 12),
+    ("ram", "RAM", 7),
+    ("max_locked_memory", "MAX_LOCKED", 10),
+    ("max_lwps", "MAX_LWP", 7),
+    ("max_physical_memory", "MAX_PHYS", 8),
+    ("max_swap", "MAX_SWAP", 8),
+    ("owner_uuid", "OWNER_UUID", 36),
+    ("package_name", "PACKAGE_NAME", 32),
+    ("package_version", "PACKAGE_VER", 11),
+    ("pid", "PID", 6),
+    ("qemu_extra_opts", "QEMU_EXTRA_OPTS", 15),
+    ("quota", "QUOTA", 5),
+    ("zone_state", "ZONE_STATE", 10),
+    ("state", "STATE", 16),
+    ("tmpfs", "TMPFS", 5),
+    ("type", "TYPE", 4),
+    ("uuid", "UUID", 36),
+    ("vcpus", "VCPUS", 5),
+    ("zfs_io_priority", "IO_PRIORITY", 11),
+    ("zpool", "ZPOOL", 12),
+    ("zonename", "ZONENAME", 12),
+    ("zonepath", "ZONEPATH", 40),
+    ("zoneid", "ZONEID", 6),
+];
+
+/// Properties holding key/value maps, reachable as `tags.<key>`.
+const HASH_KEYS: &[&str] = &["customer_metadata", "internal_metadata", "tags", "routes"];
+/// Properties holding arrays of objects, reachable as `nics.<n>.<field>`.
+const ARRAY_KEYS: &[&str] = &["disks", "nics", "filesystems"];
+
+/// `list`'s columns when `-o` is not given.
+pub const DEFAULT_ORDER: &str = "uuid,type,ram,state,alias";
+/// `list`'s sort when `-s` is not given.
+pub const DEFAULT_SORT: &str = "ram,uuid";
+
+/// The column for a `list -o`/`-s` key, or `None` when it cannot be listed.
+/// `nics.*.ip` is refused: a column cannot show "any" element.
+pub fn list_column(key: &str) -> Option<Column> {
+    if let Some((_, header, width)) = LIST_FIELDS.iter().find(|(k, _, _)| *k == key) {
+        return Some(Column::new(*header, *width));
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    let listable = match parts.as_slice() {
+        [array, index, _] if ARRAY_KEYS.contains(array) => index.bytes().all(|b| b.is_ascii_digit()),
+        [hash, _, ..] => HASH_KEYS.contains(hash),
+        _ => false,
+    };
+    listable.then(|| Column::new(key.to_uppercase(), 20))
+}
+
+/// Whether `key` may be used in a filter: a listable field, a key of a
+/// map property (`tags.role`), or a field of an array element
+/// (`nics.0.ip`, `nics.*.ip`).
+pub fn valid_filter_key(key: &str) -> bool {
+    if list_column(key).is_some() {
+        return true;
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    match parts.as_slice() {
+        [array, index, field] if ARRAY_KEYS.contains(array) && !field.is_empty() => {
+            *index == "*" || (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+        }
+        _ => false,
+    }
+}
+
+/// `vmadm list` options.
+#[derive(Debug)]
+pub struct ListOpts {
+    /// Column keys, in order.
+    pub columns: Vec<String>,
+    /// Sort keys.
+    pub sort: Vec<SortKey>,
+    /// Filters, all of which must match.
+    pub filters: Vec<Filter>,
+    /// Header and parsable output.
+    pub style: Style,
+}
+
+impl Default for ListOpts {
+    fn default() -> Self {
+        ListOpts {
+            columns: DEFAULT_ORDER.split(',').map(str::to_string).collect(),
+            sort: filter::parse_sort(DEFAULT_SORT),
+            filters: Vec::new(),
+            style: Style { header: true, parsable: false },
+        }
+    }
+}
+
+/// `vmadm lookup` options.
+#[derive(Debug, Default)]
+pub struct LookupOpts {
+    /// `-j`: JSON objects instead of UUIDs.
+    pub json: bool,
+    /// `-1`: exactly one match.
+    pub unique: bool,
+    /// `-o`: only these properties in the JSON objects.
+    pub output: Option<Vec<String>>,
+    /// Filters, all of which must match.
+    pub filters: Vec<Filter>,
+}
+
+/// Where an update payload comes from.
+#[derive(Debug, PartialEq)]
+pub enum UpdateSource {
+    /// A JSON file (`None` or `-`: stdin).
+    File(Option<String>),
+    /// `property=value` arguments.
+    Props(Map<String, Value>),
+}
+
+/// A parsed `vmadm` command.
+#[derive(Debug)]
+pub enum Command {
+    /// Print usage.
+    Help,
+    /// `create [-f file]`.
+    Create {
+        /// Payload file (`None`: stdin).
+        file: Option<String>,
+    },
+    /// `validate create|update [brand] [-f file]`.
+    Validate {
+        /// What the payload is for.
+        action: ValidateAction,
+        /// The brand given for `update`.
+        brand: Option<String>,
+        /// Payload file (`None`: stdin).
+        file: Option<String>,
+    },
+    /// `get <uuid>`.
+    Get {
+        /// The instance.
+        uuid: InstanceUuid,
+    },
+    /// `list ...`.
+    List(ListOpts),
+    /// `lookup ...`.
+    Lookup(LookupOpts),
+    /// `start <uuid>`.
+    Start {
+        /// The instance.
+        uuid: InstanceUuid,
+    },
+    /// `stop <uuid> [-F] [-t secs]`.
+    Stop {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `-F`.
+        force: bool,
+        /// `-t`.
+        timeout_secs: Option<u64>,
+    },
+    /// `reboot <uuid> [-F]`.
+    Reboot {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `-F`.
+        force: bool,
+    },
+    /// `kill [-s SIG] <uuid>`.
+    Kill {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// Normalized signal (`SIGTERM`, or a number), if given.
+        signal: Option<String>,
+    },
+    /// `delete <uuid>`.
+    Delete {
+        /// The instance.
+        uuid: InstanceUuid,
+    },
+    /// `update <uuid> ...`.
+    Update {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// The payload's source.
+        source: UpdateSource,
+    },
+}
+
+/// A parsed command line.
+#[derive(Debug)]
+pub struct Invocation {
+    /// `--socket`, if given.
+    pub socket: Option<String>,
+    /// What to do.
+    pub command: Command,
+}
+
+/// SmartOS commands zonevisor does not offer yet.
+const NOT_YET: &[&str] = &[
+    "console",
+    "create-snapshot",
+    "delete-snapshot",
+    "events",
+    "info",
+    "install",
+    "receive",
+    "recv",
+    "reprovision",
+    "rollback-snapshot",
+    "send",
+    "sysrq",
+];
+
+/// Linux signal names (without `SIG`).
+const SIGNALS: &[&str] = &[
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
+    "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH",
+    "IO", "POLL", "PWR", "SYS",
+];
+
+/// Normalizes a signal given as `TERM`, `SIGTERM`, `term` or `15`.
+pub fn normalize_signal(sig: &str) -> Option<String> {
+    if !sig.is_empty() && sig.bytes().all(|b| b.is_ascii_digit()) {
+        return sig.parse::<u32>().ok().filter(|n| (1..=64).contains(n)).map(|n| n.to_string());
+    }
+    let upper = sig.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS.contains(&name).then(|| format!("SIG{name}"))
+}
+
+fn usage(message: impl Into<String>) -> CliError {
+    CliError::usage(message)
+}
+
+fn no_more(rest: &[String], command: &str) -> Result<(), CliError> {
+    match rest.first() {
+        None => Ok(()),
+        Some(extra) => Err(usage(format!("Unexpected argument \"{extra}\" for {command}"))),
+    }
+}
+
+fn parse(args: &[String], opts: &[Opt]) -> Result<args::Parsed, CliError> {
+    args::parse(args, opts, Mode::Intermixed).map_err(usage)
+}
+
+/// Parses `vmadm`'s arguments (without the program name).
+pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
+    // Global options before the command.
+    let mut socket = None;
+    let mut i = 0;
+    while let Some(arg) = argv.get(i) {
+        match arg.as_str() {
+            "-h" | "--help" | "-?" => return Ok(Invocation { socket, command: Command::Help }),
+            "--socket" => {
+                socket = Some(argv.get(i + 1).ok_or_else(|| usage("option --socket needs a value"))?.clone());
+                i += 2;
+            }
+            a if a.starts_with("--socket=") => {
+                socket = Some(a["--socket=".len()..].to_string());
+                i += 1;
+            }
+            a if a.starts_with('-') => return Err(usage(format!("unknown option {a}"))),
+            _ => break,
+        }
+    }
+    let Some(cmd) = argv.get(i) else {
+        return Err(usage("missing command (see 'vmadm -h')"));
+    };
+    let rest = &argv[i + 1..];
+    // `vmadm get -h` is help, whatever else is (or is not) on the line.
+    let before_dashes = rest.iter().take_while(|a| *a != "--");
+    if before_dashes.clone().any(|a| a == "-h" || a == "--help") {
+        return Ok(Invocation { socket, command: Command::Help });
+    }
+    let file_opt = [valued("file", Some('f'), Some("file"))];
+
+    let (parsed, command) = match cmd.as_str() {
+        "help" => (args::Parsed::default(), Command::Help),
+        "create" => {
+            let p = parse(rest, &file_opt)?;
+            no_more(&p.positional, "create")?;
+            let file = p.value("file").map(str::to_string);
+            (p, Command::Create { file })
+        }
+        "validate" => {
+            let p = parse(rest, &file_opt)?;
+            let file = p.value("file").map(str::to_string);
+            let command = match p.positional.first().map(String::as_str) {
+                Some("create") => {
+                    no_more(&p.positional[1..], "validate create")?;
+                    Command::Validate { action: ValidateAction::Create, brand: None, file }
+                }
+                Some("update") => {
+                    let brand = p
+                        .positional
+                        .get(1)
+                        .ok_or_else(|| usage("Will not validate without a valid action and brand."))?;
+                    no_more(&p.positional[2..], "validate update")?;
+                    Command::Validate { action: ValidateAction::Update, brand: Some(brand.clone()), file }
+                }
+                _ => return Err(usage("Will not validate without a valid action (create or update).")),
+            };
+            (p, command)
+        }
+        "get" | "json" => {
+            let p = parse(rest, &[])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            (p, Command::Get { uuid })
+        }
+        "list" => {
+            let opts = [
+                flag("parsable", Some('p'), Some("parsable")),
+                flag("noheader", Some('H'), None),
+                valued("order", Some('o'), Some("order")),
+                valued("sort", Some('s'), Some("sortby")),
+            ];
+            let p = parse(rest, &opts)?;
+            let list = list_opts(&p)?;
+            (p, Command::List(list))
+        }
+        "lookup" => {
+            let opts = [
+                flag("json", Some('j'), Some("json")),
+                flag("unique", Some('1'), Some("unique")),
+                valued("output", Some('o'), Some("output")),
+            ];
+            let p = parse(rest, &opts)?;
+            let json = p.has("json");
+            let output = match p.value("output") {
+                Some(_) if !json => return Err(usage("Cannot specify -o without -j")),
+                Some(o) => Some(o.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()),
+                None => None,
+            };
+            let filters = parse_filters(&p.positional)?;
+            let lookup = LookupOpts { json, unique: p.has("unique"), output, filters };
+            (p, Command::Lookup(lookup))
+        }
+        "start" | "boot" => {
+            let p = parse(rest, &[])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            if let Some(extra) = p.positional.get(1) {
+                return Err(usage(format!(
+                    "Invalid argument to start: \"{extra}\" (boot options are for HVM VMs, not supported yet)"
+                )));
+            }
+            (p, Command::Start { uuid })
+        }
+        "stop" | "halt" => {
+            let opts = [flag("force", Some('F'), Some("force")), valued("timeout", Some('t'), Some("timeout"))];
+            let p = parse(rest, &opts)?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            let timeout_secs = match p.value("timeout") {
+                None => None,
+                Some(t) => {
+                    Some(t.parse::<u64>().map_err(|_| usage(format!("Invalid timeout \"{t}\": expected seconds")))?)
+                }
+            };
+            let force = p.has("force");
+            (p, Command::Stop { uuid, force, timeout_secs })
+        }
+        "reboot" => {
+            let p = parse(rest, &[flag("force", Some('F'), Some("force"))])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            let force = p.has("force");
+            (p, Command::Reboot { uuid, force })
+        }
+        "kill" => {
+            // `-SIGNAL` (`-9`, `-TERM`, `-SIGHUP`) besides `-s SIGNAL`.
+            let mut dash_signal = None;
+            let mut kept = Vec::new();
+            for a in rest {
+                let is_option_like = a.len() > 1 && a.starts_with('-') && !a.starts_with("--");
+                let name = &a[1.min(a.len())..];
+                if is_option_like && name != "s" && name != "h" && normalize_signal(name).is_some() {
+                    dash_signal = normalize_signal(name);
+                } else {
+                    kept.push(a.clone());
+                }
+            }
+            let p = parse(&kept, &[valued("signal", Some('s'), Some("signal"))])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            let signal = match p.value("signal") {
+                Some(s) => Some(normalize_signal(s).ok_or_else(|| usage(format!("Invalid signal \"{s}\"")))?),
+                None => dash_signal,
+            };
+            (p, Command::Kill { uuid, signal })
+        }
+        "delete" | "destroy" => {
+            let p = parse(rest, &[])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            (p, Command::Delete { uuid })
+        }
+        "update" => {
+            let p = parse(rest, &file_opt)?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            let props = &p.positional[1..];
+            let source = match (p.value("file"), props.is_empty()) {
+                (Some(_), false) => {
+                    return Err(usage("Give either -f <filename> or property=value arguments to update, not both"))
+                }
+                (file, true) => UpdateSource::File(file.map(str::to_string)),
+                (None, false) => UpdateSource::Props(args::kv_object(props).map_err(usage)?),
+            };
+            (p, Command::Update { uuid, source })
+        }
+        other if NOT_YET.contains(&other) => {
+            return Err(CliError::failed(format!("\"{other}\" is not supported by zonevisor yet")))
+        }
+        other => return Err(usage(format!("Invalid command: \"{other}\" (see 'vmadm -h')"))),
+    };
+    if parsed.has("help") {
+        return Ok(Invocation { socket, command: Command::Help });
+    }
+    if let Some(s) = parsed.value("socket") {
+        socket = Some(s.to_string());
+    }
+    Ok(Invocation { socket, command })
+}
+
+fn parse_filters(args: &[String]) -> Result<Vec<Filter>, CliError> {
+    args.iter()
+        .map(|a| {
+            let f = Filter::parse(a, Tilde::Regex).map_err(usage)?;
+            if !valid_filter_key(&f.key) {
+                return Err(usage(format!("Invalid filter key: \"{}\"", f.key)));
+            }
+            Ok(f)
+        })
+        .collect()
+}
+
+fn list_opts(p: &args::Parsed) -> Result<ListOpts, CliError> {
+    let mut opts = ListOpts::default();
+    if let Some(order) = p.value("order") {
+        opts.columns = order.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        if opts.columns.is_empty() {
+            return Err(usage("no fields given to -o"));
+        }
+    }
+    for c in &opts.columns {
+        if list_column(c).is_none() {
+            return Err(usage(format!("Invalid order key: \"{c}\"")));
+        }
+    }
+    if let Some(sort) = p.value("sort") {
+        opts.sort = filter::parse_sort(sort);
+    }
+    for k in &opts.sort {
+        if list_column(&k.key).is_none() {
+            return Err(usage(format!("Invalid sort key: \"{}\"", k.key)));
+        }
+    }
+    opts.filters = parse_filters(&p.positional)?;
+    opts.style.parsable = p.has("parsable");
+    opts.style.header = !opts.style.parsable && !p.has("noheader");
+    Ok(opts)
+}
+
+/// Adds the properties `vmadm` computes: `type` from the brand when the
+/// daemon did not give one, and `ram` from `max_physical_memory` for
+/// zones. Returns the keys it added.
+pub fn add_fake_fields(vm: &mut VmObject) -> Vec<&'static str> {
+    let mut added = Vec::new();
+    if !vm.contains_key("type") {
+        if let Some(brand) = vm.get("brand").and_then(Value::as_str) {
+            let ty = match brand {
+                "lx" => "LX",
+                "kvm" => "KVM",
+                "bhyve" => "BHYVE",
+                _ => "OS",
+            };
+            vm.insert("type".into(), Value::from(ty));
+            added.push("type");
+        }
+    }
+    if !vm.contains_key("ram") {
+        if let Some(mem) = vm.get("max_physical_memory").cloned() {
+            vm.insert("ram".into(), mem);
+            added.push("ram");
+        }
+    }
+    added
+}
+
+/// The top-level properties needed to compute `keys` (`ram` and `type`
+/// bring what they are computed from).
+pub fn fields_for<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |f: &str| {
+        if !out.iter().any(|o| o == f) {
+            out.push(f.to_string());
+        }
+    };
+    for key in keys {
+        let top = key.split('.').next().unwrap_or(key);
+        add(top);
+        match top {
+            "ram" => add("max_physical_memory"),
+            "type" => add("brand"),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The properties `list` needs from the daemon.
+pub fn list_fetch_fields(opts: &ListOpts) -> Vec<String> {
+    fields_for(
+        opts.columns
+            .iter()
+            .map(String::as_str)
+            .chain(opts.sort.iter().map(|k| k.top_level()))
+            .chain(opts.filters.iter().map(|f| f.top_level())),
+    )
+}
+
+/// Filters, sorts and renders `vms` as `vmadm list` prints them.
+pub fn render_list(mut vms: Vec<VmObject>, opts: &ListOpts) -> String {
+    for vm in &mut vms {
+        add_fake_fields(vm);
+    }
+    vms.retain(|vm| filter::matches_all(&opts.filters, vm));
+    vms.sort_by(|a, b| filter::compare_by(a, b, &opts.sort));
+    let columns: Vec<Column> =
+        opts.columns.iter().map(|c| list_column(c).unwrap_or_else(|| Column::new(c.to_uppercase(), 0))).collect();
+    let paths: Vec<Vec<String>> = opts.columns.iter().map(|c| filter::split_path(c)).collect();
+    let rows: Vec<Vec<Option<String>>> = vms
+        .iter()
+        .map(|vm| {
+            paths
+                .iter()
+                .map(|p| filter::resolve_first(vm, p).and_then(filter::display).filter(|s| !s.is_empty()))
+                .collect()
+        })
+        .collect();
+    table::render(&columns, &rows, opts.style)
+}
+
+/// The properties `lookup` needs from the daemon (`None`: everything).
+pub fn lookup_fetch_fields(opts: &LookupOpts) -> Option<Vec<String>> {
+    let filter_keys = opts.filters.iter().map(|f| f.top_level());
+    match (&opts.json, &opts.output) {
+        (true, None) => None,
+        (true, Some(out)) => Some(fields_for(out.iter().map(String::as_str).chain(filter_keys))),
+        (false, _) => Some(fields_for(std::iter::once("uuid").chain(filter_keys))),
+    }
+}
+
+/// Filters `vms` and renders them as `vmadm lookup` prints them.
+pub fn render_lookup(vms: Vec<VmObject>, opts: &LookupOpts) -> Result<String, CliError> {
+    let mut found = Vec::new();
+    for mut vm in vms {
+        let added = add_fake_fields(&mut vm);
+        if !filter::matches_all(&opts.filters, &vm) {
+            continue;
+        }
+        if opts.json && opts.output.is_none() {
+            // Full objects stay exactly what `vmadm get` prints.
+            for k in added {
+                vm.remove(k);
+            }
+        }
+        found.push(vm);
+    }
+    if opts.unique && found.len() != 1 {
+        return Err(CliError::failed(format!("Requested unique lookup but found {} results.", found.len())));
+    }
+    if !opts.json {
+        let mut out = String::new();
+        for vm in &found {
+            if let Some(u) = vm.get("uuid").and_then(Value::as_str) {
+                out.push_str(u);
+                out.push('\n');
+            }
+        }
+        return Ok(out);
+    }
+    let objects: Vec<Value> = match &opts.output {
+        None => found.into_iter().map(Value::Object).collect(),
+        Some(fields) => found
+            .into_iter()
+            .map(|vm| {
+                let mut m = Map::new();
+                for f in fields {
+                    if let Some(v) = vm.get(f) {
+                        m.insert(f.clone(), v.clone());
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    };
+    let mut text = pretty(&Value::Array(objects));
+    text.push('\n');
+    Ok(text)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn client_err(e: ClientError) -> CliError {
+    CliError::failed(describe_client_error(&e))
+}
+
+/// Handles a failed create/update: validation results go to stdout as
+/// SmartOS's JSON object, the one-line reason to stderr.
+fn payload_error(e: ClientError, io: &mut Io) -> CliError {
+    match e {
+        ClientError::Api(api) => match &api.validation {
+            Some(v) => {
+                let json = serde_json::to_value(v).unwrap_or(Value::Null);
+                if let Err(w) = writeln!(io.out, "{}", pretty(&json)) {
+                    return w.into();
+                }
+                let message = if api.message.starts_with("Invalid payload") {
+                    api.message.clone()
+                } else {
+                    format!("Invalid payload: {}", api.message)
+                };
+                CliError::failed(message)
+            }
+            None => CliError::failed(api.message),
+        },
+        other => client_err(other),
+    }
+}
+
+fn object_payload(v: Value) -> Result<Value, CliError> {
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(CliError::failed("Invalid payload: expected a JSON object"))
+    }
+}
+
+/// A state conflict that SmartOS treats as nothing to do (`start` on a
+/// running VM, `stop` on a stopped one): its message, if `e` is one.
+fn noop_conflict(e: &ClientError, phrase: &str) -> Option<String> {
+    match e {
+        ClientError::Api(api) if api.kind == ErrorKind::Conflict && api.message.to_lowercase().contains(phrase) => {
+            Some(api.message.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Runs `vmadm` and returns its exit status.
+pub fn run(argv: &[String], io: &mut Io) -> i32 {
+    let result = parse_args(argv).and_then(|inv| execute(inv, io));
+    crate::report("vmadm", io, result)
+}
+
+fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
+    let client = crate::client(inv.socket.as_deref(), io);
+    match inv.command {
+        Command::Help => io.out.write_all(USAGE.as_bytes())?,
+        Command::Create { file } => {
+            let payload = object_payload(args::read_json(file.as_deref(), io, "create")?)?;
+            match client.create_vm(&payload) {
+                Ok(vm) => {
+                    let uuid = vm.get("uuid").or_else(|| payload.get("uuid")).and_then(Value::as_str).unwrap_or("");
+                    writeln!(io.out, "Successfully created VM {uuid}")?;
+                }
+                Err(e) => return Err(payload_error(e, io)),
+            }
+        }
+        Command::Validate { action, brand, file } => {
+            let payload = object_payload(args::read_json(file.as_deref(), io, "validate")?)?;
+            let brand = brand.or_else(|| payload.get("brand").and_then(Value::as_str).map(str::to_string));
+            let req = ValidateRequest { action, brand: brand.clone(), payload };
+            match client.validate(&req) {
+                Ok(_) => {
+                    let action = match action {
+                        ValidateAction::Create => "create",
+                        ValidateAction::Update => "update",
+                    };
+                    let brand = brand.as_deref().unwrap_or("unknown");
+                    writeln!(io.out, "VALID '{action}' payload for {brand} brand VMs.")?;
+                }
+                Err(ClientError::Api(api)) if api.validation.is_some() => {
+                    let json = serde_json::to_value(api.validation.as_ref()).unwrap_or(Value::Null);
+                    writeln!(io.out, "{}", pretty(&json))?;
+                    return Err(CliError::Quiet(crate::EXIT_ERROR));
+                }
+                Err(e) => return Err(client_err(e)),
+            }
+        }
+        Command::Get { uuid } => {
+            let vm = client.get_vm(&uuid.to_string()).map_err(client_err)?;
+            writeln!(io.out, "{}", pretty(&Value::Object(vm)))?;
+        }
+        Command::List(opts) => {
+            let fields = list_fetch_fields(&opts);
+            let vms = client.list_vms(Some(&fields)).map_err(client_err)?;
+            io.out.write_all(render_list(vms, &opts).as_bytes())?;
+        }
+        Command::Lookup(opts) => {
+            let fields = lookup_fetch_fields(&opts);
+            let vms = client.list_vms(fields.as_deref()).map_err(client_err)?;
+            io.out.write_all(render_lookup(vms, &opts)?.as_bytes())?;
+        }
+        Command::Start { uuid } => match client.start_vm(&uuid.to_string()) {
+            Ok(_) => writeln!(io.out, "Successfully started VM {uuid}")?,
+            Err(e) => match noop_conflict(&e, "already running") {
+                Some(m) => writeln!(io.out, "{m}")?,
+                None => return Err(client_err(e)),
+            },
+        },
+        Command::Stop { uuid, force, timeout_secs } => {
+            match client.stop_vm(&uuid.to_string(), &StopRequest { force, timeout_secs }) {
+                Ok(_) => writeln!(io.out, "Successfully completed stop for VM {uuid}")?,
+                Err(e) => match noop_conflict(&e, "not running") {
+                    Some(m) => writeln!(io.out, "{m}")?,
+                    None => return Err(client_err(e)),
+                },
+            }
+        }
+        Command::Reboot { uuid, force } => {
+            client.reboot_vm(&uuid.to_string(), &RebootRequest { force }).map_err(client_err)?;
+            writeln!(io.out, "Successfully completed reboot for VM {uuid}")?;
+        }
+        Command::Kill { uuid, signal } => {
+            client.kill_vm(&uuid.to_string(), &KillRequest { signal: signal.clone() }).map_err(client_err)?;
+            let what = signal.map(|s| if s.starts_with("SIG") { s } else { format!("signal {s}") });
+            writeln!(io.out, "Successfully sent {} to VM {uuid}", what.as_deref().unwrap_or("signal"))?;
+        }
+        Command::Delete { uuid } => {
+            client.delete_vm(&uuid.to_string()).map_err(client_err)?;
+            writeln!(io.out, "Successfully deleted VM {uuid}")?;
+        }
+        Command::Update { uuid, source } => {
+            let payload = match source {
+                UpdateSource::Props(map) => Value::Object(map),
+                UpdateSource::File(file) => object_payload(args::read_json(file.as_deref(), io, "update")?)?,
+            };
+            match client.update_vm(&uuid.to_string(), &payload) {
+                Ok(_) => writeln!(io.out, "Successfully updated VM {uuid}")?,
+                Err(e) => return Err(payload_error(e, io)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeDaemon, TestIo};
+    use serde_json::json;
+
+    const U1: &str = "0d6e5b7c-8f1a-4f5e-9a51-6e1b2c3d4e5f";
+    const U2: &str = "1b2c3d4e-0000-4000-8000-000000000002";
+    const U3: &str = "2c3d4e5f-0000-4000-8000-000000000003";
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn parse_ok(v: &[&str]) -> Invocation {
+        parse_args(&s(v)).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    }
+
+    fn usage_err(v: &[&str]) -> String {
+        match parse_args(&s(v)) {
+            Err(CliError::Usage(m)) => m,
+            other => panic!("{v:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    fn vms() -> Vec<VmObject> {
+        let list = json!([
+            {"uuid": U2, "brand": "lx", "max_physical_memory": 1024, "state": "running", "alias": "web02",
+             "tags": {"role": "web"}, "nics": [{"ip": "10.0.0.6", "interface": "eth0"}]},
+            {"uuid": U1, "brand": "lx", "max_physical_memory": 512, "state": "stopped", "alias": "db01",
+             "tags": {"role": "db"}, "nics": [{"ip": "10.0.0.5", "interface": "eth0"}, {"ip": "192.168.0.5"}]},
+            {"uuid": U3, "brand": "kvm", "ram": 2048, "max_physical_memory": 2304, "state": "running",
+             "customer_metadata": {"owner": "ops"}}
+        ]);
+        serde_json::from_value(list).unwrap()
+    }
+
+    #[test]
+    fn command_aliases() {
+        assert!(matches!(parse_ok(&["get", U1]).command, Command::Get { .. }));
+        assert!(matches!(parse_ok(&["json", U1]).command, Command::Get { .. }));
+        assert!(matches!(parse_ok(&["boot", U1]).command, Command::Start { .. }));
+        assert!(matches!(parse_ok(&["halt", U1]).command, Command::Stop { force: false, .. }));
+        assert!(matches!(parse_ok(&["destroy", U1]).command, Command::Delete { .. }));
+        assert!(matches!(parse_ok(&["-h"]).command, Command::Help));
+        assert!(matches!(parse_ok(&["list", "--help"]).command, Command::Help));
+        assert!(matches!(parse_ok(&["help"]).command, Command::Help));
+    }
+
+    #[test]
+    fn socket_before_or_after_the_command() {
+        assert_eq!(parse_ok(&["--socket", "/a", "list"]).socket.as_deref(), Some("/a"));
+        assert_eq!(parse_ok(&["--socket=/b", "get", U1]).socket.as_deref(), Some("/b"));
+        assert_eq!(parse_ok(&["list", "--socket", "/c"]).socket.as_deref(), Some("/c"));
+    }
+
+    #[test]
+    fn stop_reboot_kill_options() {
+        match parse_ok(&["stop", "-F", U1, "-t", "30"]).command {
+            Command::Stop { force, timeout_secs, .. } => assert!(force && timeout_secs == Some(30)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_ok(&["reboot", U1, "-F"]).command, Command::Reboot { force: true, .. }));
+        let sig = |v: &[&str]| match parse_ok(v).command {
+            Command::Kill { signal, .. } => signal,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sig(&["kill", U1]), None);
+        assert_eq!(sig(&["kill", "-s", "TERM", U1]), Some("SIGTERM".into()));
+        assert_eq!(sig(&["kill", "-s", "sighup", U1]), Some("SIGHUP".into()));
+        assert_eq!(sig(&["kill", "-s", "9", U1]), Some("9".into()));
+        assert_eq!(sig(&["kill", "-USR1", U1]), Some("SIGUSR1".into()));
+        assert_eq!(sig(&["kill", "-9", U1]), Some("9".into()));
+        assert!(usage_err(&["kill", "-s", "BOGUS", U1]).contains("Invalid signal"));
+        assert!(usage_err(&["stop", U1, "-t", "soon"]).contains("Invalid timeout"));
+    }
+
+    #[test]
+    fn bad_uuids_and_unknown_commands_are_usage_errors() {
+        for cmd in ["get", "start", "stop", "reboot", "kill", "delete", "update", "boot", "halt", "destroy", "json"] {
+            assert_eq!(usage_err(&[cmd, "web01"]), format!("Invalid or missing UUID for {cmd}"));
+            assert_eq!(usage_err(&[cmd]), format!("Invalid or missing UUID for {cmd}"));
+        }
+        assert!(usage_err(&["frobnicate"]).starts_with("Invalid command: \"frobnicate\""));
+        assert!(usage_err(&[]).contains("missing command"));
+        assert!(usage_err(&["get", U1, U2]).contains("Unexpected argument"));
+        assert!(usage_err(&["start", U1, "order=cd"]).contains("Invalid argument to start"));
+        assert!(usage_err(&["list", "-x"]).contains("unknown option -x"));
+        assert!(usage_err(&["--bogus", "list"]).contains("unknown option --bogus"));
+        match parse_args(&s(&["console", U1])) {
+            Err(CliError::Failed { code: 1, message }) => assert!(message.contains("not supported"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2_before_any_call() {
+        // No daemon at this socket: a call would fail with exit 1 instead.
+        let mut t = TestIo::new();
+        t.socket_env = Some("/nonexistent/zv.sock".into());
+        assert_eq!(t.run(&["vmadm", "start", "web01"]), 2);
+        assert_eq!(t.err(), "vmadm: Invalid or missing UUID for start\n");
+        let mut t = TestIo::new();
+        assert_eq!(t.run(&["vmadm", "list", "-o", "uuid,nope"]), 2);
+        assert_eq!(t.err(), "vmadm: Invalid order key: \"nope\"\n");
+        let mut t = TestIo::new();
+        assert_eq!(t.run(&["vmadm", "get", "-h"]), 0);
+        assert!(t.out().starts_with("Usage: vmadm"));
+    }
+
+    #[test]
+    fn validate_create_and_update() {
+        match parse_ok(&["validate", "create", "-f", "/p.json"]).command {
+            Command::Validate { action, brand, file } => {
+                assert_eq!(action, ValidateAction::Create);
+                assert_eq!((brand, file.as_deref()), (None, Some("/p.json")));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_ok(&["validate", "update", "lx"]).command {
+            Command::Validate { action, brand, .. } => {
+                assert_eq!((action, brand.as_deref()), (ValidateAction::Update, Some("lx")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(usage_err(&["validate", "update"]).contains("brand"));
+        assert!(usage_err(&["validate"]).contains("valid action"));
+        assert!(usage_err(&["validate", "destroy"]).contains("valid action"));
+    }
+
+    #[test]
+    fn update_sources() {
+        match parse_ok(&["update", U1, "alias=web", "max_physical_memory=1024", "autoboot=false"]).command {
+            Command::Update { source: UpdateSource::Props(m), .. } => {
+                assert_eq!(Value::Object(m), json!({"alias": "web", "max_physical_memory": 1024, "autoboot": false}))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_ok(&["update", U1, "-f", "x.json"]).command {
+            Command::Update { source, .. } => assert_eq!(source, UpdateSource::File(Some("x.json".into()))),
+            other => panic!("{other:?}"),
+        }
+        match parse_ok(&["update", U1]).command {
+            Command::Update { source, .. } => assert_eq!(source, UpdateSource::File(None)),
+            other => panic!("{other:?}"),
+        }
+        assert!(usage_err(&["update", U1, "-f", "x.json", "alias=a"]).contains("not both"));
+        assert!(usage_err(&["update", U1, "alias"]).contains("property=value"));
+    }
+
+    #[test]
+    fn list_options_and_validation() {
+        let opts =
+            match parse_ok(&["list", "-pH", "-o", "uuid,tags.role,nics.0.ip", "-s", "-ram", "state=running"]).command {
+                Command::List(o) => o,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(opts.columns, s(&["uuid", "tags.role", "nics.0.ip"]));
+        assert!(opts.sort[0].descending && opts.sort[0].key == "ram");
+        assert!(opts.style.parsable && !opts.style.header);
+        assert_eq!(opts.filters.len(), 1);
+        assert_eq!(list_fetch_fields(&opts), s(&["uuid", "tags", "nics", "ram", "max_physical_memory", "state"]));
+
+        assert_eq!(usage_err(&["list", "-o", "uuid,bogus"]), "Invalid order key: \"bogus\"");
+        assert_eq!(usage_err(&["list", "-o", "nics.*.ip"]), "Invalid order key: \"nics.*.ip\"");
+        assert_eq!(usage_err(&["list", "-s", "-bogus"]), "Invalid sort key: \"bogus\"");
+        assert_eq!(usage_err(&["list", "bogus=1"]), "Invalid filter key: \"bogus\"");
+        assert!(usage_err(&["list", "alias=~("]).contains("Invalid regular expression"));
+        assert!(usage_err(&["list", "state"]).contains("property=value"));
+        // Filters on array elements and map keys are fine.
+        parse_ok(&["list", "nics.*.ip=10.0.0.5", "tags.role=web", "customer_metadata.x=~y", "disks.0.size=10"]);
+    }
+
+    fn list_with(v: &[&str]) -> String {
+        match parse_ok(v).command {
+            Command::List(o) => render_list(vms(), &o),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_list_table() {
+        let text = list_with(&["list"]);
+        let expected = format!(
+            "UUID                                  TYPE  RAM      STATE             ALIAS\n\
+             {U1}  LX    512      stopped           db01\n\
+             {U2}  LX    1024     running           web02\n\
+             {U3}  KVM   2048     running           -\n"
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn list_header_parsable_columns_and_missing_values() {
+        let text = list_with(&["list", "-H", "-o", "alias,tags.role"]);
+        assert_eq!(text, "db01        db\nweb02       web\n-           -\n");
+        let text = list_with(&["list", "-p", "-o", "uuid,alias,ram"]);
+        assert_eq!(text, format!("{U1}:db01:512\n{U2}:web02:1024\n{U3}::2048\n"));
+        let text = list_with(&["list", "-o", "alias,nics.1.ip", "-s", "alias"]);
+        assert_eq!(text, "ALIAS       NICS.1.IP\ndb01        192.168.0.5\nweb02       -\n-           -\n");
+    }
+
+    #[test]
+    fn list_sorts_and_filters() {
+        let text = list_with(&["list", "-H", "-o", "alias", "-s", "-ram"]);
+        assert_eq!(text, "-\nweb02\ndb01\n");
+        let text = list_with(&["list", "-H", "-o", "uuid", "-s", "state,-uuid"]);
+        assert_eq!(text, format!("{U3}\n{U2}\n{U1}\n"));
+        let text = list_with(&["list", "-p", "-o", "alias", "state=running", "type=LX"]);
+        assert_eq!(text, "web02\n");
+        let text = list_with(&["list", "-p", "-o", "alias", "nics.*.ip=192.168.0.5"]);
+        assert_eq!(text, "db01\n");
+        let text = list_with(&["list", "-p", "-o", "uuid", "customer_metadata.owner=ops"]);
+        assert_eq!(text, format!("{U3}\n"));
+        let text = list_with(&["list", "-p", "-o", "alias", "alias=~/^WEB/i"]);
+        assert_eq!(text, "web02\n");
+        let text = list_with(&["list", "-p", "-o", "alias", "ram=1024"]);
+        assert_eq!(text, "web02\n");
+        let text = list_with(&["list", "-p", "-o", "alias", "state=provisioning"]);
+        assert_eq!(text, "");
+    }
+
+    fn lookup_with(v: &[&str]) -> Result<String, CliError> {
+        match parse_ok(v).command {
+            Command::Lookup(o) => render_lookup(vms(), &o),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookup_outputs() {
+        assert_eq!(lookup_with(&["lookup", "state=running"]).unwrap(), format!("{U2}\n{U3}\n"));
+        assert_eq!(lookup_with(&["lookup", "-1", "tags.role=db"]).unwrap(), format!("{U1}\n"));
+        let err = lookup_with(&["lookup", "-1", "state=running"]).unwrap_err();
+        assert_eq!(err.to_string(), "Requested unique lookup but found 2 results.");
+        assert_eq!(err.exit_code(), 1);
+        let err = lookup_with(&["lookup", "-1", "alias=nothing"]).unwrap_err();
+        assert_eq!(err.to_string(), "Requested unique lookup but found 0 results.");
+
+        let j: Value =
+            serde_json::from_str(&lookup_with(&["lookup", "-j", "-o", "uuid,ram,type", "alias=db01"]).unwrap())
+                .unwrap();
+        assert_eq!(j, json!([{"uuid": U1, "ram": 512, "type": "LX"}]));
+        let j: Value = serde_json::from_str(&lookup_with(&["lookup", "-j", "alias=db01"]).unwrap()).unwrap();
+        assert_eq!(j[0]["alias"], "db01");
+        assert!(j[0].get("type").is_none(), "full objects are left as get prints them");
+        assert!(j[0]["tags"].is_object());
+        assert!(usage_err(&["lookup", "-o", "uuid"]).contains("without -j"));
+    }
+
+    #[test]
+    fn lookup_fields_requested() {
+        let opts = |v: &[&str]| match parse_ok(v).command {
+            Command::Lookup(o) => o,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lookup_fetch_fields(&opts(&["lookup", "nics.*.ip=1"])), Some(s(&["uuid", "nics"])));
+        assert_eq!(lookup_fetch_fields(&opts(&["lookup", "-j"])), None);
+        assert_eq!(
+            lookup_fetch_fields(&opts(&["lookup", "-j", "-o", "alias", "type=LX"])),
+            Some(s(&["alias", "type", "brand"]))
+        );
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(normalize_signal("TERM").as_deref(), Some("SIGTERM"));
+        assert_eq!(normalize_signal("SIGKILL").as_deref(), Some("SIGKILL"));
+        assert_eq!(normalize_signal("hup").as_deref(), Some("SIGHUP"));
+        assert_eq!(normalize_signal("15").as_deref(), Some("15"));
+        assert_eq!(normalize_signal("0"), None);
+        assert_eq!(normalize_signal("65"), None);
+        assert_eq!(normalize_signal("SIG"), None);
+        assert_eq!(normalize_signal("NOPE"), None);
+    }
+
+    #[test]
+    fn list_many_instances_quickly() {
+        let vms: Vec<VmObject> = (0..1000)
+            .map(|i| {
+                serde_json::from_value(json!({
+                    "uuid": format!("{i:08x}-0000-4000-8000-000000000000"),
+                    "brand": "lx", "max_physical_memory": 256 + (i % 7) * 128,
+                    "state": if i % 3 == 0 { "running" } else { "stopped" }, "alias": format!("zone{i}")
+                }))
+                .unwrap()
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let text = render_list(vms, &ListOpts::default());
+        assert_eq!(text.lines().count(), 1001);
+        assert!(start.elapsed() < std::time::Duration::from_millis(100), "{:?}", start.elapsed());
+    }
+
+    // --- against a fake daemon ---
+
+    fn invalid_answer() -> String {
+        json!({
+            "kind": "Invalid",
+            "message": "Invalid payload: bad value max_swap: must be at least 256",
+            "validation": {"bad_values": ["max_swap"], "reasons": {"max_swap": "must be at least 256"}}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn create_prints_uuid_and_sends_payload() {
+        let d = FakeDaemon::start(|req| {
+            assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/vms"));
+            (200, json!({"uuid": U1, "brand": "lx", "state": "running"}).to_string())
+        });
+        let mut t = TestIo::for_daemon(&d);
+        t.input = br#"{"brand": "lx", "image_uuid": "x"}"#.to_vec();
+        assert_eq!(t.run(&["vmadm", "create"]), 0, "{}", t.err());
+        assert_eq!(t.out(), format!("Successfully created VM {U1}\n"));
+        let body: Value = serde_json::from_str(&d.seen()[0].body).unwrap();
+        assert_eq!(body, json!({"brand": "lx", "image_uuid": "x"}));
+    }
+
+    #[test]
+    fn create_validation_failure_prints_json_and_reason() {
+        let d = FakeDaemon::start(|_| (400, invalid_answer()));
+        let mut t = TestIo::for_daemon(&d);
+        t.input = br#"{"brand": "lx", "max_swap": 1}"#.to_vec();
+        assert_eq!(t.run(&["vmadm", "create"]), 1);
+        let out: Value = serde_json::from_str(&t.out()).unwrap();
+        assert_eq!(out, json!({"bad_values": ["max_swap"], "reasons": {"max_swap": "must be at least 256"}}));
+        assert_eq!(t.err(), "vmadm: Invalid payload: bad value max_swap: must be at least 256\n");
+    }
+
+    #[test]
+    fn create_refuses_tty_and_bad_json() {
+        let mut t = TestIo::new();
+        t.tty = true;
+        assert_eq!(t.run(&["vmadm", "create"]), 2);
+        assert_eq!(t.err(), "vmadm: Will not create from stdin when stdin is a tty.\n");
+        let mut t = TestIo::with_input("{nope");
+        assert_eq!(t.run(&["vmadm", "create"]), 1);
+        assert!(t.err().starts_with("vmadm: Invalid JSON payload in stdin"), "{}", t.err());
+        let mut t = TestIo::new();
+        assert_eq!(t.run(&["vmadm", "create", "-f", "/nonexistent/p.json"]), 1);
+        assert_eq!(t.err(), "vmadm: File: /nonexistent/p.json does not exist.\n");
+        let mut t = TestIo::with_input("[1]");
+        assert_eq!(t.run(&["vmadm", "create"]), 1);
+        assert!(t.err().contains("expected a JSON object"));
+    }
+
+    #[test]
+    fn validate_reports_valid_or_the_object() {
+        let d = FakeDaemon::start(|req| {
+            let body: Value = serde_json::from_str(&req.body).unwrap();
+            if body["payload"]["max_swap"] == json!(1) {
+                (400, invalid_answer())
+            } else {
+                assert_eq!(body["action"], "create");
+                assert_eq!(body["brand"], "lx");
+                (200, json!({"message": "valid"}).to_string())
+            }
+        });
+        let mut t = TestIo::for_daemon(&d);
+        t.input = br#"{"brand": "lx"}"#.to_vec();
+        assert_eq!(t.run(&["vmadm", "validate", "create"]), 0, "{}", t.err());
+        assert_eq!(t.out(), "VALID 'create' payload for lx brand VMs.\n");
+
+        let mut t = TestIo::for_daemon(&d);
+        t.input = br#"{"max_swap": 1}"#.to_vec();
+        assert_eq!(t.run(&["vmadm", "validate", "update", "lx"]), 1);
+        let out: Value = serde_json::from_str(&t.out()).unwrap();
+        assert_eq!(out["bad_values"], json!(["max_swap"]));
+        let sent: Value = serde_json::from_str(&d.seen()[1].body).unwrap();
+        assert_eq!((sent["action"].as_str(), sent["brand"].as_str()), (Some("update"), Some("lx")));
+    }
+
+    #[test]
+    fn lifecycle_commands_call_their_routes() {
+        let d = FakeDaemon::start(|req| {
+            if req.path.ends_with("/stop") {
+                (200, json!({"message": "stopped"}).to_string())
+            } else if req.method == "GET" {
+                (200, json!({"uuid": U1, "alias": "web", "nics": []}).to_string())
+            } else {
+                (200, json!({"message": "ok", "uuid": U1}).to_string())
+            }
+        });
+        let cases: &[(&[&str], &str)] = &[
+            (&["vmadm", "start", U1], "Successfully started VM"),
+            (&["vmadm", "stop", U1, "-F", "-t", "5"], "Successfully completed stop for VM"),
+            (&["vmadm", "reboot", U1], "Successfully completed reboot for VM"),
+            (&["vmadm", "kill", "-s", "TERM", U1], "Successfully sent SIGTERM to VM"),
+            (&["vmadm", "delete", U1], "Successfully deleted VM"),
+            (&["vmadm", "update", U1, "alias=web", "quota=20"], "Successfully updated VM"),
+        ];
+        for (argv, expected) in cases {
+            let mut t = TestIo::for_daemon(&d);
+            assert_eq!(t.run(argv), 0, "{argv:?}: {}", t.err());
+            assert_eq!(t.out(), format!("{expected} {U1}\n"));
+        }
+        let seen = d.seen();
+        let routes: Vec<String> = seen.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+        assert_eq!(
+            routes,
+            [
+                format!("POST /v1/vms/{U1}/start"),
+                format!("POST /v1/vms/{U1}/stop"),
+                format!("POST /v1/vms/{U1}/reboot"),
+                format!("POST /v1/vms/{U1}/kill"),
+                format!("DELETE /v1/vms/{U1}"),
+                format!("POST /v1/vms/{U1}/update"),
+            ]
+        );
+        assert_eq!(serde_json::from_str::<Value>(&seen[1].body).unwrap(), json!({"force": true, "timeout_secs": 5}));
+        assert_eq!(serde_json::from_str::<Value>(&seen[3].body).unwrap(), json!({"signal": "SIGTERM"}));
+        assert_eq!(serde_json::from_str::<Value>(&seen[5].body).unwrap(), json!({"alias": "web", "quota": 20}));
+
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "get", U1]), 0);
+        assert_eq!(t.out(), format!("{{\n  \"uuid\": \"{U1}\",\n  \"alias\": \"web\",\n  \"nics\": []\n}}\n"));
+    }
+
+    #[test]
+    fn daemon_errors_and_noop_conflicts() {
+        let d = FakeDaemon::start(|req| {
+            if req.path.ends_with("/stop") {
+                (409, json!({"kind": "Conflict", "message": format!("VM {U1} is not running")}).to_string())
+            } else {
+                (404, json!({"kind": "NotFound", "message": format!("VM {U2} not found")}).to_string())
+            }
+        });
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "stop", U1]), 0, "stopping a stopped VM is not an error");
+        assert_eq!(t.out(), format!("VM {U1} is not running\n"));
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "delete", U2]), 1);
+        assert_eq!(t.err(), format!("vmadm: VM {U2} not found\n"));
+        assert_eq!(t.out(), "");
+    }
+
+    #[test]
+    fn list_asks_only_for_needed_fields() {
+        let d = FakeDaemon::start(|_| {
+            (200, json!([{"uuid": U1, "brand": "lx", "max_physical_memory": 256, "state": "running"}]).to_string())
+        });
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "list", "-p"]), 0, "{}", t.err());
+        assert_eq!(t.out(), format!("{U1}:LX:256:running:\n"));
+        assert_eq!(d.seen()[0].path, "/v1/vms?fields=uuid,type,brand,ram,max_physical_memory,state,alias");
+    }
+}
