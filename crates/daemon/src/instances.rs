@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
@@ -373,7 +373,9 @@ impl Daemon {
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         let Some(me) = self.me.upgrade() else { return };
         self.rt.spawn(async move {
-            if let Ok(afd) = tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE) {
+            // SAFETY: the AsyncFd owns the pidfd and nothing else uses or closes it.
+            let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+            if let Ok(afd) = afd {
                 let _ = afd.readable().await;
             }
             let _ = tokio::task::spawn_blocking(move || me.on_monitor_exit(uuid, monitor_pid)).await;
