@@ -33,21 +33,23 @@ fn create_runs_init_as_pid_1_in_its_own_namespaces() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert_eq!(nspid.split_whitespace().last(), Some("1"), "init is not PID 1 in its namespace: {nspid}");
+    // busybox init renames itself to "init".
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(String::from_utf8_lossy(&cmdline).starts_with("/sbin/init"), "{:?}", String::from_utf8_lossy(&cmdline));
+    assert!(String::from_utf8_lossy(&cmdline).trim_end_matches('\0').ends_with("init"), "{:?}", String::from_utf8_lossy(&cmdline));
     // The hostname inside the zone, and the files written into it.
     let r = h.cli("zlogin", &[&uuid, "hostname"], None);
     assert_eq!(r.ok().trim(), "web1");
     let r = h.cli("zlogin", &[&uuid, "cat", "/etc/hostname", "/etc/resolv.conf"], None);
     assert!(r.ok().contains("web1") && r.stdout.contains("nameserver 192.0.2.53"), "{}", r.stdout);
     // The zone sees only its own processes.
-    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "ls /proc | grep -c '^[0-9]'"], None);
+    // (zlogin joins its words and hands them to the zone's shell, as SmartOS does.)
+    let r = h.cli("zlogin", &[&uuid, "ls /proc | grep -c '^[0-9]'"], None);
     let n: u32 = r.ok().trim().parse().unwrap();
-    assert!(n < 10, "the zone sees {n} processes");
+    assert!((1..10).contains(&n), "the zone sees {n} processes");
     // zlogin passes the exit status through.
-    assert_eq!(h.cli("zlogin", &[&uuid, "sh", "-c", "exit 7"], None).code, 7);
+    assert_eq!(h.cli("zlogin", &[&uuid, "exit 7"], None).code, 7);
     // /tmp is a tmpfs sized by `tmpfs` (default: max_physical_memory).
-    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "grep ' /tmp ' /proc/mounts"], None);
+    let r = h.cli("zlogin", &[&uuid, "grep ' /tmp ' /proc/mounts"], None);
     assert!(r.ok().contains("tmpfs") && r.stdout.contains("size=131072k"), "{}", r.stdout);
 }
 
@@ -124,8 +126,8 @@ fn quota_stops_writes_at_the_limit() {
     let Some(h) = TestHost::new() else { return };
     let img = h.install(busybox());
     let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "quota": 1}));
-    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=1600 conv=fsync 2>&1; sync; ls -l /big"], None);
-    assert_ne!(r.code, 0, "writing 1.6 GiB into a 1 GiB quota must fail: {}", r.stdout);
+    let r = h.cli("zlogin", &[&uuid, "dd if=/dev/zero of=/big bs=1M count=1600 conv=fsync 2>&1; echo dd=$?; sync; ls -l /big"], None);
+    assert!(!r.stdout.contains("dd=0"), "writing 1.6 GiB into a 1 GiB quota must fail: {}", r.stdout);
     assert!(r.stdout.contains("quota") || r.stdout.contains("space"), "{}", r.stdout);
     let size: u64 = r
         .stdout
@@ -138,7 +140,7 @@ fn quota_stops_writes_at_the_limit() {
     assert!(size >= 700 << 20, "quota stopped writes far too early ({size} bytes)");
     // Raising the quota live lets writes go on.
     h.vmadm(&["update", &uuid, "quota=3"]).ok();
-    let r = h.cli("zlogin", &[&uuid, "sh", "-c", "dd if=/dev/zero of=/big2 bs=1M count=500 conv=fsync 2>&1"], None);
+    let r = h.cli("zlogin", &[&uuid, "dd if=/dev/zero of=/big2 bs=1M count=500 conv=fsync 2>&1"], None);
     assert_eq!(r.code, 0, "{}", r.stdout);
 }
 
