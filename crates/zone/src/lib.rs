@@ -2,7 +2,7 @@
 //!
 //! Each running zone is owned by one **monitor** process (`zonevisor-monitor`,
 //! SmartOS's zoneadmd): the daemon writes a [`ZoneSpec`] and calls
-//! [`launch`], which starts a detached monitor and returns once the zone's
+//! [`launch()`], which starts a detached monitor and returns once the zone's
 //! init has been exec'd (or with the step that failed, having undone
 //! everything). The monitor creates the zone's cgroup, its namespaces (pid,
 //! mount, uts, ipc, net, cgroup), its root (`pivot_root` into the dataset,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Everything a monitor needs to run one zone. Written as JSON to
-/// `run_dir/spec.json` by [`crate::launch`].
+/// `run_dir/spec.json` by [`crate::launch()`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneSpec {
     /// The instance UUID.

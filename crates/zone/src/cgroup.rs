@@ -1,0 +1,493 @@
+//! Zone cgroups on cgroup v2 (unified) and v1/hybrid hosts.
+//!
+//! The hierarchies are found at run time in `/proc/self/mountinfo`: on a v2
+//! host the single `cgroup2` mount, on a v1/hybrid host every v1 hierarchy
+//! (one per controller, plus `name=systemd`) and the controller-less unified
+//! one when mounted (it tracks processes and offers `cgroup.kill`). A zone's
+//! cgroup is the same relative path (e.g. `zonevisor/<uuid>`) in each of them.
+//!
+//! [`Limits`] map to files as follows (`None` leaves a value unchanged, except
+//! `cpu_cap_pct` where `None` means "no cap"); a file the kernel does not
+//! offer (no swap accounting, no I/O weight) is skipped, not an error:
+//!
+//! | limit          | v2                                 | v1                                   |
+//! |----------------|------------------------------------|--------------------------------------|
+//! | `memory_bytes` | `memory.max`                       | `memory.limit_in_bytes`              |
+//! | `swap_bytes`   | `memory.swap.max` (= swap − memory)| `memory.memsw.limit_in_bytes`        |
+//! | `pids`         | `pids.max`                         | `pids.max`                           |
+//! | `cpu_shares`   | `cpu.weight` (clamped 1..=10000)   | `cpu.shares` (= shares·1024/100, ≥2) |
+//! | `cpu_cap_pct`  | `cpu.max` (`cap·1000 100000`)      | `cpu.cfs_period_us`/`cfs_quota_us`   |
+//! | `io_priority`  | `io.weight` / `io.bfq.weight`      | `blkio.weight` / `blkio.bfq.weight`  |
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::Limits;
+
+/// Which cgroup layout the host uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// v1 controllers (possibly with an empty v2 hierarchy beside them: "hybrid").
+    V1,
+    /// `/sys/fs/cgroup` is the unified v2 hierarchy.
+    V2,
+}
+
+/// A cgroup operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The cgroup name is not a relative path of plain components.
+    #[error("invalid cgroup name {0:?}")]
+    InvalidName(String),
+    /// No cgroup file system is mounted.
+    #[error("no cgroup hierarchy is mounted")]
+    NoHierarchy,
+    /// A file-system operation on a cgroup failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused a limit (everything already written was restored).
+    #[error("writing {value:?} to {}: {source}", path.display())]
+    Write {
+        /// The control file.
+        path: PathBuf,
+        /// The refused value.
+        value: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A zone's resource usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Memory charged to the cgroup, in bytes.
+    pub memory_bytes: u64,
+    /// Number of tasks.
+    pub pids: u64,
+    /// CPU time consumed, in nanoseconds.
+    pub cpu_ns: u64,
+}
+
+struct Hierarchy {
+    mount: PathBuf,
+    v2: bool,
+    cpuset: bool,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// The host's cgroup layout: v2 when `/sys/fs/cgroup` is a `cgroup2` mount.
+pub fn version() -> CgroupVersion {
+    // SAFETY: statfs writes into a zeroed struct we own; the path is a valid C string.
+    let magic = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) != 0 {
+            return CgroupVersion::V1;
+        }
+        st.f_type
+    };
+    if magic as u64 == libc::CGROUP2_SUPER_MAGIC as u64 {
+        CgroupVersion::V2
+    } else {
+        CgroupVersion::V1
+    }
+}
+
+fn hierarchies() -> &'static [Hierarchy] {
+    static H: OnceLock<Vec<Hierarchy>> = OnceLock::new();
+    H.get_or_init(|| fs::read_to_string("/proc/self/mountinfo").map(|s| parse_mountinfo(&s)).unwrap_or_default())
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 || !(r[0] == "cgroup" || r[0] == "cgroup2") || seen.contains(&l[2]) {
+            continue;
+        }
+        seen.push(l[2]);
+        out.push(Hierarchy {
+            mount: PathBuf::from(unescape(l[4])),
+            v2: r[0] == "cgroup2",
+            cpuset: r[0] == "cgroup" && r[2].split(',').any(|o| o == "cpuset"),
+        });
+    }
+    out
+}
+
+fn check_name(cgroup: &str) -> Result<(), CgroupError> {
+    let p = Path::new(cgroup);
+    if cgroup.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(CgroupError::InvalidName(cgroup.to_owned()));
+    }
+    Ok(())
+}
+
+/// The zone's cgroup directory in every hierarchy (whether or not it exists).
+pub fn dirs(cgroup: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    check_name(cgroup)?;
+    let h = hierarchies();
+    if h.is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    Ok(h.iter().map(|h| h.mount.join(cgroup)).collect())
+}
+
+/// The `cgroup.procs` files a process writes `0` into to join the zone's cgroup.
+pub(crate) fn procs_files(cgroup: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    Ok(dirs(cgroup)?.into_iter().map(|d| d.join("cgroup.procs")).collect())
+}
+
+/// The zone's directory in the v2 hierarchy (unified, or beside v1 ones), if any.
+pub(crate) fn v2_dir(cgroup: &str) -> Option<PathBuf> {
+    check_name(cgroup).ok()?;
+    hierarchies().iter().find(|h| h.v2).map(|h| h.mount.join(cgroup))
+}
+
+fn read_trim(path: &Path) -> io::Result<String> {
+    Ok(fs::read_to_string(path)?.trim().to_owned())
+}
+
+fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    use std::io::Write;
+    fs::OpenOptions::new().write(true).open(path)?.write_all(value.as_bytes())
+}
+
+/// Creates the zone's cgroup in every hierarchy (parents included, cpusets
+/// initialised from the parent, v2 controllers enabled on the way down).
+/// An existing cgroup is reused.
+pub fn create(cgroup: &str) -> Result<(), CgroupError> {
+    check_name(cgroup)?;
+    if hierarchies().is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    for h in hierarchies() {
+        let mut dir = h.mount.clone();
+        for comp in Path::new(cgroup).components() {
+            if h.v2 {
+                enable_controllers(&dir)?;
+            }
+            let parent = dir.clone();
+            dir.push(comp);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("mkdir", &dir)(e)),
+            }
+            if h.cpuset {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let own = dir.join(f);
+                    if read_trim(&own).map_err(io_err("read", &own))?.is_empty() {
+                        let v = read_trim(&parent.join(f)).map_err(io_err("read", &parent))?;
+                        write_file(&own, &v).map_err(io_err("write", &own))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Enables the controllers zones use in `dir`'s children. memory and pids
+/// are required; cpu and io are best effort (cpu cannot be enabled while
+/// realtime threads run outside the root, io may be absent).
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let avail = dir.join("cgroup.controllers");
+    let avail = read_trim(&avail).map_err(io_err("read", &avail))?;
+    let ctl = dir.join("cgroup.subtree_control");
+    let enabled = read_trim(&ctl).map_err(io_err("read", &ctl))?;
+    for c in ["memory", "pids", "cpu", "io"] {
+        if !avail.split(' ').any(|a| a == c) || enabled.split(' ').any(|a| a == c) {
+            continue;
+        }
+        match write_file(&ctl, &format!("+{c}")) {
+            Err(e) if c == "memory" || c == "pids" => return Err(io_err("write", &ctl)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies `limits` to the zone's cgroup. Either every value is written or,
+/// when the kernel refuses one, those already written are restored and the
+/// refusal is returned.
+pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
+    let dirs = dirs(cgroup)?;
+    let find = |names: &[&str]| names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.exists());
+    let mut plan: Vec<(PathBuf, String)> = Vec::new();
+
+    if let Some(max) = find(&["memory.max"]) {
+        // cgroup v2
+        if let Some(m) = limits.memory_bytes {
+            plan.push((max.clone(), m.to_string()));
+        }
+        if let (Some(s), Some(swap)) = (limits.swap_bytes, find(&["memory.swap.max"])) {
+            let mem = limits.memory_bytes.or_else(|| read_trim(&max).ok().and_then(|v| v.parse().ok()));
+            plan.push((swap, s.saturating_sub(mem.unwrap_or(0)).to_string()));
+        }
+    } else if let Some(lim) = find(&["memory.limit_in_bytes"]) {
+        let memsw = limits.swap_bytes.and(find(&["memory.memsw.limit_in_bytes"]));
+        match (limits.memory_bytes, limits.swap_bytes, memsw) {
+            (Some(m), Some(s), Some(sw)) => {
+                let cur: u64 = read_trim(&sw).ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+                if m > cur {
+                    plan.push((sw, s.to_string()));
+                    plan.push((lim, m.to_string()));
+                } else {
+                    plan.push((lim, m.to_string()));
+                    plan.push((sw, s.to_string()));
+                }
+            }
+            (None, Some(s), Some(sw)) => plan.push((sw, s.to_string())),
+            (Some(m), _, _) => plan.push((lim, m.to_string())),
+            _ => {}
+        }
+    }
+    if let (Some(p), Some(f)) = (limits.pids, find(&["pids.max"])) {
+        plan.push((f, p.to_string()));
+    }
+    if let Some(s) = limits.cpu_shares {
+        if let Some(f) = find(&["cpu.weight"]) {
+            plan.push((f, s.clamp(1, 10_000).to_string()));
+        } else if let Some(f) = find(&["cpu.shares"]) {
+            plan.push((f, (s.saturating_mul(1024) / 100).max(2).to_string()));
+        }
+    }
+    let cap = limits.cpu_cap_pct.filter(|c| *c > 0);
+    if let Some(f) = find(&["cpu.max"]) {
+        let v = cap.map_or("max".to_owned(), |c| c.saturating_mul(1000).to_string());
+        plan.push((f, format!("{v} 100000")));
+    } else if let (Some(period), Some(quota)) = (find(&["cpu.cfs_period_us"]), find(&["cpu.cfs_quota_us"])) {
+        plan.push((period, "100000".into()));
+        plan.push((quota, cap.map_or("-1".to_owned(), |c| c.saturating_mul(1000).to_string())));
+    }
+    if let Some(w) = limits.io_priority {
+        let files = [
+            ("io.weight", 1, 10_000, "default "),
+            ("io.bfq.weight", 1, 1000, ""),
+            ("blkio.weight", 10, 1000, ""),
+            ("blkio.bfq.weight", 1, 1000, ""),
+        ];
+        if let Some((f, lo, hi, prefix)) = files.iter().find_map(|(n, lo, hi, p)| find(&[n]).map(|f| (f, lo, hi, p))) {
+            plan.push((f, format!("{prefix}{}", w.clamp(*lo, *hi))));
+        }
+    }
+
+    let mut done: Vec<(&Path, String)> = Vec::new();
+    for (path, value) in &plan {
+        let old = read_trim(path).map_err(io_err("read", path));
+        let res = old.and_then(|old| {
+            write_file(path, value).map(|()| old).map_err(|source| CgroupError::Write {
+                path: path.clone(),
+                value: value.clone(),
+                source,
+            })
+        });
+        match res {
+            Ok(old) => done.push((path, old)),
+            Err(e) => {
+                for (p, old) in done.iter().rev() {
+                    let _ = write_file(p, restore_value(p, old));
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to write back to restore a value read from `path`.
+fn restore_value<'a>(path: &Path, old: &'a str) -> &'a str {
+    // v2 io.weight reads back as "default N\n<dev> N..."; the first line restores the default.
+    if path.ends_with("io.weight") {
+        return old.lines().next().unwrap_or(old);
+    }
+    old
+}
+
+fn pids_in(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                pids_in(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// The processes in the zone's cgroup (and its descendants), as seen from the host.
+pub fn pids(cgroup: &str) -> Result<Vec<i32>, CgroupError> {
+    let mut out = Vec::new();
+    for d in dirs(cgroup)? {
+        pids_in(&d, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Sends SIGKILL to everything in the zone's cgroup, once: `cgroup.kill` where
+/// a v2 hierarchy offers it, else to every listed process (racy against
+/// forks; [`destroy`] repeats with the freezer).
+pub fn kill(cgroup: &str) -> Result<(), CgroupError> {
+    let dirs = dirs(cgroup)?;
+    if let Some(k) = dirs.iter().map(|d| d.join("cgroup.kill")).find(|p| p.exists()) {
+        return match write_file(&k, "1") {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io_err("write", &k)(e)),
+            _ => Ok(()),
+        };
+    }
+    for pid in pids(cgroup)? {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    Ok(())
+}
+
+/// Kills everything in the zone's cgroup and removes it from every hierarchy
+/// (descendants first). Idempotent; errors are ignored (see [`try_destroy`]).
+pub fn destroy(cgroup: &str) {
+    let _ = try_destroy(cgroup);
+}
+
+/// [`destroy`], reporting the first failure.
+pub fn try_destroy(cgroup: &str) -> Result<(), CgroupError> {
+    let dirs = dirs(cgroup)?;
+    if !dirs.iter().any(|d| d.exists()) {
+        return Ok(());
+    }
+    let freezer = dirs.iter().map(|d| d.join("freezer.state")).find(|p| p.exists());
+    let has_kill = dirs.iter().any(|d| d.join("cgroup.kill").exists());
+    for attempt in 0..200u32 {
+        if pids(cgroup)?.is_empty() {
+            break;
+        }
+        match (&freezer, has_kill) {
+            (Some(f), false) => {
+                let _ = write_file(f, "FROZEN");
+                kill(cgroup)?;
+                let _ = write_file(f, "THAWED");
+            }
+            _ => kill(cgroup)?,
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) + 1));
+    }
+    let mut first = None;
+    for d in &dirs {
+        if let Err(e) = rmdir_tree(d) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path())?;
+            }
+        }
+    }
+    // Exiting tasks leave the cgroup asynchronously: retry EBUSY for a while.
+    for attempt in 0..300u32 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 299 => {
+                std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) + 1));
+            }
+            Err(e) => return Err(io_err("rmdir", dir)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The zone's current memory, task and CPU usage.
+pub fn usage(cgroup: &str) -> Result<Usage, CgroupError> {
+    let dirs = dirs(cgroup)?;
+    let find = |names: &[&str]| names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.exists());
+    let num = |p: Option<PathBuf>| -> Result<u64, CgroupError> {
+        match p {
+            Some(p) => Ok(read_trim(&p).map_err(io_err("read", &p))?.parse().unwrap_or(0)),
+            None => Ok(0),
+        }
+    };
+    let mut u = Usage {
+        memory_bytes: num(find(&["memory.current", "memory.usage_in_bytes"]))?,
+        pids: num(find(&["pids.current"]))?,
+        cpu_ns: num(find(&["cpuacct.usage"]))?,
+    };
+    if u.cpu_ns == 0 {
+        if let Some(p) = find(&["cpu.stat"]) {
+            let s = read_trim(&p).map_err(io_err("read", &p))?;
+            let usec = s.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.parse::<u64>().ok());
+            u.cpu_ns = usec.unwrap_or(0).saturating_mul(1000);
+        }
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_hybrid() {
+        let text = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset\n\
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+42 31 0:38 / /mnt/other\\040dir rw,relatime - cgroup2 cgroup2 rw\n\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
+        let h = parse_mountinfo(text);
+        assert_eq!(h.len(), 4);
+        assert!(h[1].cpuset && !h[0].cpuset);
+        assert!(h[3].v2 && h[3].mount == Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("zonevisor/abc").is_ok());
+        for bad in ["", "/abs", "a/../b", "./a"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

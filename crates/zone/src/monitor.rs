@@ -1,0 +1,798 @@
+//! The per-zone monitor process: `zonevisor-monitor <run_dir>`.
+//!
+//! Started by [`crate::launch()`], it reads `spec.json`, writes `monitor.pid`,
+//! creates the cgroup (the monitor itself stays outside it), opens the
+//! console pty (output appended to `console.log`, rotated to `console.log.1`
+//! past 1 MiB), clones init into new pid/mount/uts/ipc/net/cgroup namespaces
+//! and reports to `launch` once init has been exec'd. It then runs a single
+//! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
+//! its connections, and the pty master: no threads, no runtime.
+//!
+//! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
+//! `reboot` request) or an exit with `restart_init` starts a new init in the
+//! same cgroup (at most 5 automatic restarts per 10 s); anything else is
+//! final: the cgroup is emptied and removed, `exit.json` written, the socket
+//! and pid file removed, pending `stop` requests answered, and the monitor exits.
+//! SIGTERM to the monitor means a graceful stop.
+
+mod child;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::control::{self, MonitorStatus, Reply, Request, ZoneState};
+use crate::launch::{LaunchError, Report, STATUS_FD_ENV};
+use crate::rootfs::{self, cvt};
+use crate::{cgroup, ExitReason, ExitRecord, ZoneSpec};
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of `clone3(2)` (up to `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(10);
+const CONSOLE_MAX: u64 = 1 << 20;
+const MAX_CONNS: usize = 32;
+const MAX_REQUEST: usize = 64 * 1024;
+const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
+
+macro_rules! log {
+    ($($t:tt)*) => {{
+        let _ = writeln!(io::stderr(), "{} zonevisor-monitor[{}]: {}", now_secs(), std::process::id(), format_args!($($t)*));
+    }};
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Entry point of the `zonevisor-monitor` binary.
+pub fn main() -> ! {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(run_dir), None) = (args.next(), args.next()) else {
+        eprintln!("usage: zonevisor-monitor <run_dir>");
+        std::process::exit(2);
+    };
+    // SAFETY: setting a signal disposition; a client hanging up must not kill us.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut status =
+        std::env::var(STATUS_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()).filter(|fd| *fd > 2).map(|fd| {
+            // SAFETY: launch() passed us this descriptor (the status pipe) and nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: F_SETFD on a descriptor we own.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+            fs::File::from(fd)
+        });
+    let mut report = |r: Report| {
+        if let (Some(f), Ok(mut line)) = (status.as_mut(), serde_json::to_vec(&r)) {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    };
+    let pid = Some(std::process::id() as i32);
+    match Monitor::start(PathBuf::from(run_dir)) {
+        Ok(mut m) => {
+            log!("zone {} running, init pid {}", m.spec.uuid, m.init_pid);
+            report(Report { ok: true, monitor_pid: pid, init_pid: Some(m.init_pid), ..Report::default() });
+            // End-of-file tells launch() we are done reporting.
+            drop(status);
+            std::process::exit(m.run())
+        }
+        Err(e) => {
+            log!("start failed: {e}");
+            report(Report {
+                ok: false,
+                monitor_pid: pid,
+                step: Some(e.step),
+                error: Some(e.message),
+                ..Report::default()
+            });
+            // The pipe stays open until we exit: end-of-file means we are gone.
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The console: a pty whose slave is the zone's `/dev/console`.
+struct Console {
+    master: fs::File,
+    slave: OwnedFd,
+    slave_path: PathBuf,
+    log: fs::File,
+    size: u64,
+    path: PathBuf,
+    /// The pty is unusable: stop polling it.
+    dead: bool,
+}
+
+impl Console {
+    fn open(run_dir: &Path) -> io::Result<Console> {
+        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a descriptor we own, into a buffer we own.
+        let (master, slave_path) = unsafe {
+            let m = cvt(libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
+            let m = OwnedFd::from_raw_fd(m);
+            cvt(libc::grantpt(m.as_raw_fd()))?;
+            cvt(libc::unlockpt(m.as_raw_fd()))?;
+            let mut buf = [0 as libc::c_char; 128];
+            let r = libc::ptsname_r(m.as_raw_fd(), buf.as_mut_ptr(), buf.len());
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+            let name = std::ffi::CStr::from_ptr(buf.as_ptr());
+            let flags = cvt(libc::fcntl(m.as_raw_fd(), libc::F_GETFL))?;
+            cvt(libc::fcntl(m.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+            (m, PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
+        };
+        let c = rootfs::cstring(slave_path.as_os_str().as_bytes())?;
+        // SAFETY: valid C string; the descriptor is checked and owned; the winsize is ours.
+        let slave = unsafe {
+            let s = OwnedFd::from_raw_fd(cvt(libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?);
+            let ws = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+            libc::ioctl(s.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            s
+        };
+        let path = run_dir.join(control::CONSOLE_FILE);
+        let log = fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = log.metadata()?.len();
+        Ok(Console { master: fs::File::from(master), slave, slave_path, log, size, path, dead: false })
+    }
+
+    /// Copies what the zone wrote to the log (a bounded amount per call).
+    fn pump(&mut self) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..16 {
+            match self.master.read(&mut buf) {
+                Ok(n) if n > 0 => self.append(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // EIO: the slave was hung up (vhangup by a getty): hold it open
+                // again, or poll would keep reporting the hang-up.
+                _ => return self.reopen_slave(),
+            }
+        }
+    }
+
+    fn reopen_slave(&mut self) {
+        let Ok(c) = rootfs::cstring(self.slave_path.as_os_str().as_bytes()) else { return };
+        // SAFETY: valid C string; the descriptor is checked before being owned.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: just opened, owned by nobody else.
+            self.slave = unsafe { OwnedFd::from_raw_fd(fd) };
+        } else {
+            self.dead = true;
+        }
+    }
+
+    fn append(&mut self, data: &[u8]) {
+        let _ = self.log.write_all(data);
+        self.size += data.len() as u64;
+        if self.size > CONSOLE_MAX {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            let _ = fs::rename(&self.path, old);
+            if let Ok(f) = fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+                self.log = f;
+                self.size = 0;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Intent {
+    None,
+    Stop,
+    Reboot,
+}
+
+struct Conn {
+    sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+struct Monitor {
+    run_dir: PathBuf,
+    spec: ZoneSpec,
+    procs: Vec<PathBuf>,
+    sigfd: OwnedFd,
+    listener: UnixListener,
+    console: Console,
+    init_pid: i32,
+    started_at: u64,
+    intent: Intent,
+    killed: bool,
+    deadline: Option<Instant>,
+    stop_waiters: Vec<UnixStream>,
+    reboot_waiters: Vec<UnixStream>,
+    conns: Vec<Conn>,
+    helpers: Vec<i32>,
+    restarts: Vec<Instant>,
+    exit: Option<ExitRecord>,
+}
+
+fn step(name: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
+    move |e| LaunchError::new(name, e)
+}
+
+impl Monitor {
+    fn start(run_dir: PathBuf) -> Result<Monitor, LaunchError> {
+        // SAFETY: umask has no preconditions. Everything the monitor creates is root-only.
+        unsafe { libc::umask(0o077) };
+        let spec: ZoneSpec = fs::read(run_dir.join(control::SPEC_FILE))
+            .map_err(step("read spec"))
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| LaunchError::new("read spec", e)))?;
+        let mut cgroup_made = false;
+        let res = Self::start_inner(run_dir.clone(), spec.clone(), &mut cgroup_made);
+        if res.is_err() {
+            if cgroup_made {
+                cgroup::destroy(&spec.cgroup);
+            }
+            for f in [control::PID_FILE, control::SOCKET_FILE, control::SPEC_FILE] {
+                let _ = fs::remove_file(run_dir.join(f));
+            }
+            let console = run_dir.join(control::CONSOLE_FILE);
+            if fs::metadata(&console).is_ok_and(|m| m.len() == 0) {
+                let _ = fs::remove_file(console);
+            }
+        }
+        res
+    }
+
+    fn start_inner(run_dir: PathBuf, spec: ZoneSpec, cgroup_made: &mut bool) -> Result<Monitor, LaunchError> {
+        fs::write(run_dir.join(control::PID_FILE), format!("{}\n", std::process::id()))
+            .map_err(step("write monitor.pid"))?;
+        let sigfd = signalfd().map_err(step("signals"))?;
+        cgroup::create(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        *cgroup_made = true;
+        cgroup::apply_limits(&spec.cgroup, &spec.limits).map_err(|e| LaunchError::new("apply limits", e))?;
+        let procs = cgroup::procs_files(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        let console = Console::open(&run_dir).map_err(step("console"))?;
+        let sock = run_dir.join(control::SOCKET_FILE);
+        let _ = fs::remove_file(&sock);
+        let listener = control::with_socket_path(&run_dir, |p| UnixListener::bind(p))
+            .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
+        listener.set_nonblocking(true).map_err(step("control socket"))?;
+        let mut m = Monitor {
+            run_dir,
+            spec,
+            procs,
+            sigfd,
+            listener,
+            console,
+            init_pid: 0,
+            started_at: 0,
+            intent: Intent::None,
+            killed: false,
+            deadline: None,
+            stop_waiters: Vec::new(),
+            reboot_waiters: Vec::new(),
+            conns: Vec::new(),
+            helpers: Vec::new(),
+            restarts: Vec::new(),
+            exit: None,
+        };
+        m.init_pid = m.spawn_init()?;
+        m.started_at = now_secs();
+        Ok(m)
+    }
+
+    /// Clones and sets up the zone's init; returns its PID once it has exec'd.
+    fn spawn_init(&mut self) -> Result<i32, LaunchError> {
+        let plan = child::Plan::new(&self.spec, self.console.slave.as_raw_fd(), &self.console.slave_path)?;
+        let (err_r, err_w) = pipe().map_err(step("clone"))?;
+        let (go_r, go_w) = pipe().map_err(step("clone"))?;
+        let flags =
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET)
+                as u64;
+        // Fork straight into the v2 cgroup where there is one: moving a task
+        // between cgroups waits for an RCU grace period (milliseconds). The
+        // v1 hierarchies need the move; it overlaps with the child's mounts.
+        let v2 = cgroup::v2_dir(&self.spec.cgroup).and_then(|d| rootfs::open_dir(&d).ok());
+        let mut moves: Vec<&PathBuf> = self.procs.iter().collect();
+        let mut pid = -1;
+        if let Some(fd) = &v2 {
+            let args = CloneArgs {
+                flags: flags | CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: fd.as_raw_fd() as u64,
+                ..CloneArgs::default()
+            };
+            // SAFETY: a fork-like clone3 (no new stack, no shared VM). The monitor
+            // is single-threaded, so the child may keep running Rust code; it
+            // never returns from child::run.
+            pid =
+                unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+            if pid >= 0 {
+                let dir = cgroup::v2_dir(&self.spec.cgroup).unwrap_or_default().join("cgroup.procs");
+                moves.retain(|p| **p != dir);
+            }
+        }
+        if pid < 0 {
+            // SAFETY: as above, with clone(2).
+            pid =
+                unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+        }
+        if pid == 0 {
+            drop((err_r, go_w, v2));
+            child::run(&plan, err_w, go_r);
+        }
+        drop((err_w, go_r, v2));
+        let pid = cvt(pid).map_err(step("clone"))? as i32;
+        // Move the child into the remaining (v1) hierarchies while it builds its root.
+        let joined = moves.iter().try_for_each(|f| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .and_then(|mut file| file.write_all(pid.to_string().as_bytes()))
+                .map_err(|e| LaunchError::new("join cgroup", format!("{}: {e}", f.display())))
+        });
+        if joined.is_ok() {
+            let _ = fs::File::from(go_w).write_all(b"1");
+        } else {
+            drop(go_w);
+        }
+        let mut msg = Vec::new();
+        let _ = fs::File::from(err_r).read_to_end(&mut msg);
+        if msg.is_empty() && died_before_exec(pid) {
+            msg = b"zone setup\0init died before exec (see monitor.log)".to_vec();
+        }
+        if msg.is_empty() {
+            return joined.map(|()| pid);
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        joined?;
+        let text = String::from_utf8_lossy(&msg);
+        let (s, m) = text.split_once('\0').unwrap_or(("zone setup", &text));
+        Err(LaunchError::new(s, m))
+    }
+
+    fn run(&mut self) -> i32 {
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
+        loop {
+            pfds.clear();
+            let console = if self.console.dead { -1 } else { self.console.master.as_raw_fd() };
+            for fd in [self.sigfd.as_raw_fd(), self.listener.as_raw_fd(), console] {
+                pfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            }
+            for c in &self.conns {
+                pfds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            let timeout = self.deadline.map_or(-1, |d| {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+            });
+            // SAFETY: pfds is a live array of pollfds of the given length.
+            if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) } < 0 {
+                continue;
+            }
+            if pfds[2].revents != 0 {
+                self.console.pump();
+            }
+            if pfds[0].revents != 0 {
+                self.on_signals();
+            }
+            for i in (0..pfds.len() - 3).rev() {
+                if pfds[i + 3].revents != 0 && i < self.conns.len() {
+                    self.on_conn(i);
+                }
+            }
+            if pfds[1].revents != 0 {
+                self.accept();
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                log!("grace period over: killing the zone");
+                self.kill_zone();
+            }
+            if self.exit.is_some() {
+                return 0;
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        // SAFETY: signalfd_siginfo is plain data.
+        let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            // SAFETY: reading one record into a buffer of its size.
+            let n =
+                unsafe { libc::read(self.sigfd.as_raw_fd(), (&mut si as *mut libc::signalfd_siginfo).cast(), size) };
+            if n != size as isize {
+                return;
+            }
+            match si.ssi_signo as i32 {
+                libc::SIGCHLD => self.reap(),
+                libc::SIGTERM if self.exit.is_none() && self.intent != Intent::Stop => {
+                    log!("SIGTERM: stopping the zone");
+                    self.intent = Intent::Stop;
+                    self.shutdown(false, None);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: reaping our own children.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            if pid == self.init_pid {
+                self.on_init_exit(status);
+            } else if let Some(i) = self.helpers.iter().position(|h| *h == pid) {
+                self.helpers.swap_remove(i);
+                let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+                log!("shutdown helper {pid} ended: {status:#x}");
+                if matches!(code, Some(126 | 127)) && self.init_pid > 0 && self.exit.is_none() {
+                    self.signal_shutdown();
+                }
+            }
+        }
+    }
+
+    fn on_init_exit(&mut self, status: i32) {
+        self.init_pid = 0;
+        self.console.pump();
+        let (reason, code, signal) = if libc::WIFEXITED(status) {
+            (ExitReason::Exited, Some(libc::WEXITSTATUS(status)), None)
+        } else {
+            let sig = libc::WTERMSIG(status);
+            let reason = match sig {
+                libc::SIGHUP => ExitReason::Rebooted,
+                libc::SIGINT => ExitReason::Halted,
+                _ => ExitReason::Signaled,
+            };
+            (reason, None, Some(sig))
+        };
+        let how = match (reason, code, signal) {
+            (ExitReason::Rebooted, ..) => "init rebooted the zone".to_owned(),
+            (ExitReason::Halted, ..) => "init halted the zone".to_owned(),
+            (_, Some(c), _) => format!("init exited with status {c}"),
+            (_, _, Some(s)) => format!("init was killed by signal {s}"),
+            _ => "init ended".to_owned(),
+        };
+        log!("{how}");
+        match (self.intent, reason) {
+            (Intent::Stop, _) => {
+                let (code, signal) = if reason == ExitReason::Signaled || reason == ExitReason::Exited {
+                    (code, signal)
+                } else {
+                    (None, None)
+                };
+                self.finish(ExitReason::Stopped, code, signal, format!("stopped on request ({how})"));
+            }
+            (Intent::Reboot, _) => self.restart(false, "reboot requested"),
+            (Intent::None, ExitReason::Rebooted) => self.restart(true, &how),
+            (Intent::None, ExitReason::Halted) => self.finish(reason, None, None, how),
+            (Intent::None, _) if self.spec.restart_init => self.restart(true, &how),
+            (Intent::None, _) => self.finish(reason, code, signal, how),
+        }
+    }
+
+    fn restart(&mut self, automatic: bool, why: &str) {
+        if automatic {
+            let now = Instant::now();
+            self.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+            if self.restarts.len() >= MAX_RESTARTS {
+                let msg = format!(
+                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({why})",
+                    RESTART_WINDOW.as_secs()
+                );
+                return self.finish(ExitReason::Failed, None, None, msg);
+            }
+            self.restarts.push(now);
+        }
+        log!("restarting the zone: {why}");
+        match self.spawn_init() {
+            Ok(pid) => {
+                self.init_pid = pid;
+                self.started_at = now_secs();
+                self.intent = Intent::None;
+                self.killed = false;
+                self.deadline = None;
+                log!("init pid {pid}");
+                let reply = Reply { ok: true, status: Some(self.status()), ..Reply::default() };
+                for w in std::mem::take(&mut self.reboot_waiters) {
+                    send(&w, &reply);
+                }
+            }
+            Err(e) => self.finish(ExitReason::Failed, None, None, format!("restart failed: {e}")),
+        }
+    }
+
+    /// The zone is down for good: clean up, record why, answer, and let `run` return.
+    fn finish(&mut self, reason: ExitReason, code: Option<i32>, signal: Option<i32>, message: String) {
+        log!("zone down: {message}");
+        self.console.pump();
+        if let Err(e) = cgroup::try_destroy(&self.spec.cgroup) {
+            log!("removing cgroup {}: {e}", self.spec.cgroup);
+        }
+        let rec = ExitRecord { reason, code, signal, message, at: now_secs() };
+        let tmp = self.run_dir.join(".exit.json.tmp");
+        let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
+        if let Err(e) = fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, self.run_dir.join(control::EXIT_FILE))) {
+            log!("writing exit.json: {e}");
+        }
+        let _ = fs::remove_file(self.run_dir.join(control::SOCKET_FILE));
+        let _ = fs::remove_file(self.run_dir.join(control::PID_FILE));
+        let ok = Reply { ok: true, exit: Some(rec.clone()), ..Reply::default() };
+        for w in std::mem::take(&mut self.stop_waiters) {
+            send(&w, &ok);
+        }
+        let down = Reply::error(format!("the zone went down: {}", rec.message));
+        for w in std::mem::take(&mut self.reboot_waiters) {
+            send(&w, &down);
+        }
+        self.exit = Some(rec);
+    }
+
+    fn status(&self) -> MonitorStatus {
+        MonitorStatus {
+            monitor_pid: std::process::id() as i32,
+            init_pid: self.init_pid,
+            state: if self.intent == Intent::None { ZoneState::Running } else { ZoneState::Stopping },
+            started_at: self.started_at,
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok((sock, _)) = self.listener.accept() {
+            if self.conns.len() >= MAX_CONNS || sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.conns.push(Conn { sock, buf: Vec::new() });
+        }
+    }
+
+    fn on_conn(&mut self, i: usize) {
+        let mut buf = [0u8; 1024];
+        let c = &mut self.conns[i];
+        match c.sock.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Ok(0) | Err(_) => {
+                self.conns.swap_remove(i);
+                return;
+            }
+            Ok(n) => c.buf.extend_from_slice(&buf[..n]),
+        }
+        let Some(end) = c.buf.iter().position(|b| *b == b'\n') else {
+            if c.buf.len() > MAX_REQUEST {
+                self.conns.swap_remove(i);
+            }
+            return;
+        };
+        let c = self.conns.swap_remove(i);
+        match serde_json::from_slice::<Request>(&c.buf[..end]) {
+            Ok(req) => self.on_request(c.sock, req),
+            Err(e) => send(&c.sock, &Reply::error(format!("bad request: {e}"))),
+        }
+    }
+
+    fn on_request(&mut self, sock: UnixStream, req: Request) {
+        if let Some(rec) = &self.exit {
+            let reply = match req {
+                Request::Stop { .. } => Reply { ok: true, exit: Some(rec.clone()), ..Reply::default() },
+                _ => Reply::error("the zone is down"),
+            };
+            return send(&sock, &reply);
+        }
+        match req {
+            Request::Status => send(&sock, &Reply { ok: true, status: Some(self.status()), ..Reply::default() }),
+            Request::Stop { force, timeout_secs } => {
+                log!("stop requested (force: {force})");
+                self.intent = Intent::Stop;
+                self.stop_waiters.push(sock);
+                self.shutdown(force, timeout_secs);
+            }
+            Request::Reboot { force, timeout_secs } => {
+                if self.intent == Intent::Stop {
+                    return send(&sock, &Reply::error("the zone is stopping"));
+                }
+                log!("reboot requested (force: {force})");
+                self.intent = Intent::Reboot;
+                self.reboot_waiters.push(sock);
+                self.shutdown(force, timeout_secs);
+            }
+            Request::Kill { signal } => {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                let r = if self.init_pid > 0 && (1..=libc::SIGRTMAX()).contains(&signal) {
+                    cvt(unsafe { libc::kill(self.init_pid, signal) })
+                } else {
+                    Err(io::Error::from_raw_os_error(libc::EINVAL))
+                };
+                match r {
+                    Ok(_) => send(&sock, &Reply { ok: true, ..Reply::default() }),
+                    Err(e) => send(&sock, &Reply::error(format!("signal {signal}: {e}"))),
+                }
+            }
+            Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
+                Ok(()) => {
+                    let l = &mut self.spec.limits;
+                    l.locked_bytes = limits.locked_bytes.or(l.locked_bytes);
+                    send(&sock, &Reply { ok: true, ..Reply::default() })
+                }
+                Err(e) => send(&sock, &Reply::error(e.to_string())),
+            },
+        }
+    }
+
+    /// Starts taking the zone down: at once with `force`, else asks it and
+    /// arms the kill deadline (a shorter one wins).
+    fn shutdown(&mut self, force: bool, timeout_secs: Option<u64>) {
+        if force {
+            return self.kill_zone();
+        }
+        if self.killed {
+            return;
+        }
+        // At most a year: an absurd timeout must not overflow the clock.
+        let grace = timeout_secs.map_or(control::DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(s.min(365 * 86400)));
+        let deadline = Instant::now() + grace;
+        match self.deadline {
+            Some(d) if d <= deadline => {}
+            Some(_) => self.deadline = Some(deadline),
+            None => {
+                self.deadline = Some(deadline);
+                self.ask_shutdown();
+            }
+        }
+    }
+
+    fn kill_zone(&mut self) {
+        self.deadline = None;
+        self.killed = true;
+        if self.init_pid > 0 {
+            // SAFETY: kill(2) has no memory-safety preconditions. Killing a PID namespace's init kills the namespace.
+            unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
+        }
+        // Not before a reboot: on Linux 6.18 a cgroup once killed through
+        // cgroup.kill makes every later CLONE_INTO_CGROUP child die at birth
+        // (kill_seq is sampled before the target cgroup is known).
+        if self.intent == Intent::Stop {
+            if let Err(e) = cgroup::kill(&self.spec.cgroup) {
+                log!("killing cgroup: {e}");
+            }
+        }
+    }
+
+    /// Runs the zone's poweroff (or halt) inside it, or signals init when it has none.
+    fn ask_shutdown(&mut self) {
+        let init = self.init_pid;
+        let found = rootfs::open_dir(Path::new(&format!("/proc/{init}/root"))).ok().and_then(|root| {
+            SHUTDOWN_COMMANDS.iter().find(|c| {
+                rootfs::open_in(root.as_fd(), Path::new(c), libc::O_PATH, 0)
+                    .is_ok_and(|f| rootfs::is_dir(f.as_fd()).is_ok_and(|d| !d))
+            })
+        });
+        match found.map(|c| self.spawn_helper(&format!("/{c}"))) {
+            Some(Ok(pid)) => {
+                log!("running /{} in the zone (pid {pid})", found.unwrap_or(&""));
+                self.helpers.push(pid);
+            }
+            Some(Err(e)) => {
+                log!("cannot run the zone's shutdown command: {e}");
+                self.signal_shutdown();
+            }
+            None => self.signal_shutdown(),
+        }
+    }
+
+    fn signal_shutdown(&self) {
+        let init = self.init_pid;
+        if init <= 0 {
+            return;
+        }
+        let systemd = fs::read_link(format!("/proc/{init}/exe"))
+            .is_ok_and(|p| p.as_os_str().as_bytes().windows(7).any(|w| w == b"systemd"));
+        log!("signalling init {init} to shut down{}", if systemd { " (systemd)" } else { "" });
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(init, libc::SIGPWR);
+            if systemd {
+                libc::kill(init, libc::SIGRTMIN() + 4);
+            }
+        }
+    }
+
+    fn spawn_helper(&self, path: &str) -> io::Result<i32> {
+        let init = self.init_pid;
+        let kinds = [
+            ("cgroup", libc::CLONE_NEWCGROUP),
+            ("ipc", libc::CLONE_NEWIPC),
+            ("uts", libc::CLONE_NEWUTS),
+            ("net", libc::CLONE_NEWNET),
+            ("pid", libc::CLONE_NEWPID),
+            ("mnt", libc::CLONE_NEWNS),
+        ];
+        let mut namespaces = Vec::with_capacity(kinds.len());
+        for (name, kind) in kinds {
+            let p = rootfs::cstring(format!("/proc/{init}/ns/{name}").as_bytes())?;
+            // SAFETY: valid C string; the descriptor is checked and owned.
+            let fd = cvt(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+            // SAFETY: just opened, owned by nobody else.
+            namespaces.push((unsafe { OwnedFd::from_raw_fd(fd) }, kind));
+        }
+        let helper = child::Helper {
+            procs: &self.procs,
+            namespaces,
+            console: self.console.slave.as_raw_fd(),
+            argv: vec![CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?],
+        };
+        // SAFETY: the monitor is single-threaded; the child never returns from run_helper.
+        let pid = cvt(unsafe { libc::fork() })?;
+        if pid == 0 {
+            child::run_helper(&helper);
+        }
+        Ok(pid)
+    }
+}
+
+fn send(sock: &UnixStream, reply: &Reply) {
+    if let Ok(mut line) = serde_json::to_vec(reply) {
+        line.push(b'\n');
+        let _ = sock.set_nonblocking(false);
+        let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = (&*sock).write_all(&line);
+    }
+}
+
+/// Whether child `pid` (whose error pipe saw end-of-file without a message)
+/// is a zombie still named like the monitor, i.e. it never reached exec.
+fn died_before_exec(pid: i32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let ours = fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    match (stat.split_once(" ("), stat.rsplit_once(") ")) {
+        (Some((_, rest)), Some((_, state))) => {
+            state.starts_with('Z') && rest.rsplit_once(") ").is_some_and(|(comm, _)| comm == ours.trim_end())
+        }
+        _ => false,
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: freshly created descriptors, owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn signalfd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset manipulation on a set we own, then sigprocmask/signalfd with it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        cvt(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+        let fd = cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
