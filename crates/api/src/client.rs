@@ -87,10 +87,7 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: zonevisord\r\nConnection: close\r\nAccept: application/json\r\n"
         );
         if method != "GET" || !body.is_empty() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
         }
         req.push_str("\r\n");
         let mut buf = req.into_bytes();

@@ -89,10 +89,7 @@ impl ValidationErrors {
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(b) = &self.bad_brand {
-            parts.push(format!(
-                "bad brand {b:?}: {}",
-                self.reasons.get("brand").map(String::as_str).unwrap_or("")
-            ));
+            parts.push(format!("bad brand {b:?}: {}", self.reasons.get("brand").map(String::as_str).unwrap_or("")));
         }
         for (label, list) in [
             ("missing", &self.missing_properties),
@@ -120,7 +117,7 @@ pub struct ApiError {
     pub message: String,
     /// For [`ErrorKind::Invalid`] payloads: SmartOS's validation result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<ValidationErrors>,
+    pub validation: Option<Box<ValidationErrors>>,
 }
 
 impl ApiError {
@@ -137,7 +134,7 @@ impl ApiError {
         Self {
             kind: ErrorKind::Invalid,
             message: format!("Invalid payload: {}", errors.summary()),
-            validation: Some(errors),
+            validation: Some(Box::new(errors)),
         }
     }
     /// A missing instance or image.

@@ -77,10 +77,38 @@ fn delete_image() {}
 #[derive(OpenApi)]
 #[openapi(
     info(title = "zonevisord", description = "zonevisor's daemon API, spoken as JSON over HTTP on a Unix socket"),
-    paths(ping, sysinfo, list_vms, create_vm, validate, get_vm, delete_vm, update_vm, start_vm, stop_vm,
-          reboot_vm, kill_vm, list_images, install_image, get_image, delete_image),
-    components(schemas(ApiError, ErrorKind, ValidationErrors, StopRequest, RebootRequest, KillRequest,
-                       ValidateRequest, ValidateAction, ImageInstallRequest, ImageRecord, Ping, Done))
+    paths(
+        ping,
+        sysinfo,
+        list_vms,
+        create_vm,
+        validate,
+        get_vm,
+        delete_vm,
+        update_vm,
+        start_vm,
+        stop_vm,
+        reboot_vm,
+        kill_vm,
+        list_images,
+        install_image,
+        get_image,
+        delete_image
+    ),
+    components(schemas(
+        ApiError,
+        ErrorKind,
+        ValidationErrors,
+        StopRequest,
+        RebootRequest,
+        KillRequest,
+        ValidateRequest,
+        ValidateAction,
+        ImageInstallRequest,
+        ImageRecord,
+        Ping,
+        Done
+    ))
 )]
 pub struct ApiDoc;
 
@@ -116,9 +144,18 @@ mod tests {
     fn every_route_is_documented() {
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
         for r in [
-            routes::PING, routes::SYSINFO, routes::VMS, routes::VALIDATE, routes::VM,
-            routes::VM_UPDATE, routes::VM_START, routes::VM_STOP, routes::VM_REBOOT,
-            routes::VM_KILL, routes::IMAGES, routes::IMAGE,
+            routes::PING,
+            routes::SYSINFO,
+            routes::VMS,
+            routes::VALIDATE,
+            routes::VM,
+            routes::VM_UPDATE,
+            routes::VM_START,
+            routes::VM_STOP,
+            routes::VM_REBOOT,
+            routes::VM_KILL,
+            routes::IMAGES,
+            routes::IMAGE,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

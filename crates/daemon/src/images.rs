@@ -71,10 +71,8 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
         Some(t) if !IMAGE_TYPES.contains(&t) => {
             errs.bad_value("type", format!("must be one of {}", IMAGE_TYPES.join(", ")))
         }
-        Some(t) if !INSTALLABLE_TYPES.contains(&t) => errs.bad_value(
-            "type",
-            format!("{t} images cannot be installed on this host yet; zones use lx-dataset images"),
-        ),
+        Some(t) if !INSTALLABLE_TYPES.contains(&t) => errs
+            .bad_value("type", format!("{t} images cannot be installed on this host yet; zones use lx-dataset images")),
         Some(_) => {}
     }
     match s("os") {

@@ -166,7 +166,10 @@ impl Daemon {
                     Some(row) if row.phase == "ready" => {
                         let ty = row.manifest.get("type").and_then(Value::as_str).unwrap_or("");
                         if ty != "lx-dataset" {
-                            errs.bad_value("image_uuid", format!("image {img} is of type {ty}; brand lx needs an lx-dataset image"));
+                            errs.bad_value(
+                                "image_uuid",
+                                format!("image {img} is of type {ty}; brand lx needs an lx-dataset image"),
+                            );
                         }
                     }
                     _ => errs.bad_value("image_uuid", format!("image {img} is not installed (see imgadm list)")),
@@ -357,11 +360,7 @@ impl Daemon {
 
     /// Watches a monitor: when it exits, the zone is marked stopped.
     pub(crate) fn watch(&self, uuid: InstanceUuid, monitor_pid: i32) {
-        self.runtime
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uuid, Running { monitor_pid });
+        self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid });
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor_pid, 0) };
         if fd < 0 {
@@ -570,12 +569,20 @@ impl Daemon {
             match zonevisor_zone::control::find_monitor(&self.run_dir(uuid)) {
                 Some(st) => {
                     tracing::info!(vm = %uuid, monitor = st.monitor_pid, init = st.init_pid, "re-adopted running zone");
-                    self.set_fields(uuid, &[("state", json!("running")), ("zone_state", json!("running")), ("pid", json!(st.init_pid))], &[])?;
+                    self.set_fields(
+                        uuid,
+                        &[("state", json!("running")), ("zone_state", json!("running")), ("pid", json!(st.init_pid))],
+                        &[],
+                    )?;
                     self.watch(uuid, st.monitor_pid);
                 }
                 None => {
                     if str_of(&row.vm, "state") != Some("stopped") {
-                        self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid: -1 });
+                        self.runtime
+                            .running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(uuid, Running { monitor_pid: -1 });
                         self.on_monitor_exit(uuid, -1);
                     }
                     if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {

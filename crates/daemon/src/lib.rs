@@ -128,11 +128,7 @@ fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let pid = std::fs::read_to_string(&path).unwrap_or_default();
-        anyhow::bail!(
-            "another zonevisord (pid {}) is already running on root {}",
-            pid.trim(),
-            root.display()
-        );
+        anyhow::bail!("another zonevisord (pid {}) is already running on root {}", pid.trim(), root.display());
     }
     file.set_len(0)?;
     std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())?;
@@ -155,7 +151,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let root = if config.root.is_absolute() { config.root.clone() } else { std::env::current_dir()?.join(&config.root) };
+    let root =
+        if config.root.is_absolute() { config.root.clone() } else { std::env::current_dir()?.join(&config.root) };
     let _lock = lock_root(&root)?;
     let source = if config.pool_backend == "dir" {
         PoolSource::Dir
@@ -173,11 +170,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());
     let socket = config.socket.clone().unwrap_or_else(|| zonevisor_api::socket_path(&root));
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(64).enable_all().build()?;
     let daemon = Arc::new_cyclic(|me| Daemon {
         root: root.clone(),
         pool,

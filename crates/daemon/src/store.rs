@@ -124,19 +124,13 @@ impl Store {
 
     /// Reads, changes and writes one instance object in one transaction.
     /// Returns the new object, or `None` when the row is gone.
-    pub fn modify_vm(
-        &self,
-        uuid: InstanceUuid,
-        f: impl FnOnce(&mut VmObject),
-    ) -> Result<Option<VmObject>> {
+    pub fn modify_vm(&self, uuid: InstanceUuid, f: impl FnOnce(&mut VmObject)) -> Result<Option<VmObject>> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let row: Option<String> = tx
-                .query_row("SELECT obj FROM vms WHERE uuid = ?1", [uuid.to_string()], |r| r.get(0))
-                .optional()?;
+            let row: Option<String> =
+                tx.query_row("SELECT obj FROM vms WHERE uuid = ?1", [uuid.to_string()], |r| r.get(0)).optional()?;
             let Some(obj) = row else { return Ok(None) };
-            let mut vm: VmObject =
-                serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.to_string(), e))?;
+            let mut vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.to_string(), e))?;
             f(&mut vm);
             let obj = serde_json::to_string(&vm).expect("a JSON map serializes");
             tx.execute(

@@ -15,11 +15,8 @@ fn read_trim(path: &str) -> Option<String> {
 /// Which accelerator VMs would use, and why.
 pub(crate) fn accelerator() -> (&'static str, String) {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
+    let flags: Vec<&str> =
+        cpuinfo.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
     let virt = ["vmx", "svm"].into_iter().find(|f| flags.contains(f));
     let Ok(kvm) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
         return ("tcg", "/dev/kvm is absent or cannot be opened".into());
@@ -28,7 +25,9 @@ pub(crate) fn accelerator() -> (&'static str, String) {
     let api = unsafe { libc::ioctl(kvm.as_raw_fd(), 0xAE00, 0) };
     match (api, virt) {
         (12, Some(v)) => ("kvm", format!("/dev/kvm API 12, CPU virtualization {v}")),
-        (12, None) => ("tcg", "/dev/kvm exists but the CPU reports no vmx/svm, so ordinary guests cannot run on it".into()),
+        (12, None) => {
+            ("tcg", "/dev/kvm exists but the CPU reports no vmx/svm, so ordinary guests cannot run on it".into())
+        }
         (n, _) => ("tcg", format!("/dev/kvm answered API version {n}, not 12")),
     }
 }
@@ -129,9 +128,7 @@ impl Daemon {
             zonevisor_zone::cgroup::CgroupVersion::V2 => "v2",
             _ => "v1",
         };
-        let kernel = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
         json!({
             "UUID": self.host_uuid(),
             "Hostname": hostname,

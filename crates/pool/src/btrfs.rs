@@ -57,9 +57,7 @@ impl BtrfsBackend {
                     format_if_blank(device)?;
                     mount(device, mountpoint)?;
                 }
-                PoolSource::LoopFile { path, size_bytes } => {
-                    mount_loop_file(path, *size_bytes, mountpoint)?
-                }
+                PoolSource::LoopFile { path, size_bytes } => mount_loop_file(path, *size_bytes, mountpoint)?,
             }
         }
         let quota = enable_quotas(mountpoint)?;
@@ -78,10 +76,7 @@ pub(crate) fn unmount(mountpoint: &Path) -> Result<()> {
         Err(e) => return Err(PoolError::io("statx", mountpoint, e)),
     }
     if !host::is_btrfs(mountpoint).map_err(|e| PoolError::io("statfs", mountpoint, e))? {
-        return Err(bad_fs(
-            mountpoint,
-            "the filesystem mounted there is not btrfs; not unmounting it",
-        ));
+        return Err(bad_fs(mountpoint, "the filesystem mounted there is not btrfs; not unmounting it"));
     }
     // Busy is often fleeting (a process leaving the pool); lazy unmounting
     // would hide a real leak, so retry a few times instead.
@@ -99,10 +94,7 @@ pub(crate) fn unmount(mountpoint: &Path) -> Result<()> {
 }
 
 fn bad_fs(path: &Path, reason: impl Into<String>) -> PoolError {
-    PoolError::BadFilesystem {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    PoolError::BadFilesystem { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn mkfs(device: &Path) -> Result<()> {
@@ -115,24 +107,14 @@ fn format_if_blank(device: &Path) -> Result<()> {
     match host::probe_filesystem(device)?.as_deref() {
         None => mkfs(device),
         Some("btrfs") => Ok(()),
-        Some(other) => Err(bad_fs(
-            device,
-            format!("holds a {other} filesystem; refusing to format it"),
-        )),
+        Some(other) => Err(bad_fs(device, format!("holds a {other} filesystem; refusing to format it"))),
     }
 }
 
 fn mount(device: &Path, mountpoint: &Path) -> Result<()> {
-    std::fs::create_dir_all(mountpoint)
-        .map_err(|e| PoolError::io("create mountpoint", mountpoint, e))?;
-    nix::mount::mount(
-        Some(device),
-        mountpoint,
-        Some("btrfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| PoolError::io("mount", mountpoint, e.into()))
+    std::fs::create_dir_all(mountpoint).map_err(|e| PoolError::io("create mountpoint", mountpoint, e))?;
+    nix::mount::mount(Some(device), mountpoint, Some("btrfs"), MsFlags::empty(), None::<&str>)
+        .map_err(|e| PoolError::io("mount", mountpoint, e.into()))
 }
 
 /// Creates (sparse) and formats `file` when absent, attaches it to a loop
@@ -171,14 +153,8 @@ fn mount_loop_file(file: &Path, size_bytes: u64, mountpoint: &Path) -> Result<()
 
 /// The quota mode the filesystem at `dir` runs, if quotas are on.
 fn quota_mode(dir: &File, path: &Path) -> Result<Option<QuotaMode>> {
-    let status = sys::search_item(
-        dir,
-        sys::BTRFS_QUOTA_TREE_OBJECTID,
-        0,
-        sys::BTRFS_QGROUP_STATUS_KEY,
-        0,
-    )
-    .map_err(|e| PoolError::io("read quota status", path, e))?;
+    let status = sys::search_item(dir, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, sys::BTRFS_QGROUP_STATUS_KEY, 0)
+        .map_err(|e| PoolError::io("read quota status", path, e))?;
     Ok(status.map(|item| {
         let flags = sys::le_u64(&item, 16);
         if flags & sys::BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT != 0 {
@@ -200,8 +176,7 @@ fn enable_quotas(mountpoint: &Path) -> Result<QuotaMode> {
     }
     if let Err(e) = sys::quota_ctl(&dir, sys::BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA) {
         tracing::info!(error = %e, "btrfs simple quotas unavailable; using qgroups");
-        sys::quota_ctl(&dir, sys::BTRFS_QUOTA_CTL_ENABLE)
-            .map_err(|e| PoolError::io("enable quotas", mountpoint, e))?;
+        sys::quota_ctl(&dir, sys::BTRFS_QUOTA_CTL_ENABLE).map_err(|e| PoolError::io("enable quotas", mountpoint, e))?;
     }
     quota_mode(&dir, mountpoint)?.ok_or_else(|| bad_fs(mountpoint, "quotas did not turn on"))
 }
@@ -213,9 +188,7 @@ fn open_subvol(path: &Path) -> Result<File> {
         Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => not_found(),
         _ => PoolError::io("open dataset", path, e),
     })?;
-    let md = dir
-        .metadata()
-        .map_err(|e| PoolError::io("stat dataset", path, e))?;
+    let md = dir.metadata().map_err(|e| PoolError::io("stat dataset", path, e))?;
     if md.ino() != BTRFS_FIRST_FREE_OBJECTID {
         return Err(not_found());
     }
@@ -225,16 +198,9 @@ fn open_subvol(path: &Path) -> Result<File> {
 /// The directory holding `path`, opened, and `path`'s last component.
 fn parent_and_name(path: &Path) -> Result<(File, &OsStr)> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(PoolError::io(
-            "split",
-            path,
-            io::Error::from_raw_os_error(libc::EINVAL),
-        ));
+        return Err(PoolError::io("split", path, io::Error::from_raw_os_error(libc::EINVAL)));
     };
-    Ok((
-        open_dir(parent).map_err(|e| PoolError::io("open", parent, e))?,
-        name,
-    ))
+    Ok((open_dir(parent).map_err(|e| PoolError::io("open", parent, e))?, name))
 }
 
 fn created(path: &Path, op: &'static str, result: io::Result<()>) -> Result<()> {
@@ -254,13 +220,7 @@ fn delete_subvolume(dir: &File, name: &OsStr, path: &Path) -> Result<()> {
         }
         r => r,
     }
-    .or_else(|e| {
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
+    .or_else(|e| if e.raw_os_error() == Some(libc::ENOENT) { Ok(()) } else { Err(e) })
     .map_err(|e| PoolError::io("delete subvolume", path, e))
 }
 
@@ -268,8 +228,7 @@ fn delete_subvolume(dir: &File, name: &OsStr, path: &Path) -> Result<()> {
 /// writable first so their entries can go. Does not cross mount points.
 fn delete_nested(path: &Path) -> Result<()> {
     let subvol = open_subvol(path)?;
-    let flags =
-        sys::subvol_flags(&subvol).map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+    let flags = sys::subvol_flags(&subvol).map_err(|e| PoolError::io("get subvolume flags", path, e))?;
     if flags & BTRFS_SUBVOL_RDONLY != 0 {
         sys::set_subvol_flags(&subvol, flags & !BTRFS_SUBVOL_RDONLY)
             .map_err(|e| PoolError::io("make writable", path, e))?;
@@ -299,11 +258,7 @@ fn delete_nested(path: &Path) -> Result<()> {
 
 impl Backend for BtrfsBackend {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            backend: "btrfs",
-            o1_clone: true,
-            quota: true,
-        }
+        Capabilities { backend: "btrfs", o1_clone: true, quota: true }
     }
 
     fn create(&self, path: &Path) -> Result<()> {
@@ -314,33 +269,22 @@ impl Backend for BtrfsBackend {
     fn clone_from(&self, origin: &Path, path: &Path) -> Result<()> {
         let origin = open_subvol(origin)?;
         let (dir, name) = parent_and_name(path)?;
-        created(
-            path,
-            "snapshot subvolume",
-            sys::snap_create(&dir, name, &origin, false),
-        )
+        created(path, "snapshot subvolume", sys::snap_create(&dir, name, &origin, false))
     }
 
     fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()> {
         let subvol = open_subvol(path)?;
-        let flags = sys::subvol_flags(&subvol)
-            .map_err(|e| PoolError::io("get subvolume flags", path, e))?;
-        let new = if readonly {
-            flags | BTRFS_SUBVOL_RDONLY
-        } else {
-            flags & !BTRFS_SUBVOL_RDONLY
-        };
+        let flags = sys::subvol_flags(&subvol).map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+        let new = if readonly { flags | BTRFS_SUBVOL_RDONLY } else { flags & !BTRFS_SUBVOL_RDONLY };
         if new == flags {
             return Ok(());
         }
-        sys::set_subvol_flags(&subvol, new)
-            .map_err(|e| PoolError::io("set subvolume flags", path, e))
+        sys::set_subvol_flags(&subvol, new).map_err(|e| PoolError::io("set subvolume flags", path, e))
     }
 
     fn is_readonly(&self, path: &Path) -> Result<bool> {
         let subvol = open_subvol(path)?;
-        let flags = sys::subvol_flags(&subvol)
-            .map_err(|e| PoolError::io("get subvolume flags", path, e))?;
+        let flags = sys::subvol_flags(&subvol).map_err(|e| PoolError::io("get subvolume flags", path, e))?;
         Ok(flags & BTRFS_SUBVOL_RDONLY != 0)
     }
 
@@ -351,11 +295,7 @@ impl Backend for BtrfsBackend {
         };
         if !(md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID) {
             // A leftover that is not a subvolume, in a dataset's place.
-            let removed = if md.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
+            let removed = if md.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
             return removed.map_err(|e| PoolError::io("remove", path, e));
         }
         let qgroup = open_subvol(path).ok().and_then(|s| sys::subvol_id(&s).ok());
@@ -373,8 +313,7 @@ impl Backend for BtrfsBackend {
 
     fn set_quota(&self, path: &Path, bytes: Option<u64>) -> Result<()> {
         use sys::{
-            BTRFS_QGROUP_LIMIT_CLEAR as CLEAR, BTRFS_QGROUP_LIMIT_MAX_EXCL as EXCL,
-            BTRFS_QGROUP_LIMIT_MAX_RFER as RFER,
+            BTRFS_QGROUP_LIMIT_CLEAR as CLEAR, BTRFS_QGROUP_LIMIT_MAX_EXCL as EXCL, BTRFS_QGROUP_LIMIT_MAX_RFER as RFER,
         };
         let subvol = open_subvol(path)?;
         let (flags, max_rfer, max_excl) = match (bytes, self.quota) {
@@ -385,9 +324,9 @@ impl Backend for BtrfsBackend {
         let limit = || sys::qgroup_limit(&subvol, 0, flags, max_rfer, max_excl);
         match limit() {
             // The subvolume predates quotas and has no qgroup yet.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => sys::subvol_id(&subvol)
-                .and_then(|id| sys::qgroup_create(&subvol, true, id))
-                .and_then(|()| limit()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                sys::subvol_id(&subvol).and_then(|id| sys::qgroup_create(&subvol, true, id)).and_then(|()| limit())
+            }
             r => r,
         }
         .map_err(|e| PoolError::io("set qgroup limit", path, e))
@@ -397,34 +336,22 @@ impl Backend for BtrfsBackend {
         let subvol = open_subvol(path)?;
         let err = |e| PoolError::io("read qgroup", path, e);
         let id = sys::subvol_id(&subvol).map_err(err)?;
-        let search =
-            |item_type| sys::search_item(&subvol, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, item_type, id);
+        let search = |item_type| sys::search_item(&subvol, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, item_type, id);
         // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr.
-        let used_bytes = search(sys::BTRFS_QGROUP_INFO_KEY)
-            .map_err(err)?
-            .map_or(0, |info| sys::le_u64(&info, 24));
+        let used_bytes = search(sys::BTRFS_QGROUP_INFO_KEY).map_err(err)?.map_or(0, |info| sys::le_u64(&info, 24));
         // btrfs_qgroup_limit_item: flags, max_rfer, max_excl, rsv_rfer, rsv_excl.
-        let quota_bytes = search(sys::BTRFS_QGROUP_LIMIT_KEY)
-            .map_err(err)?
-            .and_then(|limit| {
-                let flags = sys::le_u64(&limit, 0);
-                [
-                    (sys::BTRFS_QGROUP_LIMIT_MAX_RFER, 8),
-                    (sys::BTRFS_QGROUP_LIMIT_MAX_EXCL, 16),
-                ]
+        let quota_bytes = search(sys::BTRFS_QGROUP_LIMIT_KEY).map_err(err)?.and_then(|limit| {
+            let flags = sys::le_u64(&limit, 0);
+            [(sys::BTRFS_QGROUP_LIMIT_MAX_RFER, 8), (sys::BTRFS_QGROUP_LIMIT_MAX_EXCL, 16)]
                 .into_iter()
                 .filter(|&(flag, _)| flags & flag != 0)
                 .map(|(_, at)| sys::le_u64(&limit, at))
                 .min()
-            });
-        Ok(Usage {
-            used_bytes,
-            quota_bytes,
-        })
+        });
+        Ok(Usage { used_bytes, quota_bytes })
     }
 
     fn is_dataset(&self, path: &Path) -> bool {
-        std::fs::symlink_metadata(path)
-            .is_ok_and(|md| md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID)
+        std::fs::symlink_metadata(path).is_ok_and(|md| md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID)
     }
 }

@@ -17,8 +17,7 @@ pub(crate) struct DirBackend;
 impl DirBackend {
     /// Creates the mountpoint directory if needed.
     pub(crate) fn open(mountpoint: &Path) -> Result<Self> {
-        std::fs::create_dir_all(mountpoint)
-            .map_err(|e| PoolError::io("create pool directory", mountpoint, e))?;
+        std::fs::create_dir_all(mountpoint).map_err(|e| PoolError::io("create pool directory", mountpoint, e))?;
         Ok(DirBackend)
     }
 
@@ -79,11 +78,7 @@ fn apparent_size(dir: &Path, dev: u64, seen: &mut HashSet<u64>) -> io::Result<u6
 
 impl Backend for DirBackend {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            backend: "dir",
-            o1_clone: false,
-            quota: false,
-        }
+        Capabilities { backend: "dir", o1_clone: false, quota: false }
     }
 
     fn create(&self, path: &Path) -> Result<()> {
@@ -100,13 +95,8 @@ impl Backend for DirBackend {
             return Err(PoolError::Exists(path.to_path_buf()));
         }
         clear_marker(path)?;
-        let args = [
-            OsStr::new("-a"),
-            OsStr::new("--reflink=auto"),
-            OsStr::new("--"),
-            origin.as_os_str(),
-            path.as_os_str(),
-        ];
+        let args =
+            [OsStr::new("-a"), OsStr::new("--reflink=auto"), OsStr::new("--"), origin.as_os_str(), path.as_os_str()];
         let copied = host::run("cp", &args, &[]);
         if copied.is_err() {
             let _ = std::fs::remove_dir_all(path);
@@ -118,8 +108,7 @@ impl Backend for DirBackend {
         self.require(path)?;
         let marker = marker(path);
         if readonly {
-            std::fs::write(&marker, b"")
-                .map_err(|e| PoolError::io("write read-only marker", &marker, e))
+            std::fs::write(&marker, b"").map_err(|e| PoolError::io("write read-only marker", &marker, e))
         } else {
             remove_if_present(&marker, std::fs::remove_file(&marker))
         }
@@ -135,14 +124,10 @@ impl Backend for DirBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(PoolError::io("stat", path, e)),
             Ok(md) if md.is_dir() => {
-                let mounts = host::mounts_under(path)
-                    .map_err(|e| PoolError::io("read mounts under", path, e))?;
+                let mounts = host::mounts_under(path).map_err(|e| PoolError::io("read mounts under", path, e))?;
                 if let Some(mount) = mounts.first() {
                     let reason = format!("{} is mounted inside it", mount.display());
-                    return Err(PoolError::Busy {
-                        path: path.to_path_buf(),
-                        reason,
-                    });
+                    return Err(PoolError::Busy { path: path.to_path_buf(), reason });
                 }
                 remove_if_present(path, std::fs::remove_dir_all(path))?;
             }
@@ -152,23 +137,15 @@ impl Backend for DirBackend {
     }
 
     fn set_quota(&self, _path: &Path, _bytes: Option<u64>) -> Result<()> {
-        Err(PoolError::Unsupported {
-            backend: "dir",
-            what: "enforce a quota",
-        })
+        Err(PoolError::Unsupported { backend: "dir", what: "enforce a quota" })
     }
 
     fn usage(&self, path: &Path) -> Result<Usage> {
         self.require(path)?;
-        let dev = std::fs::metadata(path)
-            .map_err(|e| PoolError::io("stat", path, e))?
-            .dev();
-        let used_bytes = apparent_size(path, dev, &mut HashSet::new())
-            .map_err(|e| PoolError::io("measure", path, e))?;
-        Ok(Usage {
-            used_bytes,
-            quota_bytes: None,
-        })
+        let dev = std::fs::metadata(path).map_err(|e| PoolError::io("stat", path, e))?.dev();
+        let used_bytes =
+            apparent_size(path, dev, &mut HashSet::new()).map_err(|e| PoolError::io("measure", path, e))?;
+        Ok(Usage { used_bytes, quota_bytes: None })
     }
 
     fn is_dataset(&self, path: &Path) -> bool {

@@ -65,11 +65,7 @@ pub enum PoolError {
 impl PoolError {
     /// An I/O error with what was being done and on which path.
     pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        PoolError::Io {
-            op,
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        PoolError::Io { op, path: path.as_ref().to_path_buf(), source }
     }
 
     /// Whether the error is the pool running out of space or quota.

@@ -15,16 +15,10 @@ use crate::{sys, PoolError, Result};
 /// Runs `program args…`; exit codes other than 0 and those in `allowed` are
 /// a [`PoolError::Command`]. Returns the exit code and stdout.
 pub(crate) fn run(program: &str, args: &[&OsStr], allowed: &[i32]) -> Result<(i32, String)> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| PoolError::io("run", program, e))?;
+    let output = Command::new(program).args(args).output().map_err(|e| PoolError::io("run", program, e))?;
     let code = output.status.code();
     if code == Some(0) || code.is_some_and(|c| allowed.contains(&c)) {
-        return Ok((
-            code.unwrap_or(0),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        ));
+        return Ok((code.unwrap_or(0), String::from_utf8_lossy(&output.stdout).into_owned()));
     }
     let mut command = program.to_string();
     for arg in args {
@@ -40,26 +34,19 @@ pub(crate) fn run(program: &str, args: &[&OsStr], allowed: &[i32]) -> Result<(i3
 
 /// Opens a directory, following symlinks (the mountpoint may be one).
 pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(path)
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)
 }
 
 /// Opens a directory, refusing a symlink in its place (a dataset is never one).
 pub(crate) fn open_dir_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(path)
 }
 
 /// Whether `path` is the root of a mount (statx's `STATX_ATTR_MOUNT_ROOT`,
 /// else the mount table; comparing `st_dev` with the parent's would be
 /// fooled by btrfs subvolumes).
 pub(crate) fn is_mount_point(path: &Path) -> io::Result<bool> {
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
     // SAFETY: `cpath` is NUL-terminated and `stx` is valid for writes of a struct statx.
     if unsafe { libc::statx(libc::AT_FDCWD, cpath.as_ptr(), 0, 0, stx.as_mut_ptr()) } != 0 {
@@ -84,20 +71,12 @@ pub(crate) fn is_btrfs(path: &Path) -> io::Result<bool> {
 
 /// The filesystem type `blkid` finds on a device or file, if any.
 pub(crate) fn probe_filesystem(path: &Path) -> Result<Option<String>> {
-    let args = [
-        OsStr::new("-p"),
-        OsStr::new("-o"),
-        OsStr::new("value"),
-        OsStr::new("-s"),
-        OsStr::new("TYPE"),
-    ];
+    let args = [OsStr::new("-p"), OsStr::new("-o"), OsStr::new("value"), OsStr::new("-s"), OsStr::new("TYPE")];
     let mut args = args.to_vec();
     args.push(path.as_os_str());
     // Exit code 2: nothing found.
     let (code, out) = run("blkid", &args, &[2])?;
-    Ok((code == 0)
-        .then(|| out.trim().to_string())
-        .filter(|t| !t.is_empty()))
+    Ok((code == 0).then(|| out.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 /// A loop device bound to a file; the device detaches itself once the last
@@ -109,11 +88,7 @@ pub(crate) struct LoopDevice {
 
 /// Attaches `file` to a free loop device with `LO_FLAGS_AUTOCLEAR`.
 pub(crate) fn attach_loop(file: &Path) -> Result<LoopDevice> {
-    let backing = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .map_err(|e| PoolError::io("open", file, e))?;
+    let backing = OpenOptions::new().read(true).write(true).open(file).map_err(|e| PoolError::io("open", file, e))?;
     let control_path = Path::new("/dev/loop-control");
     let control = OpenOptions::new()
         .read(true)
@@ -123,17 +98,11 @@ pub(crate) fn attach_loop(file: &Path) -> Result<LoopDevice> {
     let mut last = io::Error::from_raw_os_error(libc::EBUSY);
     // Another process may take the free device between GET_FREE and CONFIGURE.
     for _ in 0..32 {
-        let n = sys::loop_get_free(&control)
-            .map_err(|e| PoolError::io("LOOP_CTL_GET_FREE", control_path, e))?;
+        let n = sys::loop_get_free(&control).map_err(|e| PoolError::io("LOOP_CTL_GET_FREE", control_path, e))?;
         let path = PathBuf::from(format!("/dev/loop{n}"));
         let device = open_loop_node(&path, n).map_err(|e| PoolError::io("open", &path, e))?;
         match sys::loop_configure(&device, &backing, sys::LO_FLAGS_AUTOCLEAR, file.as_os_str()) {
-            Ok(()) => {
-                return Ok(LoopDevice {
-                    path,
-                    _device: device,
-                })
-            }
+            Ok(()) => return Ok(LoopDevice { path, _device: device }),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = e,
             Err(e) => return Err(PoolError::io("LOOP_CONFIGURE", &path, e)),
         }
@@ -147,12 +116,7 @@ fn open_loop_node(path: &Path, n: u32) -> io::Result<File> {
     match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-            match mknod(
-                path,
-                SFlag::S_IFBLK,
-                Mode::from_bits_truncate(0o660),
-                makedev(7, n.into()),
-            ) {
+            match mknod(path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o660), makedev(7, n.into())) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => open(),
                 Err(e) => Err(e.into()),
             }
@@ -165,13 +129,8 @@ fn open_loop_node(path: &Path, n: u32) -> io::Result<File> {
 pub(crate) fn mounts_under(path: &Path) -> io::Result<Vec<PathBuf>> {
     let path = std::fs::canonicalize(path)?;
     let mountinfo = std::fs::read("/proc/self/mountinfo")?;
-    let mounts = mountinfo
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4));
-    Ok(mounts
-        .map(unescape_mount_path)
-        .filter(|m| m.starts_with(&path))
-        .collect())
+    let mounts = mountinfo.split(|&b| b == b'\n').filter_map(|line| line.split(|&b| b == b' ').nth(4));
+    Ok(mounts.map(unescape_mount_path).filter(|m| m.starts_with(&path)).collect())
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space and so on).
@@ -179,15 +138,11 @@ fn unescape_mount_path(field: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal =
+            field.get(i + 1..i + 4).filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(d) => {
-                out.push(
-                    d.iter()
-                        .fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')),
-                );
+                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')));
                 i += 4;
             }
             None => {
@@ -205,10 +160,7 @@ mod tests {
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
-        assert_eq!(
-            unescape_mount_path(br"/zones/a\040b\134c"),
-            PathBuf::from("/zones/a b\\c")
-        );
+        assert_eq!(unescape_mount_path(br"/zones/a\040b\134c"), PathBuf::from("/zones/a b\\c"));
         assert_eq!(unescape_mount_path(br"/x\0"), PathBuf::from("/x\\0"));
     }
 }

@@ -139,11 +139,7 @@ impl Pool {
             PoolSource::Dir => Box::new(dir::DirBackend::open(&config.mountpoint)?),
             source => Box::new(btrfs::BtrfsBackend::open(&config.mountpoint, source)?),
         };
-        let pool = Pool {
-            name: config.name.clone(),
-            mountpoint: config.mountpoint.clone(),
-            backend,
-        };
+        let pool = Pool { name: config.name.clone(), mountpoint: config.mountpoint.clone(), backend };
         std::fs::create_dir_all(pool.config_dir())
             .map_err(|e| PoolError::io("create config directory", pool.config_dir(), e))?;
         Ok(pool)
@@ -156,9 +152,7 @@ impl Pool {
     pub fn unmount(config: &PoolConfig) -> Result<()> {
         match &config.source {
             PoolSource::Dir | PoolSource::Mounted => Ok(()),
-            PoolSource::LoopFile { .. } | PoolSource::Device(_) => {
-                btrfs::unmount(&config.mountpoint)
-            }
+            PoolSource::LoopFile { .. } | PoolSource::Device(_) => btrfs::unmount(&config.mountpoint),
         }
     }
 
@@ -214,8 +208,7 @@ impl Pool {
 
     /// Marks a dataset read-only (an image's final state) or writable.
     pub fn set_readonly(&self, name: &str, readonly: bool) -> Result<()> {
-        self.backend
-            .set_readonly(&self.checked_path(name)?, readonly)
+        self.backend.set_readonly(&self.checked_path(name)?, readonly)
     }
 
     /// Whether a dataset is read-only.
@@ -240,16 +233,13 @@ impl Pool {
 
     /// The names of all datasets in the pool.
     pub fn list(&self) -> Result<Vec<String>> {
-        let rd = std::fs::read_dir(&self.mountpoint)
-            .map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
+        let rd =
+            std::fs::read_dir(&self.mountpoint).map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| PoolError::io("list datasets", &self.mountpoint, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name != CONFIG_DIR
-                && check_name(&name).is_ok()
-                && self.backend.is_dataset(&entry.path())
-            {
+            if name != CONFIG_DIR && check_name(&name).is_ok() && self.backend.is_dataset(&entry.path()) {
                 names.push(name);
             }
         }
@@ -262,10 +252,7 @@ impl Pool {
         let st = nix::sys::statvfs::statvfs(&self.mountpoint)
             .map_err(|e| PoolError::io("statvfs", &self.mountpoint, e.into()))?;
         let frsize = st.fragment_size() as u64;
-        Ok(PoolStats {
-            size_bytes: st.blocks() as u64 * frsize,
-            free_bytes: st.blocks_available() as u64 * frsize,
-        })
+        Ok(PoolStats { size_bytes: st.blocks() as u64 * frsize, free_bytes: st.blocks_available() as u64 * frsize })
     }
 }
 
@@ -276,9 +263,7 @@ pub fn check_name(name: &str) -> Result<()> {
         && name.len() <= 128
         && !name.starts_with('.')
         && name != CONFIG_DIR
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {

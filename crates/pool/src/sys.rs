@@ -184,22 +184,14 @@ fn name_buf<const N: usize>(name: &OsStr) -> io::Result<[u8; N]> {
 
 /// Creates an empty subvolume `name` in directory `dir`.
 pub fn subvol_create(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let args = VolArgs {
-        fd: 0,
-        name: name_buf(name)?,
-    };
+    let args = VolArgs { fd: 0, name: name_buf(name)? };
     // SAFETY: `args` is a valid, initialised btrfs_ioctl_vol_args the kernel only reads.
     unsafe { ioc::subvol_create(dir.as_fd().as_raw_fd(), &args) }?;
     Ok(())
 }
 
 /// Snapshots the subvolume open as `source` to `name` in directory `dir`.
-pub fn snap_create(
-    dir: impl AsFd,
-    name: &OsStr,
-    source: impl AsFd,
-    readonly: bool,
-) -> io::Result<()> {
+pub fn snap_create(dir: impl AsFd, name: &OsStr, source: impl AsFd, readonly: bool) -> io::Result<()> {
     let args = VolArgsV2 {
         fd: source.as_fd().as_raw_fd().into(),
         transid: 0,
@@ -214,10 +206,7 @@ pub fn snap_create(
 
 /// Deletes the subvolume `name` in directory `dir`.
 pub fn snap_destroy(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let args = VolArgs {
-        fd: 0,
-        name: name_buf(name)?,
-    };
+    let args = VolArgs { fd: 0, name: name_buf(name)? };
     // SAFETY: `args` is a valid btrfs_ioctl_vol_args the kernel only reads.
     unsafe { ioc::snap_destroy(dir.as_fd().as_raw_fd(), &args) }?;
     Ok(())
@@ -240,11 +229,8 @@ pub fn set_subvol_flags(fd: impl AsFd, flags: u64) -> io::Result<()> {
 
 /// The id (tree id, = level-0 qgroup id) of the subvolume containing `fd`.
 pub fn subvol_id(fd: impl AsFd) -> io::Result<u64> {
-    let mut args = InoLookupArgs {
-        treeid: 0,
-        objectid: BTRFS_FIRST_FREE_OBJECTID,
-        name: [0; BTRFS_INO_LOOKUP_PATH_MAX],
-    };
+    let mut args =
+        InoLookupArgs { treeid: 0, objectid: BTRFS_FIRST_FREE_OBJECTID, name: [0; BTRFS_INO_LOOKUP_PATH_MAX] };
     // SAFETY: `args` is a valid btrfs_ioctl_ino_lookup_args the kernel reads and writes in place.
     unsafe { ioc::ino_lookup(fd.as_fd().as_raw_fd(), &mut args) }?;
     Ok(args.treeid)
@@ -260,10 +246,7 @@ pub fn quota_ctl(fd: impl AsFd, cmd: u64) -> io::Result<()> {
 
 /// Creates (or with `create == false` removes) qgroup `qgroupid`.
 pub fn qgroup_create(fd: impl AsFd, create: bool, qgroupid: u64) -> io::Result<()> {
-    let args = QgroupCreateArgs {
-        create: create.into(),
-        qgroupid,
-    };
+    let args = QgroupCreateArgs { create: create.into(), qgroupid };
     // SAFETY: `args` is a valid btrfs_ioctl_qgroup_create_args the kernel only reads.
     unsafe { ioc::qgroup_create(fd.as_fd().as_raw_fd(), &args) }?;
     Ok(())
@@ -271,21 +254,8 @@ pub fn qgroup_create(fd: impl AsFd, create: bool, qgroupid: u64) -> io::Result<(
 
 /// Sets the limits selected by `flags` on qgroup `qgroupid` (0: the
 /// subvolume open as `fd`); [`BTRFS_QGROUP_LIMIT_CLEAR`] clears one.
-pub fn qgroup_limit(
-    fd: impl AsFd,
-    qgroupid: u64,
-    flags: u64,
-    max_rfer: u64,
-    max_excl: u64,
-) -> io::Result<()> {
-    let mut args = QgroupLimitArgs {
-        qgroupid,
-        flags,
-        max_rfer,
-        max_excl,
-        rsv_rfer: 0,
-        rsv_excl: 0,
-    };
+pub fn qgroup_limit(fd: impl AsFd, qgroupid: u64, flags: u64, max_rfer: u64, max_excl: u64) -> io::Result<()> {
+    let mut args = QgroupLimitArgs { qgroupid, flags, max_rfer, max_excl, rsv_rfer: 0, rsv_excl: 0 };
     // SAFETY: `args` is a valid btrfs_ioctl_qgroup_limit_args; the kernel copies it in.
     unsafe { ioc::qgroup_limit(fd.as_fd().as_raw_fd(), &mut args) }?;
     Ok(())
@@ -324,28 +294,18 @@ pub fn search_item(
         return Ok(None);
     }
     let header = &args.buf[..SEARCH_HEADER_LEN];
-    let ne_u32 = |at: usize| {
-        header
-            .get(at..at + 4)
-            .and_then(|s| s.try_into().ok())
-            .map_or(0, u32::from_ne_bytes)
-    };
+    let ne_u32 = |at: usize| header.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_ne_bytes);
     let (found_type, len) = (ne_u32(24), ne_u32(28) as usize);
     let item = args.buf.get(SEARCH_HEADER_LEN..SEARCH_HEADER_LEN + len);
     match item {
         Some(item) if found_type == item_type => Ok(Some(item.to_vec())),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "malformed btrfs tree search result",
-        )),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "malformed btrfs tree search result")),
     }
 }
 
 /// Reads the little-endian u64 at byte `at` of an on-disk item (0 past its end).
 pub fn le_u64(item: &[u8], at: usize) -> u64 {
-    item.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    item.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// `LOOP_CTL_GET_FREE`: the number of a free (possibly new) loop device.
@@ -356,14 +316,8 @@ pub fn loop_get_free(control: impl AsFd) -> io::Result<u32> {
 }
 
 /// `LOOP_CONFIGURE`: binds `backing` to the loop device open as `device`.
-pub fn loop_configure(
-    device: impl AsFd,
-    backing: impl AsFd,
-    flags: u32,
-    file_name: &OsStr,
-) -> io::Result<()> {
-    let fd = u32::try_from(backing.as_fd().as_raw_fd())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+pub fn loop_configure(device: impl AsFd, backing: impl AsFd, flags: u32, file_name: &OsStr) -> io::Result<()> {
+    let fd = u32::try_from(backing.as_fd().as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     let mut lo_file_name = [0u8; 64];
     let name = file_name.as_bytes();
     let n = name.len().min(63);
@@ -419,32 +373,15 @@ mod tests {
         let m = BTRFS_IOCTL_MAGIC;
         assert_eq!(request_code_write!(m, 14, size_of::<VolArgs>()), 0x5000940e); // SUBVOL_CREATE
         assert_eq!(request_code_write!(m, 15, size_of::<VolArgs>()), 0x5000940f); // SNAP_DESTROY
-        assert_eq!(
-            request_code_readwrite!(m, 17, size_of::<SearchArgs>()),
-            0xd0009411
-        ); // TREE_SEARCH
-        assert_eq!(
-            request_code_readwrite!(m, 18, size_of::<InoLookupArgs>()),
-            0xd0009412
-        ); // INO_LOOKUP
-        assert_eq!(
-            request_code_write!(m, 23, size_of::<VolArgsV2>()),
-            0x50009417
-        ); // SNAP_CREATE_V2
+        assert_eq!(request_code_readwrite!(m, 17, size_of::<SearchArgs>()), 0xd0009411); // TREE_SEARCH
+        assert_eq!(request_code_readwrite!(m, 18, size_of::<InoLookupArgs>()), 0xd0009412); // INO_LOOKUP
+        assert_eq!(request_code_write!(m, 23, size_of::<VolArgsV2>()), 0x50009417); // SNAP_CREATE_V2
         assert_eq!(request_code_read!(m, 25, size_of::<u64>()), 0x80089419); // SUBVOL_GETFLAGS
         assert_eq!(request_code_write!(m, 26, size_of::<u64>()), 0x4008941a); // SUBVOL_SETFLAGS
-        assert_eq!(
-            request_code_readwrite!(m, 40, size_of::<QuotaCtlArgs>()),
-            0xc0109428
-        ); // QUOTA_CTL
-        assert_eq!(
-            request_code_write!(m, 42, size_of::<QgroupCreateArgs>()),
-            0x4010942a
-        ); // QGROUP_CREATE
-        assert_eq!(
-            request_code_read!(m, 43, size_of::<QgroupLimitArgs>()),
-            0x8030942b
-        ); // QGROUP_LIMIT
+        assert_eq!(request_code_readwrite!(m, 40, size_of::<QuotaCtlArgs>()), 0xc0109428); // QUOTA_CTL
+        assert_eq!(request_code_write!(m, 42, size_of::<QgroupCreateArgs>()), 0x4010942a); // QGROUP_CREATE
+        assert_eq!(request_code_read!(m, 43, size_of::<QgroupLimitArgs>()), 0x8030942b);
+        // QGROUP_LIMIT
     }
 
     #[test]

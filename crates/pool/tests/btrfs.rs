@@ -14,25 +14,14 @@ use zonevisor_pool::{Capabilities, Pool, PoolConfig, PoolError, PoolSource};
 #[test]
 fn open_is_idempotent_and_unmount_detaches() {
     let Some(t) = btrfs_pool() else { return };
-    assert_eq!(
-        t.pool.capabilities(),
-        Capabilities {
-            backend: "btrfs",
-            o1_clone: true,
-            quota: true
-        }
-    );
+    assert_eq!(t.pool.capabilities(), Capabilities { backend: "btrfs", o1_clone: true, quota: true });
     t.pool.create("a").unwrap();
     assert!(t.pool.config_dir().is_dir());
     assert_eq!(loop_devices_for(&t.loop_file()).len(), 1);
 
     let again = Pool::open(t.config()).unwrap();
     assert_eq!(again.list().unwrap(), ["a"]);
-    assert_eq!(
-        loop_devices_for(&t.loop_file()).len(),
-        1,
-        "the second open attached nothing"
-    );
+    assert_eq!(loop_devices_for(&t.loop_file()).len(), 1, "the second open attached nothing");
 
     Pool::unmount(t.config()).unwrap();
     assert!(!is_mounted(t.mountpoint()));
@@ -41,57 +30,33 @@ fn open_is_idempotent_and_unmount_detaches() {
     while !loop_devices_for(&t.loop_file()).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        loop_devices_for(&t.loop_file()),
-        Vec::<String>::new(),
-        "the loop device auto-cleared"
-    );
+    assert_eq!(loop_devices_for(&t.loop_file()), Vec::<String>::new(), "the loop device auto-cleared");
     Pool::unmount(t.config()).unwrap();
 
     let reopened = Pool::open(t.config()).unwrap();
-    assert_eq!(
-        reopened.list().unwrap(),
-        ["a"],
-        "the pool's file was reused, not reformatted"
-    );
+    assert_eq!(reopened.list().unwrap(), ["a"], "the pool's file was reused, not reformatted");
 }
 
 #[test]
 fn mounted_source_needs_a_btrfs_mount_and_stays_mounted() {
     let Some(t) = btrfs_pool() else { return };
-    let mounted = PoolConfig {
-        source: PoolSource::Mounted,
-        ..t.config().clone()
-    };
+    let mounted = PoolConfig { source: PoolSource::Mounted, ..t.config().clone() };
     let pool = Pool::open(&mounted).unwrap();
     pool.create("x").unwrap();
     assert!(t.pool.exists("x"));
     Pool::unmount(&mounted).unwrap();
-    assert!(
-        is_mounted(t.mountpoint()),
-        "a Mounted pool is not ours to unmount"
-    );
+    assert!(is_mounted(t.mountpoint()), "a Mounted pool is not ours to unmount");
 
     // Through a symlink to the mountpoint.
     let link = t.dir.path().join("link");
     std::os::unix::fs::symlink(t.mountpoint(), &link).unwrap();
-    let linked = Pool::open(&PoolConfig {
-        mountpoint: link,
-        ..mounted.clone()
-    })
-    .unwrap();
+    let linked = Pool::open(&PoolConfig { mountpoint: link, ..mounted.clone() }).unwrap();
     linked.clone_from("x", "y").unwrap();
     assert_eq!(linked.list().unwrap(), ["x", "y"]);
     linked.destroy("y").unwrap();
 
-    let elsewhere = PoolConfig {
-        mountpoint: t.dir.path().join("plain"),
-        ..mounted
-    };
-    assert!(matches!(
-        Pool::open(&elsewhere),
-        Err(PoolError::BadFilesystem { .. })
-    ));
+    let elsewhere = PoolConfig { mountpoint: t.dir.path().join("plain"), ..mounted };
+    assert!(matches!(Pool::open(&elsewhere), Err(PoolError::BadFilesystem { .. })));
 }
 
 #[test]
@@ -106,30 +71,16 @@ fn loop_file_with_another_filesystem_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ext4.img");
     fs::File::create(&file).unwrap().set_len(64 * MIB).unwrap();
-    assert!(Command::new("mkfs.ext4")
-        .arg("-q")
-        .arg(&file)
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("mkfs.ext4").arg("-q").arg(&file).status().unwrap().success());
     let config = PoolConfig {
         name: "zones".into(),
         mountpoint: dir.path().join("zones"),
-        source: PoolSource::LoopFile {
-            path: file.clone(),
-            size_bytes: 1 << 30,
-        },
+        source: PoolSource::LoopFile { path: file.clone(), size_bytes: 1 << 30 },
     };
-    let _guard = UnmountGuard {
-        config: config.clone(),
-    };
+    let _guard = UnmountGuard { config: config.clone() };
     let err = Pool::open(&config).unwrap_err();
     assert!(matches!(err, PoolError::BadFilesystem { .. }), "{err}");
-    assert_eq!(
-        fs::metadata(&file).unwrap().len(),
-        64 * MIB,
-        "the file is left as it was"
-    );
+    assert_eq!(fs::metadata(&file).unwrap().len(), 64 * MIB, "the file is left as it was");
     assert!(loop_devices_for(&file).is_empty());
 }
 
@@ -150,17 +101,8 @@ fn device_source_is_formatted_only_when_blank() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("disk.img");
     fs::File::create(&file).unwrap().set_len(512 * MIB).unwrap();
-    let out = Command::new("losetup")
-        .arg("--find")
-        .arg("--show")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("losetup").arg("--find").arg("--show").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let device = Losetup(String::from_utf8(out.stdout).unwrap().trim().to_string());
     let config = PoolConfig {
         name: "zones".into(),
@@ -198,28 +140,16 @@ fn dataset_lifecycle() {
     assert_eq!(fs::read_to_string(zone.join("hello")).unwrap(), "hi");
     fs::write(zone.join("hello"), "changed").unwrap();
     assert_eq!(fs::read_to_string(img.join("hello")).unwrap(), "hi");
-    assert!(matches!(
-        p.clone_from("img", "zone1"),
-        Err(PoolError::Exists(_))
-    ));
-    assert!(matches!(
-        p.clone_from("missing", "zone2"),
-        Err(PoolError::NotFound(_))
-    ));
+    assert!(matches!(p.clone_from("img", "zone1"), Err(PoolError::Exists(_))));
+    assert!(matches!(p.clone_from("missing", "zone2"), Err(PoolError::NotFound(_))));
     assert!(!p.exists("zone2") && !p.dataset_path("zone2").exists());
     assert_eq!(p.list().unwrap(), ["img", "zone1"]);
 
     p.destroy("zone1").unwrap();
     p.destroy("zone1").unwrap();
     assert!(!p.exists("zone1") && !zone.exists());
-    assert!(matches!(
-        p.is_readonly("zone1"),
-        Err(PoolError::NotFound(_))
-    ));
-    assert!(matches!(
-        p.set_quota("zone1", Some(MIB)),
-        Err(PoolError::NotFound(_))
-    ));
+    assert!(matches!(p.is_readonly("zone1"), Err(PoolError::NotFound(_))));
+    assert!(matches!(p.set_quota("zone1", Some(MIB)), Err(PoolError::NotFound(_))));
     assert!(matches!(p.usage("zone1"), Err(PoolError::NotFound(_))));
 
     p.destroy("img").unwrap();
@@ -228,22 +158,13 @@ fn dataset_lifecycle() {
     // A plain directory is not a dataset, but destroy clears it away.
     fs::create_dir(t.mountpoint().join("junk")).unwrap();
     assert!(!p.exists("junk"));
-    assert!(matches!(
-        p.clone_from("junk", "j2"),
-        Err(PoolError::NotFound(_))
-    ));
+    assert!(matches!(p.clone_from("junk", "j2"), Err(PoolError::NotFound(_))));
     p.destroy("junk").unwrap();
     assert!(!t.mountpoint().join("junk").exists());
 
     for bad in ["", ".hidden", "..", "a/b", "config", "sp ace"] {
-        assert!(
-            matches!(p.create(bad), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(p.destroy(bad), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
+        assert!(matches!(p.create(bad), Err(PoolError::BadName(_))), "{bad:?}");
+        assert!(matches!(p.destroy(bad), Err(PoolError::BadName(_))), "{bad:?}");
     }
 }
 
@@ -253,19 +174,11 @@ fn destroy_removes_nested_subvolumes_of_a_readonly_dataset() {
     let outer = t.pool.create("outer").unwrap();
     fs::create_dir(outer.join("d")).unwrap();
     for inner in [outer.join("inner"), outer.join("d/inner2")] {
-        let ok = Command::new("btrfs")
-            .args(["subvolume", "create"])
-            .arg(&inner)
-            .output()
-            .unwrap();
+        let ok = Command::new("btrfs").args(["subvolume", "create"]).arg(&inner).output().unwrap();
         assert!(ok.status.success());
         fs::write(inner.join("f"), "data").unwrap();
     }
-    let ro = Command::new("btrfs")
-        .args(["property", "set"])
-        .arg(outer.join("d/inner2"))
-        .args(["ro", "true"])
-        .output();
+    let ro = Command::new("btrfs").args(["property", "set"]).arg(outer.join("d/inner2")).args(["ro", "true"]).output();
     assert!(ro.unwrap().status.success());
     t.pool.set_readonly("outer", true).unwrap();
     t.pool.destroy("outer").unwrap();
@@ -274,15 +187,9 @@ fn destroy_removes_nested_subvolumes_of_a_readonly_dataset() {
 
 /// The filesystem's quota mode as sysfs shows it (kernel 6.7+).
 fn quota_mode(t: &TestPool) -> Option<String> {
-    let out = Command::new("blkid")
-        .args(["-o", "value", "-s", "UUID"])
-        .arg(t.loop_file())
-        .output()
-        .unwrap();
+    let out = Command::new("blkid").args(["-o", "value", "-s", "UUID"]).arg(t.loop_file()).output().unwrap();
     let uuid = String::from_utf8(out.stdout).unwrap();
-    fs::read_to_string(format!("/sys/fs/btrfs/{}/qgroups/mode", uuid.trim()))
-        .ok()
-        .map(|m| m.trim().to_string())
+    fs::read_to_string(format!("/sys/fs/btrfs/{}/qgroups/mode", uuid.trim())).ok().map(|m| m.trim().to_string())
 }
 
 /// A clone of an 8 MiB image under a 16 MiB quota can write about 16 MiB.
@@ -307,25 +214,13 @@ fn check_quota_bounds_writes(t: &TestPool, p: &Pool) {
         }
     }
     let err = failure.expect("writing 64 MiB under a 16 MiB quota succeeded");
-    assert!(
-        matches!(err.raw_os_error(), Some(libc::EDQUOT | libc::ENOSPC)),
-        "{err}"
-    );
+    assert!(matches!(err.raw_os_error(), Some(libc::EDQUOT | libc::ENOSPC)), "{err}");
     t.sync();
     let usage = p.usage("zone").unwrap();
-    println!(
-        "{:?} quota {limit}: wrote {written} bytes before {err}; usage {usage:?}",
-        quota_mode(t)
-    );
+    println!("{:?} quota {limit}: wrote {written} bytes before {err}; usage {usage:?}", quota_mode(t));
     // The 8 MiB shared with the image do not count.
-    assert!(
-        written >= limit - 4 * MIB && written <= limit + 2 * MIB,
-        "wrote {written}"
-    );
-    assert!(
-        usage.used_bytes <= limit + 2 * MIB && usage.used_bytes + 4 * MIB >= written,
-        "{usage:?}"
-    );
+    assert!(written >= limit - 4 * MIB && written <= limit + 2 * MIB, "wrote {written}");
+    assert!(usage.used_bytes <= limit + 2 * MIB && usage.used_bytes + 4 * MIB >= written, "{usage:?}");
 
     p.set_quota("zone", None).unwrap();
     assert_eq!(p.usage("zone").unwrap().quota_bytes, None);
@@ -345,16 +240,8 @@ fn quota_bounds_what_a_clone_writes() {
 fn quota_bounds_what_a_clone_writes_with_classic_qgroups() {
     let Some(t) = btrfs_pool() else { return };
     for args in [["quota", "disable"], ["quota", "enable"]] {
-        let out = Command::new("btrfs")
-            .args(args)
-            .arg(t.mountpoint())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("btrfs").args(args).arg(t.mountpoint()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let pool = Pool::open(t.config()).unwrap();
     if let Some(mode) = quota_mode(&t) {
@@ -374,33 +261,18 @@ fn clone_shares_data_with_its_image() {
     p.set_readonly("img", true).unwrap();
     t.sync();
     let before = p.stats().unwrap();
-    assert!(
-        before.size_bytes > 900 * MIB && before.size_bytes <= 1 << 30,
-        "{before:?}"
-    );
-    assert!(
-        before.free_bytes < before.size_bytes - 50 * MIB,
-        "{before:?}"
-    );
+    assert!(before.size_bytes > 900 * MIB && before.size_bytes <= 1 << 30, "{before:?}");
+    assert!(before.free_bytes < before.size_bytes - 50 * MIB, "{before:?}");
 
     let start = Instant::now();
     let zone = p.clone_from("img", "zone").unwrap();
     let took = start.elapsed();
     t.sync();
     let after = p.stats().unwrap();
-    println!(
-        "clone of a 50 MiB image: {took:?}; free {} -> {}",
-        before.free_bytes, after.free_bytes
-    );
+    println!("clone of a 50 MiB image: {took:?}; free {} -> {}", before.free_bytes, after.free_bytes);
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert!(
-        before.free_bytes.saturating_sub(after.free_bytes) < 4 * MIB,
-        "{before:?} -> {after:?}"
-    );
-    assert_eq!(
-        fs::read(zone.join("blob3")).unwrap(),
-        fs::read(img.join("blob3")).unwrap()
-    );
+    assert!(before.free_bytes.saturating_sub(after.free_bytes) < 4 * MIB, "{before:?} -> {after:?}");
+    assert_eq!(fs::read(zone.join("blob3")).unwrap(), fs::read(img.join("blob3")).unwrap());
     let (img_use, zone_use) = (p.usage("img").unwrap(), p.usage("zone").unwrap());
     println!("usage: image {img_use:?}, clone {zone_use:?}");
     assert!(img_use.used_bytes >= 50 * MIB, "{img_use:?}");
@@ -414,11 +286,7 @@ fn clone_and_destroy_timings() {
     let p = &t.pool;
     let img = p.create("img").unwrap();
     for i in 0..200 {
-        fs::write(
-            img.join(format!("file{i}")),
-            format!("contents {i}\n").repeat(100),
-        )
-        .unwrap();
+        fs::write(img.join(format!("file{i}")), format!("contents {i}\n").repeat(100)).unwrap();
     }
     p.set_readonly("img", true).unwrap();
     t.sync();
@@ -433,14 +301,6 @@ fn clone_and_destroy_timings() {
         p.destroy(&name).unwrap();
         destroys.push(start.elapsed());
     }
-    println!(
-        "btrfs clone median {:?} (max {:?})",
-        median(clones.clone()),
-        clones.iter().max().unwrap()
-    );
-    println!(
-        "btrfs destroy median {:?} (max {:?})",
-        median(destroys.clone()),
-        destroys.iter().max().unwrap()
-    );
+    println!("btrfs clone median {:?} (max {:?})", median(clones.clone()), clones.iter().max().unwrap());
+    println!("btrfs destroy median {:?} (max {:?})", median(destroys.clone()), destroys.iter().max().unwrap());
 }

@@ -11,17 +11,9 @@ use common::*;
 use zonevisor_pool::{Capabilities, Pool, PoolConfig, PoolError, PoolSource};
 
 fn dir_pool(root: &Path) -> Pool {
-    let config = PoolConfig {
-        name: "zones".into(),
-        mountpoint: root.join("zones"),
-        source: PoolSource::Dir,
-    };
+    let config = PoolConfig { name: "zones".into(), mountpoint: root.join("zones"), source: PoolSource::Dir };
     let pool = Pool::open(&config).unwrap();
-    assert_eq!(
-        Pool::open(&config).unwrap().mountpoint(),
-        pool.mountpoint(),
-        "open is idempotent"
-    );
+    assert_eq!(Pool::open(&config).unwrap().mountpoint(), pool.mountpoint(), "open is idempotent");
     pool
 }
 
@@ -29,14 +21,7 @@ fn dir_pool(root: &Path) -> Pool {
 fn dir_backend_clone_readonly_quota() {
     let tmp = tempfile::tempdir().unwrap();
     let p = dir_pool(tmp.path());
-    assert_eq!(
-        p.capabilities(),
-        Capabilities {
-            backend: "dir",
-            o1_clone: false,
-            quota: false
-        }
-    );
+    assert_eq!(p.capabilities(), Capabilities { backend: "dir", o1_clone: false, quota: false });
     let img = p.create("img").unwrap();
     assert!(matches!(p.create("img"), Err(PoolError::Exists(_))));
     fs::create_dir(img.join("etc")).unwrap();
@@ -52,39 +37,17 @@ fn dir_backend_clone_readonly_quota() {
 
     let zone = p.clone_from("img", "zone").unwrap();
     assert!(!p.is_readonly("zone").unwrap());
-    assert_eq!(
-        fs::read_to_string(zone.join("etc/passwd")).unwrap(),
-        "root:x:0:0\n"
-    );
-    assert_eq!(
-        fs::metadata(zone.join("etc/passwd")).unwrap().mode() & 0o777,
-        0o640
-    );
-    assert_eq!(
-        fs::read_link(zone.join("link")).unwrap(),
-        Path::new("etc/passwd")
-    );
-    assert_eq!(
-        fs::metadata(zone.join("big.link")).unwrap().nlink(),
-        2,
-        "hard links kept"
-    );
-    assert!(matches!(
-        p.clone_from("img", "zone"),
-        Err(PoolError::Exists(_))
-    ));
-    assert!(matches!(
-        p.clone_from("missing", "zone2"),
-        Err(PoolError::NotFound(_))
-    ));
+    assert_eq!(fs::read_to_string(zone.join("etc/passwd")).unwrap(), "root:x:0:0\n");
+    assert_eq!(fs::metadata(zone.join("etc/passwd")).unwrap().mode() & 0o777, 0o640);
+    assert_eq!(fs::read_link(zone.join("link")).unwrap(), Path::new("etc/passwd"));
+    assert_eq!(fs::metadata(zone.join("big.link")).unwrap().nlink(), 2, "hard links kept");
+    assert!(matches!(p.clone_from("img", "zone"), Err(PoolError::Exists(_))));
+    assert!(matches!(p.clone_from("missing", "zone2"), Err(PoolError::NotFound(_))));
     assert!(!p.dataset_path("zone2").exists());
     assert_eq!(p.list().unwrap(), ["img", "zone"]);
 
     let err = p.set_quota("zone", Some(16 * MIB)).unwrap_err();
-    assert!(
-        matches!(err, PoolError::Unsupported { backend: "dir", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, PoolError::Unsupported { backend: "dir", .. }), "{err}");
     let usage = p.usage("img").unwrap();
     assert_eq!(usage.used_bytes, 11 + 10_000 + "etc/passwd".len() as u64);
     assert_eq!(usage.quota_bytes, None);
@@ -106,38 +69,12 @@ fn bad_names_are_refused() {
     let p = dir_pool(tmp.path());
     p.create("good").unwrap();
     let long = "x".repeat(129);
-    for bad in [
-        "",
-        ".",
-        "..",
-        ".hidden",
-        "a/b",
-        "../escape",
-        "config",
-        "sp ace",
-        "tab\t",
-        long.as_str(),
-    ] {
-        assert!(
-            matches!(p.create(bad), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(p.clone_from("good", bad), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(p.clone_from(bad, "fine"), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(p.destroy(bad), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(p.set_readonly(bad, true), Err(PoolError::BadName(_))),
-            "{bad:?}"
-        );
+    for bad in ["", ".", "..", ".hidden", "a/b", "../escape", "config", "sp ace", "tab\t", long.as_str()] {
+        assert!(matches!(p.create(bad), Err(PoolError::BadName(_))), "{bad:?}");
+        assert!(matches!(p.clone_from("good", bad), Err(PoolError::BadName(_))), "{bad:?}");
+        assert!(matches!(p.clone_from(bad, "fine"), Err(PoolError::BadName(_))), "{bad:?}");
+        assert!(matches!(p.destroy(bad), Err(PoolError::BadName(_))), "{bad:?}");
+        assert!(matches!(p.set_readonly(bad, true), Err(PoolError::BadName(_))), "{bad:?}");
         assert!(!p.exists(bad));
     }
     assert!(p.exists("good") && !p.exists("fine") && !p.exists("config"));
@@ -156,14 +93,7 @@ impl Drop for Unmount {
 fn mount_tmpfs(at: &Path, size: &str) -> Unmount {
     fs::create_dir_all(at).unwrap();
     let options = format!("size={size}");
-    nix::mount::mount(
-        Some("tmpfs"),
-        at,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .unwrap();
+    nix::mount::mount(Some("tmpfs"), at, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str())).unwrap();
     Unmount(at.to_path_buf())
 }
 

@@ -23,20 +23,11 @@ fn unavailable(need_btrfs: bool) -> Option<String> {
         return Some("no /dev/loop-control".into());
     }
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    let modprobe = || {
-        std::process::Command::new("modprobe")
-            .arg("btrfs")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let modprobe = || std::process::Command::new("modprobe").arg("btrfs").status().is_ok_and(|s| s.success());
     if !fs.contains("btrfs") && !modprobe() {
         return Some("the kernel has no btrfs".into());
     }
-    if std::process::Command::new("mkfs.btrfs")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("mkfs.btrfs").arg("--version").output().is_err() {
         return Some("mkfs.btrfs is not installed".into());
     }
     None
@@ -106,10 +97,7 @@ pub fn btrfs_pool() -> Option<TestPool> {
     let config = PoolConfig {
         name: "zones".into(),
         mountpoint: dir.path().join("zones"),
-        source: PoolSource::LoopFile {
-            path: dir.path().join("pool.img"),
-            size_bytes: 1 << 30,
-        },
+        source: PoolSource::LoopFile { path: dir.path().join("pool.img"), size_bytes: 1 << 30 },
     };
     let guard = UnmountGuard { config };
     let pool = Pool::open(&guard.config).unwrap();
@@ -124,9 +112,7 @@ pub fn write_file(path: &Path, len: u64) -> std::io::Result<()> {
     let mut n = 0u64;
     while left > 0 {
         for word in chunk.chunks_mut(8) {
-            n = n
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             word.copy_from_slice(&n.to_le_bytes()[..word.len()]);
         }
         let k = left.min(MIB) as usize;
@@ -155,9 +141,7 @@ pub fn loop_devices_for(file: &Path) -> Vec<String> {
 pub fn is_mounted(path: &Path) -> bool {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == path))
+    mountinfo.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == path))
 }
 
 pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
