@@ -322,6 +322,72 @@ mod tests {
         assert!(e.reasons["type"].contains("cannot be installed"), "{:?}", e.reasons);
     }
 
+    fn tarball() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o640);
+        h.set_uid(1234);
+        h.set_gid(4321);
+        h.set_cksum();
+        b.append_data(&mut h, "./etc/motd", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn extracted(bytes: &[u8]) -> std::io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, bytes).unwrap();
+        let dest = dir.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        extract(File::open(&f)?, &dest)?;
+        Ok(dir)
+    }
+
+    #[test]
+    fn extracts_every_compression_keeping_owners() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let plain = tarball();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&plain).unwrap();
+        let zst = zstd::stream::encode_all(&plain[..], 1).unwrap();
+        for (name, bytes) in
+            [("tar", plain.clone()), ("gz", gz.finish().unwrap()), ("xz", xz.finish().unwrap()), ("zst", zst)]
+        {
+            let dir = extracted(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let motd = dir.path().join("root/etc/motd");
+            assert_eq!(std::fs::read(&motd).unwrap(), b"hello", "{name}");
+            let md = std::fs::metadata(&motd).unwrap();
+            assert_eq!(md.mode() & 0o777, 0o640, "{name}");
+            if nix::unistd::Uid::effective().is_root() {
+                assert_eq!((md.uid(), md.gid()), (1234, 4321), "{name}: owners kept");
+            }
+        }
+        let err = extracted(b"BZh91AY&SY").unwrap_err();
+        assert!(err.to_string().contains("bzip2"), "{err}");
+    }
+
+    #[test]
+    fn members_cannot_escape_the_root() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append_link(&mut h, "./escape", "/tmp").unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_cksum();
+        let marker = format!("zv-escape-{}", std::process::id());
+        b.append_data(&mut h, format!("./escape/{marker}"), &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let _ = extracted(&bytes);
+        assert!(!std::path::Path::new("/tmp").join(&marker).exists(), "a member was written through a symlink");
+    }
+
     #[test]
     fn lx_images_must_be_linux() {
         let mut m = good();
