@@ -392,6 +392,11 @@ impl Daemon {
                 _ => return,
             }
         }
+        self.mark_stopped(uuid);
+    }
+
+    /// Records a zone as stopped, with its exit status when the monitor left one.
+    fn mark_stopped(&self, uuid: InstanceUuid) {
         let exit = zonevisor_zone::control::read_exit(&self.run_dir(uuid));
         let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
         if let Some(x) = &exit {
@@ -578,12 +583,8 @@ impl Daemon {
                 }
                 None => {
                     if str_of(&row.vm, "state") != Some("stopped") {
-                        self.runtime
-                            .running
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(uuid, Running { monitor_pid: -1 });
-                        self.on_monitor_exit(uuid, -1);
+                        tracing::info!(vm = %uuid, "zone stopped while the daemon was away");
+                        self.mark_stopped(uuid);
                     }
                     if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
                         autoboot.push(uuid);
