@@ -35,7 +35,11 @@ fn create_runs_init_as_pid_1_in_its_own_namespaces() {
     assert_eq!(nspid.split_whitespace().last(), Some("1"), "init is not PID 1 in its namespace: {nspid}");
     // busybox init renames itself to "init".
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(String::from_utf8_lossy(&cmdline).trim_end_matches('\0').ends_with("init"), "{:?}", String::from_utf8_lossy(&cmdline));
+    assert!(
+        String::from_utf8_lossy(&cmdline).trim_end_matches('\0').ends_with("init"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     // The hostname inside the zone, and the files written into it.
     let r = h.cli("zlogin", &[&uuid, "hostname"], None);
     assert_eq!(r.ok().trim(), "web1");
@@ -126,16 +130,15 @@ fn quota_stops_writes_at_the_limit() {
     let Some(h) = TestHost::new() else { return };
     let img = h.install(busybox());
     let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "quota": 1}));
-    let r = h.cli("zlogin", &[&uuid, "dd if=/dev/zero of=/big bs=1M count=1600 conv=fsync 2>&1; echo dd=$?; sync; ls -l /big"], None);
+    let r = h.cli(
+        "zlogin",
+        &[&uuid, "dd if=/dev/zero of=/big bs=1M count=1600 conv=fsync 2>&1; echo dd=$?; sync; ls -l /big"],
+        None,
+    );
     assert!(!r.stdout.contains("dd=0"), "writing 1.6 GiB into a 1 GiB quota must fail: {}", r.stdout);
     assert!(r.stdout.contains("quota") || r.stdout.contains("space"), "{}", r.stdout);
-    let size: u64 = r
-        .stdout
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let size: u64 =
+        r.stdout.lines().last().and_then(|l| l.split_whitespace().nth(4)).and_then(|s| s.parse().ok()).unwrap_or(0);
     assert!(size <= 1100 << 20, "wrote {size} bytes past a 1 GiB quota");
     assert!(size >= 700 << 20, "quota stopped writes far too early ({size} bytes)");
     // Raising the quota live lets writes go on.
@@ -149,7 +152,9 @@ fn list_and_lookup_filter_and_sort() {
     let Some(h) = TestHost::new() else { return };
     let img = h.install(busybox());
     let mut ids = Vec::new();
-    for (alias, ram, role) in [("alpha", 512, "web"), ("bravo", 256, "db"), ("charlie", 1024, "web"), ("delta", 128, "cache")] {
+    for (alias, ram, role) in
+        [("alpha", 512, "web"), ("bravo", 256, "db"), ("charlie", 1024, "web"), ("delta", 128, "cache")]
+    {
         ids.push(h.create_ok(&json!({
             "brand": "lx", "alias": alias, "image_uuid": img, "autoboot": false,
             "max_physical_memory": ram, "tags": {"role": role}, "customer_metadata": {"owner": alias},
@@ -197,11 +202,15 @@ fn bad_payloads_are_refused_with_smartos_errors_and_leave_nothing() {
         (with("alias", json!("")), "bad_values", "alias"),
         (with("hostname", json!("bad_host!")), "bad_values", "hostname"),
         (with("max_swap", json!(128)), "bad_values", "max_swap"),
-        ({
-            let mut p = with("max_physical_memory", json!(1024));
-            p["max_swap"] = json!(512);
-            p
-        }, "bad_values", "max_swap"),
+        (
+            {
+                let mut p = with("max_physical_memory", json!(1024));
+                p["max_swap"] = json!(512);
+                p
+            },
+            "bad_values",
+            "max_swap",
+        ),
         (with("image_uuid", json!("00000000-1111-2222-3333-444444444444")), "bad_values", "image_uuid"),
         (json!({"image_uuid": img}), "missing_properties", "brand"),
         (json!({"brand": "lx"}), "missing_properties", "image_uuid"),
@@ -229,7 +238,11 @@ fn bad_payloads_are_refused_with_smartos_errors_and_leave_nothing() {
     let r = h.cli("vmadm", &["create"], Some("{nope"));
     assert_eq!(r.code, 1);
     // kvm and bhyve payloads validate.
-    let r = h.cli("vmadm", &["validate", "create"], Some(r#"{"brand": "kvm", "ram": 512, "disks": [{"size": 1024, "boot": true}]}"#));
+    let r = h.cli(
+        "vmadm",
+        &["validate", "create"],
+        Some(r#"{"brand": "kvm", "ram": 512, "disks": [{"size": 1024, "boot": true}]}"#),
+    );
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     // Nothing was left behind by any refusal: one VM, one dataset besides the image.
     let list = h.vmadm(&["list", "-H", "-o", "uuid"]).ok().to_string();
@@ -253,7 +266,11 @@ fn a_failed_create_leaves_nothing_behind() {
     let uuid = "5c1a0e4e-1d2b-4c3d-8e4f-50617283a4b5";
     let r = h.create(&json!({"brand": "lx", "uuid": uuid, "image_uuid": img, "init_name": "/sbin/no-such-init"}));
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stderr.contains("exec init") && r.stderr.contains("/sbin/no-such-init"), "the error names the step: {}", r.stderr);
+    assert!(
+        r.stderr.contains("exec init") && r.stderr.contains("/sbin/no-such-init"),
+        "the error names the step: {}",
+        r.stderr
+    );
     assert_eq!(h.vmadm(&["get", uuid]).code, 1, "no row");
     assert!(!h.pool().join(uuid).exists(), "no dataset");
     assert!(!mounted(uuid), "no mount");
@@ -322,15 +339,36 @@ fn one_daemon_per_root_and_zones_survive_a_daemon_kill() {
     // A second daemon on the same root is refused.
     let out = h.daemon_command().output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // kill -9 the daemon: the zone keeps running, and is re-adopted.
     h.kill_daemon();
     assert!(alive(pid));
     h.start_daemon();
     let vm = h.get(&uuid);
     assert_eq!((vm["state"].as_str(), vm["pid"].as_i64()), (Some("running"), Some(pid)));
+    // A zone that ends while the daemon is away is found stopped.
+    h.kill_daemon();
+    let monitor: i32 = std::fs::read_to_string(h.root.join("run/zones").join(&uuid).join("monitor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "the zone outlived its monitor");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.start_daemon();
+    let vm = h.get(&uuid);
+    assert_eq!(vm["state"], "stopped", "{vm}");
+    assert!(vm.get("pid").is_none());
+    h.vmadm(&["start", &uuid]).ok();
     h.vmadm(&["stop", "-F", &uuid]).ok();
-    assert!(!alive(pid));
 }
 
 #[test]
@@ -349,7 +387,9 @@ fn sysinfo_reports_the_host() {
 fn debian_zone_runs_its_own_init() {
     let Some(h) = TestHost::new() else { return };
     let img = h.install(debian());
-    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "deb", "hostname": "deb", "image_uuid": img, "max_physical_memory": 512}));
+    let uuid = h.create_ok(
+        &json!({"brand": "lx", "alias": "deb", "hostname": "deb", "image_uuid": img, "max_physical_memory": 512}),
+    );
     let vm = h.get(&uuid);
     let pid = vm["pid"].as_i64().unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();

@@ -43,7 +43,14 @@ fn host_ready() -> Result<(), String> {
         }
     }
     for tool in ["mkfs.btrfs", "ip", "nsenter"] {
-        if !Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false) {
+        if !Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+        {
             return Err(format!("{tool} is not installed (run scripts/setup or scripts/test)"));
         }
     }
@@ -74,8 +81,9 @@ fn build_fixture(name: &str) -> Result<Fixture, String> {
         .unwrap_or_else(|| PathBuf::from("/var/cache/zonevisor/fixtures"))
         .join(name);
     let manifest = dir.join("manifest.json");
-    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?)
-        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?)
+            .map_err(|e| format!("{}: {e}", manifest.display()))?;
     let file = std::fs::read_dir(&dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -133,7 +141,8 @@ impl Run {
     /// stdout as JSON.
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", self.stdout, self.stderr))
     }
 }
 
@@ -190,7 +199,8 @@ impl TestHost {
     /// Starts the daemon and waits until it answers.
     pub fn start_daemon(&mut self) {
         std::fs::create_dir_all(&self.root).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
         let mut cmd = self.daemon_command();
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         // Its own process group, so a test's Ctrl-C does not reach it first.
@@ -348,7 +358,10 @@ impl Drop for TestHost {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
-        for hier in ["", "pids/", "memory/", "cpu/", "cpuacct/", "cpuset/", "blkio/", "devices/", "freezer/", "systemd/", "unified/"] {
+        for hier in [
+            "", "pids/", "memory/", "cpu/", "cpuacct/", "cpuset/", "blkio/", "devices/", "freezer/", "systemd/",
+            "unified/",
+        ] {
             let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{hier}{}", self.cgroup_parent));
         }
     }
