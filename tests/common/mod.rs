@@ -67,20 +67,25 @@ pub struct Fixture {
 fn build_fixture(name: &str) -> Result<Fixture, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = repo.join("fixtures").join(format!("build-{name}-image"));
-    let out = Command::new("bash").arg(&script).output().map_err(|e| format!("running {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
     let dir = std::env::var_os("ZONEVISOR_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/zonevisor/fixtures"))
         .join(name);
     let manifest = dir.join("manifest.json");
+    let out = Command::new("bash").arg(&script).output().map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        let why = format!(
+            "{} failed: {}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !manifest.exists() {
+            return Err(why);
+        }
+        // E.g. the package mirror is unreachable: an earlier build still serves.
+        eprintln!("WARNING: using the previous {name} fixture; rebuilding it failed: {why}");
+    }
     let m: Value =
         serde_json::from_slice(&std::fs::read(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?)
             .map_err(|e| format!("{}: {e}", manifest.display()))?;

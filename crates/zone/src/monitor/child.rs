@@ -186,8 +186,10 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     }
     // SAFETY: session/terminal/descriptor syscalls on our own process and its descriptors.
     unsafe {
+        // A new session, but no controlling terminal: like the kernel's own
+        // /dev/console for init, so init can hand the console to a shell
+        // with job control.
         cvt(libc::setsid()).map_err(step("console"))?;
-        cvt(libc::ioctl(p.console, libc::TIOCSCTTY, 0)).map_err(step("console"))?;
         for fd in 0..3 {
             cvt(libc::dup2(p.console, fd)).map_err(step("console"))?;
         }

@@ -1,0 +1,52 @@
+# Shared by scripts/setup and scripts/test (sourced, not run).
+
+# Debian packages zonevisor needs on the host: the runtime (btrfs pool,
+# nftables, ip, uidmap), image formats (xz, zstd), fixture builds
+# (busybox-static, mmdebstrap) and building (pkg-config; Rust and gcc are
+# assumed present).
+ZONEVISOR_APT_PACKAGES=(
+    btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap
+    xz-utils zstd ca-certificates pkg-config util-linux
+)
+
+phase() { printf '\n==> %s\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+require_root() {
+    [ "$(id -u)" = 0 ] || die "run this as root (it installs packages, mounts btrfs and starts zones)"
+}
+
+# Cargo for root is usually in ~/.cargo/bin, which sudo and CI shells may
+# not have on PATH.
+ensure_cargo_on_path() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        for d in "${CARGO_HOME:-$HOME/.cargo}/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+            if [ -x "$d/cargo" ]; then PATH="$d:$PATH"; export PATH; break; fi
+        done
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
+}
+
+# Prints the packages of "$@" that are not installed.
+missing_packages() {
+    local p status
+    for p in "$@"; do
+        status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+        [ "$status" = "install ok installed" ] || echo "$p"
+    done
+}
+
+# Installs whatever of ZONEVISOR_APT_PACKAGES is missing, running
+# `apt-get update` first (only when something is missing).
+install_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages "${ZONEVISOR_APT_PACKAGES[@]}")
+    if [ "${#missing[@]}" -eq 0 ]; then
+        note "all ${#ZONEVISOR_APT_PACKAGES[@]} packages present"
+        return 0
+    fi
+    note "installing: ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
