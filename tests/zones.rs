@@ -114,6 +114,13 @@ fn update_tags_metadata_and_limits() {
     assert_eq!(vm["internal_metadata"], json!({"op:x": "y"}));
     assert_eq!(vm["alias"], "renamed");
     assert_eq!(vm["max_physical_memory"], 512);
+    // The running zone's cgroup got the new cap at once.
+    let (v1, v2) = (
+        format!("/sys/fs/cgroup/memory/{}/{uuid}/memory.limit_in_bytes", h.cgroup_parent),
+        format!("/sys/fs/cgroup/{}/{uuid}/memory.max", h.cgroup_parent),
+    );
+    let limit = std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("the zone's memory cgroup");
+    assert_eq!(limit.trim(), (512u64 << 20).to_string());
     h.cli("vmadm", &["update", &uuid], Some(r#"{"remove_customer_metadata": ["user-script"]}"#)).ok();
     assert_eq!(h.get(&uuid)["customer_metadata"], json!({}));
     // A bad update changes nothing.
