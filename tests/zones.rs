@@ -50,6 +50,10 @@ fn create_runs_init_as_pid_1_in_its_own_namespaces() {
     let r = h.cli("zlogin", &[&uuid, "ls /proc | grep -c '^[0-9]'"], None);
     let n: u32 = r.ok().trim().parse().unwrap();
     assert!((1..10).contains(&n), "the zone sees {n} processes");
+    // A pipeline ends when its reader does: SIGPIPE is not ignored in the zone.
+    let r = h.cli("zlogin", &[&uuid, "grep SigIgn /proc/self/status"], None);
+    let ignored = u64::from_str_radix(r.ok().split_whitespace().last().unwrap(), 16).unwrap();
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored in the zone: {}", r.stdout);
     // zlogin passes the exit status through.
     assert_eq!(h.cli("zlogin", &[&uuid, "exit 7"], None).code, 7);
     // /tmp is a tmpfs sized by `tmpfs` (default: max_physical_memory).
@@ -119,7 +123,8 @@ fn update_tags_metadata_and_limits() {
         format!("/sys/fs/cgroup/memory/{}/{uuid}/memory.limit_in_bytes", h.cgroup_parent),
         format!("/sys/fs/cgroup/{}/{uuid}/memory.max", h.cgroup_parent),
     );
-    let limit = std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("the zone's memory cgroup");
+    let limit =
+        std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("the zone's memory cgroup");
     assert_eq!(limit.trim(), (512u64 << 20).to_string());
     h.cli("vmadm", &["update", &uuid], Some(r#"{"remove_customer_metadata": ["user-script"]}"#)).ok();
     assert_eq!(h.get(&uuid)["customer_metadata"], json!({}));

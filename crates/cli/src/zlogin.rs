@@ -2,13 +2,15 @@
 //! running zone, with its exit status passed through (128 + signal when
 //! the command is killed).
 //!
-//! zlogin does the entering itself, on the host, the way `nsenter` does:
+//! zlogin does the entering itself, on the host, the way `nsenter` does,
+//! with [`zonevisor_zone::enter`] (which the monitor's graceful stop uses too):
 //!
 //! ```text
 //!  vmadm get (daemon) ── state running, pid = the zone init's host PID
 //!        │
 //!  open /proc/<pid>/ns/{user,ipc,uts,net,pid,cgroup,mnt}   (skip ours)
-//!  open /proc/<pid>/root, read its capability bounding set
+//!  find the init's cgroups, open /proc/<pid>/root, read its capability
+//!  bounding set
 //!        │
 //!  join the init's cgroups (each v1 hierarchy's and the v2 cgroup.procs)
 //!        │
@@ -22,23 +24,19 @@
 //! ```
 //!
 //! Standard input, output and error are handed to the child as they are
-//! (pipes and terminals alike); [`Stdio`] is where a pty relay will go.
+//! (pipes and terminals alike); [`Stdio`] (the zone crate's) is where a pty
+//! relay will go.
 //! Entering namespaces needs root and a single-threaded process, which
 //! the `zonevisor` binary is.
 
-use std::ffi::CString;
-use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::sched::{setns, CloneFlags};
-use nix::sys::signal::{signal, SigHandler, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{
-    chdir, chroot, fchdir, fork, geteuid, getpid, setgroups, setresgid, setresuid, ForkResult, Gid, Uid,
-};
+use nix::unistd::geteuid;
 use serde_json::Value;
 use zonevisor_api::{InstanceUuid, VmObject};
+use zonevisor_zone::enter::{Entry, Exec};
+
+pub use zonevisor_zone::enter::Stdio;
 
 use crate::args::{self, Mode};
 use crate::{describe_client_error, CliError, Io};
@@ -95,96 +93,6 @@ pub fn zone_init_pid(vm: &VmObject) -> Result<i32, String> {
         .ok_or_else(|| format!("VM {uuid} is running but zonevisord reports no init pid for it"))
 }
 
-/// A mounted cgroup hierarchy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupMount {
-    /// `true` for the v2 (unified) hierarchy.
-    pub v2: bool,
-    /// The v1 mount's options (controllers, `name=...`).
-    pub options: Vec<String>,
-    /// The cgroup path mounted (usually `/`).
-    pub root: String,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-}
-
-/// The cgroup mounts listed in a `/proc/<pid>/mountinfo` text.
-pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if l.len() < 5 || r.len() < 3 {
-            continue;
-        }
-        let v2 = match r[0] {
-            "cgroup2" => true,
-            "cgroup" => false,
-            _ => continue,
-        };
-        out.push(CgroupMount {
-            v2,
-            options: r[2].split(',').map(str::to_string).collect(),
-            root: unescape_mount_path(l[3]),
-            mount_point: PathBuf::from(unescape_mount_path(l[4])),
-        });
-    }
-    out
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The `cgroup.procs` files to write to be in the same cgroups as the
-/// process whose `/proc/<pid>/cgroup` is `proc_cgroup`: one per mounted v1
-/// hierarchy it belongs to, and the v2 one.
-pub fn cgroup_procs_files(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let mount = if controllers.is_empty() {
-            mounts.iter().find(|m| m.v2)
-        } else {
-            let wanted: Vec<&str> = controllers.split(',').collect();
-            mounts.iter().find(|m| !m.v2 && wanted.iter().all(|w| m.options.iter().any(|o| o == w)))
-        };
-        let Some(mount) = mount else { continue };
-        let relative = if mount.root != "/" { path.strip_prefix(mount.root.as_str()).unwrap_or(path) } else { path };
-        let mut file = mount.mount_point.clone();
-        for seg in relative.split('/').filter(|s| !s.is_empty()) {
-            file.push(seg);
-        }
-        file.push("cgroup.procs");
-        if !out.contains(&file) {
-            out.push(file);
-        }
-    }
-    out
-}
-
-/// The `CapBnd` mask in a `/proc/<pid>/status` text.
-pub fn capability_bounding_set(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-}
-
 /// The program and argv to run: a login shell, or the command through
 /// the shell's `-c` with its words joined by spaces (as SmartOS's zlogin).
 pub fn shell_command(command: &[String], has_bash: bool) -> (String, Vec<String>) {
@@ -215,24 +123,6 @@ pub fn zone_env(term: Option<&str>, shell: Option<&str>) -> Vec<String> {
     env
 }
 
-/// The exit status zlogin reports for a child's wait status.
-pub fn exit_code(status: WaitStatus) -> Option<i32> {
-    match status {
-        WaitStatus::Exited(_, code) => Some(code),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
-        _ => None,
-    }
-}
-
-/// How the child's standard streams are connected. Today they are passed
-/// through; a pty relay (for a proper controlling terminal inside the
-/// zone) will be a second variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stdio {
-    /// The child uses zlogin's own stdin, stdout and stderr.
-    Inherit,
-}
-
 /// Runs `zlogin` and returns its exit status.
 pub fn run(argv: &[String], io: &mut Io) -> i32 {
     let result = execute(argv, io);
@@ -259,158 +149,39 @@ fn execute(argv: &[String], io: &mut Io) -> Result<(), CliError> {
     }
 }
 
-/// The namespaces joined, in order: the user namespace first (it owns the
-/// others), the mount namespace last (it changes what paths mean).
-const NAMESPACES: [(&str, CloneFlags); 7] = [
-    ("user", CloneFlags::CLONE_NEWUSER),
-    ("ipc", CloneFlags::CLONE_NEWIPC),
-    ("uts", CloneFlags::CLONE_NEWUTS),
-    ("net", CloneFlags::CLONE_NEWNET),
-    ("pid", CloneFlags::CLONE_NEWPID),
-    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-    ("mnt", CloneFlags::CLONE_NEWNS),
-];
-
-fn read(path: impl AsRef<Path>) -> Result<String, String> {
-    let path = path.as_ref();
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
 /// Enters the zone whose init is `pid` and runs `command` there (a login
 /// shell when empty); returns the exit status to report. This process
 /// stays in the zone's namespaces afterwards: call it last.
 pub fn enter_and_run(pid: i32, command: &[String], stdio: Stdio) -> Result<i32, String> {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let gone = |e: std::io::Error, what: &Path| {
-        format!("cannot open {}: {e} (has the zone's init, pid {pid}, exited?)", what.display())
-    };
-
+    let err = |e: std::io::Error| e.to_string();
     // Everything is opened and read before the first setns, while host
     // paths still mean what they say.
-    let mut joins = Vec::new();
-    for (name, flag) in NAMESPACES {
-        let theirs = proc_dir.join("ns").join(name);
-        let file = match File::open(&theirs) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && proc_dir.exists() => continue,
-            Err(e) => return Err(gone(e, &theirs)),
-        };
-        let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).ok();
-        let their_meta = file.metadata().map_err(|e| gone(e, &theirs))?;
-        if ours.is_some_and(|o| o.ino() == their_meta.ino() && o.dev() == their_meta.dev()) {
-            continue;
-        }
-        joins.push((name, flag, file));
-    }
-    let root_path = proc_dir.join("root");
-    let root = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(&root_path)
-        .map_err(|e| gone(e, &root_path))?;
-    let bounding = capability_bounding_set(&read(proc_dir.join("status"))?);
-    let cap_last: u32 = read("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
-    let procs_files =
-        cgroup_procs_files(&read(proc_dir.join("cgroup"))?, &cgroup_mounts(&read("/proc/self/mountinfo")?));
-
-    let me = getpid().to_string();
-    for file in &procs_files {
-        std::fs::write(file, &me).map_err(|e| format!("cannot join the zone's cgroup {}: {e}", file.display()))?;
-    }
-    let joins_user = joins.iter().any(|(name, _, _)| *name == "user");
-    for (name, flag, file) in &joins {
-        setns(file, *flag).map_err(|e| format!("cannot enter the zone's {name} namespace: {e}"))?;
-    }
-    fchdir(&root).map_err(|e| format!("cannot enter the zone's root: {e}"))?;
-    chroot(".").map_err(|e| format!("cannot enter the zone's root: {e}"))?;
-    chdir("/").map_err(|e| format!("cannot enter the zone's root: {e}"))?;
-    drop(root);
-    // Supplementary groups may be refused in a user namespace (setgroups
-    // "deny"); the ids must not.
-    let _ = setgroups(&[]);
-    if joins_user {
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("cannot become gid 0 in the zone: {e}"))?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("cannot become uid 0 in the zone: {e}"))?;
-    }
-    if let Some(mask) = bounding {
-        for cap in 0..=cap_last.min(63) {
-            if mask & (1u64 << cap) == 0 {
-                // SAFETY: prctl with PR_CAPBSET_DROP takes a capability
-                // number and touches no memory of ours.
-                let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-                if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-                    return Err(format!("cannot drop capability {cap}: {}", std::io::Error::last_os_error()));
-                }
-            }
-        }
-    }
+    let entry = Entry::open(pid)
+        .and_then(Entry::cgroups_of_process)
+        .and_then(Entry::chroot)
+        .and_then(Entry::drop_capabilities)
+        .map_err(err)?;
+    entry.enter().map_err(err)?;
 
     let has_bash = Path::new("/bin/bash").exists();
     let (program, argv) = shell_command(command, has_bash);
     let term = std::env::var("TERM").ok();
     let env = zone_env(term.as_deref(), command.is_empty().then_some(program.as_str()));
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("argument {s:?} holds a NUL byte"));
-    let c_program = cstr(&program)?;
-    let c_argv = argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
-    let c_env = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
-    let exec_failed = format!("zlogin: cannot execute {program}: ");
-
-    let Stdio::Inherit = stdio;
-    // While the child runs, the terminal's ^C and ^\ are for it alone.
-    // SAFETY: installing SIG_IGN/SIG_DFL runs no handler code of ours.
-    let old = unsafe { (signal(Signal::SIGINT, SigHandler::SigIgn), signal(Signal::SIGQUIT, SigHandler::SigIgn)) };
-    // SAFETY: this process is single-threaded (see the module doc); the
-    // child only restores signal dispositions, execs, or writes and exits.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // SAFETY: async-signal-safe calls only, on data made before fork.
-            unsafe {
-                let _ = signal(Signal::SIGINT, SigHandler::SigDfl);
-                let _ = signal(Signal::SIGQUIT, SigHandler::SigDfl);
-                let err = nix::unistd::execve(&c_program, &c_argv, &c_env).unwrap_err();
-                let desc = err.desc();
-                libc::write(2, exec_failed.as_ptr().cast(), exec_failed.len());
-                libc::write(2, desc.as_ptr().cast(), desc.len());
-                libc::write(2, b"\n".as_ptr().cast(), 1);
-                libc::_exit(if err == nix::errno::Errno::ENOENT { 127 } else { 126 });
-            }
-        }
-        Ok(ForkResult::Parent { child }) => {
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(status) => {
-                        if let Some(code) = exit_code(status) {
-                            break code;
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(format!("waiting for the command in the zone: {e}")),
-                }
-            };
-            // SAFETY: as above, restoring dispositions only.
-            unsafe {
-                if let Ok(h) = old.0 {
-                    let _ = signal(Signal::SIGINT, h);
-                }
-                if let Ok(h) = old.1 {
-                    let _ = signal(Signal::SIGQUIT, h);
-                }
-            }
-            Ok(code)
-        }
-        Err(e) => Err(format!("cannot fork: {e}")),
-    }
+    let exec = Exec::new(&program, &argv, &env).map_err(err)?.stdio(stdio).report_exec_failure("zlogin");
+    exec.run().map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake::{FakeDaemon, TestIo};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, ForkResult};
     use serde_json::json;
     use std::io::{BufRead, BufReader, Write};
+    use std::path::PathBuf;
     use std::process::{Command, Stdio as PStdio};
+    use zonevisor_zone::enter::exit_code;
 
     const U1: &str = "0d6e5b7c-8f1a-4f5e-9a51-6e1b2c3d4e5f";
 
@@ -449,63 +220,6 @@ mod tests {
         assert!(zone_init_pid(&host_init).is_err(), "never enter the host's own init");
     }
 
-    const MOUNTINFO_HYBRID: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-50 23 0:40 / /mnt/with\\040space rw - ext4 /dev/sda1 rw
-";
-
-    #[test]
-    fn cgroup_files_on_a_hybrid_host() {
-        let mounts = cgroup_mounts(MOUNTINFO_HYBRID);
-        assert_eq!(mounts.len(), 5);
-        assert!(mounts[4].v2);
-        let proc_cgroup = "\
-9:name=systemd:/zonevisor/z1
-8:pids:/zonevisor/z1
-4:memory:/zonevisor/z1
-2:cpu,cpuacct:/zonevisor/z1
-6:freezer:/zonevisor/z1
-0::/zonevisor/z1
-";
-        let files = cgroup_procs_files(proc_cgroup, &mounts);
-        let want: Vec<PathBuf> = [
-            "/sys/fs/cgroup/systemd/zonevisor/z1/cgroup.procs",
-            "/sys/fs/cgroup/pids/zonevisor/z1/cgroup.procs",
-            "/sys/fs/cgroup/memory/zonevisor/z1/cgroup.procs",
-            "/sys/fs/cgroup/cpu,cpuacct/zonevisor/z1/cgroup.procs",
-            "/sys/fs/cgroup/unified/zonevisor/z1/cgroup.procs",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        assert_eq!(files, want, "freezer is not mounted, so it is skipped");
-    }
-
-    #[test]
-    fn cgroup_files_on_a_v2_host_and_mount_roots() {
-        let mounts = cgroup_mounts("30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
-        assert_eq!(
-            cgroup_procs_files("0::/zonevisor.slice/z1\n", &mounts),
-            [PathBuf::from("/sys/fs/cgroup/zonevisor.slice/z1/cgroup.procs")]
-        );
-        assert_eq!(cgroup_procs_files("0::/\n", &mounts), [PathBuf::from("/sys/fs/cgroup/cgroup.procs")]);
-        let nested = cgroup_mounts("30 23 0:26 /outer /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
-        assert_eq!(cgroup_procs_files("0::/outer/z1\n", &nested), [PathBuf::from("/sys/fs/cgroup/z1/cgroup.procs")]);
-        assert_eq!(unescape_mount_path("/mnt/with\\040space"), "/mnt/with space");
-    }
-
-    #[test]
-    fn capability_mask() {
-        let status = "Name:\tsh\nCapInh:\t0000000000000000\nCapBnd:\t00000000a80425fb\nSeccomp:\t0\n";
-        assert_eq!(capability_bounding_set(status), Some(0xa80425fb));
-        assert_eq!(capability_bounding_set("Name: x\n"), None);
-    }
-
     #[test]
     fn shell_and_environment() {
         assert_eq!(shell_command(&[], false), ("/bin/sh".into(), s(&["sh", "-l"])));
@@ -528,14 +242,6 @@ mod tests {
             ])
         );
         assert_eq!(zone_env(None, None).len(), 5);
-    }
-
-    #[test]
-    fn exit_codes() {
-        let pid = nix::unistd::Pid::from_raw(5);
-        assert_eq!(exit_code(WaitStatus::Exited(pid, 7)), Some(7));
-        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, false)), Some(143));
-        assert_eq!(exit_code(WaitStatus::StillAlive), None);
     }
 
     #[test]

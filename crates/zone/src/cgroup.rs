@@ -80,10 +80,22 @@ pub struct Usage {
     pub cpu_ns: u64,
 }
 
+/// A mounted cgroup hierarchy, from `/proc/self/mountinfo`.
 struct Hierarchy {
+    /// Where it is mounted.
     mount: PathBuf,
+    /// The cgroup mounted there (usually `/`).
+    root: String,
+    /// `true` for the v2 (unified) hierarchy.
     v2: bool,
-    cpuset: bool,
+    /// The super-block options: a v1 hierarchy's controllers (and `name=...`).
+    options: String,
+}
+
+impl Hierarchy {
+    fn has_option(&self, option: &str) -> bool {
+        self.options.split(',').any(|o| o == option)
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
@@ -141,11 +153,49 @@ fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         seen.push(l[2]);
         out.push(Hierarchy {
             mount: PathBuf::from(unescape(l[4])),
+            root: unescape(l[3]),
             v2: r[0] == "cgroup2",
-            cpuset: r[0] == "cgroup" && r[2].split(',').any(|o| o == "cpuset"),
+            options: r[2].to_owned(),
         });
     }
     out
+}
+
+/// The `cgroup.procs` files to write to be in the same cgroups as the process
+/// whose `/proc/<pid>/cgroup` is `proc_cgroup`: one per mounted v1 hierarchy it
+/// belongs to, and the v2 one. Hierarchies that are not mounted are skipped.
+fn procs_files_in(proc_cgroup: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let h = if controllers.is_empty() {
+            hierarchies.iter().find(|h| h.v2)
+        } else {
+            hierarchies.iter().find(|h| !h.v2 && controllers.split(',').all(|c| h.has_option(c)))
+        };
+        let Some(h) = h else { continue };
+        let relative = if h.root != "/" { path.strip_prefix(h.root.as_str()).unwrap_or(path) } else { path };
+        let mut file = h.mount.clone();
+        for seg in relative.split('/').filter(|s| !s.is_empty()) {
+            file.push(seg);
+        }
+        file.push("cgroup.procs");
+        if !out.contains(&file) {
+            out.push(file);
+        }
+    }
+    out
+}
+
+/// The `cgroup.procs` files a process writes `0` into to join the cgroups
+/// process `pid` is in (as the host sees them), in every mounted hierarchy.
+pub(crate) fn procs_files_of(pid: i32) -> io::Result<Vec<PathBuf>> {
+    let path = format!("/proc/{pid}/cgroup");
+    let text = fs::read_to_string(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?;
+    Ok(procs_files_in(&text, hierarchies()))
 }
 
 fn check_name(cgroup: &str) -> Result<(), CgroupError> {
@@ -207,7 +257,7 @@ pub fn create(cgroup: &str) -> Result<(), CgroupError> {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("mkdir", &dir)(e)),
             }
-            if h.cpuset {
+            if !h.v2 && h.has_option("cpuset") {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
                     let own = dir.join(f);
                     if read_trim(&own).map_err(io_err("read", &own))?.is_empty() {
@@ -478,9 +528,66 @@ mod tests {
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
         let h = parse_mountinfo(text);
         assert_eq!(h.len(), 4);
-        assert!(h[1].cpuset && !h[0].cpuset);
+        assert!(h[1].has_option("cpuset") && !h[0].has_option("cpuset"));
         assert!(h[3].v2 && h[3].mount == Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    const MOUNTINFO_HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 0:40 / /mnt/with\\040space rw - ext4 /dev/sda1 rw
+";
+
+    #[test]
+    fn procs_files_of_a_process_on_a_hybrid_host() {
+        let h = parse_mountinfo(MOUNTINFO_HYBRID);
+        assert_eq!(h.len(), 5);
+        assert!(h[4].v2);
+        let proc_cgroup = "\
+9:name=systemd:/zonevisor/z1
+8:pids:/zonevisor/z1
+4:memory:/zonevisor/z1
+2:cpu,cpuacct:/zonevisor/z1
+6:freezer:/zonevisor/z1
+0::/zonevisor/z1
+";
+        let want: Vec<PathBuf> = [
+            "/sys/fs/cgroup/systemd/zonevisor/z1/cgroup.procs",
+            "/sys/fs/cgroup/pids/zonevisor/z1/cgroup.procs",
+            "/sys/fs/cgroup/memory/zonevisor/z1/cgroup.procs",
+            "/sys/fs/cgroup/cpu,cpuacct/zonevisor/z1/cgroup.procs",
+            "/sys/fs/cgroup/unified/zonevisor/z1/cgroup.procs",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(procs_files_in(proc_cgroup, &h), want, "freezer is not mounted, so it is skipped");
+    }
+
+    #[test]
+    fn procs_files_of_a_process_on_a_v2_host_and_mount_roots() {
+        let h = parse_mountinfo("30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
+        assert_eq!(
+            procs_files_in("0::/zonevisor.slice/z1\n", &h),
+            [PathBuf::from("/sys/fs/cgroup/zonevisor.slice/z1/cgroup.procs")]
+        );
+        assert_eq!(procs_files_in("0::/\n", &h), [PathBuf::from("/sys/fs/cgroup/cgroup.procs")]);
+        let nested = parse_mountinfo("30 23 0:26 /outer /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(procs_files_in("0::/outer/z1\n", &nested), [PathBuf::from("/sys/fs/cgroup/z1/cgroup.procs")]);
+        assert_eq!(nested[0].root, "/outer");
+    }
+
+    #[test]
+    fn procs_files_of_ourselves() {
+        // Whatever the host's layout, we are somewhere in each mounted hierarchy.
+        let files = procs_files_of(std::process::id() as i32).unwrap();
+        assert!(files.iter().all(|f| f.ends_with("cgroup.procs")), "{files:?}");
+        assert!(procs_files_of(-1).unwrap_err().to_string().contains("/proc/-1/cgroup"));
     }
 
     #[test]

@@ -21,9 +21,13 @@
 //! exit code, signal), restarts the zone where init asked for a reboot (or
 //! `restart_init` asks), or else kills what is left in the cgroup, removes
 //! it, and exits.
+//!
+//! [`enter`] is the way into a running zone from the host: `zlogin` uses it,
+//! and so does the monitor to run the zone's `poweroff` for a graceful stop.
 
 pub mod cgroup;
 pub mod control;
+pub mod enter;
 mod launch;
 pub mod monitor;
 mod rootfs;

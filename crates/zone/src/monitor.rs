@@ -17,7 +17,6 @@
 
 mod child;
 
-use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::control::{self, MonitorStatus, Reply, Request, ZoneState};
 use crate::launch::{LaunchError, Report, STATUS_FD_ENV};
 use crate::rootfs::{self, cvt};
-use crate::{cgroup, ExitReason, ExitRecord, ZoneSpec};
+use crate::{cgroup, enter, ExitReason, ExitRecord, ZoneSpec};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -720,34 +719,17 @@ impl Monitor {
         }
     }
 
+    /// Forks a helper that runs `path` in the zone (see [`child::run_helper`]).
     fn spawn_helper(&self, path: &str) -> io::Result<i32> {
-        let init = self.init_pid;
-        let kinds = [
-            ("cgroup", libc::CLONE_NEWCGROUP),
-            ("ipc", libc::CLONE_NEWIPC),
-            ("uts", libc::CLONE_NEWUTS),
-            ("net", libc::CLONE_NEWNET),
-            ("pid", libc::CLONE_NEWPID),
-            ("mnt", libc::CLONE_NEWNS),
-        ];
-        let mut namespaces = Vec::with_capacity(kinds.len());
-        for (name, kind) in kinds {
-            let p = rootfs::cstring(format!("/proc/{init}/ns/{name}").as_bytes())?;
-            // SAFETY: valid C string; the descriptor is checked and owned.
-            let fd = cvt(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
-            // SAFETY: just opened, owned by nobody else.
-            namespaces.push((unsafe { OwnedFd::from_raw_fd(fd) }, kind));
-        }
-        let helper = child::Helper {
-            procs: &self.procs,
-            namespaces,
-            console: self.console.slave.as_raw_fd(),
-            argv: vec![CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?],
-        };
+        // Opened here, so a zone that is gone is an error for the caller.
+        let entry = enter::Entry::open(self.init_pid)?.cgroup_procs(self.procs.iter().cloned());
+        let exec = enter::Exec::new(path, &[path], &child::zone_env())?
+            .stdio(enter::Stdio::Console(self.console.slave.as_raw_fd()))
+            .umask(0o022);
         // SAFETY: the monitor is single-threaded; the child never returns from run_helper.
         let pid = cvt(unsafe { libc::fork() })?;
         if pid == 0 {
-            child::run_helper(&helper);
+            child::run_helper(entry, &exec);
         }
         Ok(pid)
     }

@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::enter::{Entry, Exec};
 use crate::launch::{LaunchError, DEFAULT_PATH};
 use crate::rootfs::{self, cstring, cvt};
 use crate::{BindMount, ZoneSpec};
@@ -32,11 +33,8 @@ pub(super) struct Plan {
 }
 
 /// The environment of processes started in the zone.
-pub(super) fn zone_env() -> Vec<CString> {
+pub(super) fn zone_env() -> [String; 4] {
     ["container=zonevisor".to_owned(), format!("PATH={DEFAULT_PATH}"), "TERM=vt100".to_owned(), "HOME=/root".to_owned()]
-        .into_iter()
-        .filter_map(|s| CString::new(s).ok())
-        .collect()
 }
 
 impl Plan {
@@ -77,7 +75,7 @@ impl Plan {
             mounts: spec.mounts.clone(),
             locked: spec.limits.locked_bytes,
             argv,
-            envp: zone_env(),
+            envp: zone_env().into_iter().filter_map(|s| CString::new(s).ok()).collect(),
         })
     }
 }
@@ -118,17 +116,6 @@ fn reset_signals() {
 fn step(name: impl Into<String>) -> impl FnOnce(io::Error) -> LaunchError {
     let name = name.into();
     move |e| LaunchError::new(name, e)
-}
-
-fn join_cgroup(procs: &[PathBuf]) -> io::Result<()> {
-    for f in procs {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(f)
-            .and_then(|mut file| file.write_all(b"0"))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.display())))?;
-    }
-    Ok(())
 }
 
 fn mount_fs(
@@ -322,50 +309,16 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Everything the in-zone helper needs.
-pub(super) struct Helper<'a> {
-    pub procs: &'a [PathBuf],
-    pub namespaces: Vec<(OwnedFd, libc::c_int)>,
-    pub console: RawFd,
-    pub argv: Vec<CString>,
-}
-
-/// Runs in a forked child of the monitor: joins the zone's cgroup and
-/// namespaces, runs `argv` there (as a grandchild, inside the PID namespace)
-/// and exits with its status (126: could not enter, 127: could not exec).
-pub(super) fn run_helper(h: &Helper) -> ! {
+/// Runs in a forked child of the monitor: enters the zone (its cgroup and
+/// init's namespaces), runs the command there (as a grandchild, inside the
+/// PID namespace, on the console) and exits with its status (126: could not
+/// enter or could not execute, 127: no such program).
+pub(super) fn run_helper(entry: Entry, exec: &Exec) -> ! {
     reset_signals();
-    let entered = join_cgroup(h.procs).is_ok()
-        && h.namespaces.iter().all(|(fd, t)| {
-            // SAFETY: setns on a live namespace descriptor.
-            unsafe { libc::setns(fd.as_raw_fd(), *t) == 0 }
-        });
-    if !entered {
-        // SAFETY: _exit ends this forked process.
-        unsafe { libc::_exit(126) }
-    }
-    let argv = ptrs(&h.argv);
-    let env = zone_env();
-    let envp = ptrs(&env);
-    // SAFETY: fork in a single-threaded process; the child only makes syscalls and execs.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::setsid();
-            for fd in 0..3 {
-                libc::dup2(h.console, fd);
-            }
-            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
-            libc::umask(0o022);
-            libc::chdir(c"/".as_ptr());
-            libc::execve(h.argv[0].as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        let mut status = 0;
-        if pid < 0 || libc::waitpid(pid, &mut status, 0) < 0 {
-            libc::_exit(126);
-        }
-        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-        libc::_exit(code)
-    }
+    let code = match entry.enter() {
+        Ok(()) => exec.run().unwrap_or(126),
+        Err(_) => 126,
+    };
+    // SAFETY: _exit ends this forked process without running the monitor's destructors.
+    unsafe { libc::_exit(code) }
 }
