@@ -608,7 +608,7 @@ fn limits_written_and_rolled_back() {
 
 /// Not a test on its own: the launcher process of `survives_its_launcher`.
 #[test]
-#[ignore]
+#[ignore = "the launcher process of survives_its_launcher, which runs it"]
 fn helper_launcher() {
     let Some(spec) = std::env::var_os("ZV_HELPER_SPEC") else { return };
     let spec: ZoneSpec = serde_json::from_slice(&fs::read(spec).unwrap()).unwrap();
