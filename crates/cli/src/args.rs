@@ -224,11 +224,8 @@ pub fn read_json(file: Option<&str>, io: &mut Io, what: &str) -> Result<Value, C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::s;
     use serde_json::json;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
 
     const OPTS: [Opt; 4] = [
         flag("parsable", Some('p'), None),

@@ -151,3 +151,8 @@ impl TestIo {
         String::from_utf8_lossy(&self.err).into_owned()
     }
 }
+
+/// Owned argument strings, for parser tests.
+pub fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}

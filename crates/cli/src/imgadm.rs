@@ -368,16 +368,13 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::s;
     use crate::fake::{FakeDaemon, TestIo};
     use serde_json::json;
 
     const I1: &str = "01b2c898-945f-11e1-a523-af1afbe22822";
     const I2: &str = "8639203c-d515-11e5-9ab6-ff6a3a2f6b3b";
     const I3: &str = "c4ee09ca-0000-4000-8000-000000000003";
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
 
     fn records() -> Vec<ImageRecord> {
         serde_json::from_value(json!([

@@ -810,16 +810,13 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::s;
     use crate::fake::{FakeDaemon, TestIo};
     use serde_json::json;
 
     const U1: &str = "0d6e5b7c-8f1a-4f5e-9a51-6e1b2c3d4e5f";
     const U2: &str = "1b2c3d4e-0000-4000-8000-000000000002";
     const U3: &str = "2c3d4e5f-0000-4000-8000-000000000003";
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
 
     fn parse_ok(v: &[&str]) -> Invocation {
         parse_args(&s(v)).unwrap_or_else(|e| panic!("{v:?}: {e}"))

@@ -174,6 +174,7 @@ pub fn enter_and_run(pid: i32, command: &[String], stdio: Stdio) -> Result<i32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::s;
     use crate::fake::{FakeDaemon, TestIo};
     use nix::sys::wait::waitpid;
     use nix::unistd::{fork, ForkResult};
@@ -184,10 +185,6 @@ mod tests {
     use zonevisor_zone::enter::exit_code;
 
     const U1: &str = "0d6e5b7c-8f1a-4f5e-9a51-6e1b2c3d4e5f";
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
 
     fn vm(v: Value) -> VmObject {
         serde_json::from_value(v).unwrap()
