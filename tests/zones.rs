@@ -442,3 +442,33 @@ fn init_that_dies_is_restarted_when_restart_init_is_set() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn lofs_filesystems_are_bind_mounted_and_ro_is_read_only() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let shared = h.dir.path().join("shared");
+    let scratch = h.dir.path().join("scratch");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(shared.join("hello"), "from the host\n").unwrap();
+    let uuid = h.create_ok(&json!({
+        "brand": "lx", "image_uuid": img,
+        "filesystems": [
+            {"type": "lofs", "source": shared, "target": "/data", "options": ["ro"]},
+            {"type": "lofs", "source": scratch, "target": "/srv/scratch"},
+        ],
+    }));
+    let r = h.cli("zlogin", &[&uuid, "cat /data/hello"], None);
+    assert_eq!(r.ok(), "from the host\n");
+    let r = h.cli("zlogin", &[&uuid, "echo x > /data/new"], None);
+    assert_ne!(r.code, 0, "a ro filesystem took a write");
+    assert!(!shared.join("new").exists());
+    h.cli("zlogin", &[&uuid, "echo y > /srv/scratch/out"], None).ok();
+    assert_eq!(std::fs::read_to_string(scratch.join("out")).unwrap(), "y\n");
+    // A relative source is refused before anything is made.
+    let r = h.create(&json!({"brand": "lx", "image_uuid": img,
+        "filesystems": [{"type": "lofs", "source": "relative/dir", "target": "/x"}]}));
+    assert_eq!(r.code, 1);
+    assert!(r.json()["bad_values"].as_array().unwrap().iter().any(|p| p == "filesystems.0.source"), "{}", r.stdout);
+}
