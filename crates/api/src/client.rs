@@ -2,7 +2,7 @@
 //! socket, one connection per request. The CLIs use it; it keeps them free
 //! of an async runtime so they start in about a millisecond.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +79,11 @@ impl Client {
 
     /// Sends one request and reads the whole answer.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
+        read_response(BufReader::new(self.send(method, path, body)?))
+    }
+
+    /// Connects and sends one request; the answer is left to read.
+    fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<UnixStream, ClientError> {
         let mut stream = UnixStream::connect(&self.socket)
             .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
         stream.set_read_timeout(self.timeout)?;
@@ -93,7 +98,7 @@ impl Client {
         let mut buf = req.into_bytes();
         buf.extend_from_slice(body);
         stream.write_all(&buf)?;
-        read_response(BufReader::new(stream))
+        Ok(stream)
     }
 
     /// Sends a JSON request and decodes a JSON answer, turning error
@@ -188,6 +193,68 @@ impl Client {
         self.call("POST", &with_uuid(routes::VM_KILL, uuid), Some(req))
     }
 
+    /// `GET /v1/vms/{uuid}/info`.
+    pub fn vm_info(&self, uuid: &str) -> Result<VmInfo, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::VM_INFO, uuid), None)
+    }
+
+    /// `GET /v1/events`: follows the event stream, handing each event (the
+    /// `ready` one first) to `on_event` as it arrives, until `on_event`
+    /// returns `false` (then `Ok`) or the daemon ends the stream (`Ok`).
+    /// `uuid` limits it to one VM; `full` asks for the VM object with each
+    /// event. The client's timeout does not apply: events may be far apart.
+    pub fn events(
+        &self,
+        uuid: Option<&str>,
+        full: bool,
+        mut on_event: impl FnMut(Event) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut query = Vec::new();
+        if let Some(u) = uuid {
+            query.push(format!("uuid={}", encode_query(u)));
+        }
+        if full {
+            query.push("full=true".to_string());
+        }
+        let path = if query.is_empty() {
+            routes::EVENTS.to_string()
+        } else {
+            format!("{}?{}", routes::EVENTS, query.join("&"))
+        };
+        let stream = self.send("GET", &path, None)?;
+        stream.set_read_timeout(None)?;
+        let mut r = BufReader::new(stream);
+        let head = read_head(&mut r)?;
+        if !(200..300).contains(&head.status) {
+            let mut body = Vec::new();
+            match head.length {
+                Some(n) if !head.chunked => {
+                    body.resize(n, 0);
+                    r.read_exact(&mut body)?;
+                }
+                _ if head.chunked => {
+                    Chunked::new(r).read_to_end(&mut body).map_err(chunk_error)?;
+                }
+                _ => {
+                    r.read_to_end(&mut body)?;
+                }
+            }
+            return Err(match serde_json::from_slice::<ApiError>(&body) {
+                Ok(err) => ClientError::Api(Box::new(err)),
+                Err(_) => {
+                    protocol(&format!("status {} to GET {path}: {}", head.status, String::from_utf8_lossy(&body)))
+                }
+            });
+        }
+        if head.chunked {
+            read_events(BufReader::new(Chunked::new(r)), &mut on_event)
+        } else if let Some(n) = head.length {
+            read_events(r.take(n as u64), &mut on_event)
+        } else {
+            read_events(r, &mut on_event)
+        }
+    }
+
     /// `GET /v1/images`.
     pub fn list_images(&self) -> Result<Vec<ImageRecord>, ClientError> {
         self.call::<(), _>("GET", routes::IMAGES, None)
@@ -225,9 +292,14 @@ fn protocol(msg: &str) -> ClientError {
     ClientError::Protocol(msg.to_string())
 }
 
-/// Reads an HTTP/1.1 response: status line, headers, then a body framed by
-/// `Content-Length`, chunked encoding, or the end of the connection.
-fn read_response<R: BufRead>(mut r: R) -> Result<Response, ClientError> {
+/// The status line and framing headers of an HTTP/1.1 response.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+}
+
+fn read_head<R: BufRead>(r: &mut R) -> Result<Head, ClientError> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line
@@ -235,8 +307,7 @@ fn read_response<R: BufRead>(mut r: R) -> Result<Response, ClientError> {
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| protocol(&format!("status line {line:?}")))?;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
+    let mut head = Head { status, length: None, chunked: false };
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
@@ -249,35 +320,118 @@ fn read_response<R: BufRead>(mut r: R) -> Result<Response, ClientError> {
         if let Some((name, value)) = h.split_once(':') {
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse().map_err(|_| protocol("content-length"))?);
+                head.length = Some(value.parse().map_err(|_| protocol("content-length"))?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
-                chunked = true;
+                head.chunked = true;
             }
         }
     }
+    Ok(head)
+}
+
+/// Reads an HTTP/1.1 response: status line, headers, then a body framed by
+/// `Content-Length`, chunked encoding, or the end of the connection.
+fn read_response<R: BufRead>(mut r: R) -> Result<Response, ClientError> {
+    let head = read_head(&mut r)?;
     let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size_hex = line.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| protocol("chunk size"))?;
-            if size == 0 {
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            line.clear();
-            r.read_line(&mut line)?;
-        }
-    } else if let Some(n) = length {
+    if head.chunked {
+        Chunked::new(r).read_to_end(&mut body).map_err(chunk_error)?;
+    } else if let Some(n) = head.length {
         body.resize(n, 0);
         r.read_exact(&mut body)?;
     } else {
         r.read_to_end(&mut body)?;
     }
-    Ok(Response { status, body })
+    Ok(Response { status: head.status, body })
+}
+
+fn chunk_error(e: std::io::Error) -> ClientError {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        protocol(&e.to_string())
+    } else {
+        ClientError::Io(e)
+    }
+}
+
+/// A chunked body as a byte stream, de-chunked as it arrives: reads return
+/// what one chunk holds without waiting for the next, so a stream of events
+/// is seen as soon as the daemon sends each one. The end is the last chunk.
+struct Chunked<R> {
+    inner: R,
+    /// Bytes left in the current chunk.
+    left: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Chunked<R> {
+    fn new(inner: R) -> Self {
+        Chunked { inner, left: 0, done: false }
+    }
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::{Error, ErrorKind};
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        while self.left == 0 {
+            let mut line = String::new();
+            if self.inner.read_line(&mut line)? == 0 {
+                return Err(Error::new(ErrorKind::UnexpectedEof, "connection closed inside a chunked body"));
+            }
+            let size_hex = line.trim().split(';').next().unwrap_or("");
+            if size_hex.is_empty() {
+                // The CRLF that ends the previous chunk's data.
+                continue;
+            }
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| Error::new(ErrorKind::InvalidData, format!("chunk size {size_hex:?}")))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    line.clear();
+                    if self.inner.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = size;
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        if n == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "connection closed inside a chunk"));
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Reads newline-delimited JSON events from a body and hands each to
+/// `on_event` until it returns `false` or the body ends.
+fn read_events<R: BufRead>(mut r: R, on_event: &mut dyn FnMut(Event) -> bool) -> Result<(), ClientError> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // The daemon went away mid-stream (it is shutting down): the stream ends.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(chunk_error(e)),
+        }
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let ev: Event = serde_json::from_str(text).map_err(|e| protocol(&format!("event {text:?}: {e}")))?;
+        if !on_event(ev) {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +447,50 @@ mod tests {
         let r = read_response(&raw[..]).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (404, &b"abcde"[..]));
         assert!(read_response(&b"garbage\r\n"[..]).is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_are_read_as_they_come() {
+        // Chunks that split lines, an extension, and a trailer.
+        let line1 = "{\"type\":\"ready\",\"timestamp\":\"2026-11-21T09:00:00.000Z\"}\n";
+        let line2 = "{\"type\":\"create\",\"timestamp\":\"t\",\"uuid\":\"u\"}\n";
+        let (a, b) = line1.split_at(5);
+        let raw = format!(
+            "{:x}\r\n{a}\r\n{:x};x=y\r\n{b}\r\n{:x}\r\n{line2}\r\n0\r\nX: y\r\n\r\n",
+            a.len(),
+            b.len(),
+            line2.len()
+        );
+        let mut seen = Vec::new();
+        read_events(BufReader::new(Chunked::new(raw.as_bytes())), &mut |e| {
+            seen.push(e);
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].event_type, EventType::Ready);
+        assert_eq!(seen[0].timestamp, "2026-11-21T09:00:00.000Z");
+        assert_eq!((seen[1].event_type, seen[1].uuid.as_deref()), (EventType::Create, Some("u")));
+
+        // A callback can stop the stream early; a stream the daemon cuts short ends cleanly.
+        let raw = format!("{:x}\r\n{line1}{line2}\r\n", line1.len() + line2.len());
+        let mut n = 0;
+        read_events(BufReader::new(Chunked::new(raw.as_bytes())), &mut |_| {
+            n += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        let cut = format!("{:x}\r\n{line1}", line1.len() + 40);
+        let mut n = 0;
+        read_events(BufReader::new(Chunked::new(cut.as_bytes())), &mut |_| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        let mut bad = Chunked::new(&b"zz\r\n"[..]);
+        assert_eq!(bad.read(&mut [0; 4]).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -58,6 +58,21 @@ fn reboot_vm() {}
     responses((status = 200, body = Done), (status = 409, body = ApiError)))]
 fn kill_vm() {}
 
+#[utoipa::path(get, path = "/v1/vms/{uuid}/info", params(("uuid" = String, Path)),
+    responses((status = 200, body = VmInfo), (status = 404, body = ApiError),
+              (status = 409, description = "The VM is not running", body = ApiError)))]
+fn vm_info() {}
+
+/// A stream of newline-delimited JSON [`Event`]s (`application/x-ndjson`,
+/// chunked), first `{"type":"ready",...}`, then one line per change until
+/// the client or the daemon closes the connection.
+#[utoipa::path(get, path = "/v1/events",
+    params(("uuid" = Option<String>, Query, description = "Only this VM's events"),
+           ("full" = Option<bool>, Query, description = "Include the whole VM object with each event")),
+    responses((status = 200, description = "One Event per line", body = Event, content_type = "application/x-ndjson"),
+              (status = 400, body = ApiError)))]
+fn events() {}
+
 #[utoipa::path(get, path = "/v1/images", responses((status = 200, body = [ImageRecord])))]
 fn list_images() {}
 
@@ -90,6 +105,8 @@ fn delete_image() {}
         stop_vm,
         reboot_vm,
         kill_vm,
+        vm_info,
+        events,
         list_images,
         install_image,
         get_image,
@@ -107,7 +124,18 @@ fn delete_image() {}
         ImageInstallRequest,
         ImageRecord,
         Ping,
-        Done
+        Done,
+        Event,
+        EventType,
+        EventChange,
+        VmInfo,
+        CpuInfo,
+        MemoryInfo,
+        PidsInfo,
+        DiskIoInfo,
+        PressureInfo,
+        PsiInfo,
+        PsiLine
     ))
 )]
 pub struct ApiDoc;
@@ -154,6 +182,8 @@ mod tests {
             routes::VM_STOP,
             routes::VM_REBOOT,
             routes::VM_KILL,
+            routes::VM_INFO,
+            routes::EVENTS,
             routes::IMAGES,
             routes::IMAGE,
         ] {

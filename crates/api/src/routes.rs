@@ -23,6 +23,11 @@ pub const VM_STOP: &str = "/v1/vms/{uuid}/stop";
 pub const VM_REBOOT: &str = "/v1/vms/{uuid}/reboot";
 /// `POST`: send a signal to init.
 pub const VM_KILL: &str = "/v1/vms/{uuid}/kill";
+/// `GET`: a running zone's live usage.
+pub const VM_INFO: &str = "/v1/vms/{uuid}/info";
+/// `GET`: the event stream (newline-delimited JSON; `?uuid=` for one VM,
+/// `?full=true` for the VM object with each event).
+pub const EVENTS: &str = "/v1/events";
 /// `GET`: list images; `POST`: install one.
 pub const IMAGES: &str = "/v1/images";
 /// `GET`: one image; `DELETE`: remove it.

@@ -104,3 +104,175 @@ pub struct Done {
     /// What was done, in words.
     pub message: String,
 }
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    /// The stream is established: every later change will be reported.
+    Ready,
+    /// A VM appeared (in state `provisioning`).
+    Create,
+    /// Properties of a VM changed (`changes` says which).
+    Modify,
+    /// A VM is gone.
+    Delete,
+}
+
+/// One changed top-level property of a VM, as SmartOS's vminfod reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventChange {
+    /// The property's path (one key: changes are reported per top-level property).
+    pub path: Vec<String>,
+    /// The path joined with dots.
+    #[serde(rename = "prettyPath")]
+    pub pretty_path: String,
+    /// `added`, `removed` or `changed`.
+    pub action: String,
+    /// The value before (absent when `added`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub from: Option<Value>,
+    /// The value after (absent when `removed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub to: Option<Value>,
+}
+
+/// One line of `GET /v1/events`: a VM was created, modified or deleted (or
+/// the stream is ready).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When the daemon recorded it (`2026-11-21T09:00:00.123Z`).
+    pub timestamp: String,
+    /// The VM (absent for `ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The VM's alias, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// For `modify`: the top-level properties whose value changed (`last_modified` is left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<EventChange>,
+    /// The whole VM object after the event (`GET /v1/events?full=true` only;
+    /// for `delete`, the object as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub vm: Option<VmObject>,
+}
+
+/// One PSI line: the share of time tasks stalled, in percent, and the total stall.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PsiLine {
+    /// Average over the last 10 s.
+    pub avg10: f64,
+    /// Average over the last 60 s.
+    pub avg60: f64,
+    /// Average over the last 300 s.
+    pub avg300: f64,
+    /// Total stall time, in microseconds.
+    pub total_us: u64,
+}
+
+/// One resource's pressure.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PsiInfo {
+    /// Some tasks stalled.
+    pub some: PsiLine,
+    /// All non-idle tasks stalled at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<PsiLine>,
+}
+
+/// Pressure stall information (Linux PSI) for CPU, memory and I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PressureInfo {
+    /// CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<PsiInfo>,
+    /// Memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<PsiInfo>,
+    /// I/O.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<PsiInfo>,
+}
+
+/// CPU use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CpuInfo {
+    /// CPU time consumed by the zone's tasks, in nanoseconds.
+    pub usage_ns: u64,
+}
+
+/// Memory use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemoryInfo {
+    /// Memory charged to the zone, in bytes.
+    pub current_bytes: u64,
+    /// Swap in use, in bytes (absent where the kernel does not account swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_bytes: Option<u64>,
+}
+
+/// Task count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PidsInfo {
+    /// Tasks (processes and threads) in the zone.
+    pub current: u64,
+}
+
+/// Block I/O, all devices together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskIoInfo {
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Read operations.
+    pub read_ops: u64,
+    /// Write operations.
+    pub write_ops: u64,
+}
+
+/// `GET /v1/vms/{uuid}/info`: a running zone's live usage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmInfo {
+    /// The VM.
+    pub uuid: String,
+    /// Its state (`running`).
+    pub state: String,
+    /// The host pid of the zone's init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+    /// When the zone booted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_timestamp: Option<String>,
+    /// Seconds since the zone booted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<u64>,
+    /// The host's cgroup layout: `v1` (v1 or hybrid) or `v2`.
+    pub cgroup_version: String,
+    /// CPU use.
+    pub cpu: CpuInfo,
+    /// Memory and swap use.
+    pub memory: MemoryInfo,
+    /// Tasks.
+    pub pids: PidsInfo,
+    /// Block I/O (absent where no hierarchy accounts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_io: Option<DiskIoInfo>,
+    /// Where `pressure` comes from: `zone` (the zone's own cgroup), `host`
+    /// (the kernel has no per-cgroup PSI here, so this is `/proc/pressure`),
+    /// or `none` (the kernel has no PSI).
+    pub pressure_source: String,
+    /// The zone's pressure (when `pressure_source` is `zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<PressureInfo>,
+    /// The host's pressure (when `pressure_source` is `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_pressure: Option<PressureInfo>,
+}

@@ -10,6 +10,7 @@
 //! open the store, recover (undo interrupted creates and installs, re-adopt
 //! running zones, autoboot after a host reboot), then serve.
 
+mod events;
 mod images;
 mod instances;
 mod server;
@@ -85,6 +86,7 @@ pub struct Daemon {
     monitor_exe: PathBuf,
     cgroup_parent: String,
     runtime: instances::Runtime,
+    events: events::Events,
     rt: tokio::runtime::Handle,
     me: Weak<Daemon>,
     started: std::time::Instant,
@@ -179,6 +181,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         monitor_exe,
         cgroup_parent: config.cgroup_parent.clone(),
         runtime: instances::Runtime::default(),
+        events: events::Events::default(),
         rt: rt.handle().clone(),
         me: me.clone(),
         started: std::time::Instant::now(),

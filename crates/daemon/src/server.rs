@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, Done, ImageInstallRequest, KillRequest, Ping, RebootRequest, StopRequest, ValidateRequest,
+    routes, ApiError, CpuInfo, DiskIoInfo, Done, ImageInstallRequest, InstanceUuid, KillRequest, MemoryInfo, PidsInfo,
+    Ping, PressureInfo, PsiInfo, PsiLine, RebootRequest, StopRequest, ValidateRequest, VmInfo, VmObject,
 };
+use zonevisor_zone::cgroup::{self, CgroupVersion, Stats};
 
 use crate::Daemon;
 
@@ -132,6 +134,124 @@ async fn kill_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<
     }
 }
 
+async fn get_vm_info(State(d): D, Path(uuid): Path<String>) -> Answer<VmInfo> {
+    blocking(d, move |d| d.vm_info(&uuid)).await
+}
+
+fn psi_line(l: cgroup::PsiLine) -> PsiLine {
+    PsiLine { avg10: l.avg10, avg60: l.avg60, avg300: l.avg300, total_us: l.total_us }
+}
+
+fn pressure_info(p: &cgroup::Pressure) -> Option<PressureInfo> {
+    let psi = |p: Option<cgroup::Psi>| p.map(|p| PsiInfo { some: psi_line(p.some), full: p.full.map(psi_line) });
+    (!p.is_empty()).then(|| PressureInfo { cpu: psi(p.cpu), memory: psi(p.memory), io: psi(p.io) })
+}
+
+/// The `vmadm info` answer for a running zone: its VM object's state and
+/// boot time, its init pid, and its cgroups' numbers. Pressure is the
+/// zone's own where its v2 directory has PSI files (v2 hosts, and hybrid
+/// hosts whose unified hierarchy has them), else the host's.
+pub(crate) fn info_of(uuid: InstanceUuid, vm: &VmObject, pid: Option<i64>, stats: &Stats) -> VmInfo {
+    let boot_timestamp = vm.get("boot_timestamp").and_then(Value::as_str).map(str::to_string);
+    let uptime_secs = boot_timestamp
+        .as_deref()
+        .and_then(|b| humantime::parse_rfc3339_weak(b).ok())
+        .and_then(|b| std::time::SystemTime::now().duration_since(b).ok())
+        .map(|d| d.as_secs());
+    let (pressure_source, pressure, host_pressure) = match pressure_info(&stats.pressure) {
+        Some(p) => ("zone", Some(p), None),
+        None => match pressure_info(&cgroup::host_pressure()) {
+            Some(p) => ("host", None, Some(p)),
+            None => ("none", None, None),
+        },
+    };
+    VmInfo {
+        uuid: uuid.to_string(),
+        state: vm.get("state").and_then(Value::as_str).unwrap_or("running").to_string(),
+        pid,
+        boot_timestamp,
+        uptime_secs,
+        cgroup_version: match stats.version {
+            Some(CgroupVersion::V2) => "v2",
+            _ => "v1",
+        }
+        .to_string(),
+        cpu: CpuInfo { usage_ns: stats.usage.cpu_ns },
+        memory: MemoryInfo { current_bytes: stats.usage.memory_bytes, swap_bytes: stats.swap_bytes },
+        pids: PidsInfo { current: stats.usage.pids },
+        disk_io: stats.io.map(|io| DiskIoInfo {
+            read_bytes: io.read_bytes,
+            write_bytes: io.write_bytes,
+            read_ops: io.read_ops,
+            write_ops: io.write_ops,
+        }),
+        pressure_source: pressure_source.to_string(),
+        pressure,
+        host_pressure,
+    }
+}
+
+/// One event as a line of the stream.
+fn event_line(ev: &zonevisor_api::Event, full: bool) -> Bytes {
+    let mut line = if full || ev.vm.is_none() {
+        serde_json::to_vec(ev)
+    } else {
+        serde_json::to_vec(&zonevisor_api::Event { vm: None, ..ev.clone() })
+    }
+    .unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// `GET /v1/events`: `{"type":"ready"}` once subscribed, then every event
+/// (of one VM with `?uuid=`), one JSON object per line, until the client
+/// goes away or the daemon shuts down. A client too slow to keep up is cut
+/// off (its stream ends) rather than silently missing events.
+async fn events(State(d): D, Query(q): Query<HashMap<String, String>>) -> Response {
+    let only = match q.get("uuid").filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) => match u.parse::<InstanceUuid>() {
+            Ok(u) => Some(u.to_string()),
+            Err(_) => return Answer::<Done>(Err(ApiError::invalid(format!("{u:?} is not a UUID")))).into_response(),
+        },
+    };
+    let full = q.get("full").is_some_and(|v| v == "true" || v == "1");
+    let rx = d.events.subscribe();
+    let closed = d.events.closed();
+    let first = event_line(&crate::events::ready(), false);
+    let state = (rx, closed, Some(first), only, full);
+    let stream = futures_util::stream::unfold(state, |(mut rx, mut closed, first, only, full)| async move {
+        if let Some(line) = first {
+            return Some((Ok::<Bytes, std::io::Error>(line), (rx, closed, None, only, full)));
+        }
+        loop {
+            let next = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = closed.wait_for(|c| *c) => return None,
+            };
+            match next {
+                Ok(ev) => {
+                    if only.as_ref().is_some_and(|u| ev.uuid.as_ref() != Some(u)) {
+                        continue;
+                    }
+                    let line = event_line(&ev, full);
+                    return Some((Ok(line), (rx, closed, None, only, full)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "an event subscriber fell behind; ending its stream");
+                    return None;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 async fn list_images(State(d): D) -> Answer<Vec<zonevisor_api::ImageRecord>> {
     blocking(d, |d| d.list_images()).await
 }
@@ -176,6 +296,8 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         .route(routes::VM_STOP, post(stop_vm))
         .route(routes::VM_REBOOT, post(reboot_vm))
         .route(routes::VM_KILL, post(kill_vm))
+        .route(routes::VM_INFO, get(get_vm_info))
+        .route(routes::EVENTS, get(events))
         .route(routes::IMAGES, get(list_images).post(install_image))
         .route(routes::IMAGE, get(get_image).delete(delete_image))
         .fallback(not_found)
@@ -199,6 +321,12 @@ pub(crate) async fn serve(d: Arc<Daemon>, socket: PathBuf) -> anyhow::Result<()>
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
         }
         tracing::info!("shutting down; zones keep running");
+    };
+    let hub = d.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Open event streams would keep the graceful shutdown waiting forever.
+        hub.events.close();
     };
     axum::serve(listener, router(d)).with_graceful_shutdown(shutdown).await?;
     let _ = std::fs::remove_file(&socket);
