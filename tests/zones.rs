@@ -451,6 +451,9 @@ fn lofs_filesystems_are_bind_mounted_and_ro_is_read_only() {
     let scratch = h.dir.path().join("scratch");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
+    // The zone's root is an unprivileged host uid (tests/security.rs): it
+    // writes where that uid may.
+    std::fs::set_permissions(&scratch, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     std::fs::write(shared.join("hello"), "from the host\n").unwrap();
     let uuid = h.create_ok(&json!({
         "brand": "lx", "image_uuid": img,

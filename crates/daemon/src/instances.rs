@@ -23,13 +23,17 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
 use zonevisor_zone::control::MonitorClient;
-use zonevisor_zone::{BindMount, Limits, ZoneSpec};
+use zonevisor_zone::{BindMount, IdMap, Limits, ZoneSpec};
 
 use crate::images::step_error;
 use crate::Daemon;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
+/// The first host id of zones' user namespaces (well above normal users).
+const IDMAP_BASE: u32 = 1_000_000;
+/// Ids per zone: every uid and gid an image may use.
+const IDMAP_COUNT: u32 = 65_536;
 
 /// What the daemon knows of a running zone.
 #[derive(Clone, Copy, Debug)]
@@ -114,8 +118,11 @@ impl Daemon {
 
     fn set_fields(&self, uuid: InstanceUuid, fields: &[(&str, Value)], remove: &[&str]) -> Result<VmObject, ApiError> {
         let now = timestamp();
-        self.store
+        let mut event = None;
+        let vm = self
+            .store
             .modify_vm(uuid, |vm| {
+                let before = vm.clone();
                 for (k, v) in fields {
                     vm.insert((*k).to_string(), v.clone());
                 }
@@ -123,8 +130,13 @@ impl Daemon {
                     vm.remove(*k);
                 }
                 vm.insert("last_modified".into(), json!(now));
+                event = crate::events::modify_event(&before, vm);
             })?
-            .ok_or_else(|| ApiError::not_found(format!("VM {uuid} does not exist")))
+            .ok_or_else(|| ApiError::not_found(format!("VM {uuid} does not exist")))?;
+        if let Some(ev) = event {
+            self.events.send(ev);
+        }
+        Ok(vm)
     }
 
     /// `vmadm validate`.
@@ -221,6 +233,7 @@ impl Daemon {
             }
             _ => ApiError::from(e),
         })?;
+        self.events.created(&vm);
         let result = self.provision(uuid, &mut vm);
         if let Err(e) = result {
             self.rollback_vm(uuid);
@@ -244,8 +257,10 @@ impl Daemon {
             }
             _ => {}
         }
+        let before = vm.clone();
         vm.insert("state".into(), json!("stopped"));
         self.store.put_vm(uuid, "ready", vm)?;
+        self.events.modified(&before, vm);
         if vm.get("autoboot").and_then(Value::as_bool).unwrap_or(true) {
             self.start_locked(uuid, vm).map_err(|e| ApiError { message: format!("start zone: {}", e.message), ..e })?;
         }
@@ -264,8 +279,14 @@ impl Daemon {
             tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: destroy dataset");
         }
         let _ = std::fs::remove_dir_all(&run_dir);
-        if let Err(e) = self.store.delete_vm(uuid) {
-            tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: delete row");
+        let row = self.store.get_vm(uuid).ok().flatten();
+        match self.store.delete_vm(uuid) {
+            Err(e) => tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: delete row"),
+            Ok(()) => {
+                if let Some(row) = row {
+                    self.events.deleted(&row.vm);
+                }
+            }
         }
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
     }
@@ -337,12 +358,32 @@ impl Daemon {
             cgroup: self.cgroup_of(uuid),
             limits: limits_of(vm),
             restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(false),
+            idmap: None,
+            limit_priv: vm
+                .get("limit_priv")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The zone's user-namespace id range, allocated on its first start
+    /// and kept in the store with its row (freed when the row goes):
+    /// `IDMAP_BASE + slot * IDMAP_COUNT`, for uids and gids alike.
+    fn idmap_of(&self, uuid: InstanceUuid) -> Result<IdMap, ApiError> {
+        let max = (u32::MAX - IDMAP_BASE) / IDMAP_COUNT - 1;
+        let slot = self
+            .store
+            .idmap_slot(uuid, max)?
+            .ok_or_else(|| ApiError::internal(format!("no free user id range for VM {uuid}")))?;
+        let host = IDMAP_BASE + slot * IDMAP_COUNT;
+        Ok(IdMap { host_uid: host, host_gid: host, count: IDMAP_COUNT })
     }
 
     /// Starts a zone; the caller holds its lock.
     fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject) -> Result<VmObject, ApiError> {
-        let spec = self.zone_spec(uuid, vm);
+        let mut spec = self.zone_spec(uuid, vm);
+        spec.idmap = Some(self.idmap_of(uuid)?);
         let launched = zonevisor_zone::launch(&self.monitor_exe, &spec)
             .map_err(|e| ApiError::internal(format!("{}: {}", e.step, e.message)))?;
         self.watch(uuid, launched.monitor_pid);
@@ -494,6 +535,25 @@ impl Daemon {
         Ok(format!("Successfully sent signal {sig} to VM {uuid}"))
     }
 
+    /// `vmadm info`: a running zone's live usage from its cgroups.
+    pub fn vm_info(&self, uuid: &str) -> Result<zonevisor_api::VmInfo, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let vm = self.vm_row(uuid)?;
+        if !self.is_running(uuid) {
+            let state = str_of(&vm, "state").unwrap_or("stopped");
+            return Err(ApiError::conflict(format!(
+                "VM {uuid} is not running (state {state}); info needs a running zone"
+            )));
+        }
+        let stats = zonevisor_zone::cgroup::stats(&self.cgroup_of(uuid)).map_err(|e| step_error("read cgroup", e))?;
+        let pid = MonitorClient::new(self.run_dir(uuid))
+            .status()
+            .map(|st| i64::from(st.init_pid))
+            .ok()
+            .or_else(|| vm.get("pid").and_then(Value::as_i64));
+        Ok(crate::server::info_of(uuid, &vm, pid, &stats))
+    }
+
     /// `vmadm update`: validated against the current object; resource
     /// changes apply live to a running zone first, and are undone if the
     /// kernel refuses any of them, so a refused update changes nothing.
@@ -522,6 +582,7 @@ impl Daemon {
         let mut vm = plan.vm;
         vm.insert("last_modified".into(), json!(timestamp()));
         self.store.put_vm(uuid, "ready", &vm)?;
+        self.events.modified(&current, &vm);
         tracing::info!(vm = %uuid, changed = ?plan.changed, "updated VM");
         Ok(vm)
     }
@@ -545,7 +606,9 @@ impl Daemon {
         zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
         self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy dataset", e))?;
         let _ = std::fs::remove_dir_all(self.run_dir(uuid));
+        let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
         self.store.delete_vm(uuid)?;
+        self.events.deleted(&last);
         self.runtime.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
         tracing::info!(vm = %uuid, "deleted VM");
         Ok(format!("Successfully deleted VM {uuid}"))

@@ -83,7 +83,55 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Added with user namespaces: each zone's id range (see `idmap_slot`).
+        let has_slot: bool =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('vms') WHERE name = 'idmap_slot'", [], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })?;
+        if !has_slot {
+            conn.execute_batch("ALTER TABLE vms ADD COLUMN idmap_slot INTEGER")?;
+        }
+        conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS vms_idmap_slot ON vms(idmap_slot)")?;
         Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    /// The id-range slot of an instance: allocated (the lowest free one,
+    /// below `max`) on first use, kept with the row, freed with it. Slots
+    /// are unique across instances (a unique index). `None` when the row
+    /// is gone or every slot is taken.
+    pub fn idmap_slot(&self, uuid: InstanceUuid, max: u32) -> Result<Option<u32>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let row: Option<Option<u32>> = tx
+                .query_row("SELECT idmap_slot FROM vms WHERE uuid = ?1", [uuid.to_string()], |r| r.get(0))
+                .optional()?;
+            let slot = match row {
+                None => None,
+                Some(Some(slot)) => Some(slot),
+                Some(None) => {
+                    let mut stmt =
+                        tx.prepare("SELECT idmap_slot FROM vms WHERE idmap_slot IS NOT NULL ORDER BY idmap_slot")?;
+                    let taken = stmt.query_map([], |r| r.get::<_, u32>(0))?.collect::<rusqlite::Result<Vec<u32>>>()?;
+                    drop(stmt);
+                    let mut free = 0u32;
+                    for t in taken {
+                        if t == free {
+                            free += 1;
+                        } else if t > free {
+                            break;
+                        }
+                    }
+                    if free >= max {
+                        None
+                    } else {
+                        tx.execute("UPDATE vms SET idmap_slot = ?2 WHERE uuid = ?1", params![uuid.to_string(), free])?;
+                        Some(free)
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(slot)
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -294,6 +342,21 @@ mod tests {
         store.delete_vm(id).unwrap();
         assert!(store.get_vm(id).unwrap().is_none());
         assert!(store.modify_vm(id, |_| {}).unwrap().is_none());
+        // Id-range slots: lowest free first, stable, unique, freed with the row.
+        let (a, b) = (InstanceUuid::new_random(), InstanceUuid::new_random());
+        store.insert_vm(a, "ready", &vm).unwrap();
+        store.insert_vm(b, "ready", &vm).unwrap();
+        assert_eq!(store.idmap_slot(a, 10).unwrap(), Some(0));
+        assert_eq!(store.idmap_slot(b, 10).unwrap(), Some(1));
+        assert_eq!(store.idmap_slot(a, 10).unwrap(), Some(0), "stable");
+        store.delete_vm(a).unwrap();
+        assert_eq!(store.idmap_slot(a, 10).unwrap(), None, "no row, no slot");
+        store.insert_vm(a, "ready", &vm).unwrap();
+        assert_eq!(store.idmap_slot(a, 10).unwrap(), Some(0), "a freed slot is reused");
+        let c = InstanceUuid::new_random();
+        store.insert_vm(c, "ready", &vm).unwrap();
+        assert_eq!(store.idmap_slot(c, 2).unwrap(), None, "every slot taken");
+        assert_eq!(store.idmap_slot(c, 3).unwrap(), Some(2));
         store.host_set("k", "1").unwrap();
         store.host_set("k", "2").unwrap();
         assert_eq!(store.host_get("k").unwrap().as_deref(), Some("2"));

@@ -16,7 +16,8 @@
 //!                             setns user → ipc → uts → net → pid → cgroup → mnt,
 //!                             [chroot to pid's root], chdir /, no supplementary
 //!                             groups, uid/gid 0 of a joined user namespace,
-//!                             [drop capabilities pid's bounding set lacks]
+//!                             [drop capabilities pid's bounding set lacks,
+//!                              install the zone's seccomp filter]
 //!        │
 //!  exec.run()                 fork (the child is born in the pid namespace)
 //!   ├─ child: [new session on a console], [umask], exec
@@ -36,6 +37,7 @@ use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -45,7 +47,7 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, chroot, fchdir, fork, setgroups, setresgid, setresuid, ForkResult, Gid, Uid};
 
-use crate::cgroup;
+use crate::{cgroup, control, security, ZoneSpec};
 
 /// The namespaces joined, in order: the user namespace first (it owns the
 /// others), the mount namespace last (it changes what paths mean).
@@ -88,6 +90,8 @@ pub struct Entry {
     root: Option<File>,
     /// The bounding set to keep, and the highest capability the kernel knows.
     bounding: Option<(u64, u32)>,
+    /// The seccomp filter to install last (when `pid` has one).
+    seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl Entry {
@@ -110,7 +114,7 @@ impl Entry {
             }
             namespaces.push((name, flag, file));
         }
-        Ok(Entry { pid, namespaces, cgroup_procs: Vec::new(), root: None, bounding: None })
+        Ok(Entry { pid, namespaces, cgroup_procs: Vec::new(), root: None, bounding: None, seccomp: None })
     }
 
     /// Also joins the cgroups `pid` is in, in every mounted hierarchy.
@@ -148,12 +152,24 @@ impl Entry {
     }
 
     /// Also drops, once inside, the capabilities missing from `pid`'s
-    /// bounding set, so nothing started inside can hold more than it.
+    /// bounding set, and installs the zone's seccomp filter when `pid` runs
+    /// under one, so nothing started inside can hold more than it.
+    ///
+    /// The filter is rebuilt from the zone's `limit_priv` in the spec its
+    /// monitor (`pid`'s parent, a `zonevisor-monitor <run_dir>`) runs; when
+    /// that cannot be read, the default (strictest) profile applies.
     pub fn drop_capabilities(mut self) -> io::Result<Entry> {
         let status = read(format!("/proc/{}/status", self.pid))?;
         let cap_last: u32 =
             read("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
         self.bounding = capability_bounding_set(&status).map(|mask| (mask, cap_last));
+        if status_field(&status, "Seccomp:").is_some_and(|v| v != "0") {
+            let limit_priv = status_field(&status, "PPid:")
+                .and_then(|ppid| monitor_spec(ppid.parse().ok()?))
+                .map(|spec| spec.limit_priv)
+                .unwrap_or_default();
+            self.seccomp = Some(security::Profile::from_limit_priv(&limit_priv).seccomp_program());
+        }
         Ok(self)
     }
 
@@ -198,8 +214,29 @@ impl Entry {
                 }
             }
         }
+        if let Some(prog) = &self.seccomp {
+            security::install_seccomp(prog).map_err(context("cannot confine the command like the zone's init"))?;
+        }
         Ok(())
     }
+}
+
+/// The value of `key` (e.g. `PPid:`) in a `/proc/<pid>/status` text.
+fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
+/// The spec of the zone whose monitor is `monitor_pid`, if that process is
+/// a `zonevisor-monitor <run_dir>`.
+fn monitor_spec(monitor_pid: i32) -> Option<ZoneSpec> {
+    let cmdline = std::fs::read(format!("/proc/{monitor_pid}/cmdline")).ok()?;
+    let mut args = cmdline.split(|b| *b == 0);
+    let exe = args.next()?;
+    if !exe.ends_with(b"zonevisor-monitor") {
+        return None;
+    }
+    let run_dir = Path::new(std::ffi::OsStr::from_bytes(args.next()?));
+    serde_json::from_slice(&std::fs::read(run_dir.join(control::SPEC_FILE)).ok()?).ok()
 }
 
 fn gone(pid: i32, what: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
@@ -369,6 +406,9 @@ mod tests {
         let status = "Name:\tsh\nCapInh:\t0000000000000000\nCapBnd:\t00000000a80425fb\nSeccomp:\t0\n";
         assert_eq!(capability_bounding_set(status), Some(0xa80425fb));
         assert_eq!(capability_bounding_set("Name: x\n"), None);
+        assert_eq!(status_field(status, "Seccomp:"), Some("0"));
+        assert_eq!(status_field(status, "PPid:"), None);
+        assert!(monitor_spec(std::process::id() as i32).is_none(), "not a monitor");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! SmartOS's zoneadmd): the daemon writes a [`ZoneSpec`] and calls
 //! [`launch()`], which starts a detached monitor and returns once the zone's
 //! init has been exec'd (or with the step that failed, having undone
-//! everything). The monitor creates the zone's cgroup, its namespaces (pid,
-//! mount, uts, ipc, net, cgroup), its root (`pivot_root` into the dataset,
-//! minimal `/dev`, `/proc`, `/sys`, a sized `/tmp`, bind mounts), a console
+//! everything). The monitor creates the zone's cgroup, its namespaces (user,
+//! pid, mount, uts, ipc, net, cgroup; root in the zone is an unprivileged
+//! host uid, see [`security`]), its root (`pivot_root` into an idmapped
+//! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys`, a sized
+//! `/tmp`, bind mounts), a console
 //! pty whose output goes to a bounded log, and then waits on init. It answers
 //! [`control`] requests (status, stop, reboot, kill) on a Unix socket in the
 //! zone's run directory, so the daemon can restart without touching zones.
@@ -31,7 +33,8 @@ pub mod enter;
 mod launch;
 pub mod monitor;
 mod rootfs;
+pub mod security;
 mod spec;
 
 pub use launch::{launch, LaunchError, Launched};
-pub use spec::{BindMount, ExitReason, ExitRecord, Limits, ZoneSpec};
+pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Limits, ZoneSpec};

@@ -3,8 +3,10 @@
 //! Started by [`crate::launch()`], it reads `spec.json`, writes `monitor.pid`,
 //! creates the cgroup (the monitor itself stays outside it), opens the
 //! console pty (output appended to `console.log`, rotated to `console.log.1`
-//! past 1 MiB), clones init into new pid/mount/uts/ipc/net/cgroup namespaces
-//! and reports to `launch` once init has been exec'd. It then runs a single
+//! past 1 MiB), clones init into new user/pid/mount/uts/ipc/net/cgroup
+//! namespaces (writing the user namespace's maps and idmapping the zone
+//! root for it: see ARCHITECTURE.md) and reports to `launch` once init has
+//! been exec'd. It then runs a single
 //! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
 //! its connections, and the pty master: no threads, no runtime.
 //!
@@ -267,6 +269,15 @@ impl Monitor {
         cgroup::apply_limits(&spec.cgroup, &spec.limits).map_err(|e| LaunchError::new("apply limits", e))?;
         let procs = cgroup::procs_files(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
         let console = Console::open(&run_dir).map_err(step("console"))?;
+        if let Some(map) = spec.idmap {
+            // The zone's root owns its console.
+            nix::unistd::fchown(
+                &console.slave,
+                Some(nix::unistd::Uid::from_raw(map.host_uid)),
+                Some(nix::unistd::Gid::from_raw(map.host_gid)),
+            )
+            .map_err(|e| LaunchError::new("console", io::Error::from(e)))?;
+        }
         let sock = run_dir.join(control::SOCKET_FILE);
         let _ = fs::remove_file(&sock);
         let listener = control::with_socket_path(&run_dir, |p| UnixListener::bind(p))
@@ -301,9 +312,13 @@ impl Monitor {
         let plan = child::Plan::new(&self.spec, self.console.slave.as_raw_fd(), &self.console.slave_path)?;
         let (err_r, err_w) = pipe().map_err(step("clone"))?;
         let (go_r, go_w) = pipe().map_err(step("clone"))?;
-        let flags =
+        let mut flags =
             (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET)
                 as u64;
+        if self.spec.idmap.is_some() {
+            // Created first by clone, the user namespace owns all the others.
+            flags |= libc::CLONE_NEWUSER as u64;
+        }
         // Fork straight into the v2 cgroup where there is one: moving a task
         // between cgroups waits for an RCU grace period (milliseconds). The
         // v1 hierarchies need the move; it overlaps with the child's mounts.
@@ -338,34 +353,64 @@ impl Monitor {
         }
         drop((err_w, go_r, v2));
         let pid = cvt(pid).map_err(step("clone"))? as i32;
-        // Move the child into the remaining (v1) hierarchies while it builds its root.
-        let joined = moves.iter().try_for_each(|f| {
-            fs::OpenOptions::new()
-                .write(true)
-                .open(f)
-                .and_then(|mut file| file.write_all(pid.to_string().as_bytes()))
-                .map_err(|e| LaunchError::new("join cgroup", format!("{}: {e}", f.display())))
-        });
-        if joined.is_ok() {
-            let _ = fs::File::from(go_w).write_all(b"1");
-        } else {
-            drop(go_w);
+        let mut go = fs::File::from(go_w);
+        // First go: the user namespace is mapped and the root tree idmapped.
+        // Second go: the child is in the zone's (v1) cgroups, moved while it
+        // builds its root.
+        let handoff =
+            self.map_ids(pid, &plan).and_then(|()| go.write_all(b"1").map_err(step("user namespace"))).and_then(|()| {
+                moves.iter().try_for_each(|f| {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(f)
+                        .and_then(|mut file| file.write_all(pid.to_string().as_bytes()))
+                        .map_err(|e| LaunchError::new("join cgroup", format!("{}: {e}", f.display())))
+                })
+            });
+        if handoff.is_ok() {
+            let _ = go.write_all(b"1");
         }
+        drop(go);
+        drop(plan);
         let mut msg = Vec::new();
         let _ = fs::File::from(err_r).read_to_end(&mut msg);
         if msg.is_empty() && died_before_exec(pid) {
             msg = b"zone setup\0init died before exec (see monitor.log)".to_vec();
         }
         if msg.is_empty() {
-            return joined.map(|()| pid);
+            return handoff.map(|()| pid);
         }
         let mut status = 0;
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        joined?;
+        handoff?;
         let text = String::from_utf8_lossy(&msg);
         let (s, m) = text.split_once('\0').unwrap_or(("zone setup", &text));
         Err(LaunchError::new(s, m))
+    }
+
+    /// Writes the child's user namespace maps (root in the zone is the
+    /// zone's host uid; `setgroups` stays allowed, as we write them with
+    /// the host's privileges) and makes the zone root's tree an idmapped
+    /// mount with them, so the image's files, owned by 0.. on disk, are the
+    /// zone's own. Nothing to do for a zone without an id map.
+    fn map_ids(&self, pid: i32, plan: &child::Plan) -> Result<(), LaunchError> {
+        let Some(map) = self.spec.idmap else { return Ok(()) };
+        if let Some(n) = self.spec.limits.locked_bytes {
+            // Raising a hard limit takes CAP_SYS_RESOURCE on the host, which
+            // init will not have: set it from here while init's ids are
+            // still ours. Where we lack it too, init caps it at the host's.
+            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: prlimit reads the rlimit we own; no old value is asked for.
+            unsafe { libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut()) };
+        }
+        let s = step("user namespace");
+        fs::write(format!("/proc/{pid}/uid_map"), format!("0 {} {}\n", map.host_uid, map.count)).map_err(s)?;
+        fs::write(format!("/proc/{pid}/gid_map"), format!("0 {} {}\n", map.host_gid, map.count))
+            .map_err(step("user namespace"))?;
+        let userns = fs::File::open(format!("/proc/{pid}/ns/user")).map_err(step("user namespace"))?;
+        rootfs::set_idmap(plan.trees.root.as_fd(), userns.as_fd())
+            .map_err(|e| LaunchError::new("idmapped zone root", format!("{}: {e}", self.spec.zone_root.display())))
     }
 
     fn run(&mut self) -> i32 {
@@ -722,7 +767,7 @@ impl Monitor {
     /// Forks a helper that runs `path` in the zone (see [`child::run_helper`]).
     fn spawn_helper(&self, path: &str) -> io::Result<i32> {
         // Opened here, so a zone that is gone is an error for the caller.
-        let entry = enter::Entry::open(self.init_pid)?.cgroup_procs(self.procs.iter().cloned());
+        let entry = enter::Entry::open(self.init_pid)?.cgroup_procs(self.procs.iter().cloned()).drop_capabilities()?;
         let exec = enter::Exec::new(path, &[path], &child::zone_env())?
             .stdio(enter::Stdio::Console(self.console.slave.as_raw_fd()))
             .umask(0o022);

@@ -18,6 +18,7 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x01;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// `mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
@@ -215,21 +216,41 @@ pub(crate) fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })
 }
 
-/// Makes a detached tree read-only, recursively.
-pub(crate) fn set_readonly(tree: BorrowedFd) -> io::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+/// A detached copy of the mount at `fd` (itself a mount, e.g. a file just
+/// bind-mounted in the zone), non-recursive.
+pub(crate) fn clone_tree_fd(fd: BorrowedFd) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty C string and a live descriptor; the result is checked and owned.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
+/// Makes a detached tree (not recursively) an idmapped mount with the id
+/// mappings of the user namespace `userns` (its maps must be written).
+pub(crate) fn set_idmap(tree: BorrowedFd, userns: BorrowedFd) -> io::Result<()> {
+    let attr =
+        MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    setattr(tree, &attr, 0)
+}
+
+fn setattr(tree: BorrowedFd, attr: &MountAttr, recursive: libc::c_int) -> io::Result<()> {
     // SAFETY: pointers to an empty C string and a MountAttr of the size passed.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
+            (libc::AT_EMPTY_PATH | recursive) as libc::c_uint,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     cvt(r).map(drop)
+}
+
+/// Makes a detached tree read-only, recursively.
+pub(crate) fn set_readonly(tree: BorrowedFd) -> io::Result<()> {
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    setattr(tree, &attr, libc::AT_RECURSIVE)
 }
 
 /// Attaches a detached tree onto the file or directory `target`.
@@ -246,15 +267,6 @@ pub(crate) fn attach(tree: BorrowedFd, target: BorrowedFd) -> io::Result<()> {
         )
     };
     cvt(r).map(drop)
-}
-
-/// Bind-mounts host path `source` (recursively) onto `target`, read-only if asked.
-pub(crate) fn bind(source: &Path, target: BorrowedFd, readonly: bool) -> io::Result<()> {
-    let tree = clone_tree(source, true)?;
-    if readonly {
-        set_readonly(tree.as_fd())?;
-    }
-    attach(tree.as_fd(), target)
 }
 
 #[cfg(test)]

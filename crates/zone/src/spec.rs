@@ -38,6 +38,26 @@ pub struct ZoneSpec {
     /// Restart init when it exits on its own (not on halt).
     #[serde(default)]
     pub restart_init: bool,
+    /// The zone's user namespace: root in the zone is `host_uid` on the host.
+    /// `None` runs the zone as the host's root (specs written before user
+    /// namespaces; tests of the privileged path).
+    #[serde(default)]
+    pub idmap: Option<IdMap>,
+    /// `limit_priv` opt-ins (see [`crate::security`]); unknown names are ignored.
+    #[serde(default)]
+    pub limit_priv: Vec<String>,
+}
+
+/// A zone's id range: ids `0..count` in the zone are `host_uid..host_uid+count`
+/// (and likewise for groups) on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// The host uid of the zone's root.
+    pub host_uid: u32,
+    /// The host gid of the zone's root group.
+    pub host_gid: u32,
+    /// How many ids are mapped (65536: every id an image uses).
+    pub count: u32,
 }
 
 /// A bind mount (SmartOS `filesystems` entry of type `lofs`).

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use zonevisor_zone::cgroup::{self, CgroupVersion};
 use zonevisor_zone::control::{self, MonitorClient, ZoneState};
-use zonevisor_zone::{launch, BindMount, ExitReason, Launched, Limits, ZoneSpec};
+use zonevisor_zone::{launch, BindMount, ExitReason, IdMap, Launched, Limits, ZoneSpec};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -106,6 +106,8 @@ impl Zone {
             cgroup: format!("zonevisor-test/{}", unique()),
             limits: Limits::default(),
             restart_init: false,
+            idmap: None,
+            limit_priv: Vec::new(),
         };
         Zone { dir, spec, launched: None }
     }
@@ -544,6 +546,51 @@ fn bind_mounts_and_symlink_escapes() {
     assert!(!outside.join("hostname").exists());
     assert_eq!(fs::read_to_string(inside_outside.join("hostname")).unwrap(), "zone1\n");
     assert!(!Path::new("/x").exists());
+    z.client().stop(true, None).unwrap();
+    z.assert_gone();
+}
+
+#[test]
+fn unprivileged_zone_has_a_user_namespace_and_an_idmapped_root() {
+    let _g = serial();
+    if !privileged() {
+        return;
+    }
+    const HOST: u32 = 2_000_000;
+    let mut z = Zone::sh(
+        "cat /proc/self/uid_map > /uid_map.out; cat /proc/self/gid_map > /gid_map.out; \
+         /bin/busybox stat -c %u:%g /bin/busybox /etc > /owners.out; \
+         mkdir /srv; touch /made /rw/made; grep -E '^(Seccomp|CapBnd):' /proc/self/status > /security.out; \
+         touch /ready; exec sleep 1000",
+    );
+    let rw = z.dir.path().join("rw");
+    fs::create_dir(&rw).unwrap();
+    fs::set_permissions(&rw, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    z.spec.mounts = vec![BindMount { source: rw.clone(), target: "/rw".into(), readonly: false }];
+    z.spec.idmap = Some(IdMap { host_uid: HOST, host_gid: HOST + 7, count: 65536 });
+    let l = z.launch();
+    z.wait_file("ready");
+    let map = |s: String| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(map(z.wait_file("uid_map.out")), ["0", &HOST.to_string(), "65536"]);
+    assert_eq!(map(z.wait_file("gid_map.out")), ["0", &(HOST + 7).to_string(), "65536"]);
+    assert_eq!(status_field(l.init_pid, "Uid:").split_whitespace().next(), Some(HOST.to_string().as_str()));
+    // Inside, the image's files (root's on disk) are the zone root's ...
+    assert_eq!(map(z.wait_file("owners.out")), ["0:0", "0:0"]);
+    // ... and what the zone's root writes stays root's on disk (unshifted),
+    // while the host sees it through the zone's mount as the mapped ids.
+    use std::os::unix::fs::MetadataExt;
+    for f in ["made", "srv", "etc/hostname"] {
+        let m = fs::metadata(z.root().join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{f} on disk");
+        let m = fs::metadata(format!("/proc/{}/root/{f}", l.init_pid)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (HOST, HOST + 7), "{f} through the idmapped root");
+    }
+    // A bind mount is not idmapped: the zone's root is its host uid there.
+    let m = fs::metadata(rw.join("made")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (HOST, HOST + 7));
+    let sec = z.wait_file("security.out");
+    assert!(sec.contains("Seccomp:\t2"), "{sec}");
+    assert_eq!(status_field(l.init_pid, "Seccomp:"), "2");
     z.client().stop(true, None).unwrap();
     z.assert_gone();
 }

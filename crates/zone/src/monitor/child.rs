@@ -9,25 +9,75 @@ use std::convert::Infallible;
 use std::ffi::{CStr, CString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::enter::{Entry, Exec};
 use crate::launch::{LaunchError, DEFAULT_PATH};
 use crate::rootfs::{self, cstring, cvt};
+use crate::security;
 use crate::{BindMount, ZoneSpec};
+
+/// The host devices bind-mounted into the zone's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// `/proc` files hidden behind `/dev/null` (as Docker and LXC do).
+const PROC_MASKED: [&str; 5] = ["kcore", "keys", "timer_list", "sched_debug", "latency_stats"];
+/// `/proc` directories hidden behind an empty read-only tmpfs.
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+/// `/proc` entries made read-only (`sys/net` is then put back read-write).
+const PROC_READONLY: [&str; 5] = ["sys", "irq", "bus", "fs", "sysrq-trigger"];
+/// `/sys` directories hidden behind an empty read-only tmpfs.
+const SYS_MASKED_DIRS: [&str; 1] = ["firmware"];
+
+/// Detached mounts (`open_tree(OPEN_TREE_CLONE)`) of everything on the host
+/// the zone gets, opened by the monitor before cloning: host paths are
+/// resolved with the host's privileges, and the child only attaches them.
+pub(super) struct Trees {
+    /// The zone root; the monitor makes it idmapped once the child's user
+    /// namespace has its maps.
+    pub(super) root: OwnedFd,
+    devices: Vec<(&'static str, OwnedFd)>,
+    console: OwnedFd,
+    mounts: Vec<(BindMount, OwnedFd)>,
+}
+
+impl Trees {
+    pub(super) fn open(spec: &ZoneSpec, console_path: &Path) -> Result<Trees, LaunchError> {
+        // An idmapped mount cannot be recursive over mounts that do not support it.
+        let root = rootfs::clone_tree(&spec.zone_root, spec.idmap.is_none())
+            .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", spec.zone_root.display())))?;
+        let mut devices = Vec::with_capacity(DEVICES.len());
+        for name in DEVICES {
+            let t =
+                rootfs::clone_tree(&Path::new("/dev").join(name), false).map_err(step(format!("mount /dev/{name}")))?;
+            devices.push((name, t));
+        }
+        let console = rootfs::clone_tree(console_path, false).map_err(step("mount /dev/console"))?;
+        let mut mounts = Vec::with_capacity(spec.mounts.len());
+        for m in &spec.mounts {
+            let what = format!("mount {}", m.target.display());
+            let tree = rootfs::clone_tree(&m.source, true)
+                .map_err(|e| LaunchError::new(what.clone(), format!("{}: {e}", m.source.display())))?;
+            if m.readonly {
+                rootfs::set_readonly(tree.as_fd()).map_err(step(what))?;
+            }
+            mounts.push((m.clone(), tree));
+        }
+        Ok(Trees { root, devices, console, mounts })
+    }
+}
 
 /// Everything the init child needs, prepared by the monitor before cloning.
 pub(super) struct Plan {
     zone_root: PathBuf,
+    pub(super) trees: Trees,
+    userns: bool,
     console: RawFd,
-    console_path: PathBuf,
     hostname: String,
     hosts: String,
     resolv: Option<String>,
     tmpfs_bytes: u64,
-    mounts: Vec<BindMount>,
     locked: Option<u64>,
+    seccomp: Vec<libc::sock_filter>,
     argv: Vec<CString>,
     envp: Vec<CString>,
 }
@@ -39,6 +89,7 @@ pub(super) fn zone_env() -> [String; 4] {
 
 impl Plan {
     pub(super) fn new(spec: &ZoneSpec, console: RawFd, console_path: &Path) -> Result<Plan, LaunchError> {
+        let trees = Trees::open(spec, console_path)?;
         let argv = spec
             .init
             .iter()
@@ -66,14 +117,15 @@ impl Plan {
         });
         Ok(Plan {
             zone_root: spec.zone_root.clone(),
+            trees,
+            userns: spec.idmap.is_some(),
             console,
-            console_path: console_path.to_path_buf(),
             hostname: spec.hostname.clone(),
             hosts,
             resolv,
             tmpfs_bytes: spec.tmpfs_bytes.unwrap_or(0),
-            mounts: spec.mounts.clone(),
             locked: spec.limits.locked_bytes,
+            seccomp: security::Profile::from_limit_priv(&spec.limit_priv).seccomp_program(),
             argv,
             envp: zone_env().into_iter().filter_map(|s| CString::new(s).ok()).collect(),
         })
@@ -132,33 +184,44 @@ fn mount_fs(
 
 fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     reset_signals();
-    // SAFETY: prctl/umask on our own process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::umask(0);
-    }
-    // SAFETY: mount with valid (static or owned) C strings.
+    // SAFETY: umask on our own process.
+    unsafe { libc::umask(0) };
+    let mut go = std::fs::File::from(go);
+    // SAFETY: mount with static C strings.
     unsafe {
         let none = std::ptr::null();
         cvt(libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, none.cast()))
             .map_err(step("mount propagation"))?;
-        let r = cstring(p.zone_root.as_os_str().as_bytes()).map_err(step("bind zone root"))?;
-        cvt(libc::mount(r.as_ptr(), r.as_ptr(), none, libc::MS_BIND | libc::MS_REC, none.cast()))
-            .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", p.zone_root.display())))?;
     }
-    let root = rootfs::open_dir(&p.zone_root).map_err(step("bind zone root"))?;
-    let root = root.as_fd();
+    // The mount point, in our mount namespace. Looked up before we become
+    // the zone's root: our ids are still the host's, which own the path.
+    let mountpoint = rootfs::open_dir(&p.zone_root)
+        .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", p.zone_root.display())))?;
+    // The monitor writes our user namespace's maps and makes the root tree
+    // idmapped, then says go.
+    wait_go(&mut go, "user namespace")?;
+    if p.userns {
+        become_zone_root().map_err(step("user namespace"))?;
+    }
+    // SAFETY: prctl on our own process (after the id change, which clears it).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    rootfs::attach(p.trees.root.as_fd(), mountpoint.as_fd())
+        .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", p.zone_root.display())))?;
+    let root = p.trees.root.as_fd();
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     mount_fs(root, "proc", c"proc", nosuid_nodev | libc::MS_NOEXEC, None).map_err(step("mount /proc"))?;
     mount_fs(root, "sys", c"sysfs", nosuid_nodev | libc::MS_NOEXEC | libc::MS_RDONLY, None)
         .map_err(step("mount /sys"))?;
-    setup_dev(root, p)?;
+    let null = setup_dev(root, p)?;
+    // Opened anew: what is mounted there, not the directories mounted on.
+    let dir = |rel: &str| rootfs::open_in(root, Path::new(rel), libc::O_PATH | libc::O_DIRECTORY, 0);
+    dir("proc").and_then(|proc| mask(proc.as_fd(), dir("sys")?.as_fd(), null)).map_err(step("mask /proc and /sys"))?;
     if p.tmpfs_bytes > 0 {
         let opts = cstring(format!("mode=1777,size={}", p.tmpfs_bytes).as_bytes()).map_err(step("mount /tmp"))?;
         mount_fs(root, "tmp", c"tmpfs", nosuid_nodev, Some(&opts)).map_err(step("mount /tmp"))?;
     }
-    for m in &p.mounts {
-        bind_into(root, m).map_err(step(format!("mount {}", m.target.display())))?;
+    for (m, tree) in &p.trees.mounts {
+        bind_into(root, m, tree.as_fd()).map_err(step(format!("mount {}", m.target.display())))?;
     }
     pivot(root).map_err(step("pivot_root"))?;
     nix::unistd::sethostname(&p.hostname).map_err(|e| LaunchError::new("set hostname", io::Error::from(e)))?;
@@ -194,15 +257,13 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
         cvt(libc::chdir(c"/".as_ptr())).map_err(step("chdir /"))?;
         libc::umask(0o022);
     }
-    let mut byte = [0u8; 1];
-    if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
-        return Err(LaunchError::new("join cgroup", "aborted by the monitor"));
-    }
-    // SAFETY: unshare/close_range on our own process.
-    unsafe {
-        cvt(libc::unshare(libc::CLONE_NEWCGROUP)).map_err(step("cgroup namespace"))?;
-        libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
-    }
+    wait_go(&mut go, "join cgroup")?;
+    // SAFETY: unshare on our own process.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step("cgroup namespace"))?;
+    security::drop_bounding_set().map_err(step("capabilities"))?;
+    security::install_seccomp(&p.seccomp).map_err(step("seccomp"))?;
+    // SAFETY: close_range on our own descriptors.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     let argv = ptrs(&p.argv);
     let envp = ptrs(&p.envp);
     // SAFETY: argv and envp are null-terminated arrays of live C strings.
@@ -211,24 +272,54 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     Err(LaunchError::new("exec init", format!("{}: {e}", p.argv[0].to_string_lossy())))
 }
 
+/// Waits for the monitor's next go-ahead byte; end-of-file means it gave up.
+fn wait_go(go: &mut std::fs::File, what: &str) -> Result<(), LaunchError> {
+    let mut byte = [0u8; 1];
+    if matches!(go.read(&mut byte), Ok(1)) {
+        Ok(())
+    } else {
+        Err(LaunchError::new(what, "aborted by the monitor"))
+    }
+}
+
+/// Becomes uid and gid 0 of our (mapped) user namespace, without
+/// supplementary groups. Capabilities in the namespace are kept.
+fn become_zone_root() -> io::Result<()> {
+    // SAFETY: id-changing syscalls on our own process.
+    unsafe {
+        cvt(libc::setgroups(0, std::ptr::null()))?;
+        cvt(libc::setresgid(0, 0, 0))?;
+        cvt(libc::setresuid(0, 0, 0))?;
+    }
+    Ok(())
+}
+
 fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
     v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
-fn setup_dev(root: BorrowedFd, p: &Plan) -> Result<(), LaunchError> {
+/// Builds `/dev`; returns the zone's `/dev/null` (a mount, for masking).
+fn setup_dev<'p>(root: BorrowedFd, p: &'p Plan) -> Result<BorrowedFd<'p>, LaunchError> {
     let s = step("mount /dev");
     mount_fs(root, "dev", c"tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, Some(c"mode=755,size=65536k")).map_err(s)?;
     // The fresh tmpfs: nothing in it is the zone's, so plain *at calls are safe.
     let dev =
         rootfs::open_in(root, Path::new("dev"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(step("mount /dev"))?;
     let dev = dev.as_fd();
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+    let mut null = None;
+    for (name, tree) in &p.trees.devices {
         let c = cstring(name.as_bytes()).map_err(step("mount /dev"))?;
         let f = rootfs::create_at(dev, &c, 0o666).map_err(step(format!("mount /dev/{name}")))?;
-        rootfs::bind(&Path::new("/dev").join(name), f.as_fd(), false).map_err(step(format!("mount /dev/{name}")))?;
+        rootfs::attach(tree.as_fd(), f.as_fd()).map_err(step(format!("mount /dev/{name}")))?;
+        if *name == "null" {
+            // Attached now: clones of it are cheap, and (unlike a detached
+            // tree left open) free nothing at exec.
+            null = Some(tree.as_fd());
+        }
     }
+    let null = null.ok_or_else(|| LaunchError::new("mount /dev/null", "missing"))?;
     let f = rootfs::create_at(dev, c"console", 0o600).map_err(step("mount /dev/console"))?;
-    rootfs::bind(&p.console_path, f.as_fd(), false).map_err(step("mount /dev/console"))?;
+    rootfs::attach(p.trees.console.as_fd(), f.as_fd()).map_err(step("mount /dev/console"))?;
     let pts = mkdir_at(dev, c"pts", 0o755).map_err(step("mount /dev/pts"))?;
     rootfs::mount_on(
         c"devpts",
@@ -252,6 +343,66 @@ fn setup_dev(root: BorrowedFd, p: &Plan) -> Result<(), LaunchError> {
         // SAFETY: valid C strings and a live directory descriptor.
         cvt(unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) }).map_err(step("mount /dev"))?;
     }
+    Ok(null)
+}
+
+/// Opens `name` in the directory `dir` (of a file system we just mounted)
+/// as `O_PATH`, not following a symlink; `None` when absent.
+fn open_at(dir: BorrowedFd, name: &str) -> io::Result<Option<OwnedFd>> {
+    let c = cstring(name.as_bytes())?;
+    // SAFETY: valid C string and a live directory descriptor.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    match cvt(fd) {
+        // SAFETY: just returned by openat, owned by nobody else.
+        Ok(fd) => Ok(Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hides or freezes what a zone must not reach in `/proc` and `/sys`, as
+/// Docker and LXC do: kernel memory, keys and timers behind `/dev/null`
+/// (`null`, a mount cloned for each), hardware directories behind empty
+/// read-only tmpfs, and `/proc/sys`, `irq`, `bus`, `fs`, `sysrq-trigger`
+/// read-only (`/proc/sys/net`, per network namespace, stays writable).
+fn mask(proc: BorrowedFd, sys: BorrowedFd, null: BorrowedFd) -> io::Result<()> {
+    let ctx = |what: &str| {
+        let what = what.to_owned();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    for name in PROC_MASKED {
+        if let Some(target) = open_at(proc, name)? {
+            let tree = rootfs::clone_tree_fd(null).map_err(ctx(name))?;
+            rootfs::attach(tree.as_fd(), target.as_fd()).map_err(ctx(name))?;
+        }
+    }
+    let empty = |dir: BorrowedFd, name: &str| -> io::Result<()> {
+        if let Some(target) = open_at(dir, name)? {
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            rootfs::mount_on(c"tmpfs", target.as_fd(), c"tmpfs", flags, Some(c"mode=555")).map_err(ctx(name))?;
+        }
+        Ok(())
+    };
+    for name in PROC_MASKED_DIRS {
+        empty(proc, name)?;
+    }
+    for name in SYS_MASKED_DIRS {
+        empty(sys, name)?;
+    }
+    let net = match open_at(proc, "sys/net")? {
+        Some(fd) => Some(rootfs::clone_tree_fd(fd.as_fd()).map_err(ctx("sys/net"))?),
+        None => None,
+    };
+    for name in PROC_READONLY {
+        if let Some(target) = open_at(proc, name)? {
+            let tree = rootfs::clone_tree_fd(target.as_fd()).map_err(ctx(name))?;
+            rootfs::set_readonly(tree.as_fd()).map_err(ctx(name))?;
+            rootfs::attach(tree.as_fd(), target.as_fd()).map_err(ctx(name))?;
+        }
+    }
+    if let (Some(tree), Some(target)) = (net, open_at(proc, "sys/net")?) {
+        rootfs::attach(tree.as_fd(), target.as_fd()).map_err(ctx("sys/net"))?;
+    }
     Ok(())
 }
 
@@ -265,20 +416,16 @@ fn mkdir_at(dir: BorrowedFd, name: &CStr, mode: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
-/// A `BindMount`: its target resolved inside the zone root (created when
-/// absent, a directory or a file like its source).
-fn bind_into(root: BorrowedFd, m: &BindMount) -> io::Result<()> {
-    let tree = rootfs::clone_tree(&m.source, true)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", m.source.display())))?;
-    let target = if rootfs::is_dir(tree.as_fd())? {
+/// A `BindMount` (its detached tree, opened by the monitor): its target
+/// resolved inside the zone root (created when absent, a directory or a
+/// file like its source).
+fn bind_into(root: BorrowedFd, m: &BindMount, tree: BorrowedFd) -> io::Result<()> {
+    let target = if rootfs::is_dir(tree)? {
         rootfs::mkdir_all(root, &m.target, 0o755)?
     } else {
         rootfs::ensure_file(root, &m.target)?
     };
-    if m.readonly {
-        rootfs::set_readonly(tree.as_fd())?;
-    }
-    rootfs::attach(tree.as_fd(), target.as_fd())
+    rootfs::attach(tree, target.as_fd())
 }
 
 fn pivot(root: BorrowedFd) -> io::Result<()> {
