@@ -141,6 +141,10 @@ fn mount_loop_file(file: &Path, size_bytes: u64, mountpoint: &Path) -> Result<()
             format_if_blank(file)?;
         }
         let device = host::attach_loop(file)?;
+        // zfs_io_priority: the zones' I/O weights act in the loop device's scheduler.
+        if let Err(e) = host::use_fair_scheduler(&device.path) {
+            tracing::warn!(device = %device.path.display(), error = %e, "zfs_io_priority is not enforced: cannot use the bfq I/O scheduler");
+        }
         mount(&device.path, mountpoint)
         // `device` closes here; the mount now holds the loop device, or
         // nothing does and it detaches.

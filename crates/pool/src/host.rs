@@ -110,6 +110,33 @@ pub(crate) fn attach_loop(file: &Path) -> Result<LoopDevice> {
     Err(PoolError::io("attach a loop device to", file, last))
 }
 
+/// Gives the block device at `device` (e.g. `/dev/loop3`) the `bfq` I/O
+/// scheduler, so the I/O weights of the cgroups reading and writing through
+/// it (`blkio.bfq.weight`, `io.bfq.weight`) are honoured, and tunes it for
+/// weight fidelity over interactive latency: `low_latency` off (it raises
+/// the weight of new queues) and `strict_guarantees` on (no injection of
+/// other queues' I/O while it idles for the in-service one). Best effort:
+/// returns why it could not (no bfq in this kernel, no sysfs).
+pub(crate) fn use_fair_scheduler(device: &Path) -> io::Result<()> {
+    let name = device.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let queue = Path::new("/sys/block").join(name).join("queue");
+    let scheduler = queue.join("scheduler");
+    let current = std::fs::read_to_string(&scheduler)?;
+    if !current.split_whitespace().any(|s| s.trim_matches(|c| c == '[' || c == ']') == "bfq") {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no bfq in {}: {}", scheduler.display(), current.trim()),
+        ));
+    }
+    if !current.contains("[bfq]") {
+        std::fs::write(&scheduler, "bfq")?;
+    }
+    for (tunable, value) in [("low_latency", "0"), ("strict_guarantees", "1")] {
+        std::fs::write(queue.join("iosched").join(tunable), value)?;
+    }
+    Ok(())
+}
+
 /// Opens `/dev/loopN`, creating the node when the host's /dev lacks it.
 fn open_loop_node(path: &Path, n: u32) -> io::Result<File> {
     let open = || OpenOptions::new().read(true).write(true).open(path);

@@ -17,7 +17,11 @@
 //! | `pids`         | `pids.max`                         | `pids.max`                           |
 //! | `cpu_shares`   | `cpu.weight` (clamped 1..=10000)   | `cpu.shares` (= shares·1024/100, ≥2) |
 //! | `cpu_cap_pct`  | `cpu.max` (`cap·1000 100000`)      | `cpu.cfs_period_us`/`cfs_quota_us`   |
-//! | `io_priority`  | `io.weight` / `io.bfq.weight`      | `blkio.weight` / `blkio.bfq.weight`  |
+//! | `io_priority`  | `io.bfq.weight` and `io.weight`    | `blkio.bfq.weight` and `blkio.weight`|
+//!
+//! `io_priority` (`zfs_io_priority`, default 100) is written to every weight
+//! file present, clamped to its range (bfq 1..=1000, `io.weight` 1..=10000,
+//! v1 `blkio.weight` 10..=1000); bfq's act only on devices that run bfq.
 
 use std::fs;
 use std::io::{self, ErrorKind};
@@ -351,8 +355,12 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
             ("blkio.weight", 10, 1000, ""),
             ("blkio.bfq.weight", 1, 1000, ""),
         ];
-        if let Some((f, lo, hi, prefix)) = files.iter().find_map(|(n, lo, hi, p)| find(&[n]).map(|f| (f, lo, hi, p))) {
-            plan.push((f, format!("{prefix}{}", w.clamp(*lo, *hi))));
+        // Every weight the kernel offers: bfq's where the device runs bfq (the
+        // pool's loop device does), io.weight where an admin turned iocost on.
+        for (name, lo, hi, prefix) in files {
+            if let Some(f) = find(&[name]) {
+                plan.push((f, format!("{prefix}{}", w.clamp(lo, hi))));
+            }
         }
     }
 
@@ -381,8 +389,9 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
 
 /// What to write back to restore a value read from `path`.
 fn restore_value<'a>(path: &Path, old: &'a str) -> &'a str {
-    // v2 io.weight reads back as "default N\n<dev> N..."; the first line restores the default.
-    if path.ends_with("io.weight") {
+    // v2 io.weight and io.bfq.weight read back as "default N\n<dev> N..."; the
+    // first line restores the default.
+    if path.ends_with("io.weight") || path.ends_with("io.bfq.weight") {
         return old.lines().next().unwrap_or(old);
     }
     old
@@ -514,6 +523,187 @@ pub fn usage(cgroup: &str) -> Result<Usage, CgroupError> {
     Ok(u)
 }
 
+/// One line of a PSI file (`some ...` or `full ...`): the share of wall
+/// time tasks were stalled over the last 10, 60 and 300 seconds (percent),
+/// and the total stall time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PsiLine {
+    /// Average over 10 s, in percent.
+    pub avg10: f64,
+    /// Average over 60 s, in percent.
+    pub avg60: f64,
+    /// Average over 300 s, in percent.
+    pub avg300: f64,
+    /// Total stall time, in microseconds.
+    pub total_us: u64,
+}
+
+/// A PSI file (`cpu.pressure`, `/proc/pressure/memory`, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Psi {
+    /// Some tasks stalled.
+    pub some: PsiLine,
+    /// All non-idle tasks stalled at once (absent for CPU on older kernels).
+    pub full: Option<PsiLine>,
+}
+
+/// Pressure stall information for CPU, memory and I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pressure {
+    /// CPU pressure.
+    pub cpu: Option<Psi>,
+    /// Memory pressure.
+    pub memory: Option<Psi>,
+    /// I/O pressure.
+    pub io: Option<Psi>,
+}
+
+impl Pressure {
+    /// Whether no resource had a PSI file.
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none() && self.io.is_none()
+    }
+}
+
+/// Block I/O done by a zone's tasks (all devices together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Read operations.
+    pub read_ops: u64,
+    /// Write operations.
+    pub write_ops: u64,
+}
+
+/// A zone's live usage, as `vmadm info` reports it: [`usage`] plus swap,
+/// block I/O and pressure.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// The host's cgroup layout.
+    pub version: Option<CgroupVersion>,
+    /// Memory, tasks and CPU time.
+    pub usage: Usage,
+    /// Swap in use, in bytes, where the kernel accounts it (v2
+    /// `memory.swap.current`; v1 `memory.memsw.usage_in_bytes` − `memory.usage_in_bytes`).
+    pub swap_bytes: Option<u64>,
+    /// Block I/O (v2 `io.stat`; v1 `blkio.throttle.io_service_bytes_recursive`
+    /// and `io_serviced_recursive`), where a hierarchy offers it.
+    pub io: Option<IoStats>,
+    /// The zone's own PSI (`cpu.pressure`, `memory.pressure`, `io.pressure` in its
+    /// v2 directory); empty when the kernel offers none for cgroups.
+    pub pressure: Pressure,
+}
+
+/// Parses a PSI file's text.
+pub fn parse_psi(text: &str) -> Option<Psi> {
+    let parse_line = |l: &str| -> Option<PsiLine> {
+        let mut line = PsiLine::default();
+        let mut seen = 0;
+        for field in l.split_whitespace().skip(1) {
+            let (k, v) = field.split_once('=')?;
+            match k {
+                "avg10" => line.avg10 = v.parse().ok()?,
+                "avg60" => line.avg60 = v.parse().ok()?,
+                "avg300" => line.avg300 = v.parse().ok()?,
+                "total" => line.total_us = v.parse().ok()?,
+                _ => continue,
+            }
+            seen += 1;
+        }
+        (seen == 4).then_some(line)
+    };
+    let mut some = None;
+    let mut full = None;
+    for l in text.lines() {
+        if l.starts_with("some ") {
+            some = parse_line(l);
+        } else if l.starts_with("full ") {
+            full = parse_line(l);
+        }
+    }
+    Some(Psi { some: some?, full })
+}
+
+/// Sums v2 `io.stat` (`<maj:min> rbytes=.. wbytes=.. rios=.. wios=.. ...` per device).
+pub fn parse_io_stat(text: &str) -> IoStats {
+    let mut s = IoStats::default();
+    for field in text.split_whitespace() {
+        let Some((k, v)) = field.split_once('=') else { continue };
+        let v: u64 = v.parse().unwrap_or(0);
+        match k {
+            "rbytes" => s.read_bytes += v,
+            "wbytes" => s.write_bytes += v,
+            "rios" => s.read_ops += v,
+            "wios" => s.write_ops += v,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Sums the `Read` and `Write` lines of a v1 blkio file
+/// (`<maj:min> Read <n>`, ..., `Total <n>`): `(read, write)`.
+pub fn parse_blkio(text: &str) -> (u64, u64) {
+    let (mut read, mut write) = (0u64, 0u64);
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let [_dev, op, n] = f.as_slice() {
+            let n: u64 = n.parse().unwrap_or(0);
+            match *op {
+                "Read" => read += n,
+                "Write" => write += n,
+                _ => {}
+            }
+        }
+    }
+    (read, write)
+}
+
+fn read_pressure(dir: &Path) -> Pressure {
+    let psi = |name: &str| fs::read_to_string(dir.join(name)).ok().as_deref().and_then(parse_psi);
+    Pressure { cpu: psi("cpu.pressure"), memory: psi("memory.pressure"), io: psi("io.pressure") }
+}
+
+/// The host's pressure (`/proc/pressure/*`); empty when the kernel has no PSI.
+pub fn host_pressure() -> Pressure {
+    let psi = |name: &str| fs::read_to_string(format!("/proc/pressure/{name}")).ok().as_deref().and_then(parse_psi);
+    Pressure { cpu: psi("cpu"), memory: psi("memory"), io: psi("io") }
+}
+
+/// The zone's live usage: [`usage`], swap, block I/O and its own pressure.
+pub fn stats(cgroup: &str) -> Result<Stats, CgroupError> {
+    let usage = usage(cgroup)?;
+    let dirs = dirs(cgroup)?;
+    let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.exists());
+    let num = |p: &Path| read_trim(p).ok().and_then(|v| v.parse::<u64>().ok());
+    let swap_bytes = match find("memory.swap.current") {
+        Some(p) => num(&p),
+        None => match (find("memory.memsw.usage_in_bytes"), find("memory.usage_in_bytes")) {
+            (Some(sw), Some(m)) => num(&sw).zip(num(&m)).map(|(sw, m)| sw.saturating_sub(m)),
+            _ => None,
+        },
+    };
+    let io = if let Some(p) = find("io.stat") {
+        fs::read_to_string(&p).ok().map(|t| parse_io_stat(&t))
+    } else {
+        let bytes = find("blkio.throttle.io_service_bytes_recursive").and_then(|p| fs::read_to_string(p).ok());
+        let ops = find("blkio.throttle.io_serviced_recursive").and_then(|p| fs::read_to_string(p).ok());
+        match (bytes, ops) {
+            (Some(b), Some(o)) => {
+                let (read_bytes, write_bytes) = parse_blkio(&b);
+                let (read_ops, write_ops) = parse_blkio(&o);
+                Some(IoStats { read_bytes, write_bytes, read_ops, write_ops })
+            }
+            _ => None,
+        }
+    };
+    let pressure = v2_dir(cgroup).filter(|d| d.exists()).map(|d| read_pressure(&d)).unwrap_or_default();
+    Ok(Stats { version: Some(version()), usage, swap_bytes, io, pressure })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +786,29 @@ mod tests {
         for bad in ["", "/abs", "a/../b", "./a"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn psi_io_stat_and_blkio_parse() {
+        let p = parse_psi(
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+        )
+        .unwrap();
+        assert_eq!(p.some, PsiLine { avg10: 1.5, avg60: 0.25, avg300: 0.0, total_us: 12345 });
+        assert_eq!(p.full.unwrap().total_us, 7);
+        assert!(parse_psi("some avg10=1.00 avg60=0.00 avg300=0.00 total=3\n").unwrap().full.is_none());
+        assert!(parse_psi("").is_none());
+        let io = parse_io_stat(
+            "8:0 rbytes=100 wbytes=20 rios=3 wios=1 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2 rios=1 wios=1\n",
+        );
+        assert_eq!(io, IoStats { read_bytes: 101, write_bytes: 22, read_ops: 4, write_ops: 2 });
+        let b = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 1\n8:0 Async 2\n8:0 Total 4608\n8:16 Read 4\nTotal 4612\n";
+        assert_eq!(parse_blkio(b), (4100, 512));
+    }
+
+    #[test]
+    fn host_pressure_reads_proc() {
+        let p = host_pressure();
+        assert_eq!(p.cpu.is_some(), Path::new("/proc/pressure/cpu").exists());
     }
 }
