@@ -249,6 +249,23 @@ pub fn create(cgroup: &str) -> Result<(), CgroupError> {
         return Err(CgroupError::NoHierarchy);
     }
     for h in hierarchies() {
+        // Another process may remove an empty parent (another daemon's
+        // cleanup) while we walk down: start the walk again when it does.
+        let mut attempts = 0;
+        while let Err(e) = create_in(h, cgroup) {
+            attempts += 1;
+            let vanished = matches!(&e, CgroupError::Io { source, .. } if source.kind() == ErrorKind::NotFound);
+            if !vanished || attempts >= 5 {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates `cgroup` under one hierarchy, parents first.
+fn create_in(h: &Hierarchy, cgroup: &str) -> Result<(), CgroupError> {
+    {
         let mut dir = h.mount.clone();
         for comp in Path::new(cgroup).components() {
             if h.v2 {

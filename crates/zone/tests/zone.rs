@@ -103,7 +103,8 @@ impl Zone {
             init: init.iter().map(|s| s.to_string()).collect(),
             tmpfs_bytes: Some(16 << 20),
             mounts: Vec::new(),
-            cgroup: format!("zonevisor-test/{}", unique()),
+            // A parent of its own, so removing it never races another test.
+            cgroup: format!("zonevisor-test-{}/zone", unique()),
             limits: Limits::default(),
             restart_init: false,
             idmap: None,
@@ -174,7 +175,7 @@ impl Drop for Zone {
             }
         }
         cgroup::destroy(&self.spec.cgroup);
-        // The shared parent goes when the last test is done with it.
+        // The zone's own parent goes with it.
         for d in cgroup::dirs(&self.spec.cgroup).unwrap_or_default() {
             let _ = d.parent().map(fs::remove_dir);
         }
