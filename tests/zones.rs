@@ -126,6 +126,12 @@ fn update_tags_metadata_and_limits() {
     let limit =
         std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("the zone's memory cgroup");
     assert_eq!(limit.trim(), (512u64 << 20).to_string());
+    // max_locked_memory is init's RLIMIT_MEMLOCK, changed live too.
+    h.vmadm(&["update", &uuid, "max_locked_memory=4"]).ok();
+    let pid = h.get(&uuid)["pid"].as_i64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let memlock = limits.lines().find(|l| l.starts_with("Max locked memory")).unwrap();
+    assert_eq!(memlock.split_whitespace().nth(3), Some("4194304"), "{memlock}");
     h.cli("vmadm", &["update", &uuid], Some(r#"{"remove_customer_metadata": ["user-script"]}"#)).ok();
     assert_eq!(h.get(&uuid)["customer_metadata"], json!({}));
     // A bad update changes nothing.

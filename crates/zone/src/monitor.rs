@@ -400,9 +400,7 @@ impl Monitor {
             // Raising a hard limit takes CAP_SYS_RESOURCE on the host, which
             // init will not have: set it from here while init's ids are
             // still ours. Where we lack it too, init caps it at the host's.
-            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
-            // SAFETY: prlimit reads the rlimit we own; no old value is asked for.
-            unsafe { libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut()) };
+            set_memlock(pid, n);
         }
         let s = step("user namespace");
         fs::write(format!("/proc/{pid}/uid_map"), format!("0 {} {}\n", map.host_uid, map.count)).map_err(s)?;
@@ -677,6 +675,10 @@ impl Monitor {
             }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
+                    if let Some(n) = limits.locked_bytes {
+                        // Init's limit, inherited by what it starts from now on.
+                        set_memlock(self.init_pid, n);
+                    }
                     let l = &mut self.spec.limits;
                     l.locked_bytes = limits.locked_bytes.or(l.locked_bytes);
                     send(&sock, &Reply { ok: true, ..Reply::default() })
@@ -821,5 +823,21 @@ fn signalfd() -> io::Result<OwnedFd> {
         cvt(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
         let fd = cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
         Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Sets `pid`'s RLIMIT_MEMLOCK (`max_locked_memory`) to `bytes`. Without
+/// CAP_SYS_RESOURCE the hard limit cannot be raised, so the soft limit is
+/// then capped at the hard one the host gives.
+fn set_memlock(pid: i32, bytes: u64) {
+    let mut lim = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+    // SAFETY: prlimit reads and writes only the rlimit structs we pass.
+    unsafe {
+        if libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut()) != 0
+            && libc::prlimit(pid, libc::RLIMIT_MEMLOCK, std::ptr::null(), &mut lim) == 0
+        {
+            lim.rlim_cur = lim.rlim_max.min(bytes);
+            libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut());
+        }
     }
 }
