@@ -481,3 +481,31 @@ fn lofs_filesystems_are_bind_mounted_and_ro_is_read_only() {
     assert_eq!(r.code, 1);
     assert!(r.json()["bad_values"].as_array().unwrap().iter().any(|p| p == "filesystems.0.source"), "{}", r.stdout);
 }
+
+#[test]
+fn three_zones_keep_their_pids_and_consoles_across_a_daemon_kill() {
+    let Some(mut h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuids: Vec<String> =
+        (0..3).map(|i| h.create_ok(&json!({"brand": "lx", "alias": format!("z{i}"), "image_uuid": img}))).collect();
+    let before: Vec<(i64, String)> = uuids
+        .iter()
+        .map(|u| {
+            let pid = h.get(u)["pid"].as_i64().unwrap();
+            let console = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap().display().to_string();
+            (pid, console)
+        })
+        .collect();
+    h.kill_daemon();
+    h.start_daemon();
+    for (u, (pid, console)) in uuids.iter().zip(&before) {
+        let vm = h.get(u);
+        assert_eq!((vm["state"].as_str(), vm["pid"].as_i64()), (Some("running"), Some(*pid)), "{u}");
+        let now = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap().display().to_string();
+        assert_eq!(&now, console, "{u}: init's console changed");
+        // The console is still served: the monitor keeps the pty's other end.
+        let log = h.root.join("run/zones").join(u).join("console.log");
+        assert!(log.exists(), "{u}: no console log");
+        assert_eq!(h.cli("zlogin", &[u, "echo alive"], None).ok(), "alive\n");
+    }
+}
