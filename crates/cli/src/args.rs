@@ -133,6 +133,43 @@ pub fn parse(args: &[String], opts: &[Opt], mode: Mode) -> Result<Parsed, String
     Ok(parsed)
 }
 
+/// What comes before a tool's command: `--socket PATH` (or
+/// `--socket=PATH`) and a request for help.
+pub struct Globals {
+    /// The socket given, if any.
+    pub socket: Option<String>,
+    /// One of the help flags was given.
+    pub help: bool,
+    /// Index of the first argument after the global options.
+    pub next: usize,
+}
+
+/// Reads the global options at the front of `argv`; `help` lists the
+/// flags that ask for help. Any other option there is a usage error.
+pub fn globals(argv: &[String], help: &[&str]) -> Result<Globals, CliError> {
+    let mut g = Globals { socket: None, help: false, next: 0 };
+    while let Some(arg) = argv.get(g.next) {
+        match arg.as_str() {
+            a if help.contains(&a) => {
+                g.help = true;
+                return Ok(g);
+            }
+            "--socket" => {
+                let v = argv.get(g.next + 1).ok_or_else(|| CliError::usage("option --socket needs a value"))?;
+                g.socket = Some(v.clone());
+                g.next += 2;
+            }
+            a if a.starts_with("--socket=") => {
+                g.socket = Some(a["--socket=".len()..].to_string());
+                g.next += 1;
+            }
+            a if a.starts_with('-') => return Err(CliError::usage(format!("unknown option {a}"))),
+            _ => break,
+        }
+    }
+    Ok(g)
+}
+
 /// Checks an instance UUID argument (36 characters, hyphenated).
 pub fn instance_uuid(arg: Option<&String>, command: &str) -> Result<InstanceUuid, CliError> {
     arg.and_then(|a| a.parse::<InstanceUuid>().ok())

@@ -327,23 +327,10 @@ fn parse(args: &[String], opts: &[Opt]) -> Result<args::Parsed, CliError> {
 
 /// Parses `vmadm`'s arguments (without the program name).
 pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
-    // Global options before the command.
-    let mut socket = None;
-    let mut i = 0;
-    while let Some(arg) = argv.get(i) {
-        match arg.as_str() {
-            "-h" | "--help" | "-?" => return Ok(Invocation { socket, command: Command::Help }),
-            "--socket" => {
-                socket = Some(argv.get(i + 1).ok_or_else(|| usage("option --socket needs a value"))?.clone());
-                i += 2;
-            }
-            a if a.starts_with("--socket=") => {
-                socket = Some(a["--socket=".len()..].to_string());
-                i += 1;
-            }
-            a if a.starts_with('-') => return Err(usage(format!("unknown option {a}"))),
-            _ => break,
-        }
+    let g = args::globals(argv, &["-h", "--help", "-?"])?;
+    let (mut socket, i) = (g.socket, g.next);
+    if g.help {
+        return Ok(Invocation { socket, command: Command::Help });
     }
     let Some(cmd) = argv.get(i) else {
         return Err(usage("missing command (see 'vmadm -h')"));
