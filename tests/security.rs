@@ -176,6 +176,61 @@ fn escape_attempts_are_refused() {
     assert_eq!(h.get(&uuid)["state"], "stopped");
 }
 
+/// Builds `tests/probes/<name>.c` as a static binary into `dir`.
+fn build_probe(name: &str, dir: &std::path::Path) -> Result<(), String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes").join(format!("{name}.c"));
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(dir.join(name))
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gcc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+#[test]
+fn ptrace_reaches_only_the_zones_own_processes() {
+    let Some(h) = TestHost::new() else { return };
+    let probes = h.dir.path().join("probes");
+    std::fs::create_dir_all(&probes).unwrap();
+    if let Err(e) = build_probe("ptrace_attach", &probes) {
+        skip(&format!("cannot build the ptrace probe: {e}"));
+        return;
+    }
+    let img = h.install(busybox());
+    let payload = |p: &std::path::Path| {
+        json!({
+            "brand": "lx", "image_uuid": img,
+            "filesystems": [{"type": "lofs", "source": p, "target": "/probes", "options": ["ro"]}],
+        })
+    };
+    let uuid = h.create_ok(&payload(&probes));
+    let other = h.create_ok(&payload(&probes));
+    let other_init = h.get(&other)["pid"].as_i64().unwrap();
+
+    // The probe works: the zone's root may trace the zone's own processes.
+    let r = zsh(&h, &uuid, "sleep 60 & /probes/ptrace_attach $!; kill $!");
+    assert!(r.contains("attached"), "tracing a process of the zone itself: {r}");
+
+    // Host processes, and the other zone's init, cannot be traced: their
+    // pids name nothing in the zone (or a zone process, then skipped).
+    let zone_pids: Vec<i64> = zsh(&h, &uuid, "ls /proc").split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let daemon = i64::from(h.daemon.as_ref().unwrap().id());
+    let mut tried = 0;
+    for host_pid in [daemon, i64::from(std::process::id()), other_init] {
+        if zone_pids.contains(&host_pid) {
+            continue;
+        }
+        let r = zsh(&h, &uuid, &format!("/probes/ptrace_attach {host_pid}; echo rc=$?"));
+        assert!(r.contains("refused") && r.contains("rc=1"), "traced host pid {host_pid}: {r}");
+        tried += 1;
+    }
+    assert!(tried >= 2, "every host pid tried names a zone process: {zone_pids:?}");
+}
+
 #[test]
 fn limit_priv_sys_mount_lets_a_zone_mount() {
     let Some(h) = TestHost::new() else { return };
