@@ -137,6 +137,51 @@ pub(crate) fn use_fair_scheduler(device: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The block device the filesystem holding `path` comes from (the source
+/// of the innermost mount containing it, when that is a `/dev/` node).
+pub(crate) fn mount_source(path: &Path) -> io::Result<Option<PathBuf>> {
+    let path = std::fs::canonicalize(path)?;
+    let mountinfo = std::fs::read("/proc/self/mountinfo")?;
+    Ok(mount_source_in(&mountinfo, &path))
+}
+
+fn mount_source_in(mountinfo: &[u8], path: &Path) -> Option<PathBuf> {
+    let mut found: Option<(PathBuf, Option<PathBuf>)> = None;
+    for line in mountinfo.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        // "... mount_point options [optional fields] - fstype source super_options"
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else { continue };
+        let Some(mount_point) = fields.get(4).map(|f| unescape_mount_path(f)) else { continue };
+        // Later lines are mounted later: on the same point, they are on top.
+        if !path.starts_with(&mount_point) || found.as_ref().is_some_and(|(m, _)| !mount_point.starts_with(m)) {
+            continue;
+        }
+        let source = fields.get(dash + 2).map(|s| unescape_mount_path(s)).filter(|s| s.starts_with("/dev/"));
+        found = Some((mount_point, source));
+    }
+    found.and_then(|(_, source)| source)
+}
+
+/// How zones' I/O weights are enforced on `device`: the I/O scheduler in
+/// force, with the reason when it is not the proportional (`bfq`) one.
+pub(crate) fn io_scheduler(device: &Path) -> io::Result<(String, bool)> {
+    let real = std::fs::canonicalize(device)?;
+    let name = real.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut block = Path::new("/sys/class/block").join(name);
+    // A partition's queue is its disk's.
+    if block.join("partition").exists() {
+        block = std::fs::canonicalize(&block)?.parent().map(Path::to_path_buf).unwrap_or(block);
+    }
+    let current = std::fs::read_to_string(block.join("queue/scheduler"))?;
+    let chosen = current
+        .split_whitespace()
+        .find_map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')))
+        .unwrap_or("none")
+        .to_owned();
+    let bfq = chosen == "bfq";
+    Ok((chosen, bfq))
+}
+
 /// Opens `/dev/loopN`, creating the node when the host's /dev lacks it.
 fn open_loop_node(path: &Path, n: u32) -> io::Result<File> {
     let open = || OpenOptions::new().read(true).write(true).open(path);
@@ -184,6 +229,21 @@ fn unescape_mount_path(field: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_innermost_mount_names_the_source() {
+        let info = b"22 1 8:1 / / rw shared:1 - ext4 /dev/sda1 rw\n\
+            90 22 0:50 / /var/lib/zonevisor/zones rw,relatime shared:40 - btrfs /dev/loop3 rw,space_cache=v2\n\
+            91 90 0:51 / /var/lib/zonevisor/zones/a\\040b rw - tmpfs tmpfs rw\n";
+        assert_eq!(mount_source_in(info, Path::new("/")), Some(PathBuf::from("/dev/sda1")));
+        assert_eq!(mount_source_in(info, Path::new("/var/lib/zonevisor/zones")), Some(PathBuf::from("/dev/loop3")));
+        assert_eq!(mount_source_in(info, Path::new("/var/lib/zonevisor/zones/a b")), None, "tmpfs has no device");
+        assert_eq!(mount_source_in(info, Path::new("/srv")), Some(PathBuf::from("/dev/sda1")));
+        assert_eq!(
+            mount_source_in(info, Path::new("/var/lib/zonevisor/zones/config")),
+            Some(PathBuf::from("/dev/loop3"))
+        );
+    }
 
     #[test]
     fn mountinfo_paths_are_unescaped() {

@@ -176,6 +176,23 @@ impl Pool {
         self.backend.capabilities()
     }
 
+    /// How `zfs_io_priority` is enforced on this pool: `Ok("bfq on
+    /// /dev/loop3")`, or `Err(why not)` when the pool's block device does
+    /// not use the proportional `bfq` scheduler (the weights are written to
+    /// the zones' cgroups all the same, and count once an admin selects it).
+    pub fn fair_io(&self) -> std::result::Result<String, String> {
+        let device = match host::mount_source(&self.mountpoint) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(format!("{} is not on a block device", self.mountpoint.display())),
+            Err(e) => return Err(format!("cannot find the block device of {}: {e}", self.mountpoint.display())),
+        };
+        match host::io_scheduler(&device) {
+            Ok((_, true)) => Ok(format!("bfq on {}", device.display())),
+            Ok((scheduler, false)) => Err(format!("{} uses the {scheduler} I/O scheduler, not bfq", device.display())),
+            Err(e) => Err(format!("cannot read the I/O scheduler of {}: {e}", device.display())),
+        }
+    }
+
     /// The path of dataset `name` (whether or not it exists).
     pub fn dataset_path(&self, name: &str) -> PathBuf {
         self.mountpoint.join(name)

@@ -38,6 +38,26 @@ fn open_is_idempotent_and_unmount_detaches() {
 }
 
 #[test]
+fn the_loop_device_gets_bfq_for_fair_io() {
+    let Some(t) = btrfs_pool() else { return };
+    let name = loop_devices_for(&t.loop_file()).pop().expect("a loop device");
+    let device = format!("/dev/{name}");
+    let scheduler = fs::read_to_string(format!("/sys/block/{name}/queue/scheduler")).unwrap();
+    if !scheduler.split_whitespace().any(|s| s.trim_matches(['[', ']']) == "bfq") {
+        assert!(std::env::var_os("CI").is_none(), "this kernel has no bfq: {scheduler}");
+        eprintln!("SKIPPED: this kernel has no bfq ({})", scheduler.trim());
+        return;
+    }
+    assert!(scheduler.contains("[bfq]"), "{scheduler}");
+    assert_eq!(fs::read_to_string(format!("/sys/block/{name}/queue/iosched/low_latency")).unwrap().trim(), "0");
+    assert_eq!(t.pool.fair_io(), Ok(format!("bfq on {device}")));
+
+    // Another scheduler: the pool says the weights are not enforced, and why.
+    fs::write(format!("/sys/block/{name}/queue/scheduler"), "none").unwrap();
+    assert_eq!(t.pool.fair_io(), Err(format!("{device} uses the none I/O scheduler, not bfq")));
+}
+
+#[test]
 fn mounted_source_needs_a_btrfs_mount_and_stays_mounted() {
     let Some(t) = btrfs_pool() else { return };
     let mounted = PoolConfig { source: PoolSource::Mounted, ..t.config().clone() };

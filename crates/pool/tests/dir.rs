@@ -115,6 +115,18 @@ fn failed_clone_leaves_nothing() {
 }
 
 #[test]
+fn a_pool_off_any_block_device_says_fair_io_is_not_enforced() {
+    if !host_can(false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _mount = mount_tmpfs(&tmp.path().join("zones"), "2m");
+    let p = dir_pool(tmp.path());
+    let why = p.fair_io().unwrap_err();
+    assert!(why.ends_with("/zones is not on a block device"), "{why}");
+}
+
+#[test]
 fn destroy_refuses_a_dataset_with_mounts_inside() {
     if !host_can(false) {
         return;
