@@ -1,11 +1,12 @@
 # Shared by scripts/setup and scripts/test (sourced, not run).
 
 # Debian packages zonevisor needs on the host: the runtime (btrfs pool,
-# nftables, ip, uidmap), image formats (xz, zstd), fixture builds
-# (busybox-static, mmdebstrap) and building (pkg-config; Rust and gcc are
-# assumed present).
+# nftables, ip, uidmap, lxcfs for the zones' /proc; zonevisord runs its
+# own lxcfs, so Debian's lxcfs service need not run), image formats (xz,
+# zstd), fixture builds (busybox-static, mmdebstrap) and building
+# (pkg-config; Rust and gcc are assumed present).
 ZONEVISOR_APT_PACKAGES=(
-    btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap
+    btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap lxcfs
     xz-utils zstd ca-certificates pkg-config util-linux
 )
 

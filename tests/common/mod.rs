@@ -356,6 +356,9 @@ impl Drop for TestHost {
         for pid in pids_mentioning(&run) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
+        // The daemon's lxcfs (killed above: its command line names the run
+        // directory) leaves its FUSE mount behind, disconnected.
+        let _ = nix::mount::umount2(&self.root.join("run").join("lxcfs"), nix::mount::MntFlags::MNT_DETACH);
         for _ in 0..50 {
             match nix::mount::umount2(&self.pool(), nix::mount::MntFlags::empty()) {
                 Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),

@@ -198,6 +198,11 @@ impl Client {
         self.call::<(), _>("GET", &with_uuid(routes::VM_INFO, uuid), None)
     }
 
+    /// `GET /v1/vms/{uuid}/console`.
+    pub fn vm_console(&self, uuid: &str) -> Result<ConsoleInfo, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::VM_CONSOLE, uuid), None)
+    }
+
     /// `GET /v1/events`: follows the event stream, handing each event (the
     /// `ready` one first) to `on_event` as it arrives, until `on_event`
     /// returns `false` (then `Ok`) or the daemon ends the stream (`Ok`).

@@ -63,6 +63,13 @@ fn kill_vm() {}
               (status = 409, description = "The VM is not running", body = ApiError)))]
 fn vm_info() {}
 
+/// Where a zone's console is: its monitor's socket and its logs (any
+/// state; `vmadm console` attaches only to a running zone).
+#[utoipa::path(get, path = "/v1/vms/{uuid}/console", params(("uuid" = String, Path)),
+    responses((status = 200, body = ConsoleInfo), (status = 404, body = ApiError),
+              (status = 422, description = "The VM's brand has no zone console (kvm, bhyve)", body = ApiError)))]
+fn vm_console() {}
+
 /// A stream of newline-delimited JSON [`Event`]s (`application/x-ndjson`,
 /// chunked), first `{"type":"ready",...}`, then one line per change until
 /// the client or the daemon closes the connection.
@@ -106,6 +113,7 @@ fn delete_image() {}
         reboot_vm,
         kill_vm,
         vm_info,
+        vm_console,
         events,
         list_images,
         install_image,
@@ -129,6 +137,7 @@ fn delete_image() {}
         EventType,
         EventChange,
         VmInfo,
+        ConsoleInfo,
         CpuInfo,
         MemoryInfo,
         PidsInfo,
@@ -183,6 +192,7 @@ mod tests {
             routes::VM_REBOOT,
             routes::VM_KILL,
             routes::VM_INFO,
+            routes::VM_CONSOLE,
             routes::EVENTS,
             routes::IMAGES,
             routes::IMAGE,

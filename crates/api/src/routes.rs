@@ -25,6 +25,8 @@ pub const VM_REBOOT: &str = "/v1/vms/{uuid}/reboot";
 pub const VM_KILL: &str = "/v1/vms/{uuid}/kill";
 /// `GET`: a running zone's live usage.
 pub const VM_INFO: &str = "/v1/vms/{uuid}/info";
+/// `GET`: where a zone's console is served and logged (`vmadm console`).
+pub const VM_CONSOLE: &str = "/v1/vms/{uuid}/console";
 /// `GET`: the event stream (newline-delimited JSON; `?uuid=` for one VM,
 /// `?full=true` for the VM object with each event).
 pub const EVENTS: &str = "/v1/events";

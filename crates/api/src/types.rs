@@ -105,6 +105,29 @@ pub struct Done {
     pub message: String,
 }
 
+/// `GET /v1/vms/{uuid}/console`: where a zone's console is. The console
+/// itself is not carried over this API: the client connects to the zone's
+/// monitor (`socket`, the JSON line protocol of `zonevisor_zone::control`
+/// with `{"op":"console"}`), so an attached console outlives a daemon
+/// restart, and reads the logs (`previous_log`, then `log`) directly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleInfo {
+    /// The VM.
+    pub uuid: String,
+    /// Its brand.
+    pub brand: String,
+    /// Its state (`running` when the console can be attached).
+    pub state: String,
+    /// The zone's run directory on the host.
+    pub run_dir: String,
+    /// The zone monitor's control socket (in `run_dir`).
+    pub socket: String,
+    /// The console log (what the zone wrote to its console, up to 1 MiB).
+    pub log: String,
+    /// The console log before the last rotation (up to 1 MiB more).
+    pub previous_log: String,
+}
+
 /// What an [`Event`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

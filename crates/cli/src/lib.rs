@@ -5,7 +5,9 @@
 //! called as (`vmadm list`, through the symlinks the installer makes) or by
 //! its first argument (`zonevisor vmadm list`). Every tool but `zlogin`
 //! is a thin client of the daemon's API ([`zonevisor_api::Client`]);
-//! `zlogin` joins the zone's namespaces itself.
+//! `zlogin` joins the zone's namespaces itself, and `vmadm console` asks
+//! the daemon where the zone's console is and then talks to the zone's
+//! monitor directly ([`console`], [`tty`]).
 //!
 //! Each tool lives in its own module and follows the same shape: parse the
 //! arguments into a command value (pure, tested without a daemon), call the
@@ -17,10 +19,12 @@
 //! stderr, prefixed with the tool's name.
 
 pub mod args;
+pub mod console;
 pub mod filter;
 pub mod imgadm;
 pub mod sysinfo;
 pub mod table;
+pub mod tty;
 pub mod vmadm;
 pub mod zlogin;
 

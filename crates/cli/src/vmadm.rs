@@ -22,6 +22,7 @@ use crate::{describe_client_error, CliError, Io};
 const USAGE: &str = "\
 Usage: vmadm <command> [options]
 
+console [--log] <uuid>
 create [-f <filename>]
 delete <uuid>
 events [-f] [-j] [-r] [uuid]
@@ -42,6 +43,10 @@ events follows every change until interrupted: -f adds the whole VM object,
 -j prints one JSON object per line, -r prints a ready event first.
 info prints a running zone's live usage as JSON; types: all (default),
 status, cpu, memory, pids, disk_io, pressure.
+console attaches to a running zone's console (one client at a time),
+first showing what it printed while nobody was attached; on a terminal,
+CTRL-] detaches. Without a terminal it relays stdin until it ends. With
+--log (-l) it prints the console log (up to 2 MiB) without attaching.
 
 Aliases: boot=start, halt=stop, destroy=delete, json=get.
 Filters: field=value (exact) or field=~regex; dotted keys reach into
@@ -261,6 +266,13 @@ pub enum Command {
         /// The info types asked for (empty: all).
         types: Vec<String>,
     },
+    /// `console [--log] <uuid>`.
+    Console {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `--log`: print the console log instead of attaching.
+        log: bool,
+    },
     /// `update <uuid> ...`.
     Update {
         /// The instance.
@@ -281,7 +293,6 @@ pub struct Invocation {
 
 /// SmartOS commands zonevisor does not offer yet.
 const NOT_YET: &[&str] = &[
-    "console",
     "create-snapshot",
     "delete-snapshot",
     "install",
@@ -370,6 +381,13 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 _ => return Err(usage("Will not validate without a valid action (create or update).")),
             };
             (p, command)
+        }
+        "console" => {
+            let p = parse(rest, &[flag("log", Some('l'), Some("log"))])?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            let log = p.has("log");
+            (p, Command::Console { uuid, log })
         }
         "get" | "json" => {
             let p = parse(rest, &[])?;
@@ -936,6 +954,7 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let info = serde_json::to_value(&info).unwrap_or(Value::Null);
             writeln!(io.out, "{}", pretty(&select_info(info, &types)))?;
         }
+        Command::Console { uuid, log } => crate::console::run(&client, uuid, log, io)?,
         Command::Update { uuid, source } => {
             let payload = match source {
                 UpdateSource::Props(map) => Value::Object(map),
@@ -997,6 +1016,20 @@ mod tests {
     }
 
     #[test]
+    fn console_arguments() {
+        match parse_ok(&["console", U1]).command {
+            Command::Console { uuid, log } => assert_eq!((uuid.to_string(), log), (U1.to_string(), false)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_ok(&["console", "--log", U1]).command, Command::Console { log: true, .. }));
+        assert!(matches!(parse_ok(&["console", U1, "-l"]).command, Command::Console { log: true, .. }));
+        assert_eq!(usage_err(&["console"]), "Invalid or missing UUID for console");
+        assert_eq!(usage_err(&["console", "web01"]), "Invalid or missing UUID for console");
+        assert!(usage_err(&["console", U1, U2]).contains("Unexpected argument"));
+        assert!(usage_err(&["console", "-x", U1]).contains("unknown option -x"));
+    }
+
+    #[test]
     fn socket_before_or_after_the_command() {
         assert_eq!(parse_ok(&["--socket", "/a", "list"]).socket.as_deref(), Some("/a"));
         assert_eq!(parse_ok(&["--socket=/b", "get", U1]).socket.as_deref(), Some("/b"));
@@ -1036,7 +1069,7 @@ mod tests {
         assert!(usage_err(&["start", U1, "order=cd"]).contains("Invalid argument to start"));
         assert!(usage_err(&["list", "-x"]).contains("unknown option -x"));
         assert!(usage_err(&["--bogus", "list"]).contains("unknown option --bogus"));
-        match parse_args(&s(&["console", U1])) {
+        match parse_args(&s(&["send", U1])) {
             Err(CliError::Failed { code: 1, message }) => assert!(message.contains("not supported"), "{message}"),
             other => panic!("{other:?}"),
         }

@@ -23,31 +23,47 @@
 //!   └─ parent: wait, exit with the child's status
 //! ```
 //!
-//! Standard input, output and error are handed to the child as they are
-//! (pipes and terminals alike); [`Stdio`] (the zone crate's) is where a pty
-//! relay will go.
+//! When stdin and stdout are both terminals (or with `-t`), the command
+//! gets a pty of the zone's own (`tty` in the zone prints `/dev/pts/N`),
+//! opened once inside, from the zone's devpts instance
+//! ([`zonevisor_zone::enter::open_pty`]); the command starts a new session
+//! with it as controlling terminal, so job control and `^C` work there.
+//! This process relays between the caller's terminal (in raw mode,
+//! restored on every way out) and the pty's master ([`crate::tty`]),
+//! passing on the caller's modes and size at the start and every
+//! SIGWINCH after. A SIGTERM, SIGHUP or SIGINT to zlogin hangs the pty up
+//! (the zone's session gets SIGHUP). Otherwise (or with `-T`) standard
+//! input, output and error are handed to the command as they are.
+//! Either way the command's exit status is zlogin's.
+//!
 //! Entering namespaces needs root and a single-threaded process, which
 //! the `zonevisor` binary is.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::unistd::geteuid;
 use serde_json::Value;
 use zonevisor_api::{InstanceUuid, VmObject};
-use zonevisor_zone::enter::{Entry, Exec};
+use zonevisor_zone::enter::{self, Entry, Exec, Stdio};
 
-pub use zonevisor_zone::enter::Stdio;
-
-use crate::args::{self, Mode};
+use crate::args::{self, flag, Mode};
+use crate::tty::{self, Ended, Input, Peer, Terminal};
 use crate::{describe_client_error, CliError, Io};
 
 const USAGE: &str = "\
-Usage: zlogin [--socket PATH] <uuid> [command [args ...]]
+Usage: zlogin [-t|-T] [--socket PATH] <uuid> [command [args ...]]
 
 Without a command, start a login shell in the running zone <uuid> (bash
 when the zone has /bin/bash, else sh). With a command, run it there
 through the shell (its words are joined with spaces, as SmartOS does) and
 exit with its status. Must be run as root.
+
+When stdin and stdout are terminals, the command runs on a new pty of
+the zone's (job control, ^C, window size follow the caller's terminal);
+otherwise it gets zlogin's stdin, stdout and stderr as they are.
+    -t    use a pty even when stdin or stdout is not a terminal
+    -T    never use a pty
 ";
 
 /// `PATH` inside the zone.
@@ -62,17 +78,44 @@ pub struct Request {
     pub uuid: InstanceUuid,
     /// The command's words (empty: a login shell).
     pub command: Vec<String>,
+    /// `-t` (`Some(true)`) or `-T` (`Some(false)`); `None`: as the terminals say.
+    pub pty: Option<bool>,
+}
+
+/// How the command is connected to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// The caller's stdin, stdout and stderr, as they are.
+    Inherit,
+    /// A new pty in the zone, relayed to the caller's stdin and stdout.
+    Pty,
+}
+
+/// The streams for `-t`/`-T` (`forced`) and whether stdin and stdout are terminals.
+pub fn streams_for(forced: Option<bool>, stdin_tty: bool, stdout_tty: bool) -> Streams {
+    match forced.unwrap_or(stdin_tty && stdout_tty) {
+        true => Streams::Pty,
+        false => Streams::Inherit,
+    }
 }
 
 /// Parses zlogin's arguments; `None` asks for help. Options must come
 /// before the UUID: everything after it is the command.
 pub fn parse_args(argv: &[String]) -> Result<Option<Request>, CliError> {
-    let p = args::parse(argv, &[], Mode::StopAtPositional).map_err(CliError::usage)?;
+    let opts = [flag("pty", Some('t'), None), flag("no-pty", Some('T'), None)];
+    let p = args::parse(argv, &opts, Mode::StopAtPositional).map_err(CliError::usage)?;
     if p.has("help") {
         return Ok(None);
     }
+    let pty = match (p.has("pty"), p.has("no-pty")) {
+        (true, true) => return Err(CliError::usage("-t and -T contradict each other")),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
     let uuid = args::instance_uuid(p.positional.first(), "zlogin")?;
-    Ok(Some(Request { socket: p.value("socket").map(str::to_string), uuid, command: p.positional[1..].to_vec() }))
+    let command = p.positional[1..].to_vec();
+    Ok(Some(Request { socket: p.value("socket").map(str::to_string), uuid, command, pty }))
 }
 
 /// The host PID of the zone's init, if the VM is a running zone.
@@ -141,7 +184,8 @@ fn execute(argv: &[String], io: &mut Io) -> Result<(), CliError> {
     let vm = client.get_vm(&req.uuid.to_string()).map_err(|e| CliError::failed(describe_client_error(&e)))?;
     let pid = zone_init_pid(&vm).map_err(CliError::failed)?;
     io.out.flush()?;
-    let code = enter_and_run(pid, &req.command, Stdio::Inherit).map_err(CliError::failed)?;
+    let streams = streams_for(req.pty, tty::is_terminal(0), tty::is_terminal(1));
+    let code = enter_and_run(pid, &req.command, streams).map_err(CliError::failed)?;
     if code == 0 {
         Ok(())
     } else {
@@ -150,9 +194,10 @@ fn execute(argv: &[String], io: &mut Io) -> Result<(), CliError> {
 }
 
 /// Enters the zone whose init is `pid` and runs `command` there (a login
-/// shell when empty); returns the exit status to report. This process
-/// stays in the zone's namespaces afterwards: call it last.
-pub fn enter_and_run(pid: i32, command: &[String], stdio: Stdio) -> Result<i32, String> {
+/// shell when empty), connected as `streams` says; returns the exit status
+/// to report. This process stays in the zone's namespaces afterwards:
+/// call it last.
+pub fn enter_and_run(pid: i32, command: &[String], streams: Streams) -> Result<i32, String> {
     let err = |e: std::io::Error| e.to_string();
     // Everything is opened and read before the first setns, while host
     // paths still mean what they say.
@@ -167,8 +212,49 @@ pub fn enter_and_run(pid: i32, command: &[String], stdio: Stdio) -> Result<i32, 
     let (program, argv) = shell_command(command, has_bash);
     let term = std::env::var("TERM").ok();
     let env = zone_env(term.as_deref(), command.is_empty().then_some(program.as_str()));
-    let exec = Exec::new(&program, &argv, &env).map_err(err)?.stdio(stdio).report_exec_failure("zlogin");
-    exec.run().map_err(err)
+    let exec = Exec::new(&program, &argv, &env).map_err(err)?.report_exec_failure("zlogin");
+    match streams {
+        Streams::Inherit => exec.stdio(Stdio::Inherit).run().map_err(err),
+        Streams::Pty => run_on_pty(exec).map_err(err),
+    }
+}
+
+/// Runs `exec` on a new pty of the zone's (the caller is inside it) and
+/// relays it to the caller's terminal until the command ends.
+fn run_on_pty(exec: Exec) -> std::io::Result<i32> {
+    let (master, slave) = enter::open_pty()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{e} (zlogin -T runs the command without a pty)")))?;
+    // The new terminal starts like the caller's: its modes (erase and
+    // interrupt keys...) and size.
+    // SAFETY: tcgetattr writes one termios into ours; tcsetattr and
+    // TIOCSWINSZ read what we pass.
+    unsafe {
+        let mut modes: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut modes) == 0 {
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &modes);
+        }
+        if let Some(ws) = tty::winsize(0).or_else(|| tty::winsize(1)) {
+            libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+    // Signals first: the command's SIGCHLD must not be missed.
+    let term = Terminal::take(true)?;
+    let child = exec.stdio(Stdio::Pty(slave.as_raw_fd())).spawn()?;
+    // Only the command holds the slave now: its end is the pty's hang-up.
+    drop(slave);
+    let peer = Peer::Pty { master, child };
+    let ended = tty::relay(&peer, &term, Input { detach_key: false, end_with_stdin: false });
+    // Closing the master hangs the pty up: the zone's session gets SIGHUP.
+    drop(peer);
+    match ended {
+        Ok(Ended::Exited(code)) => Ok(code),
+        Ok(Ended::Signal(sig)) => Ok(tty::wait_after_hangup(child, &term.signals)?.unwrap_or(128 + sig)),
+        Ok(_) => enter::wait(child),
+        Err(e) => {
+            let _ = tty::wait_after_hangup(child, &term.signals);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +287,21 @@ mod tests {
         assert!(matches!(parse_args(&s(&["web01"])), Err(CliError::Usage(m)) if m.contains("UUID")));
         assert!(matches!(parse_args(&s(&[])), Err(CliError::Usage(_))));
         assert!(matches!(parse_args(&s(&["-x", U1])), Err(CliError::Usage(m)) if m == "unknown option -x"));
+        assert_eq!(parse_args(&s(&[U1])).unwrap().unwrap().pty, None);
+        assert_eq!(parse_args(&s(&["-t", U1, "tty"])).unwrap().unwrap().pty, Some(true));
+        let r = parse_args(&s(&["-T", U1, "ls", "-t"])).unwrap().unwrap();
+        assert_eq!((r.pty, r.command), (Some(false), s(&["ls", "-t"])), "options after the UUID are the command's");
+        assert!(matches!(parse_args(&s(&["-tT", U1])), Err(CliError::Usage(m)) if m.contains("contradict")));
+    }
+
+    #[test]
+    fn a_pty_when_both_ends_are_terminals_or_asked_for() {
+        assert_eq!(streams_for(None, true, true), Streams::Pty);
+        assert_eq!(streams_for(None, true, false), Streams::Inherit, "zlogin uuid cmd > file");
+        assert_eq!(streams_for(None, false, true), Streams::Inherit, "echo x | zlogin uuid cmd");
+        assert_eq!(streams_for(None, false, false), Streams::Inherit);
+        assert_eq!(streams_for(Some(true), false, false), Streams::Pty);
+        assert_eq!(streams_for(Some(false), true, true), Streams::Inherit);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub(crate) struct Running {
 pub(crate) struct Runtime {
     locks: Mutex<HashMap<InstanceUuid, Arc<Mutex<()>>>>,
     pub running: Mutex<HashMap<InstanceUuid, Running>>,
+    /// The CPUs each running zone with a `cpu_cap` is pinned to
+    /// (`zonevisor_zone::cpuset`); zones without a pin are absent.
+    cpus: Mutex<HashMap<InstanceUuid, Vec<u32>>>,
 }
 
 impl Runtime {
@@ -81,6 +84,8 @@ pub(crate) fn limits_of(vm: &VmObject) -> Limits {
         pids: u64_of(vm, "max_lwps"),
         cpu_shares: u64_of(vm, "cpu_shares"),
         cpu_cap_pct: u64_of(vm, "cpu_cap").filter(|&c| c > 0),
+        // Chosen with the host's other zones in view: see `place_cpus`.
+        cpus: None,
         io_priority: u64_of(vm, "zfs_io_priority"),
     }
 }
@@ -289,6 +294,7 @@ impl Daemon {
             }
         }
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
+        self.unplace_cpus(uuid, None);
     }
 
     /// `vmadm get`: the VM object, with the live init pid of a running zone.
@@ -359,6 +365,7 @@ impl Daemon {
             limits: limits_of(vm),
             restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(false),
             idmap: None,
+            lxcfs: None,
             limit_priv: vm
                 .get("limit_priv")
                 .and_then(Value::as_array)
@@ -380,12 +387,45 @@ impl Daemon {
         Ok(IdMap { host_uid: host, host_gid: host, count: IDMAP_COUNT })
     }
 
+    /// Pins the zone to CPUs for `cap_pct` (see `zonevisor_zone::cpuset`):
+    /// the least-used of its parent cgroup's CPUs, keeping those it has.
+    /// Records the choice at once, so zones starting side by side spread
+    /// too, and returns it with the previous one (for [`Self::unplace_cpus`]).
+    fn place_cpus(&self, uuid: InstanceUuid, cap_pct: Option<u64>) -> (Option<Vec<u32>>, Option<Vec<u32>>) {
+        let available = zonevisor_zone::cgroup::available_cpus(&self.cgroup_parent);
+        let mut pinned = self.runtime.cpus.lock().unwrap_or_else(|p| p.into_inner());
+        let current = pinned.get(&uuid).cloned();
+        let others: Vec<&[u32]> = pinned.iter().filter(|(u, _)| **u != uuid).map(|(_, c)| c.as_slice()).collect();
+        let seed = zonevisor_zone::cpuset::seed_of(&uuid.to_string());
+        let chosen =
+            zonevisor_zone::cpuset::choose(cap_pct, &available, current.as_deref().unwrap_or_default(), &others, seed);
+        match &chosen {
+            Some(c) => pinned.insert(uuid, c.clone()),
+            None => pinned.remove(&uuid),
+        };
+        (chosen, current)
+    }
+
+    /// Puts back the pin a failed start or update had (`None`: no pin).
+    fn unplace_cpus(&self, uuid: InstanceUuid, previous: Option<Vec<u32>>) {
+        let mut pinned = self.runtime.cpus.lock().unwrap_or_else(|p| p.into_inner());
+        match previous {
+            Some(c) => pinned.insert(uuid, c),
+            None => pinned.remove(&uuid),
+        };
+    }
+
     /// Starts a zone; the caller holds its lock.
     fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject) -> Result<VmObject, ApiError> {
         let mut spec = self.zone_spec(uuid, vm);
         spec.idmap = Some(self.idmap_of(uuid)?);
-        let launched = zonevisor_zone::launch(&self.monitor_exe, &spec)
-            .map_err(|e| ApiError::internal(format!("{}: {}", e.step, e.message)))?;
+        spec.lxcfs = self.lxcfs.ensure();
+        let (cpus, previous) = self.place_cpus(uuid, spec.limits.cpu_cap_pct);
+        spec.limits.cpus = cpus;
+        let launched = zonevisor_zone::launch(&self.monitor_exe, &spec).map_err(|e| {
+            self.unplace_cpus(uuid, previous);
+            ApiError::internal(format!("{}: {}", e.step, e.message))
+        })?;
         self.watch(uuid, launched.monitor_pid);
         self.set_fields(
             uuid,
@@ -433,6 +473,7 @@ impl Daemon {
                 _ => return,
             }
         }
+        self.unplace_cpus(uuid, None);
         self.mark_stopped(uuid);
     }
 
@@ -554,6 +595,30 @@ impl Daemon {
         Ok(crate::server::info_of(uuid, &vm, pid, &stats))
     }
 
+    /// `vmadm console`: where the zone's console is served (its monitor's
+    /// socket) and logged, in any state; the CLI attaches to a running one.
+    pub fn console_info(&self, uuid: &str) -> Result<zonevisor_api::ConsoleInfo, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let vm = self.vm_row(uuid)?;
+        let brand = str_of(&vm, "brand").unwrap_or("").to_string();
+        if matches!(brand.as_str(), "kvm" | "bhyve") {
+            return Err(ApiError::unsupported(format!(
+                "vmadm console is not supported for brand {brand} yet (VM {uuid}): only zones have a console here"
+            )));
+        }
+        let run_dir = self.run_dir(uuid);
+        let path = |f: &str| run_dir.join(f).display().to_string();
+        Ok(zonevisor_api::ConsoleInfo {
+            uuid: uuid.to_string(),
+            brand,
+            state: str_of(&vm, "state").unwrap_or("unknown").to_string(),
+            socket: path(zonevisor_zone::control::SOCKET_FILE),
+            log: path(zonevisor_zone::control::CONSOLE_FILE),
+            previous_log: path(zonevisor_zone::control::CONSOLE_PREVIOUS_FILE),
+            run_dir: run_dir.display().to_string(),
+        })
+    }
+
     /// `vmadm update`: validated against the current object; resource
     /// changes apply live to a running zone first, and are undone if the
     /// kernel refuses any of them, so a refused update changes nothing.
@@ -572,7 +637,11 @@ impl Daemon {
         }
         let limits_changed = limits_of(&current) != limits_of(&plan.vm);
         if limits_changed && self.is_running(uuid) {
-            if let Err(e) = MonitorClient::new(self.run_dir(uuid)).set_limits(&limits_of(&plan.vm)) {
+            let mut limits = limits_of(&plan.vm);
+            let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
+            limits.cpus = cpus;
+            if let Err(e) = MonitorClient::new(self.run_dir(uuid)).set_limits(&limits) {
+                self.unplace_cpus(uuid, previous);
                 if let Some(q) = undo_quota {
                     let _ = self.pool.set_quota(&name, q);
                 }
@@ -637,6 +706,10 @@ impl Daemon {
             match zonevisor_zone::control::find_monitor(&self.run_dir(uuid)) {
                 Some(st) => {
                     tracing::info!(vm = %uuid, monitor = st.monitor_pid, init = st.init_pid, "re-adopted running zone");
+                    let available = zonevisor_zone::cgroup::available_cpus(&self.cgroup_parent);
+                    if let Some(cpus) = zonevisor_zone::cgroup::cpus(&self.cgroup_of(uuid), &available) {
+                        self.runtime.cpus.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, cpus);
+                    }
                     self.set_fields(
                         uuid,
                         &[("state", json!("running")), ("zone_state", json!("running")), ("pid", json!(st.init_pid))],

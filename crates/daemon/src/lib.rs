@@ -7,12 +7,14 @@
 //! defined once in `zonevisor-api`.
 //!
 //! Start-up: take the root's lock (one daemon per root), open the pool,
-//! open the store, recover (undo interrupted creates and installs, re-adopt
+//! open the store, make sure lxcfs serves `<root>/run/lxcfs` (see
+//! [`lxcfs`]), recover (undo interrupted creates and installs, re-adopt
 //! running zones, autoboot after a host reboot), then serve.
 
 mod events;
 mod images;
 mod instances;
+mod lxcfs;
 mod server;
 mod store;
 mod sysinfo;
@@ -87,6 +89,7 @@ pub struct Daemon {
     cgroup_parent: String,
     runtime: instances::Runtime,
     events: events::Events,
+    lxcfs: lxcfs::Lxcfs,
     rt: tokio::runtime::Handle,
     me: Weak<Daemon>,
     started: std::time::Instant,
@@ -182,6 +185,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cgroup_parent: config.cgroup_parent.clone(),
         runtime: instances::Runtime::default(),
         events: events::Events::default(),
+        lxcfs: lxcfs::Lxcfs::new(&root.join("run")),
         rt: rt.handle().clone(),
         me: me.clone(),
         started: std::time::Instant::now(),
@@ -189,7 +193,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {
         let d = daemon.clone();
-        rt.block_on(async move { tokio::task::spawn_blocking(move || d.recover()).await })??;
+        rt.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                d.lxcfs.start();
+                d.recover()
+            })
+            .await
+        })??;
     }
-    rt.block_on(server::serve(daemon, socket))
+    let served = rt.block_on(server::serve(daemon.clone(), socket));
+    // Running zones' /proc files point into lxcfs: it stays while any runs.
+    if daemon.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        daemon.lxcfs.stop();
+    }
+    served
 }

@@ -138,6 +138,10 @@ async fn get_vm_info(State(d): D, Path(uuid): Path<String>) -> Answer<VmInfo> {
     blocking(d, move |d| d.vm_info(&uuid)).await
 }
 
+async fn get_vm_console(State(d): D, Path(uuid): Path<String>) -> Answer<zonevisor_api::ConsoleInfo> {
+    blocking(d, move |d| d.console_info(&uuid)).await
+}
+
 fn psi_line(l: cgroup::PsiLine) -> PsiLine {
     PsiLine { avg10: l.avg10, avg60: l.avg60, avg300: l.avg300, total_us: l.total_us }
 }
@@ -297,6 +301,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         .route(routes::VM_REBOOT, post(reboot_vm))
         .route(routes::VM_KILL, post(kill_vm))
         .route(routes::VM_INFO, get(get_vm_info))
+        .route(routes::VM_CONSOLE, get(get_vm_console))
         .route(routes::EVENTS, get(events))
         .route(routes::IMAGES, get(list_images).post(install_image))
         .route(routes::IMAGE, get(get_image).delete(delete_image))

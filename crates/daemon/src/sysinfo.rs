@@ -1,5 +1,6 @@
 //! `sysinfo`: host facts in SmartOS's field names, plus what zonevisor
-//! chose on this host (pool backend, cgroup version, VM accelerator).
+//! chose on this host (pool backend, cgroup version, VM accelerator, what
+//! a zone's `/proc` shows).
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -156,6 +157,7 @@ impl Daemon {
             "Zpool Size in GiB": stats.map(|s| s.size_bytes >> 30),
             "Zpool Free in GiB": stats.map(|s| s.free_bytes >> 30),
             "Cgroup Version": cgroup,
+            "Proc Virtualization": self.lxcfs.describe(),
             "Disks": disks(),
             "Network Interfaces": network_interfaces(),
             "Virtual Network Interfaces": {},

@@ -17,11 +17,18 @@
 //! | `pids`         | `pids.max`                         | `pids.max`                           |
 //! | `cpu_shares`   | `cpu.weight` (clamped 1..=10000)   | `cpu.shares` (= shares·1024/100, ≥2) |
 //! | `cpu_cap_pct`  | `cpu.max` (`cap·1000 100000`)      | `cpu.cfs_period_us`/`cfs_quota_us`   |
+//! | `cpus`         | `cpuset.cpus` (empty: the parent's)| `cpuset.cpus` (`None`: the parent's) |
 //! | `io_priority`  | `io.bfq.weight` and `io.weight`    | `blkio.bfq.weight` and `blkio.weight`|
 //!
 //! `io_priority` (`zfs_io_priority`, default 100) is written to every weight
 //! file present, clamped to its range (bfq 1..=1000, `io.weight` 1..=10000,
 //! v1 `blkio.weight` 10..=1000); bfq's act only on devices that run bfq.
+//!
+//! `cpus` is the zone's cpuset, chosen by the daemon for `cpu_cap` (see
+//! [`crate::cpuset`]): on v1 the `cpuset` hierarchy's `cpuset.cpus` (the
+//! parent's list when not pinned: v1 has no "inherit"), on v2 `cpuset.cpus`
+//! where the `cpuset` controller could be enabled on the way down (an empty
+//! value inherits the parent's CPUs).
 
 use std::fs;
 use std::io::{self, ErrorKind};
@@ -293,14 +300,15 @@ fn create_in(h: &Hierarchy, cgroup: &str) -> Result<(), CgroupError> {
 }
 
 /// Enables the controllers zones use in `dir`'s children. memory and pids
-/// are required; cpu and io are best effort (cpu cannot be enabled while
-/// realtime threads run outside the root, io may be absent).
+/// are required; cpu, io and cpuset are best effort (cpu cannot be enabled
+/// while realtime threads run outside the root, io may be absent, cpuset
+/// pins capped zones: see [`crate::cpuset`]).
 fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let avail = dir.join("cgroup.controllers");
     let avail = read_trim(&avail).map_err(io_err("read", &avail))?;
     let ctl = dir.join("cgroup.subtree_control");
     let enabled = read_trim(&ctl).map_err(io_err("read", &ctl))?;
-    for c in ["memory", "pids", "cpu", "io"] {
+    for c in ["memory", "pids", "cpu", "io", "cpuset"] {
         if !avail.split(' ').any(|a| a == c) || enabled.split(' ').any(|a| a == c) {
             continue;
         }
@@ -365,6 +373,21 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
         plan.push((period, "100000".into()));
         plan.push((quota, cap.map_or("-1".to_owned(), |c| c.saturating_mul(1000).to_string())));
     }
+    if let Some(f) = find(&["cpuset.cpus"]) {
+        let pinned = limits.cpus.as_deref().filter(|c| !c.is_empty());
+        let value = match (pinned, f.parent().and_then(Path::parent)) {
+            (Some(cpus), _) => Some(crate::cpuset::format_list(cpus)),
+            // v2: empty means "the parent's CPUs" (written as a newline),
+            // and needs writing only to undo a pin.
+            _ if is_v2_file(&f) => read_trim(&f).ok().filter(|v| !v.is_empty()).map(|_| "\n".to_owned()),
+            // v1 has no inherit: the parent's list.
+            (None, Some(parent)) => read_trim(&parent.join("cpuset.cpus")).ok().filter(|v| !v.is_empty()),
+            (None, None) => None,
+        };
+        if let Some(v) = value {
+            plan.push((f, v));
+        }
+    }
     if let Some(w) = limits.io_priority {
         let files = [
             ("io.weight", 1, 10_000, "default "),
@@ -404,8 +427,22 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Whether `path` is in the v2 hierarchy (the deepest mount holding it).
+fn is_v2_file(path: &Path) -> bool {
+    hierarchies()
+        .iter()
+        .filter(|h| path.starts_with(&h.mount))
+        .max_by_key(|h| h.mount.components().count())
+        .is_some_and(|h| h.v2)
+}
+
 /// What to write back to restore a value read from `path`.
 fn restore_value<'a>(path: &Path, old: &'a str) -> &'a str {
+    // An empty value (v2 cpuset.cpus) is written as a newline: an empty
+    // write never reaches the kernel.
+    if old.is_empty() {
+        return "\n";
+    }
     // v2 io.weight and io.bfq.weight read back as "default N\n<dev> N..."; the
     // first line restores the default.
     if path.ends_with("io.weight") || path.ends_with("io.bfq.weight") {
@@ -513,6 +550,49 @@ fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// The CPUs the zone is pinned to (its own `cpuset.cpus`); `None` when it
+/// is not pinned (no cpuset file, or an empty one: v2's "the parent's"),
+/// or pinned to every CPU of `available`.
+pub fn cpus(cgroup: &str, available: &[u32]) -> Option<Vec<u32>> {
+    let f = dirs(cgroup).ok()?.into_iter().map(|d| d.join("cpuset.cpus")).find(|p| p.exists())?;
+    let cpus = crate::cpuset::parse_list(&read_trim(&f).ok()?)?;
+    (!cpus.is_empty() && !available.iter().all(|c| cpus.contains(c))).then_some(cpus)
+}
+
+/// The CPUs zones under `parent` may use: the effective cpuset of `parent`
+/// or of its nearest existing ancestor (v1 `cpuset.effective_cpus`, v2
+/// `cpuset.cpus.effective`), else the host's online CPUs.
+pub fn available_cpus(parent: &str) -> Vec<u32> {
+    let from_cgroup = check_name(parent).ok().and_then(|()| {
+        hierarchies().iter().find_map(|h| {
+            let file = if h.v2 { "cpuset.cpus.effective" } else { "cpuset.effective_cpus" };
+            if !h.v2 && !h.has_option("cpuset") {
+                return None;
+            }
+            let mut dir = h.mount.join(parent);
+            loop {
+                if let Ok(v) = read_trim(&dir.join(file)) {
+                    return crate::cpuset::parse_list(&v).filter(|c| !c.is_empty());
+                }
+                if dir == h.mount || !dir.pop() {
+                    return None;
+                }
+            }
+        })
+    });
+    from_cgroup
+        .or_else(|| {
+            fs::read_to_string("/sys/devices/system/cpu/online")
+                .ok()
+                .and_then(|v| crate::cpuset::parse_list(&v))
+                .filter(|c| !c.is_empty())
+        })
+        .unwrap_or_else(|| {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (0..n as u32).collect()
+        })
 }
 
 /// The zone's current memory, task and CPU usage.

@@ -9,13 +9,46 @@
 //! {"op":"reboot","force":false}                    → {"ok":true,"monitor_pid":..,"init_pid":<new>,..} (once it runs again)
 //! {"op":"kill","signal":15}                        → {"ok":true}
 //! {"op":"set_limits","limits":{Limits}}            → {"ok":true} | {"ok":false,"error":"..."}
+//! {"op":"console"}                                 → {"ok":true}, then the console (below)
+//!                                                    | {"ok":false,"error":"console already in use ..."}
 //! ```
 //!
 //! A graceful stop runs the zone's own `poweroff` (or signals init), then
 //! kills the cgroup after `timeout_secs` (default 60); `force` kills at once.
+//!
+//! # The console
+//!
+//! After `{"ok":true}` answers `{"op":"console"}`, the connection is the
+//! zone's console (the pty whose slave is the zone's `/dev/console`) until
+//! either side closes it. One client at a time; a second is refused.
+//!
+//! - **Monitor → client: raw bytes**, what the zone writes to its console.
+//!   The first bytes are the output of the time nobody was attached (since
+//!   the last detach, or since the monitor started), at most the last
+//!   [`CONSOLE_BACKLOG`] bytes, so nothing is lost or shown twice. The
+//!   monitor never blocks on a client: what a slow client has not read
+//!   beyond [`CONSOLE_BACKLOG`] bytes is dropped (it stays in `console.log`).
+//! - **Client → monitor: frames**, `[type u8][length u16 big-endian][payload]`:
+//!
+//!   | type | payload | meaning |
+//!   |---|---|---|
+//!   | 0 ([`FRAME_INPUT`]) | 0–65535 bytes | input, written to the pty as is |
+//!   | 1 ([`FRAME_WINSIZE`]) | rows u16 BE, cols u16 BE | the terminal's size (`TIOCSWINSZ`: the zone's foreground job gets `SIGWINCH`) |
+//!   | other | anything | ignored, for later extensions |
+//!
+//!   A winsize frame of another length is a protocol error: the monitor
+//!   detaches the client. Input the zone does not read is held (up to
+//!   [`CONSOLE_BACKLOG`] bytes) and then the monitor stops reading the
+//!   client, so a client writing faster than the zone reads is slowed
+//!   down, not cut off.
+//!
+//! Closing the connection (or any error on it) detaches; the zone is not
+//! affected. The console is the monitor's, so it survives reboots and
+//! `restart_init` of the zone and a restart of the daemon; it ends when
+//! the zone is down for good and the monitor exits.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -27,10 +60,14 @@ use crate::{ExitRecord, Limits};
 
 pub(crate) const SPEC_FILE: &str = "spec.json";
 pub(crate) const PID_FILE: &str = "monitor.pid";
-pub(crate) const SOCKET_FILE: &str = "monitor.sock";
+/// The monitor's control socket in a zone's run directory.
+pub const SOCKET_FILE: &str = "monitor.sock";
 pub(crate) const EXIT_FILE: &str = "exit.json";
 pub(crate) const LOG_FILE: &str = "monitor.log";
-pub(crate) const CONSOLE_FILE: &str = "console.log";
+/// The console log in a zone's run directory (rotated to `console.log.1`).
+pub const CONSOLE_FILE: &str = "console.log";
+/// The previous console log, in a zone's run directory.
+pub const CONSOLE_PREVIOUS_FILE: &str = "console.log.1";
 
 /// Default grace period of a graceful stop or reboot.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,6 +106,9 @@ pub enum Request {
         /// The limits.
         limits: Limits,
     },
+    /// Attach to the zone's console: after the reply, the connection
+    /// carries it (see the module documentation).
+    Console,
 }
 
 /// Whether the zone is up or on its way down.
@@ -217,6 +257,144 @@ impl MonitorClient {
     pub fn set_limits(&self, limits: &Limits) -> Result<(), ControlError> {
         self.request(&Request::SetLimits { limits: limits.clone() }, Duration::from_secs(30)).map(drop)
     }
+
+    /// Attaches to the zone's console and returns the connection, which
+    /// from now on carries it: raw output to read, [`encode_input`] and
+    /// [`encode_winsize`] frames to write. Refused while another client
+    /// is attached.
+    pub fn attach_console(&self) -> Result<UnixStream, ControlError> {
+        let path = self.run_dir.join(SOCKET_FILE);
+        let mut sock = with_socket_path(&self.run_dir, |p| UnixStream::connect(p))
+            .map_err(|source| ControlError::NotRunning { path, source })?;
+        sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(ControlError::Io)?;
+        sock.set_write_timeout(Some(Duration::from_secs(10))).map_err(ControlError::Io)?;
+        let mut line = serde_json::to_vec(&Request::Console).map_err(ControlError::BadReply)?;
+        line.push(b'\n');
+        sock.write_all(&line).map_err(ControlError::Io)?;
+        // Byte by byte up to the newline: what follows is console output,
+        // which a buffered reader would swallow.
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match (&sock).read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) if reply.len() < MAX_REPLY => reply.push(byte[0]),
+                Ok(_) => return Err(ControlError::Refused("the monitor's reply is too long".into())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ControlError::Io(e)),
+            }
+        }
+        if reply.is_empty() {
+            return Err(ControlError::NoReply);
+        }
+        let reply: Reply = serde_json::from_slice(&reply).map_err(ControlError::BadReply)?;
+        if !reply.ok {
+            return Err(ControlError::Refused(reply.error.unwrap_or_else(|| "request failed".into())));
+        }
+        sock.set_read_timeout(None).map_err(ControlError::Io)?;
+        sock.set_write_timeout(None).map_err(ControlError::Io)?;
+        Ok(sock)
+    }
+}
+
+/// The longest reply line [`MonitorClient::attach_console`] reads.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// How much console output is kept for a client: the output of the time
+/// nobody was attached, and what an attached client has not read yet.
+pub const CONSOLE_BACKLOG: usize = 64 * 1024;
+
+/// Console frame type: input for the zone.
+pub const FRAME_INPUT: u8 = 0;
+/// Console frame type: the client terminal's size.
+pub const FRAME_WINSIZE: u8 = 1;
+/// The largest payload of one frame.
+pub const MAX_FRAME: usize = u16::MAX as usize;
+const FRAME_HEADER: usize = 3;
+
+/// Appends `data` to `out` as input frames (as many as its length needs).
+pub fn encode_input(data: &[u8], out: &mut Vec<u8>) {
+    for chunk in data.chunks(MAX_FRAME) {
+        out.push(FRAME_INPUT);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Appends a winsize frame to `out`.
+pub fn encode_winsize(rows: u16, cols: u16, out: &mut Vec<u8>) {
+    out.push(FRAME_WINSIZE);
+    out.extend_from_slice(&4u16.to_be_bytes());
+    out.extend_from_slice(&rows.to_be_bytes());
+    out.extend_from_slice(&cols.to_be_bytes());
+}
+
+/// One client-to-monitor console frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleFrame {
+    /// Bytes for the zone.
+    Input(Vec<u8>),
+    /// The client's terminal size.
+    Winsize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
+}
+
+/// A console frame broke the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A winsize frame whose payload is not 4 bytes.
+    #[error("a winsize frame carries 4 bytes, not {0}")]
+    BadWinsize(usize),
+}
+
+/// Splits a byte stream into [`ConsoleFrame`]s, whatever the reads' boundaries.
+/// It holds at most one incomplete frame between calls.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, `None` when more bytes are needed. Frames
+    /// of unknown types are skipped.
+    pub fn next_frame(&mut self) -> Option<Result<ConsoleFrame, FrameError>> {
+        loop {
+            if self.buf.len() < FRAME_HEADER {
+                return None;
+            }
+            let len = usize::from(u16::from_be_bytes([self.buf[1], self.buf[2]]));
+            if self.buf.len() < FRAME_HEADER + len {
+                return None;
+            }
+            let kind = self.buf[0];
+            let payload: Vec<u8> = self.buf.drain(..FRAME_HEADER + len).skip(FRAME_HEADER).collect();
+            match kind {
+                FRAME_INPUT => return Some(Ok(ConsoleFrame::Input(payload))),
+                FRAME_WINSIZE if len == 4 => {
+                    let rows = u16::from_be_bytes([payload[0], payload[1]]);
+                    let cols = u16::from_be_bytes([payload[2], payload[3]]);
+                    return Some(Ok(ConsoleFrame::Winsize { rows, cols }));
+                }
+                FRAME_WINSIZE => return Some(Err(FrameError::BadWinsize(len))),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Bytes held (an incomplete frame).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 /// Runs `f` on the path of `run_dir/monitor.sock`, or, when that is too long
@@ -284,5 +462,84 @@ mod tests {
         assert_eq!(back, reply);
         let back: Reply = serde_json::from_str(r#"{"ok":false,"error":"no"}"#).unwrap();
         assert_eq!(back, Reply::error("no"));
+        assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
+    }
+
+    #[test]
+    fn console_frames_on_the_wire() {
+        let mut wire = Vec::new();
+        encode_input(b"ls\r", &mut wire);
+        encode_winsize(50, 132, &mut wire);
+        assert_eq!(wire, [0, 0, 3, b'l', b's', b'\r', 1, 0, 4, 0, 50, 0, 132]);
+        let mut d = FrameDecoder::default();
+        d.push(&wire);
+        assert_eq!(d.next_frame(), Some(Ok(ConsoleFrame::Input(b"ls\r".to_vec()))));
+        assert_eq!(d.next_frame(), Some(Ok(ConsoleFrame::Winsize { rows: 50, cols: 132 })));
+        assert_eq!(d.next_frame(), None);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn console_frames_split_anywhere() {
+        let mut wire = Vec::new();
+        encode_input(b"hello", &mut wire);
+        let before = wire.len();
+        encode_input(b"", &mut wire);
+        assert_eq!(wire.len(), before, "no input, no frame");
+        wire.extend([FRAME_INPUT, 0, 0]);
+        encode_winsize(24, 80, &mut wire);
+        encode_input(&[0x1d, 0, 0xff], &mut wire);
+        let want = vec![
+            ConsoleFrame::Input(b"hello".to_vec()),
+            ConsoleFrame::Input(Vec::new()),
+            ConsoleFrame::Winsize { rows: 24, cols: 80 },
+            ConsoleFrame::Input(vec![0x1d, 0, 0xff]),
+        ];
+        for cut in 0..=wire.len() {
+            let mut d = FrameDecoder::default();
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                for byte in part.chunks(1) {
+                    d.push(byte);
+                    while let Some(f) = d.next_frame() {
+                        got.push(f.unwrap());
+                    }
+                }
+            }
+            assert_eq!(got, want, "cut at {cut}");
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn long_input_is_split_into_frames() {
+        let data: Vec<u8> = (0..MAX_FRAME * 2 + 10).map(|i| i as u8).collect();
+        let mut wire = Vec::new();
+        encode_input(&data, &mut wire);
+        assert_eq!(wire.len(), data.len() + 3 * 3);
+        let mut d = FrameDecoder::default();
+        d.push(&wire);
+        let mut back = Vec::new();
+        let mut frames = 0;
+        while let Some(Ok(ConsoleFrame::Input(chunk))) = d.next_frame() {
+            assert!(chunk.len() <= MAX_FRAME);
+            back.extend(chunk);
+            frames += 1;
+        }
+        assert_eq!((frames, back), (3, data));
+    }
+
+    #[test]
+    fn unknown_frames_are_skipped_and_bad_winsizes_refused() {
+        let mut d = FrameDecoder::default();
+        d.push(&[7, 0, 2, 9, 9]);
+        encode_input(b"x", &mut d.buf);
+        assert_eq!(d.next_frame(), Some(Ok(ConsoleFrame::Input(b"x".to_vec()))), "type 7 is skipped");
+        d.push(&[FRAME_WINSIZE, 0, 2, 0, 24]);
+        assert_eq!(d.next_frame(), Some(Err(FrameError::BadWinsize(2))));
+        // An incomplete frame waits for the rest.
+        d.push(&[FRAME_INPUT, 0, 5, b'a']);
+        assert_eq!(d.next_frame(), None);
+        assert_eq!(d.pending(), 4);
     }
 }

@@ -19,9 +19,13 @@
 //!                             [drop capabilities pid's bounding set lacks,
 //!                              install the zone's seccomp filter]
 //!        │
-//!  exec.run()                 fork (the child is born in the pid namespace)
-//!   ├─ child: [new session on a console], [umask], exec
-//!   └─ parent: wait; the exit status, or 128 + signal
+//!  [open_pty()]               a pty of the zone's own devpts (zlogin on a terminal)
+//!        │
+//!  exec.run() / spawn()+wait  fork (the child is born in the pid namespace)
+//!   ├─ child: signals unblocked, [new session on a console or the pty,
+//!   │         the pty as controlling terminal], [umask], exec
+//!   └─ parent: wait (zlogin relays the pty meanwhile); the exit status,
+//!              or 128 + signal
 //! ```
 //!
 //! The process that enters stays in the zone: `zlogin` enters itself and
@@ -45,7 +49,7 @@ use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, chroot, fchdir, fork, setgroups, setresgid, setresuid, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, chroot, fchdir, fork, setgroups, setresgid, setresuid, ForkResult, Gid, Pid, Uid};
 
 use crate::{cgroup, control, security, ZoneSpec};
 
@@ -256,6 +260,41 @@ pub enum Stdio {
     /// e.g. the zone's console) as stdin, stdout and stderr; every other
     /// descriptor is closed on exec.
     Console(RawFd),
+    /// As `Console`, and the terminal (a pty slave, see [`open_pty`])
+    /// becomes the new session's controlling terminal (`TIOCSCTTY`), so
+    /// job control, `^C` and `/dev/tty` work in the command.
+    Pty(RawFd),
+}
+
+/// Opens a new pty in the mount namespace and root the caller is in (the
+/// zone's, after [`Entry::enter`]): the master from `/dev/pts/ptmx` (the
+/// zone's own devpts instance), the slave through the master
+/// (`TIOCGPTPEER`, no path looked up). The slave is then a
+/// `/dev/pts/<n>` of the zone's, owned by whoever opened it (the zone's
+/// root). Both are close-on-exec; the master is nonblocking.
+pub fn open_pty() -> io::Result<(File, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open("/dev/pts/ptmx")
+        .map_err(context("cannot open the zone's /dev/pts/ptmx"))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads the int we pass; TIOCGPTPEER takes flags
+    // and returns a new descriptor, owned below. On anything but a pty
+    // master both fail, which is the check that /dev/pts/ptmx is one.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(context("/dev/pts/ptmx in the zone is not a pty multiplexer")(io::Error::last_os_error()));
+        }
+        let fd = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(context("cannot open the new pty's slave")(io::Error::last_os_error()));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    Ok((master, slave))
 }
 
 /// A command to run where the caller is (inside a zone, after
@@ -319,27 +358,9 @@ impl Exec {
     /// The caller must be single-threaded: the child only makes syscalls
     /// on what was prepared before the fork.
     pub fn run(&self) -> io::Result<i32> {
-        let argv = ptrs(&self.argv);
-        let envp = ptrs(&self.env);
         // SAFETY: installing SIG_IGN runs no handler code of ours.
         let old = unsafe { (signal(Signal::SIGINT, SigHandler::SigIgn), signal(Signal::SIGQUIT, SigHandler::SigIgn)) };
-        // SAFETY: the caller is single-threaded (see above); the child only
-        // makes async-signal-safe calls on data made before the fork.
-        let result = match unsafe { fork() } {
-            Ok(ForkResult::Child) => self.exec_child(&argv, &envp),
-            Ok(ForkResult::Parent { child }) => loop {
-                match waitpid(child, None) {
-                    Ok(status) => {
-                        if let Some(code) = exit_code(status) {
-                            break Ok(code);
-                        }
-                    }
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => break Err(context("waiting for the command in the zone")(e)),
-                }
-            },
-            Err(e) => Err(context("cannot fork")(e)),
-        };
+        let result = self.spawn().and_then(wait);
         // SAFETY: as above, restoring dispositions only.
         unsafe {
             if let Ok(h) = old.0 {
@@ -352,6 +373,24 @@ impl Exec {
         result
     }
 
+    /// Forks and execs the command in the child (see [`Exec::run`]) and
+    /// returns the child's pid at once; the caller waits for it ([`wait`]).
+    /// The command starts with every signal unblocked and SIGINT, SIGQUIT
+    /// and SIGPIPE at their defaults, whatever the caller's mask.
+    ///
+    /// The caller must be single-threaded (see [`Exec::run`]).
+    pub fn spawn(&self) -> io::Result<Pid> {
+        let argv = ptrs(&self.argv);
+        let envp = ptrs(&self.env);
+        // SAFETY: the caller is single-threaded (see above); the child only
+        // makes async-signal-safe calls on data made before the fork.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => self.exec_child(&argv, &envp),
+            Ok(ForkResult::Parent { child }) => Ok(child),
+            Err(e) => Err(context("cannot fork")(e)),
+        }
+    }
+
     fn exec_child(&self, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
         // SAFETY: async-signal-safe calls only, on data made before fork;
         // argv and envp are null-terminated arrays of live C strings.
@@ -360,8 +399,17 @@ impl Exec {
             let _ = signal(Signal::SIGQUIT, SigHandler::SigDfl);
             // Rust's runtime ignores SIGPIPE; the command must not inherit that.
             let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-            if let Stdio::Console(fd) = self.stdio {
+            // Nor a mask its caller set up for a signalfd (exec keeps masks).
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            if let Stdio::Console(fd) | Stdio::Pty(fd) = self.stdio {
                 libc::setsid();
+                if matches!(self.stdio, Stdio::Pty(_)) && libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
+                    let msg = b"cannot make the pty the command's controlling terminal (TIOCSCTTY)\n";
+                    libc::write(2, msg.as_ptr().cast(), msg.len());
+                    libc::_exit(126);
+                }
                 for target in 0..3 {
                     libc::dup2(fd, target);
                 }
@@ -385,6 +433,22 @@ impl Exec {
 
 fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
     v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+/// Waits for `child` (from [`Exec::spawn`]) to end and returns its exit
+/// status, or 128 + the signal that killed it.
+pub fn wait(child: Pid) -> io::Result<i32> {
+    loop {
+        match waitpid(child, None) {
+            Ok(status) => {
+                if let Some(code) = exit_code(status) {
+                    return Ok(code);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(context("waiting for the command in the zone")(e)),
+        }
+    }
 }
 
 /// The exit status to report for a child's wait status: its exit code, or

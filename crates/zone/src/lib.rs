@@ -7,10 +7,10 @@
 //! everything). The monitor creates the zone's cgroup, its namespaces (user,
 //! pid, mount, uts, ipc, net, cgroup; root in the zone is an unprivileged
 //! host uid, see [`security`]), its root (`pivot_root` into an idmapped
-//! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys`, a sized
-//! `/tmp`, bind mounts), a console
+//! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys` with
+//! [`lxcfs`]'s views of the zone's limits, a sized `/tmp`, bind mounts), a console
 //! pty whose output goes to a bounded log, and then waits on init. It answers
-//! [`control`] requests (status, stop, reboot, kill) on a Unix socket in the
+//! [`control`] requests (status, stop, reboot, kill, console) on a Unix socket in the
 //! zone's run directory, so the daemon can restart without touching zones.
 //!
 //! ```text
@@ -29,8 +29,10 @@
 
 pub mod cgroup;
 pub mod control;
+pub mod cpuset;
 pub mod enter;
 mod launch;
+pub mod lxcfs;
 pub mod monitor;
 mod rootfs;
 pub mod security;

@@ -8,7 +8,8 @@
 //! root for it: see ARCHITECTURE.md) and reports to `launch` once init has
 //! been exec'd. It then runs a single
 //! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
-//! its connections, and the pty master: no threads, no runtime.
+//! its connections, the pty master and the attached console client, if any
+//! (`monitor/console.rs`): no threads, no runtime.
 //!
 //! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
 //! `reboot` request) or an exit with `restart_init` starts a new init in the
@@ -53,16 +54,21 @@ struct CloneArgs {
 
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
-const CONSOLE_MAX: u64 = 1 << 20;
 const MAX_CONNS: usize = 32;
 const MAX_REQUEST: usize = 64 * 1024;
+/// The poll set's first entries: signals, the listener, the console's master and client.
+const FIXED_FDS: usize = 4;
 const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
 
 macro_rules! log {
     ($($t:tt)*) => {{
-        let _ = writeln!(io::stderr(), "{} zonevisor-monitor[{}]: {}", now_secs(), std::process::id(), format_args!($($t)*));
+        let _ = writeln!(io::stderr(), "{} zonevisor-monitor[{}]: {}", $crate::monitor::now_secs(), std::process::id(), format_args!($($t)*));
     }};
 }
+
+mod console;
+
+use console::Console;
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -111,91 +117,6 @@ pub fn main() -> ! {
             });
             // The pipe stays open until we exit: end-of-file means we are gone.
             std::process::exit(1)
-        }
-    }
-}
-
-/// The console: a pty whose slave is the zone's `/dev/console`.
-struct Console {
-    master: fs::File,
-    slave: OwnedFd,
-    slave_path: PathBuf,
-    log: fs::File,
-    size: u64,
-    path: PathBuf,
-    /// The pty is unusable: stop polling it.
-    dead: bool,
-}
-
-impl Console {
-    fn open(run_dir: &Path) -> io::Result<Console> {
-        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a descriptor we own, into a buffer we own.
-        let (master, slave_path) = unsafe {
-            let m = cvt(libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
-            let m = OwnedFd::from_raw_fd(m);
-            cvt(libc::grantpt(m.as_raw_fd()))?;
-            cvt(libc::unlockpt(m.as_raw_fd()))?;
-            let mut buf = [0 as libc::c_char; 128];
-            let r = libc::ptsname_r(m.as_raw_fd(), buf.as_mut_ptr(), buf.len());
-            if r != 0 {
-                return Err(io::Error::from_raw_os_error(r));
-            }
-            let name = std::ffi::CStr::from_ptr(buf.as_ptr());
-            let flags = cvt(libc::fcntl(m.as_raw_fd(), libc::F_GETFL))?;
-            cvt(libc::fcntl(m.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
-            (m, PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
-        };
-        let c = rootfs::cstring(slave_path.as_os_str().as_bytes())?;
-        // SAFETY: valid C string; the descriptor is checked and owned; the winsize is ours.
-        let slave = unsafe {
-            let s = OwnedFd::from_raw_fd(cvt(libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?);
-            let ws = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
-            libc::ioctl(s.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            s
-        };
-        let path = run_dir.join(control::CONSOLE_FILE);
-        let log = fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = log.metadata()?.len();
-        Ok(Console { master: fs::File::from(master), slave, slave_path, log, size, path, dead: false })
-    }
-
-    /// Copies what the zone wrote to the log (a bounded amount per call).
-    fn pump(&mut self) {
-        let mut buf = [0u8; 4096];
-        for _ in 0..16 {
-            match self.master.read(&mut buf) {
-                Ok(n) if n > 0 => self.append(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // EIO: the slave was hung up (vhangup by a getty): hold it open
-                // again, or poll would keep reporting the hang-up.
-                _ => return self.reopen_slave(),
-            }
-        }
-    }
-
-    fn reopen_slave(&mut self) {
-        let Ok(c) = rootfs::cstring(self.slave_path.as_os_str().as_bytes()) else { return };
-        // SAFETY: valid C string; the descriptor is checked before being owned.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            // SAFETY: just opened, owned by nobody else.
-            self.slave = unsafe { OwnedFd::from_raw_fd(fd) };
-        } else {
-            self.dead = true;
-        }
-    }
-
-    fn append(&mut self, data: &[u8]) {
-        let _ = self.log.write_all(data);
-        self.size += data.len() as u64;
-        if self.size > CONSOLE_MAX {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            let _ = fs::rename(&self.path, old);
-            if let Ok(f) = fs::OpenOptions::new().create(true).append(true).open(&self.path) {
-                self.log = f;
-                self.size = 0;
-            }
         }
     }
 }
@@ -415,9 +336,14 @@ impl Monitor {
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
         loop {
             pfds.clear();
-            let console = if self.console.dead { -1 } else { self.console.master.as_raw_fd() };
-            for fd in [self.sigfd.as_raw_fd(), self.listener.as_raw_fd(), console] {
-                pfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            let console = self.console.interest();
+            for (fd, events) in [
+                (self.sigfd.as_raw_fd(), libc::POLLIN),
+                (self.listener.as_raw_fd(), libc::POLLIN),
+                console.master,
+                console.client,
+            ] {
+                pfds.push(libc::pollfd { fd, events, revents: 0 });
             }
             for c in &self.conns {
                 pfds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 });
@@ -431,13 +357,16 @@ impl Monitor {
                 continue;
             }
             if pfds[2].revents != 0 {
-                self.console.pump();
+                self.console.on_master(pfds[2].revents);
+            }
+            if pfds[3].revents != 0 {
+                self.console.on_client(pfds[3].revents);
             }
             if pfds[0].revents != 0 {
                 self.on_signals();
             }
-            for i in (0..pfds.len() - 3).rev() {
-                if pfds[i + 3].revents != 0 && i < self.conns.len() {
+            for i in (0..pfds.len() - FIXED_FDS).rev() {
+                if pfds[i + FIXED_FDS].revents != 0 && i < self.conns.len() {
                     self.on_conn(i);
                 }
             }
@@ -631,6 +560,7 @@ impl Monitor {
         };
         let c = self.conns.swap_remove(i);
         match serde_json::from_slice::<Request>(&c.buf[..end]) {
+            Ok(Request::Console) if self.exit.is_none() => self.console.attach(c.sock, &c.buf[end + 1..]),
             Ok(req) => self.on_request(c.sock, req),
             Err(e) => send(&c.sock, &Reply::error(format!("bad request: {e}"))),
         }
@@ -673,6 +603,8 @@ impl Monitor {
                     Err(e) => send(&sock, &Reply::error(format!("signal {signal}: {e}"))),
                 }
             }
+            // Taken in on_conn, with the bytes that followed the request.
+            Request::Console => self.console.attach(sock, &[]),
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
                     if let Some(n) = limits.locked_bytes {

@@ -46,6 +46,12 @@ pub struct ZoneSpec {
     /// `limit_priv` opt-ins (see [`crate::security`]); unknown names are ignored.
     #[serde(default)]
     pub limit_priv: Vec<String>,
+    /// Where the daemon's lxcfs is mounted: its `proc` files (and
+    /// `sys/devices/system/cpu`) are bound over the zone's, so `free`,
+    /// `top` and `/proc/cpuinfo` show the zone's limits (see [`crate::lxcfs`]).
+    /// `None` leaves the kernel's `/proc` and `/sys` as they are.
+    #[serde(default)]
+    pub lxcfs: Option<PathBuf>,
 }
 
 /// A zone's id range: ids `0..count` in the zone are `host_uid..host_uid+count`
@@ -93,6 +99,11 @@ pub struct Limits {
     /// `cpu_cap`: percent of one CPU (100 = one CPU); `None` or 0 = no cap.
     #[serde(default)]
     pub cpu_cap_pct: Option<u64>,
+    /// The CPUs the zone may run on (its cpuset), chosen by the daemon for
+    /// `cpu_cap` (see [`crate::cpuset`]); `None` or empty = every CPU its
+    /// parent cgroup has.
+    #[serde(default)]
+    pub cpus: Option<Vec<u32>>,
     /// `zfs_io_priority`: relative disk I/O weight (default 100).
     #[serde(default)]
     pub io_priority: Option<u64>,

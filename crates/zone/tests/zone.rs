@@ -109,6 +109,7 @@ impl Zone {
             restart_init: false,
             idmap: None,
             limit_priv: Vec::new(),
+            lxcfs: None,
         };
         Zone { dir, spec, launched: None }
     }
@@ -611,6 +612,7 @@ fn limits_written_and_rolled_back() {
         pids: Some(100),
         cpu_shares: Some(50),
         cpu_cap_pct: Some(150),
+        cpus: None,
         io_priority: Some(200),
     };
     let l = z.launch();

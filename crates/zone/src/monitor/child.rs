@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::enter::{Entry, Exec};
 use crate::launch::{LaunchError, DEFAULT_PATH};
 use crate::rootfs::{self, cstring, cvt};
-use crate::security;
+use crate::{lxcfs, security};
 use crate::{BindMount, ZoneSpec};
 
 /// The host devices bind-mounted into the zone's `/dev`.
@@ -38,6 +38,8 @@ pub(super) struct Trees {
     devices: Vec<(&'static str, OwnedFd)>,
     console: OwnedFd,
     mounts: Vec<(BindMount, OwnedFd)>,
+    /// lxcfs's files for `/proc` and `/sys` (empty without lxcfs).
+    lxcfs: Vec<(lxcfs::View, OwnedFd)>,
 }
 
 impl Trees {
@@ -62,7 +64,23 @@ impl Trees {
             }
             mounts.push((m.clone(), tree));
         }
-        Ok(Trees { root, devices, console, mounts })
+        // The daemon checked lxcfs answers before launching; if it died
+        // since (a reboot from inside the zone, much later), the zone
+        // still starts, on the kernel's /proc: a reboot must not fail for it.
+        let lxcfs = match spec.lxcfs.as_deref().map(lxcfs::open) {
+            Some(Ok(views)) => views,
+            Some(Err(e)) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let pid = std::process::id();
+                let _ = writeln!(
+                    io::stderr(),
+                    "{now} zonevisor-monitor[{pid}]: lxcfs: {e}; the zone sees the host's /proc"
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        Ok(Trees { root, devices, console, mounts, lxcfs })
     }
 }
 
@@ -215,7 +233,9 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     let null = setup_dev(root, p)?;
     // Opened anew: what is mounted there, not the directories mounted on.
     let dir = |rel: &str| rootfs::open_in(root, Path::new(rel), libc::O_PATH | libc::O_DIRECTORY, 0);
-    dir("proc").and_then(|proc| mask(proc.as_fd(), dir("sys")?.as_fd(), null)).map_err(step("mask /proc and /sys"))?;
+    let (proc, sys) = dir("proc").and_then(|proc| Ok((proc, dir("sys")?))).map_err(step("mask /proc and /sys"))?;
+    overlay_lxcfs(proc.as_fd(), sys.as_fd(), &p.trees.lxcfs).map_err(step("mount lxcfs"))?;
+    mask(proc.as_fd(), sys.as_fd(), null).map_err(step("mask /proc and /sys"))?;
     if p.tmpfs_bytes > 0 {
         let opts = cstring(format!("mode=1777,size={}", p.tmpfs_bytes).as_bytes()).map_err(step("mount /tmp"))?;
         mount_fs(root, "tmp", c"tmpfs", nosuid_nodev, Some(&opts)).map_err(step("mount /tmp"))?;
@@ -358,6 +378,23 @@ fn open_at(dir: BorrowedFd, name: &str) -> io::Result<Option<OwnedFd>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Binds lxcfs's files over the zone's `/proc` files and its
+/// `/sys/devices/system/cpu` (see [`lxcfs`]); a file this kernel's `/proc`
+/// lacks is skipped, as LXC's hook does.
+fn overlay_lxcfs(proc: BorrowedFd, sys: BorrowedFd, views: &[(lxcfs::View, OwnedFd)]) -> io::Result<()> {
+    for (view, tree) in views {
+        let base = match view.base {
+            lxcfs::Base::Proc => proc,
+            lxcfs::Base::Sys => sys,
+        };
+        if let Some(target) = open_at(base, view.name)? {
+            rootfs::attach(tree.as_fd(), target.as_fd())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", view.source())))?;
+        }
+    }
+    Ok(())
 }
 
 /// Hides or freezes what a zone must not reach in `/proc` and `/sys`, as
