@@ -399,6 +399,17 @@ fn sysinfo_reports_the_host() {
     assert_eq!(s["Zpool"], "zones");
     assert_eq!(s["Zpool Backend"], "btrfs");
     assert!(s["HVM Accelerator"] == "kvm" || s["HVM Accelerator"] == "tcg");
+    // The test pool is a loop file; the daemon puts its device on bfq where the kernel has it.
+    let fair = s["Fair I/O"].as_str().unwrap_or_default();
+    let bfq = std::fs::read_dir("/sys/block").unwrap().flatten().any(|d| {
+        d.file_name().to_string_lossy().starts_with("loop")
+            && std::fs::read_to_string(d.path().join("queue/scheduler")).is_ok_and(|s| s.contains("bfq"))
+    });
+    if bfq {
+        assert!(fair.starts_with("bfq on /dev/loop"), "Fair I/O: {fair}");
+    } else {
+        assert!(fair.starts_with("none ("), "Fair I/O: {fair}");
+    }
 }
 
 #[test]

@@ -170,6 +170,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let pool_config = PoolConfig { name: "zones".into(), mountpoint: root.join("zones"), source };
     let pool = Pool::open(&pool_config).context("opening the pool")?;
+    if let Err(why) = pool.fair_io() {
+        tracing::warn!(pool = %pool.mountpoint().display(), "zfs_io_priority is not enforced: {why}");
+    }
     let store = store::Store::open(&pool.config_dir().join("zonevisor.db")).context("opening the state database")?;
     let monitor_exe = config.monitor.clone().unwrap_or_else(default_monitor);
     anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());

@@ -158,6 +158,8 @@ impl Daemon {
             "Zpool Free in GiB": stats.map(|s| s.free_bytes >> 30),
             "Cgroup Version": cgroup,
             "Proc Virtualization": self.lxcfs.describe(),
+            // zfs_io_priority: weights honoured by the pool device's scheduler, or why not.
+            "Fair I/O": self.pool.fair_io().unwrap_or_else(|why| format!("none ({why})")),
             "Disks": disks(),
             "Network Interfaces": network_interfaces(),
             "Virtual Network Interfaces": {},
