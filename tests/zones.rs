@@ -95,6 +95,7 @@ fn stop_start_reboot_kill_delete() {
     h.vmadm(&["kill", "-s", "KILL", &uuid]).ok();
     let vm = h.wait_state(&uuid, "stopped", Duration::from_secs(20));
     assert_eq!(vm["exit_status"], 137, "{vm}");
+    assert_eq!(vm["exit_reason"], "init was killed by signal 9", "{vm}");
 
     h.vmadm(&["start", &uuid]).ok();
     assert_eq!(h.vmadm(&["delete", &uuid]).ok().trim(), format!("Successfully deleted VM {uuid}"));

@@ -435,7 +435,7 @@ impl Daemon {
                 ("pid", json!(launched.init_pid)),
                 ("boot_timestamp", json!(timestamp())),
             ],
-            &["exit_status", "exit_timestamp"],
+            &["exit_status", "exit_timestamp", "exit_reason"],
         )
     }
 
@@ -488,6 +488,7 @@ impl Daemon {
             };
             fields.push(("exit_status", status));
             fields.push(("exit_timestamp", json!(timestamp())));
+            fields.push(("exit_reason", json!(x.message)));
             tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
         }
         if let Err(e) = self.set_fields(uuid, &fields, &["pid"]) {

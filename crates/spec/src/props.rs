@@ -370,6 +370,7 @@ pub static PROPS: &[Prop] = &[
     ro("last_modified"),
     ro("exit_status"),
     ro("exit_timestamp"),
+    ro("exit_reason"),
     ro("server_uuid"),
     ro("platform_buildstamp"),
     ro("hvm"),

@@ -284,6 +284,7 @@ fn runtime_properties_belong_to_the_daemon() {
         "last_modified",
         "exit_status",
         "exit_timestamp",
+        "exit_reason",
     ];
     let mut payload = lx(json!({"zpool": "tank"}));
     for r in runtime {
