@@ -5,16 +5,21 @@
 //! daemon while zones run, is reused by the next daemon, stops with the
 //! daemon when no zone runs, and the harness leaves no lxcfs behind.
 //!
-//! `free` is procps's (the Debian image): busybox's `free` asks the
-//! kernel's `sysinfo(2)`, which no file system can answer for a cgroup, so
-//! the busybox zone checks `/proc/meminfo` and busybox `top` instead.
+//! `free` is procps's in the Debian image. busybox's `free` and `uptime`
+//! ask `sysinfo(2)` instead, which no file system answers: the zone's
+//! seccomp filter sends it to the monitor, which answers with the zone's
+//! memory and uptime; that is checked for processes entered with `zlogin`
+//! and for descendants of init (the console's shell), across a live update
+//! and a reboot, with a probe that prints the whole `struct sysinfo`.
 //!
 //! Without lxcfs on the host these tests skip with the reason (and fail in
 //! CI, where `CI` is set).
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -263,4 +268,145 @@ fn the_harness_leaves_no_lxcfs_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!mounted(&format!(" {} ", mount.display())), "{} is still mounted", mount.display());
+}
+
+const MIB: u64 = 1 << 20;
+
+/// busybox `free -m`'s total, in MiB: the `Mem:` line's column under the
+/// header's `total` (busybox does not separate columns that overflow).
+#[track_caller]
+fn busybox_free_total_mib(out: &str) -> u64 {
+    let header = out.lines().find(|l| l.contains("total")).unwrap_or_else(|| panic!("no header in {out:?}"));
+    let end = header.find("total").unwrap() + "total".len();
+    let mem = out.lines().find(|l| l.starts_with("Mem:")).unwrap_or_else(|| panic!("no Mem: line in {out:?}"));
+    let column = mem.get(..end).unwrap_or(mem);
+    column.split_whitespace().last().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{mem:?}"))
+}
+
+/// The `key=value` lines the sysinfo probe prints.
+fn probe_fields(out: &str) -> HashMap<String, String> {
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
+}
+
+#[track_caller]
+fn field(fields: &HashMap<String, String>, key: &str) -> u64 {
+    fields.get(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+}
+
+/// Runs `cmd` on the zone's console, in the shell busybox's init keeps
+/// there (a descendant of init, under init's filter), and returns its
+/// output, written to a file in the zone and read back with zlogin.
+#[track_caller]
+fn on_console(h: &TestHost, uuid: &str, cmd: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let out = format!("/tmp/console-{}.out", N.fetch_add(1, Ordering::Relaxed));
+    let r = h.cli("vmadm", &["console", uuid], Some(&format!("{cmd} > {out}.tmp 2>&1; mv {out}.tmp {out}\n")));
+    assert_eq!(r.code, 0, "vmadm console: {} {}", r.stdout, r.stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = h.cli("zlogin", &[uuid, &format!("cat {out}")], None);
+        if r.code == 0 {
+            return r.stdout;
+        }
+        let log = h.vmadm(&["console", "--log", uuid]).stdout;
+        assert!(Instant::now() < deadline, "{cmd:?} on the console wrote nothing; the console shows:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Minutes of busybox `uptime`'s "up N min" (`None` when it says hours or days).
+fn uptime_minutes(out: &str) -> Option<u64> {
+    let up = out.split(" up ").nth(1)?.split(',').next()?.trim();
+    up.strip_suffix(" min")?.trim().parse().ok()
+}
+
+#[test]
+fn busybox_free_and_uptime_get_the_zones_sysinfo_from_zlogin_and_from_init() {
+    let Some(h) = lxcfs_host() else { return };
+    let probes = h.dir.path().join("probes");
+    std::fs::create_dir_all(&probes).unwrap();
+    if let Err(e) = build_probe("sysinfo", &probes) {
+        skip(&format!("cannot build the sysinfo probe: {e}"));
+        return;
+    }
+    let on_host = std::process::Command::new(probes.join("sysinfo")).output().unwrap();
+    let host = probe_fields(&String::from_utf8_lossy(&on_host.stdout));
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({
+        "brand": "lx", "image_uuid": img, "max_physical_memory": 256,
+        "filesystems": [{"type": "lofs", "source": probes, "target": "/probes", "options": ["ro"]}],
+    }));
+    let created = Instant::now();
+
+    // zlogin: busybox's free, and the whole struct.
+    assert_near("busybox free -m total (zlogin)", busybox_free_total_mib(&zlogin(&h, &uuid, "free -m")), 256, 1);
+    let si = probe_fields(&zlogin(&h, &uuid, "/probes/sysinfo; grep -E '^Mem(Total|Free):' /proc/meminfo"));
+    assert_eq!(field(&si, "totalram"), 256 * MIB, "{si:?}");
+    assert_eq!(field(&si, "mem_unit"), 1);
+    assert_eq!(si["null"], "EFAULT", "sysinfo(NULL) in the zone");
+    let procs = field(&si, "procs");
+    assert!(
+        (2..=64).contains(&procs) && procs < field(&host, "procs"),
+        "procs {procs}, the host's {:?}",
+        host["procs"]
+    );
+    let uptime = field(&si, "uptime");
+    assert!(
+        uptime <= created.elapsed().as_secs() + 2,
+        "uptime {uptime} s in a zone created {:?} ago",
+        created.elapsed()
+    );
+    assert!(field(&host, "uptime") < 60 || uptime < field(&host, "uptime"), "the host's uptime: {host:?}");
+    // sysinfo's free memory is lxcfs's MemFree, give or take what changed between the two reads.
+    let meminfo = zlogin(&h, &uuid, "/probes/sysinfo; grep ^MemFree: /proc/meminfo");
+    let free_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_near(
+        "sysinfo freeram vs MemFree (KiB)",
+        field(&probe_fields(&meminfo), "freeram") / 1024,
+        free_kib,
+        8 * 1024,
+    );
+
+    // A descendant of init: the console's shell.
+    assert_near("busybox free -m total (console)", busybox_free_total_mib(&on_console(&h, &uuid, "free -m")), 256, 1);
+    let si = probe_fields(&on_console(&h, &uuid, "/probes/sysinfo"));
+    assert_eq!(field(&si, "totalram"), 256 * MIB, "{si:?}");
+    assert!(field(&si, "uptime") <= created.elapsed().as_secs() + 2, "{si:?}");
+    let up = on_console(&h, &uuid, "uptime");
+    assert!(uptime_minutes(&up).is_some_and(|m| m <= created.elapsed().as_secs() / 60 + 1), "busybox uptime: {up:?}");
+
+    // Live: no restart.
+    h.vmadm(&["update", &uuid, "max_physical_memory=512"]).ok();
+    assert_near(
+        "free -m total after the update (zlogin)",
+        busybox_free_total_mib(&zlogin(&h, &uuid, "free -m")),
+        512,
+        1,
+    );
+    let console = busybox_free_total_mib(&on_console(&h, &uuid, "free -m"));
+    assert_near("free -m total after the update (console)", console, 512, 1);
+
+    // A reboot: a new init with a new filter and listener; uptime starts again.
+    let pid = h.get(&uuid)["pid"].as_i64();
+    h.vmadm(&["reboot", &uuid]).ok();
+    let rebooted = Instant::now();
+    assert_ne!(h.get(&uuid)["pid"].as_i64(), pid, "the reboot kept init");
+    assert_near(
+        "free -m total after a reboot (console)",
+        busybox_free_total_mib(&on_console(&h, &uuid, "free -m")),
+        512,
+        1,
+    );
+    assert_near("free -m total after a reboot (zlogin)", busybox_free_total_mib(&zlogin(&h, &uuid, "free -m")), 512, 1);
+    let si = probe_fields(&on_console(&h, &uuid, "/probes/sysinfo"));
+    assert_eq!(field(&si, "totalram"), 512 * MIB, "{si:?}");
+    assert!(field(&si, "uptime") <= rebooted.elapsed().as_secs() + 2, "uptime after the reboot: {si:?}");
 }

@@ -176,21 +176,6 @@ fn escape_attempts_are_refused() {
     assert_eq!(h.get(&uuid)["state"], "stopped");
 }
 
-/// Builds `tests/probes/<name>.c` as a static binary into `dir`.
-fn build_probe(name: &str, dir: &std::path::Path) -> Result<(), String> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes").join(format!("{name}.c"));
-    let out = std::process::Command::new("gcc")
-        .args(["-static", "-O2", "-Wall", "-o"])
-        .arg(dir.join(name))
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("gcc: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("gcc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(())
-}
-
 #[test]
 fn ptrace_reaches_only_the_zones_own_processes() {
     let Some(h) = TestHost::new() else { return };

@@ -110,6 +110,22 @@ pub fn debian() -> &'static Fixture {
     F.get_or_init(|| build_fixture("debian").unwrap_or_else(|e| panic!("debian fixture: {e}")))
 }
 
+/// Builds `tests/probes/<name>.c` as a static binary into `dir` (the
+/// zone images have no compiler and busybox lacks some tools).
+pub fn build_probe(name: &str, dir: &Path) -> Result<(), String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes").join(format!("{name}.c"));
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(dir.join(name))
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gcc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
 /// One daemon with its own root, pool and network namespace.
 pub struct TestHost {
     pub dir: tempfile::TempDir,

@@ -14,9 +14,13 @@
 //!        │
 //!  join the init's cgroups (each v1 hierarchy's and the v2 cgroup.procs)
 //!        │
+//!  ask the zone's monitor to serve sysinfo(2) for us (2 s at most;
+//!  else the kernel's sysinfo: the host's memory)
+//!        │
 //!  setns user → ipc → uts → net → pid → cgroup → mnt, chroot to the
 //!  init's root, become uid/gid 0 of the zone, drop capabilities the
-//!  init does not have
+//!  init does not have, install the zone's seccomp filter (its listener
+//!  to the monitor)
 //!        │
 //!  fork (the child is born in the zone's pid namespace)
 //!   ├─ child: cwd /, clean environment, exec `sh -l` or `sh -c "cmd"`
@@ -205,6 +209,7 @@ pub fn enter_and_run(pid: i32, command: &[String], streams: Streams) -> Result<i
         .and_then(Entry::cgroups_of_process)
         .and_then(Entry::chroot)
         .and_then(Entry::drop_capabilities)
+        .map(Entry::sysinfo_from_monitor)
         .map_err(err)?;
     entry.enter().map_err(err)?;
 

@@ -17,7 +17,7 @@
 //! | `pids`         | `pids.max`                         | `pids.max`                           |
 //! | `cpu_shares`   | `cpu.weight` (clamped 1..=10000)   | `cpu.shares` (= shares·1024/100, ≥2) |
 //! | `cpu_cap_pct`  | `cpu.max` (`cap·1000 100000`)      | `cpu.cfs_period_us`/`cfs_quota_us`   |
-//! | `cpus`         | `cpuset.cpus` (empty: the parent's)| `cpuset.cpus` (`None`: the parent's) |
+//! | `cpus`         | `cpuset.cpus` (`None`: see below)  | `cpuset.cpus` (`None`: the parent's) |
 //! | `io_priority`  | `io.bfq.weight` and `io.weight`    | `blkio.bfq.weight` and `blkio.weight`|
 //!
 //! `io_priority` (`zfs_io_priority`, default 100) is written to every weight
@@ -28,8 +28,10 @@
 //! [`crate::cpuset`]): on v1 the `cpuset` hierarchy's `cpuset.cpus` (the
 //! parent's list when not pinned: v1 has no "inherit"), on v2 `cpuset.cpus`
 //! where the `cpuset` controller could be enabled on the way down (an empty
-//! value inherits the parent's CPUs).
+//! value inherits the parent's CPUs; a pinned zone with tasks cannot go back
+//! to empty, so it is unpinned to its parent's effective CPUs).
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, ErrorKind};
 use std::path::{Component, Path, PathBuf};
@@ -377,9 +379,8 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
         let pinned = limits.cpus.as_deref().filter(|c| !c.is_empty());
         let value = match (pinned, f.parent().and_then(Path::parent)) {
             (Some(cpus), _) => Some(crate::cpuset::format_list(cpus)),
-            // v2: empty means "the parent's CPUs" (written as a newline),
-            // and needs writing only to undo a pin.
-            _ if is_v2_file(&f) => read_trim(&f).ok().filter(|v| !v.is_empty()).map(|_| "\n".to_owned()),
+            // v2: written only to undo a pin (see v2_unpinned).
+            _ if is_v2_file(&f) => read_trim(&f).ok().filter(|v| !v.is_empty()).and_then(|_| v2_unpinned(&f)),
             // v1 has no inherit: the parent's list.
             (None, Some(parent)) => read_trim(&parent.join("cpuset.cpus")).ok().filter(|v| !v.is_empty()),
             (None, None) => None,
@@ -418,7 +419,7 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
             Ok(old) => done.push((path, old)),
             Err(e) => {
                 for (p, old) in done.iter().rev() {
-                    let _ = write_file(p, restore_value(p, old));
+                    let _ = write_file(p, &restore_value(p, old));
                 }
                 return Err(e);
             }
@@ -436,19 +437,32 @@ fn is_v2_file(path: &Path) -> bool {
         .is_some_and(|h| h.v2)
 }
 
+/// The value that unpins a v2 zone's `cpuset.cpus` (`file`). Empty means
+/// "the parent's CPUs" (written as a newline: an empty write never reaches
+/// the kernel), but the kernel refuses to empty the cpuset of a cgroup with
+/// tasks (ENOSPC), so a running zone gets its parent's effective CPUs,
+/// which [`cpus`] reads back as unpinned all the same.
+fn v2_unpinned(file: &Path) -> Option<String> {
+    let dir = file.parent()?;
+    let events = read_trim(&dir.join("cgroup.events")).ok()?;
+    if !events.lines().any(|l| l == "populated 1") {
+        return Some("\n".to_owned());
+    }
+    read_trim(&dir.parent()?.join("cpuset.cpus.effective")).ok().filter(|v| !v.is_empty())
+}
+
 /// What to write back to restore a value read from `path`.
-fn restore_value<'a>(path: &Path, old: &'a str) -> &'a str {
-    // An empty value (v2 cpuset.cpus) is written as a newline: an empty
-    // write never reaches the kernel.
+fn restore_value<'a>(path: &Path, old: &'a str) -> Cow<'a, str> {
+    // Empty: a v2 cpuset.cpus that was not pinned.
     if old.is_empty() {
-        return "\n";
+        return v2_unpinned(path).map_or(Cow::Borrowed("\n"), Cow::Owned);
     }
     // v2 io.weight and io.bfq.weight read back as "default N\n<dev> N..."; the
     // first line restores the default.
     if path.ends_with("io.weight") || path.ends_with("io.bfq.weight") {
-        return old.lines().next().unwrap_or(old);
+        return Cow::Borrowed(old.lines().next().unwrap_or(old));
     }
-    old
+    Cow::Borrowed(old)
 }
 
 fn pids_in(dir: &Path, out: &mut Vec<i32>) {
@@ -618,6 +632,110 @@ pub fn usage(cgroup: &str) -> Result<Usage, CgroupError> {
         }
     }
     Ok(u)
+}
+
+/// A zone's memory as lxcfs shows it in the zone's `/proc/meminfo`, for
+/// the zone's answer to `sysinfo(2)` (see `monitor/sysinfo.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// The lowest memory limit of the zone's cgroup and its ancestors
+    /// (v2 `memory.max`, v1 `memory.limit_in_bytes`); `None`: unlimited.
+    /// v1's "unlimited" is a huge number, kept as it is.
+    pub limit: Option<u64>,
+    /// Memory charged to the cgroup, page cache included (v2
+    /// `memory.current`, v1 `memory.usage_in_bytes`): what lxcfs subtracts
+    /// from the limit for `MemFree`.
+    pub usage: u64,
+    /// Shared memory (tmpfs, shm): `shmem` (v2) or `total_shmem` (v1) in `memory.stat`.
+    pub shmem: u64,
+    /// Swap the zone may use besides its memory, the lowest of its cgroup's
+    /// and its ancestors' (v2 `memory.swap.max`; v1 `memory.memsw.limit_in_bytes`
+    /// minus the memory limit); `None`: unlimited or not accounted.
+    pub swap_limit: Option<u64>,
+    /// Swap in use (v2 `memory.swap.current`; v1 `memory.memsw.usage_in_bytes`
+    /// minus `memory.usage_in_bytes`); `None` where the kernel does not account swap.
+    pub swap_usage: Option<u64>,
+}
+
+/// A value of a memory control file: a number, or `None` for `max`.
+fn memory_value(path: &Path) -> Result<Option<u64>, CgroupError> {
+    let v = read_trim(path).map_err(io_err("read", path))?;
+    Ok(v.parse().ok())
+}
+
+/// The lowest limit in `name` of `dir` (the zone's cgroup in one hierarchy,
+/// `depth` levels below the hierarchy's root) and its ancestors that have
+/// the file; `None` when none is limited.
+fn min_limit(dir: &Path, depth: usize, name: &str) -> Result<Option<u64>, CgroupError> {
+    let mut lowest: Option<u64> = None;
+    for d in dir.ancestors().take(depth) {
+        let f = d.join(name);
+        if !f.exists() {
+            continue;
+        }
+        if let Some(v) = memory_value(&f)? {
+            lowest = Some(lowest.map_or(v, |l| l.min(v)));
+        }
+    }
+    Ok(lowest)
+}
+
+/// The zone's memory limit, usage and swap, as lxcfs reads them (see [`Memory`]).
+pub fn memory(cgroup: &str) -> Result<Memory, CgroupError> {
+    memory_in(&dirs(cgroup)?, Path::new(cgroup).components().count(), cgroup)
+}
+
+/// [`memory`] of the cgroup whose directories (one per hierarchy) are
+/// `dirs`, `depth` levels below their hierarchies' roots.
+fn memory_in(dirs: &[PathBuf], depth: usize, cgroup: &str) -> Result<Memory, CgroupError> {
+    let num = |p: &Path| -> Result<u64, CgroupError> { Ok(memory_value(p)?.unwrap_or(0)) };
+    let stat_value = |dir: &Path, key: &str| -> Result<u64, CgroupError> {
+        let p = dir.join("memory.stat");
+        let text = fs::read_to_string(&p).map_err(io_err("read", &p))?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    };
+    if let Some(dir) = dirs.iter().find(|d| d.join("memory.current").exists()) {
+        let swap_usage = dir.join("memory.swap.current");
+        let swap_usage = if swap_usage.exists() { Some(num(&swap_usage)?) } else { None };
+        return Ok(Memory {
+            limit: min_limit(dir, depth, "memory.max")?,
+            usage: num(&dir.join("memory.current"))?,
+            shmem: stat_value(dir, "shmem")?,
+            swap_limit: if swap_usage.is_some() { min_limit(dir, depth, "memory.swap.max")? } else { None },
+            swap_usage,
+        });
+    }
+    let Some(dir) = dirs.iter().find(|d| d.join("memory.usage_in_bytes").exists()) else {
+        return Err(CgroupError::Io {
+            op: "find",
+            path: PathBuf::from(cgroup),
+            source: io::Error::new(ErrorKind::NotFound, "no memory controller for the cgroup"),
+        });
+    };
+    let limit = min_limit(dir, depth, "memory.limit_in_bytes")?;
+    let usage = num(&dir.join("memory.usage_in_bytes"))?;
+    let memsw_usage = dir.join("memory.memsw.usage_in_bytes");
+    let (swap_limit, swap_usage) = if memsw_usage.exists() {
+        let memsw = min_limit(dir, depth, "memory.memsw.limit_in_bytes")?;
+        let swap_limit = memsw.map(|sw| sw.saturating_sub(limit.unwrap_or(0)));
+        (swap_limit, Some(num(&memsw_usage)?.saturating_sub(usage)))
+    } else {
+        (None, None)
+    };
+    Ok(Memory { limit, usage, shmem: stat_value(dir, "total_shmem")?, swap_limit, swap_usage })
+}
+
+/// The number of tasks (threads) in the zone's cgroup (`pids.current`).
+pub fn tasks(cgroup: &str) -> Result<u64, CgroupError> {
+    let dirs = dirs(cgroup)?;
+    match dirs.iter().map(|d| d.join("pids.current")).find(|p| p.exists()) {
+        Some(p) => Ok(memory_value(&p)?.unwrap_or(0)),
+        None => Ok(0),
+    }
 }
 
 /// One line of a PSI file (`some ...` or `full ...`): the share of wall
@@ -886,6 +1004,23 @@ mod tests {
     }
 
     #[test]
+    fn v2_unpinning_empties_only_a_cgroup_without_tasks() {
+        let parent = tempfile::tempdir().unwrap();
+        let zone = parent.path().join("zone");
+        fs::create_dir(&zone).unwrap();
+        fs::write(parent.path().join("cpuset.cpus.effective"), "0-3\n").unwrap();
+        let cpus = zone.join("cpuset.cpus");
+        fs::write(zone.join("cgroup.events"), "populated 0\nfrozen 0\n").unwrap();
+        assert_eq!(v2_unpinned(&cpus).as_deref(), Some("\n"));
+        assert_eq!(restore_value(&cpus, ""), "\n");
+        // The kernel refuses to empty the cpuset of a cgroup with tasks (ENOSPC).
+        fs::write(zone.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        assert_eq!(v2_unpinned(&cpus).as_deref(), Some("0-3"));
+        assert_eq!(restore_value(&cpus, ""), "0-3");
+        assert_eq!(restore_value(&cpus, "1"), "1");
+    }
+
+    #[test]
     fn psi_io_stat_and_blkio_parse() {
         let p = parse_psi(
             "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
@@ -901,6 +1036,96 @@ mod tests {
         assert_eq!(io, IoStats { read_bytes: 101, write_bytes: 22, read_ops: 4, write_ops: 2 });
         let b = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 1\n8:0 Async 2\n8:0 Total 4608\n8:16 Read 4\nTotal 4612\n";
         assert_eq!(parse_blkio(b), (4100, 512));
+    }
+
+    /// Writes `files` (name, content) into `dir`, creating it.
+    fn cgroup_files(dir: &Path, files: &[(&str, &str)]) {
+        fs::create_dir_all(dir).unwrap();
+        for (name, content) in files {
+            fs::write(dir.join(name), content).unwrap();
+        }
+    }
+
+    #[test]
+    fn memory_on_v2_takes_the_lowest_limit_up_the_tree() {
+        const MIB: u64 = 1 << 20;
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().join("zonevisor");
+        let zone = parent.join("z1");
+        cgroup_files(&parent, &[("memory.max", "max\n"), ("memory.swap.max", "max\n")]);
+        cgroup_files(
+            &zone,
+            &[
+                ("memory.max", &format!("{}\n", 256 * MIB)),
+                ("memory.current", &format!("{}\n", 100 * MIB)),
+                ("memory.stat", &format!("anon 1\nfile 2\nshmem_thp 9\nshmem {}\n", 3 * MIB)),
+                ("memory.swap.max", &format!("{}\n", 512 * MIB)),
+                ("memory.swap.current", "4096\n"),
+            ],
+        );
+        let m = memory_in(std::slice::from_ref(&zone), 2, "zonevisor/z1").unwrap();
+        let want = Memory {
+            limit: Some(256 * MIB),
+            usage: 100 * MIB,
+            shmem: 3 * MIB,
+            swap_limit: Some(512 * MIB),
+            swap_usage: Some(4096),
+        };
+        assert_eq!(m, want);
+        // A lower limit on the parent wins; no limit anywhere is None.
+        fs::write(parent.join("memory.max"), format!("{}\n", 128 * MIB)).unwrap();
+        assert_eq!(memory_in(std::slice::from_ref(&zone), 2, "zonevisor/z1").unwrap().limit, Some(128 * MIB));
+        fs::write(parent.join("memory.max"), "max\n").unwrap();
+        fs::write(zone.join("memory.max"), "max\n").unwrap();
+        assert_eq!(memory_in(std::slice::from_ref(&zone), 2, "zonevisor/z1").unwrap().limit, None);
+        // No swap accounting (no memory.swap.* files).
+        fs::remove_file(zone.join("memory.swap.current")).unwrap();
+        let m = memory_in(std::slice::from_ref(&zone), 2, "zonevisor/z1").unwrap();
+        assert_eq!((m.swap_limit, m.swap_usage), (None, None));
+        // Above the hierarchy's root nothing is read.
+        fs::write(t.path().join("memory.max"), "1\n").unwrap();
+        assert_eq!(memory_in(&[zone], 2, "zonevisor/z1").unwrap().limit, None);
+    }
+
+    #[test]
+    fn memory_on_v1_reads_the_memory_hierarchy() {
+        const MIB: u64 = 1 << 20;
+        let t = tempfile::tempdir().unwrap();
+        let unlimited = "9223372036854771712\n";
+        // name=systemd and the controller-less unified hierarchy come first.
+        let systemd = t.path().join("systemd/zonevisor/z1");
+        let unified = t.path().join("unified/zonevisor/z1");
+        cgroup_files(&systemd, &[("cgroup.procs", "")]);
+        cgroup_files(&unified, &[("cgroup.procs", ""), ("memory.pressure", "")]);
+        let parent = t.path().join("memory/zonevisor");
+        let zone = parent.join("z1");
+        cgroup_files(&parent, &[("memory.limit_in_bytes", unlimited), ("memory.memsw.limit_in_bytes", unlimited)]);
+        cgroup_files(
+            &zone,
+            &[
+                ("memory.limit_in_bytes", &format!("{}\n", 256 * MIB)),
+                ("memory.usage_in_bytes", &format!("{}\n", 100 * MIB)),
+                ("memory.stat", &format!("cache 5\nshmem 1\ntotal_cache 6\ntotal_shmem {}\n", 2 * MIB)),
+                ("memory.memsw.limit_in_bytes", &format!("{}\n", 768 * MIB)),
+                ("memory.memsw.usage_in_bytes", &format!("{}\n", 110 * MIB)),
+            ],
+        );
+        let dirs = [systemd, unified, zone.clone()];
+        let m = memory_in(&dirs, 2, "zonevisor/z1").unwrap();
+        let want = Memory {
+            limit: Some(256 * MIB),
+            usage: 100 * MIB,
+            shmem: 2 * MIB,
+            swap_limit: Some(512 * MIB),
+            swap_usage: Some(10 * MIB),
+        };
+        assert_eq!(m, want);
+        // No swap accounting (swapaccount=0): no memory.memsw.* files.
+        fs::remove_file(zone.join("memory.memsw.usage_in_bytes")).unwrap();
+        let m = memory_in(&dirs, 2, "zonevisor/z1").unwrap();
+        assert_eq!((m.swap_limit, m.swap_usage), (None, None));
+        // No memory controller at all: an error (the caller falls back to the kernel's answer).
+        assert!(memory_in(&dirs[..2], 2, "zonevisor/z1").is_err());
     }
 
     #[test]

@@ -11,7 +11,20 @@
 //! {"op":"set_limits","limits":{Limits}}            → {"ok":true} | {"ok":false,"error":"..."}
 //! {"op":"console"}                                 → {"ok":true}, then the console (below)
 //!                                                    | {"ok":false,"error":"console already in use ..."}
+//! {"op":"sysinfo_listener"}                        → {"ok":true}, then one byte from the client
+//!                                                    carrying a seccomp listener (SCM_RIGHTS)
+//!                                                    | {"ok":false,"error":"..."}
 //! ```
+//!
+//! `sysinfo_listener` is how a process entering the zone from the host
+//! (`zlogin`) gets the zone's answers to `sysinfo(2)`: once the monitor has
+//! agreed, it installs its seccomp filter with a listener and sends the
+//! listener, which the monitor serves until every process under that
+//! filter is gone (see `monitor/sysinfo.rs`). Asking first matters: a
+//! filter that sends `sysinfo` to a listener nobody serves fails the call
+//! (`ENOSYS`), and it cannot be taken back; a monitor that refuses (too
+//! many listeners) or does not know the request (an older monitor) means
+//! the plain filter, and the kernel's `sysinfo`.
 //!
 //! A graceful stop runs the zone's own `poweroff` (or signals init), then
 //! kills the cgroup after `timeout_secs` (default 60); `force` kills at once.
@@ -49,6 +62,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -109,6 +123,9 @@ pub enum Request {
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
     Console,
+    /// Serve the zone's `sysinfo` for a seccomp listener that the client
+    /// sends after the reply (see the module documentation).
+    SysinfoListener,
 }
 
 /// Whether the zone is up or on its way down.
@@ -196,16 +213,22 @@ impl MonitorClient {
 
     /// Sends `req` and waits up to `timeout` for the reply.
     pub fn request(&self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
+        self.exchange(req, timeout, Duration::from_secs(10)).map(|(_, reply)| reply)
+    }
+
+    /// Sends `req`, reads the reply line and returns the connection with it.
+    fn exchange(&self, req: &Request, timeout: Duration, write: Duration) -> Result<(UnixStream, Reply), ControlError> {
         let path = self.run_dir.join(SOCKET_FILE);
-        let mut sock = with_socket_path(&self.run_dir, |p| UnixStream::connect(p))
+        let mut sock = with_socket_path(&self.run_dir, |p| connect(p, write))
             .map_err(|source| ControlError::NotRunning { path, source })?;
         sock.set_read_timeout(Some(timeout)).map_err(ControlError::Io)?;
-        sock.set_write_timeout(Some(Duration::from_secs(10))).map_err(ControlError::Io)?;
+        sock.set_write_timeout(Some(write)).map_err(ControlError::Io)?;
         let mut line = serde_json::to_vec(req).map_err(ControlError::BadReply)?;
         line.push(b'\n');
         sock.write_all(&line).map_err(ControlError::Io)?;
         let mut reply = String::new();
-        BufReader::new(sock).read_line(&mut reply).map_err(ControlError::Io)?;
+        // Nothing follows the reply line unasked: a buffered reader loses nothing.
+        BufReader::new(&sock).read_line(&mut reply).map_err(ControlError::Io)?;
         if reply.is_empty() {
             return Err(ControlError::NoReply);
         }
@@ -213,7 +236,15 @@ impl MonitorClient {
         if !reply.ok {
             return Err(ControlError::Refused(reply.error.unwrap_or_else(|| "request failed".into())));
         }
-        Ok(reply)
+        Ok((sock, reply))
+    }
+
+    /// Asks the monitor to serve a seccomp listener for the zone's
+    /// `sysinfo` (waiting up to `timeout` for its answer) and returns the
+    /// connection to send it on ([`send_fd`]) once the monitor agreed.
+    pub fn offer_sysinfo_listener(&self, timeout: Duration) -> Result<UnixStream, ControlError> {
+        let (sock, _) = self.exchange(&Request::SysinfoListener, timeout, timeout)?;
+        Ok(sock)
     }
 
     fn status_of(reply: Reply) -> Result<MonitorStatus, ControlError> {
@@ -264,7 +295,7 @@ impl MonitorClient {
     /// is attached.
     pub fn attach_console(&self) -> Result<UnixStream, ControlError> {
         let path = self.run_dir.join(SOCKET_FILE);
-        let mut sock = with_socket_path(&self.run_dir, |p| UnixStream::connect(p))
+        let mut sock = with_socket_path(&self.run_dir, |p| connect(p, Duration::from_secs(10)))
             .map_err(|source| ControlError::NotRunning { path, source })?;
         sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(ControlError::Io)?;
         sock.set_write_timeout(Some(Duration::from_secs(10))).map_err(ControlError::Io)?;
@@ -296,6 +327,132 @@ impl MonitorClient {
         sock.set_write_timeout(None).map_err(ControlError::Io)?;
         Ok(sock)
     }
+}
+
+/// Connects to the Unix socket at `path`, waiting at most `timeout`: a
+/// listener whose backlog is full (a stopped monitor's) would otherwise
+/// keep `connect` waiting for good. The timeout stays as the socket's
+/// write timeout.
+fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long"));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket(2) returns a new descriptor, owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nobody else.
+    let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    sock.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: connect reads the address we own, of the given length. A
+    // connect that times out (SO_SNDTIMEO) fails with EAGAIN.
+    if unsafe { libc::connect(sock.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// The byte carrying the listener of init's filter (to the monitor's own socket).
+pub(crate) const LISTENER_INIT: u8 = b'I';
+/// The byte carrying the listener of a process entered into the zone.
+pub(crate) const LISTENER_ENTERED: u8 = b'E';
+
+/// Sends one byte, `tag`, carrying a copy of `fd` (`SCM_RIGHTS`) on the
+/// socket `sock`. Allocates nothing (it runs in forked children).
+pub fn send_fd(sock: BorrowedFd, tag: u8, fd: BorrowedFd) -> io::Result<()> {
+    /// Room for one `cmsghdr` with one descriptor, aligned as a `cmsghdr`.
+    #[repr(C)]
+    union Space {
+        _align: libc::cmsghdr,
+        buf: [u8; 64],
+    }
+    let mut space = Space { buf: [0; 64] };
+    let mut byte = [tag];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: msghdr is plain data; the pointers set below live across sendmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut space as *mut Space).cast();
+    // SAFETY: CMSG_* compute sizes and pointers inside the buffer we own,
+    // which is large enough and aligned for one header and one int.
+    unsafe {
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), fd.as_raw_fd());
+    }
+    loop {
+        // SAFETY: msg points at live buffers (above).
+        match unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } {
+            1 => return Ok(()),
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            -1 => return Err(io::Error::last_os_error()),
+            _ => return Err(io::Error::new(io::ErrorKind::WriteZero, "sendmsg sent nothing")),
+        }
+    }
+}
+
+/// Receives what is waiting on `sock` (up to `buf.len()` bytes, without
+/// blocking) and the descriptors that came with it, close-on-exec. `Ok((0,
+/// _))` is end-of-file; `WouldBlock` means nothing is waiting.
+pub(crate) fn recv_fds(sock: BorrowedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    const MAX_FDS: usize = 4;
+    #[repr(C)]
+    union Space {
+        _align: libc::cmsghdr,
+        buf: [u8; 128],
+    }
+    let mut space = Space { buf: [0; 128] };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain data; the pointers set below live across recvmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut space as *mut Space).cast();
+    // SAFETY: a size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<libc::c_int>()) as u32) } as _;
+    let n = loop {
+        // SAFETY: msg points at live buffers (above).
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled the control buffer; CMSG_* walk it within
+    // msg_controllen, and each SCM_RIGHTS payload holds descriptors that
+    // are now ours.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let len = (*c).cmsg_len as usize - (data as usize - c as usize);
+                for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n, fds))
 }
 
 /// The longest reply line [`MonitorClient::attach_console`] reads.
@@ -463,6 +620,52 @@ mod tests {
         let back: Reply = serde_json::from_str(r#"{"ok":false,"error":"no"}"#).unwrap();
         assert_eq!(back, Reply::error("no"));
         assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
+        assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
+    }
+
+    #[test]
+    fn connect_gives_up_on_a_full_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // Never accepted: fill the backlog until connect waits, then times out.
+        let mut held = Vec::new();
+        let start = std::time::Instant::now();
+        let err = loop {
+            match connect(&path, Duration::from_millis(200)) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 10_000, "the backlog never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+        drop(listener);
+        let gone = connect(&path, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::ConnectionRefused, "{gone}");
+    }
+
+    #[test]
+    fn descriptors_pass_over_a_socket() {
+        use std::os::fd::AsFd;
+        let (a, b) = UnixStream::pair().unwrap();
+        let (r, w) = UnixStream::pair().unwrap();
+        let mut buf = [0u8; 8];
+        let e = recv_fds(b.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        send_fd(a.as_fd(), b'E', w.as_fd()).unwrap();
+        let (n, mut fds) = recv_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((n, buf[0], fds.len()), (1, b'E', 1));
+        // The descriptor received is the same socket: what goes in one end comes out of r.
+        let w2 = UnixStream::from(fds.pop().unwrap());
+        (&w2).write_all(b"x").unwrap();
+        let mut got = [0u8; 1];
+        (&r).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+        // SAFETY: F_GETFD on a descriptor we own.
+        assert_ne!(unsafe { libc::fcntl(w2.as_raw_fd(), libc::F_GETFD) } & libc::FD_CLOEXEC, 0, "close-on-exec");
+        drop(a);
+        assert_eq!(recv_fds(b.as_fd(), &mut buf).unwrap().0, 0, "end-of-file");
     }
 
     #[test]

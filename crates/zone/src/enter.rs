@@ -11,13 +11,16 @@
 //!   [.cgroup_procs(files)]     namespace is joined only when it differs)
 //!   [.chroot()]               everything is opened and read here, while host
 //!   [.drop_capabilities()]    paths still mean what they say
+//!   [.sysinfo_from_monitor()  the zone's monitor agrees to serve sysinfo(2)
+//!    | .sysinfo_to(socket)]    (zlogin), or the monitor's own socket (its helpers)
 //!        │
 //!  entry.enter()              join the cgroups (write 0 into each cgroup.procs),
 //!                             setns user → ipc → uts → net → pid → cgroup → mnt,
 //!                             [chroot to pid's root], chdir /, no supplementary
 //!                             groups, uid/gid 0 of a joined user namespace,
 //!                             [drop capabilities pid's bounding set lacks,
-//!                              install the zone's seccomp filter]
+//!                              install the zone's seccomp filter
+//!                              [with its sysinfo listener, sent to the monitor]]
 //!        │
 //!  [open_pty()]               a pty of the zone's own devpts (zlogin on a terminal)
 //!        │
@@ -40,7 +43,7 @@ use std::ffi::CString;
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -94,9 +97,26 @@ pub struct Entry {
     root: Option<File>,
     /// The bounding set to keep, and the highest capability the kernel knows.
     bounding: Option<(u64, u32)>,
-    /// The seccomp filter to install last (when `pid` has one).
-    seccomp: Option<Vec<libc::sock_filter>>,
+    /// The seccomp filters to install last (when `pid` has one).
+    seccomp: Option<Filters>,
+    /// The zone's run directory (from its monitor's command line).
+    run_dir: Option<PathBuf>,
+    /// Where the filter's listener goes: a connection to the zone's monitor
+    /// that agreed to serve it, or the monitor's own socket for its helpers.
+    /// `None`: the filter has no sysinfo rule.
+    sysinfo: Option<OwnedFd>,
 }
+
+/// The zone's filter, with and without the sysinfo notification rule.
+#[derive(Debug)]
+struct Filters {
+    plain: Vec<libc::sock_filter>,
+    notifying: Vec<libc::sock_filter>,
+}
+
+/// How long `zlogin` waits for the zone's monitor to agree to serve its
+/// `sysinfo` before going on without (the kernel's answer).
+const MONITOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Entry {
     /// Opens the namespaces of process `pid` that are not already ours
@@ -118,7 +138,16 @@ impl Entry {
             }
             namespaces.push((name, flag, file));
         }
-        Ok(Entry { pid, namespaces, cgroup_procs: Vec::new(), root: None, bounding: None, seccomp: None })
+        Ok(Entry {
+            pid,
+            namespaces,
+            cgroup_procs: Vec::new(),
+            root: None,
+            bounding: None,
+            seccomp: None,
+            run_dir: None,
+            sysinfo: None,
+        })
     }
 
     /// Also joins the cgroups `pid` is in, in every mounted hierarchy.
@@ -168,13 +197,38 @@ impl Entry {
             read("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
         self.bounding = capability_bounding_set(&status).map(|mask| (mask, cap_last));
         if status_field(&status, "Seccomp:").is_some_and(|v| v != "0") {
-            let limit_priv = status_field(&status, "PPid:")
-                .and_then(|ppid| monitor_spec(ppid.parse().ok()?))
-                .map(|spec| spec.limit_priv)
-                .unwrap_or_default();
-            self.seccomp = Some(security::Profile::from_limit_priv(&limit_priv).seccomp_program());
+            let monitor = status_field(&status, "PPid:").and_then(|ppid| monitor_spec(ppid.parse().ok()?));
+            let limit_priv = monitor.as_ref().map(|(_, spec)| spec.limit_priv.clone()).unwrap_or_default();
+            let profile = security::Profile::from_limit_priv(&limit_priv);
+            self.seccomp =
+                Some(Filters { plain: profile.seccomp_program(false), notifying: profile.seccomp_program(true) });
+            self.run_dir = monitor.map(|(run_dir, _)| run_dir);
         }
         Ok(self)
+    }
+
+    /// Also gives what runs inside the zone's answers to `sysinfo(2)`
+    /// (the zone's memory, not the host's; see [`crate::security`]): asks
+    /// the zone's monitor, found by [`Entry::drop_capabilities`], to serve
+    /// the listener of the filter [`Entry::enter`] installs. When there is
+    /// no filter, no monitor, or the monitor does not agree within 2 s
+    /// (an older monitor, one that is stopped), the filter has no such
+    /// rule and `sysinfo` is the kernel's: never an error, never a hang.
+    pub fn sysinfo_from_monitor(mut self) -> Entry {
+        if let (Some(_), Some(run_dir)) = (&self.seccomp, &self.run_dir) {
+            self.sysinfo =
+                control::MonitorClient::new(run_dir).offer_sysinfo_listener(MONITOR_TIMEOUT).ok().map(OwnedFd::from);
+        }
+        self
+    }
+
+    /// As [`Entry::sysinfo_from_monitor`], for the monitor's own helpers:
+    /// the listener goes to `sink`, a socket the monitor reads.
+    pub fn sysinfo_to(mut self, sink: OwnedFd) -> Entry {
+        if self.seccomp.is_some() {
+            self.sysinfo = Some(sink);
+        }
+        self
     }
 
     /// Moves this process into the cgroups and namespaces: see the module
@@ -218,8 +272,21 @@ impl Entry {
                 }
             }
         }
-        if let Some(prog) = &self.seccomp {
-            security::install_seccomp(prog).map_err(context("cannot confine the command like the zone's init"))?;
+        let confine = context("cannot confine the command like the zone's init");
+        match (&self.seccomp, &self.sysinfo) {
+            (Some(f), Some(sink)) => match security::install_seccomp_with_listener(&f.notifying, &f.plain) {
+                Ok(security::Installed::Listener(listener)) => {
+                    // The filter cannot be taken back: the monitor agreed,
+                    // and only its death (which ends the zone) loses this.
+                    control::send_fd(sink.as_fd(), control::LISTENER_ENTERED, listener.as_fd())
+                        .map_err(context("cannot hand the sysinfo listener to the zone's monitor"))?;
+                }
+                // Dropping the sink tells the monitor there is nothing to serve.
+                Ok(security::Installed::Plain(_)) => {}
+                Err(e) => return Err(confine(e)),
+            },
+            (Some(f), None) => security::install_seccomp(&f.plain).map_err(confine)?,
+            (None, _) => {}
         }
         Ok(())
     }
@@ -230,9 +297,9 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
 }
 
-/// The spec of the zone whose monitor is `monitor_pid`, if that process is
-/// a `zonevisor-monitor <run_dir>`.
-fn monitor_spec(monitor_pid: i32) -> Option<ZoneSpec> {
+/// The run directory and spec of the zone whose monitor is `monitor_pid`,
+/// if that process is a `zonevisor-monitor <run_dir>`.
+fn monitor_spec(monitor_pid: i32) -> Option<(PathBuf, ZoneSpec)> {
     let cmdline = std::fs::read(format!("/proc/{monitor_pid}/cmdline")).ok()?;
     let mut args = cmdline.split(|b| *b == 0);
     let exe = args.next()?;
@@ -240,7 +307,8 @@ fn monitor_spec(monitor_pid: i32) -> Option<ZoneSpec> {
         return None;
     }
     let run_dir = Path::new(std::ffi::OsStr::from_bytes(args.next()?));
-    serde_json::from_slice(&std::fs::read(run_dir.join(control::SPEC_FILE)).ok()?).ok()
+    let spec = serde_json::from_slice(&std::fs::read(run_dir.join(control::SPEC_FILE)).ok()?).ok()?;
+    Some((run_dir.to_path_buf(), spec))
 }
 
 fn gone(pid: i32, what: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {

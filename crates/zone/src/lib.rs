@@ -10,7 +10,7 @@
 //! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys` with
 //! [`lxcfs`]'s views of the zone's limits, a sized `/tmp`, bind mounts), a console
 //! pty whose output goes to a bounded log, and then waits on init. It answers
-//! [`control`] requests (status, stop, reboot, kill, console) on a Unix socket in the
+//! [`control`] requests (status, stop, reboot, kill, console, sysinfo listeners) on a Unix socket in the
 //! zone's run directory, so the daemon can restart without touching zones.
 //!
 //! ```text

@@ -9,7 +9,9 @@
 //! been exec'd. It then runs a single
 //! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
 //! its connections, the pty master and the attached console client, if any
-//! (`monitor/console.rs`): no threads, no runtime.
+//! (`monitor/console.rs`), and the seccomp listeners through which it
+//! answers the zone's `sysinfo(2)` (`monitor/sysinfo.rs`) and the socket
+//! they arrive on: no threads, no runtime.
 //!
 //! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
 //! `reboot` request) or an exit with `restart_init` starts a new init in the
@@ -28,7 +30,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::control::{self, MonitorStatus, Reply, Request, ZoneState};
+use crate::control::{self, MonitorStatus, Reply, Request, ZoneState, LISTENER_INIT};
 use crate::launch::{LaunchError, Report, STATUS_FD_ENV};
 use crate::rootfs::{self, cvt};
 use crate::{cgroup, enter, ExitReason, ExitRecord, ZoneSpec};
@@ -56,8 +58,9 @@ const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
 const MAX_CONNS: usize = 32;
 const MAX_REQUEST: usize = 64 * 1024;
-/// The poll set's first entries: signals, the listener, the console's master and client.
-const FIXED_FDS: usize = 4;
+/// The poll set's first entries: signals, the listener, the console's master
+/// and client, the inbox; then the connections, then the sysinfo listeners.
+const FIXED_FDS: usize = 5;
 const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
 
 macro_rules! log {
@@ -67,6 +70,7 @@ macro_rules! log {
 }
 
 mod console;
+mod sysinfo;
 
 use console::Console;
 
@@ -131,6 +135,8 @@ enum Intent {
 struct Conn {
     sock: UnixStream,
     buf: Vec<u8>,
+    /// Agreed to a `sysinfo_listener` request: the listener comes next.
+    listener: bool,
 }
 
 struct Monitor {
@@ -140,8 +146,16 @@ struct Monitor {
     sigfd: OwnedFd,
     listener: UnixListener,
     console: Console,
+    /// Where init's child and the shutdown helpers send their seccomp
+    /// listeners (a datagram socket pair: the monitor reads `inbox`, the
+    /// children inherit `inbox_tx` until they exec).
+    inbox: OwnedFd,
+    inbox_tx: OwnedFd,
+    listeners: sysinfo::Listeners,
     init_pid: i32,
     started_at: u64,
+    /// `CLOCK_BOOTTIME` when init started: the zone's uptime counts from it.
+    booted: Duration,
     intent: Intent,
     killed: bool,
     deadline: Option<Instant>,
@@ -204,6 +218,7 @@ impl Monitor {
         let listener = control::with_socket_path(&run_dir, |p| UnixListener::bind(p))
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
+        let (inbox, inbox_tx) = seqpacket_pair().map_err(step("seccomp listener"))?;
         let mut m = Monitor {
             run_dir,
             spec,
@@ -211,8 +226,12 @@ impl Monitor {
             sigfd,
             listener,
             console,
+            inbox,
+            inbox_tx,
+            listeners: sysinfo::Listeners::new(),
             init_pid: 0,
             started_at: 0,
+            booted: Duration::ZERO,
             intent: Intent::None,
             killed: false,
             deadline: None,
@@ -228,9 +247,28 @@ impl Monitor {
         Ok(m)
     }
 
+    /// Takes the listeners waiting in the inbox.
+    fn drain_inbox(&mut self) {
+        let mut tag = [0u8; 1];
+        while let Ok((1, fds)) = control::recv_fds(self.inbox.as_fd(), &mut tag) {
+            if let Some(fd) = fds.into_iter().next() {
+                self.listeners.add(fd, tag[0] == LISTENER_INIT);
+            }
+        }
+    }
+
     /// Clones and sets up the zone's init; returns its PID once it has exec'd.
+    /// Init's seccomp listener is served once this returns (when the
+    /// kernel gave one: the monitor's log says when not).
     fn spawn_init(&mut self) -> Result<i32, LaunchError> {
-        let plan = child::Plan::new(&self.spec, self.console.slave.as_raw_fd(), &self.console.slave_path)?;
+        // The previous init's filter is gone with its zone.
+        self.listeners.drop_init();
+        let plan = child::Plan::new(
+            &self.spec,
+            self.console.slave.as_raw_fd(),
+            &self.console.slave_path,
+            self.inbox_tx.as_raw_fd(),
+        )?;
         let (err_r, err_w) = pipe().map_err(step("clone"))?;
         let (go_r, go_w) = pipe().map_err(step("clone"))?;
         let mut flags =
@@ -299,6 +337,12 @@ impl Monitor {
             msg = b"zone setup\0init died before exec (see monitor.log)".to_vec();
         }
         if msg.is_empty() {
+            // init has exec'd: its listener, sent before exec, is waiting.
+            self.booted = sysinfo::boottime();
+            self.drain_inbox();
+            if handoff.is_ok() && !self.listeners.has_init() {
+                log!("init runs without a sysinfo listener: sysinfo(2) in the zone shows the host's memory");
+            }
             return handoff.map(|()| pid);
         }
         let mut status = 0;
@@ -345,10 +389,17 @@ impl Monitor {
             ] {
                 pfds.push(libc::pollfd { fd, events, revents: 0 });
             }
+            pfds.push(libc::pollfd { fd: self.inbox.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             for c in &self.conns {
                 pfds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
-            let timeout = self.deadline.map_or(-1, |d| {
+            let served_from = pfds.len();
+            self.listeners.push_pollfds(&mut pfds);
+            let wake = match (self.deadline, self.listeners.wake_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake.map_or(-1, |d| {
                 let left = d.saturating_duration_since(Instant::now());
                 left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
             });
@@ -356,6 +407,9 @@ impl Monitor {
             if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) } < 0 {
                 continue;
             }
+            // First: nothing below changes the listeners before this reads their events.
+            let zone = sysinfo::Zone { cgroup: &self.spec.cgroup, booted: self.booted };
+            self.listeners.on_events(&pfds[served_from..], &zone);
             if pfds[2].revents != 0 {
                 self.console.on_master(pfds[2].revents);
             }
@@ -365,10 +419,13 @@ impl Monitor {
             if pfds[0].revents != 0 {
                 self.on_signals();
             }
-            for i in (0..pfds.len() - FIXED_FDS).rev() {
+            for i in (0..served_from - FIXED_FDS).rev() {
                 if pfds[i + FIXED_FDS].revents != 0 && i < self.conns.len() {
                     self.on_conn(i);
                 }
+            }
+            if pfds[4].revents != 0 {
+                self.drain_inbox();
             }
             if pfds[1].revents != 0 {
                 self.accept();
@@ -537,11 +594,14 @@ impl Monitor {
             if self.conns.len() >= MAX_CONNS || sock.set_nonblocking(true).is_err() {
                 continue;
             }
-            self.conns.push(Conn { sock, buf: Vec::new() });
+            self.conns.push(Conn { sock, buf: Vec::new(), listener: false });
         }
     }
 
     fn on_conn(&mut self, i: usize) {
+        if self.conns[i].listener {
+            return self.on_listener_conn(i);
+        }
         let mut buf = [0u8; 1024];
         let c = &mut self.conns[i];
         match c.sock.read(&mut buf) {
@@ -563,6 +623,24 @@ impl Monitor {
             Ok(Request::Console) if self.exit.is_none() => self.console.attach(c.sock, &c.buf[end + 1..]),
             Ok(req) => self.on_request(c.sock, req),
             Err(e) => send(&c.sock, &Reply::error(format!("bad request: {e}"))),
+        }
+    }
+
+    /// The listener a `sysinfo_listener` client sends once we agreed; its
+    /// end-of-file instead means it got none (nothing to serve).
+    fn on_listener_conn(&mut self, i: usize) {
+        let mut byte = [0u8; 1];
+        match control::recv_fds(self.conns[i].sock.as_fd(), &mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Ok((n, fds)) => {
+                self.conns.swap_remove(i);
+                if let (1, Some(fd)) = (n, fds.into_iter().next()) {
+                    self.listeners.add(fd, false);
+                }
+            }
+            Err(_) => {
+                self.conns.swap_remove(i);
+            }
         }
     }
 
@@ -605,8 +683,18 @@ impl Monitor {
             }
             // Taken in on_conn, with the bytes that followed the request.
             Request::Console => self.console.attach(sock, &[]),
+            Request::SysinfoListener => {
+                if !self.listeners.has_room() {
+                    return send(&sock, &Reply::error("too many sysinfo listeners"));
+                }
+                send(&sock, &Reply { ok: true, ..Reply::default() });
+                if sock.set_nonblocking(true).is_ok() {
+                    self.conns.push(Conn { sock, buf: Vec::new(), listener: true });
+                }
+            }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
+                    self.listeners.refresh();
                     if let Some(n) = limits.locked_bytes {
                         // Init's limit, inherited by what it starts from now on.
                         set_memlock(self.init_pid, n);
@@ -701,7 +789,10 @@ impl Monitor {
     /// Forks a helper that runs `path` in the zone (see [`child::run_helper`]).
     fn spawn_helper(&self, path: &str) -> io::Result<i32> {
         // Opened here, so a zone that is gone is an error for the caller.
-        let entry = enter::Entry::open(self.init_pid)?.cgroup_procs(self.procs.iter().cloned()).drop_capabilities()?;
+        let entry = enter::Entry::open(self.init_pid)?
+            .cgroup_procs(self.procs.iter().cloned())
+            .drop_capabilities()?
+            .sysinfo_to(self.inbox_tx.try_clone()?);
         let exec = enter::Exec::new(path, &[path], &child::zone_env())?
             .stdio(enter::Stdio::Console(self.console.slave.as_raw_fd()))
             .umask(0o022);
@@ -734,6 +825,18 @@ fn died_before_exec(pid: i32) -> bool {
         }
         _ => false,
     }
+}
+
+/// A close-on-exec `SOCK_SEQPACKET` pair, the first end nonblocking.
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array we own.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: freshly created descriptors, owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own.
+    cvt(unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
+    Ok((r, w))
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -21,6 +21,14 @@
 //!   calls are refused too, and the x32 ABI entirely. The filter is installed
 //!   without `no_new_privs` (the caller holds `CAP_SYS_ADMIN` in the zone's
 //!   user namespace), so setuid programs in the zone keep working.
+//! - **`sysinfo(2)`** (native numbers only) is sent to the zone's monitor
+//!   as a seccomp user notification ([`install_seccomp_with_listener`]: the
+//!   filter comes with a listener descriptor, which the installer hands to
+//!   the monitor), and answered there with the zone's memory, tasks and
+//!   uptime instead of the host's (`monitor/sysinfo.rs`). Where no listener
+//!   can be had (the installer already runs under one: nested seccomp
+//!   notifiers are refused with `EBUSY`) or the monitor cannot take it,
+//!   the filter is installed without that rule and `sysinfo` is the kernel's.
 //!
 //! `limit_priv` opt-ins (off by default; other names, such as SmartOS's
 //! `default`, are accepted and ignored):
@@ -34,6 +42,7 @@
 //! | `userfaultfd` | allows `userfaultfd` |
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// Capabilities dropped from every zone's bounding set (LXC's defaults).
 /// (`CAP_SYS_MODULE` 16, `CAP_SYS_RAWIO` 17, `CAP_SYS_TIME` 25,
@@ -162,8 +171,16 @@ mod table {
     ];
 }
 
+/// The architecture of the native system call numbers in `struct seccomp_data`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const AUDIT_ARCH_NATIVE: u32 = table::AUDIT_ARCH_NATIVE;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) const AUDIT_ARCH_NATIVE: u32 = 0;
+
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 1 << 3;
 const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
 const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -207,9 +224,12 @@ impl Profile {
             .collect()
     }
 
-    /// The seccomp program: refuse what the profile does not allow.
+    /// The seccomp program: refuse what the profile does not allow, and
+    /// with `notify_sysinfo` send native `sysinfo` calls to the filter's
+    /// listener (install it with [`install_seccomp_with_listener`]: without
+    /// a listener they would fail with `ENOSYS`).
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub fn seccomp_program(&self) -> Vec<libc::sock_filter> {
+    pub fn seccomp_program(&self, notify_sysinfo: bool) -> Vec<libc::sock_filter> {
         use table::*;
         let denied = |native: bool| -> Vec<u32> {
             RULES
@@ -225,11 +245,15 @@ impl Profile {
                 .collect()
         };
         let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        let section = |nrs: &[u32], x32: Option<u32>| -> Vec<libc::sock_filter> {
+        let section = |nrs: &[u32], x32: Option<u32>, notify: Option<u32>| -> Vec<libc::sock_filter> {
             let mut s = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
             if let Some(bit) = x32 {
                 s.push(jump(BPF_JGE_K, bit, 0, 1));
                 s.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+            }
+            if let Some(nr) = notify {
+                s.push(jump(BPF_JEQ_K, nr, 0, 1));
+                s.push(stmt(BPF_RET_K, SECCOMP_RET_USER_NOTIF));
             }
             for nr in nrs {
                 s.push(jump(BPF_JEQ_K, *nr, 0, 1));
@@ -238,12 +262,14 @@ impl Profile {
             s.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
             s
         };
-        let native = section(&denied(true), X32_SYSCALL_BIT);
+        // i386's sysinfo keeps the kernel's answer: its struct is another.
+        let notify = notify_sysinfo.then_some(libc::SYS_sysinfo as u32);
+        let native = section(&denied(true), X32_SYSCALL_BIT, notify);
         let mut prog = vec![stmt(BPF_LD_W_ABS, OFF_ARCH)];
         prog.push(jump(BPF_JEQ_K, AUDIT_ARCH_NATIVE, 0, native.len() as u8));
         prog.extend(native);
         if let Some(compat_arch) = AUDIT_ARCH_COMPAT {
-            let compat = section(&denied(false), None);
+            let compat = section(&denied(false), None, None);
             prog.push(stmt(BPF_LD_W_ABS, OFF_ARCH));
             prog.push(jump(BPF_JEQ_K, compat_arch, 0, compat.len() as u8));
             prog.extend(compat);
@@ -255,7 +281,7 @@ impl Profile {
 
     /// No filter where the numbers are not known.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub fn seccomp_program(&self) -> Vec<libc::sock_filter> {
+    pub fn seccomp_program(&self, _notify_sysinfo: bool) -> Vec<libc::sock_filter> {
         Vec::new()
     }
 }
@@ -280,16 +306,53 @@ pub fn install_seccomp(prog: &[libc::sock_filter]) -> io::Result<()> {
     if prog.is_empty() {
         return Ok(());
     }
+    seccomp_set_filter(prog, 0)
+        .map(drop)
+        .map_err(|e| io::Error::new(e.kind(), format!("installing the seccomp filter: {e}")))
+}
+
+fn seccomp_set_filter(prog: &[libc::sock_filter], flags: libc::c_uint) -> io::Result<libc::c_long> {
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
     // SAFETY: seccomp(2) reads the program through the pointer, which lives across the call.
-    let r = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0 as libc::c_uint, &fprog as *const libc::sock_fprog)
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("installing the seccomp filter: {e}")));
+    let r =
+        unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(r)
+}
+
+/// What [`install_seccomp_with_listener`] installed.
+#[derive(Debug)]
+pub enum Installed {
+    /// The notifying filter: its listener (close-on-exec), for the zone's monitor.
+    Listener(OwnedFd),
+    /// The plain filter, because the kernel gave no listener (why).
+    Plain(io::Error),
+}
+
+/// Installs `notifying` (a program from [`Profile::seccomp_program`] with
+/// `notify_sysinfo`) with a new listener and returns the listener; when
+/// the kernel refuses that (a filter with a listener is already installed
+/// on this process, `EBUSY`; a kernel without listeners), installs `plain`
+/// (the same profile without the rule) instead. Like [`install_seccomp`],
+/// without `no_new_privs`. An error means neither was installed.
+pub fn install_seccomp_with_listener(
+    notifying: &[libc::sock_filter],
+    plain: &[libc::sock_filter],
+) -> io::Result<Installed> {
+    if notifying.is_empty() {
+        install_seccomp(plain)?;
+        return Ok(Installed::Plain(io::Error::new(io::ErrorKind::Unsupported, "no seccomp filter here")));
+    }
+    match seccomp_set_filter(notifying, SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+        // SAFETY: with NEW_LISTENER, seccomp returns a new descriptor that nothing else owns.
+        Ok(fd) => Ok(Installed::Listener(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })),
+        Err(why) => {
+            install_seccomp(plain)?;
+            Ok(Installed::Plain(why))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -308,13 +371,13 @@ mod tests {
     #[test]
     fn program_denies_by_default_and_opt_ins_relax() {
         let has = |p: &[libc::sock_filter], nr: libc::c_long| p.iter().any(|i| i.code == BPF_JEQ_K && i.k == nr as u32);
-        let strict = Profile::default().seccomp_program();
+        let strict = Profile::default().seccomp_program(false);
         assert!(strict.len() < 255 && strict[0].k == OFF_ARCH);
         for nr in [libc::SYS_init_module, libc::SYS_mount, libc::SYS_keyctl, libc::SYS_bpf, libc::SYS_kexec_load] {
             assert!(has(&strict, nr), "{nr} is not refused");
         }
         assert!(!has(&strict, libc::SYS_read) && !has(&strict, libc::SYS_execve));
-        let relaxed = Profile::from_limit_priv(&["sys_mount", "bpf"]).seccomp_program();
+        let relaxed = Profile::from_limit_priv(&["sys_mount", "bpf"]).seccomp_program(false);
         assert!(!has(&relaxed, libc::SYS_mount) && !has(&relaxed, libc::SYS_bpf));
         assert!(has(&relaxed, libc::SYS_init_module) && has(&relaxed, libc::SYS_keyctl));
         // Every jump lands inside the program.
@@ -322,6 +385,57 @@ mod tests {
             if ins.code & 0x07 == libc::BPF_JMP as u16 {
                 assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < strict.len());
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn native_sysinfo_goes_to_the_listener_when_asked() {
+        let p = Profile::default();
+        let plain = p.seccomp_program(false);
+        let notifying = p.seccomp_program(true);
+        let at = notifying
+            .iter()
+            .position(|i| i.code == BPF_JEQ_K && i.k == libc::SYS_sysinfo as u32)
+            .expect("no sysinfo rule");
+        assert_eq!((notifying[at + 1].code, notifying[at + 1].k), (BPF_RET_K, SECCOMP_RET_USER_NOTIF));
+        // Once, in the native section: i386's sysinfo (116) is the kernel's.
+        assert_eq!(notifying.iter().filter(|i| i.k == SECCOMP_RET_USER_NOTIF).count(), 1);
+        assert!(at < notifying.iter().position(|i| i.k == table::AUDIT_ARCH_COMPAT.unwrap()).unwrap());
+        assert!(!notifying.iter().any(|i| i.code == BPF_JEQ_K && i.k == 116));
+        assert!(!plain.iter().any(|i| i.k == SECCOMP_RET_USER_NOTIF));
+        assert_eq!(notifying.len(), plain.len() + 2, "the same deny list besides");
+        for (i, ins) in notifying.iter().enumerate() {
+            if ins.code & 0x07 == libc::BPF_JMP as u16 {
+                assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < notifying.len());
+            }
+        }
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn a_second_listener_is_refused_and_the_plain_filter_installed() {
+        let p = Profile::default();
+        let (notifying, plain) = (p.seccomp_program(true), p.seccomp_program(false));
+        // In a thread of its own: filters are per thread.
+        let got = std::thread::spawn(move || {
+            // SAFETY: prctl on this thread (no_new_privs: no privilege needed).
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            let first = install_seccomp_with_listener(&notifying, &plain).unwrap();
+            let second = install_seccomp_with_listener(&notifying, &plain).unwrap();
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let filters = status.lines().find_map(|l| l.strip_prefix("Seccomp_filters:")).map(|v| v.trim().to_owned());
+            (first, second, filters)
+        })
+        .join()
+        .unwrap();
+        match got {
+            (Installed::Listener(_), Installed::Plain(why), filters) => {
+                assert_eq!(why.raw_os_error(), Some(libc::EBUSY), "{why}");
+                assert_eq!(filters.as_deref(), Some("2"), "the plain filter was installed too");
+            }
+            (Installed::Plain(why), ..) => eprintln!("SKIPPED: no seccomp listener here: {why}"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -736,3 +736,134 @@ fn launch_latency_and_monitor_rss() {
     let (median, max, stop, _) = measure(10, Duration::from_millis(300));
     eprintln!("launch latency, 10 isolated launches: median {median:?} (max {max:?}); forced stop median {stop:?}");
 }
+
+/// Enters the zone whose init is `init` from a forked child, as `zlogin`
+/// does (asking the zone's monitor to serve its `sysinfo`), and runs
+/// `script` there; returns its status and how long the whole took. Fails
+/// the test after 20 s instead of hanging.
+fn enter_and_run(init: i32, script: &str) -> (i32, Duration) {
+    use zonevisor_zone::enter::{Entry, Exec};
+    let start = Instant::now();
+    // SAFETY: the child only enters, runs the command and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = Entry::open(init)
+            .and_then(Entry::cgroups_of_process)
+            .and_then(Entry::chroot)
+            .and_then(Entry::drop_capabilities)
+            .map(Entry::sysinfo_from_monitor)
+            .and_then(Entry::enter)
+            .and_then(|()| Exec::new("/bin/sh", &["sh", "-c", script], &["PATH=/bin:/sbin"]))
+            .and_then(|e| e.run())
+            .unwrap_or_else(|e| {
+                eprintln!("entering the zone: {e}");
+                125
+            });
+        // SAFETY: ends the forked child without running the test harness's code.
+        unsafe { libc::_exit(code) };
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return (libc::WEXITSTATUS(status), start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the entered command hung: {script}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// busybox `free -m`'s total memory, in MiB: the `Mem:` line's column
+/// under the header's `total`. (Without lxcfs, `/proc/meminfo`'s page
+/// cache is the host's, larger than the zone: busybox's `used`
+/// underflows and runs into the total, without a space between them.)
+fn free_total_mib(out: &str) -> u64 {
+    let header = out.lines().find(|l| l.contains("total")).unwrap_or_else(|| panic!("no header in {out:?}"));
+    let end = header.find("total").unwrap() + "total".len();
+    let mem = out.lines().find(|l| l.starts_with("Mem:")).unwrap_or_else(|| panic!("no Mem: in {out:?}"));
+    let column = mem.get(..end).unwrap_or(mem);
+    column.split_whitespace().last().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{mem:?}"))
+}
+
+/// The seccomp listeners the monitor holds (`anon_inode:seccomp notify` descriptors).
+fn listeners_of(monitor: i32) -> usize {
+    fs::read_dir(format!("/proc/{monitor}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("seccomp")))
+        .count()
+}
+
+#[test]
+fn sysinfo_answers_with_the_zones_memory_for_init_and_entered_processes() {
+    let _g = serial();
+    if !privileged() {
+        return;
+    }
+    const MIB: u64 = 1 << 20;
+    // init's descendants run `free` whenever /go appears.
+    let mut z = Zone::sh(
+        "while :; do if [ -e /go ]; then /bin/busybox free -m > /free.tmp; /bin/busybox mv /free.tmp /init-free.out; \
+         /bin/busybox rm /go; fi; /bin/busybox usleep 20000; done",
+    );
+    z.spec.limits = Limits { memory_bytes: Some(64 * MIB), ..Limits::default() };
+    z.spec.idmap = Some(IdMap { host_uid: 2_100_000, host_gid: 2_100_000, count: 65536 });
+    let l = z.launch();
+    let from_init = |z: &Zone| {
+        let _ = fs::remove_file(z.root().join("init-free.out"));
+        fs::write(z.root().join("go"), "").unwrap();
+        free_total_mib(&z.wait_file("init-free.out"))
+    };
+    let entered = |z: &Zone, init: i32| {
+        let out = z.root().join("entered-free.out");
+        let _ = fs::remove_file(&out);
+        let (code, took) = enter_and_run(init, "/bin/busybox free -m > /entered-free.out");
+        assert_eq!(code, 0, "{}", z.log());
+        (free_total_mib(&fs::read_to_string(out).unwrap()), took)
+    };
+    assert_eq!(from_init(&z), 64, "free in init's descendant");
+    assert_eq!(entered(&z, l.init_pid).0, 64, "free in an entered process");
+    // init's listener is all that is left once the entered process is gone.
+    wait_for("the entered process's listener to be dropped", || listeners_of(l.monitor_pid) == 1);
+
+    // Live: the cgroup is read at each call.
+    z.client().set_limits(&Limits { memory_bytes: Some(96 * MIB), ..Limits::default() }).unwrap();
+    assert_eq!(from_init(&z), 96, "after set_limits, init's descendant");
+    assert_eq!(entered(&z, l.init_pid).0, 96, "after set_limits, an entered process");
+
+    // A new init brings a new filter, whose listener replaces the old one.
+    let st = z.client().reboot(true).unwrap();
+    assert_ne!(st.init_pid, l.init_pid);
+    assert_eq!(from_init(&z), 96, "after a reboot, init's descendant");
+    assert_eq!(entered(&z, st.init_pid).0, 96, "after a reboot, an entered process");
+    wait_for("one listener after the reboot", || listeners_of(l.monitor_pid) == 1);
+
+    // A monitor that does not answer (stopped): the entered process still
+    // runs, without the notification rule, on the kernel's sysinfo.
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(l.monitor_pid, libc::SIGSTOP) };
+    let (total, took) = entered(&z, st.init_pid);
+    // SAFETY: as above.
+    unsafe { libc::kill(l.monitor_pid, libc::SIGCONT) };
+    // SAFETY: sysinfo fills the struct we own.
+    let mut host: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::sysinfo(&mut host) }, 0);
+    let host_mib = host.totalram as u64 * u64::from(host.mem_unit) / MIB;
+    assert!(total.abs_diff(host_mib) <= 1, "with the monitor stopped: {total} MiB, the host has {host_mib}");
+    assert!(took < Duration::from_secs(10), "entering took {took:?} with the monitor stopped");
+    assert_eq!(from_init(&z), 96, "init's descendant after SIGCONT");
+    assert!(!z.log().contains("without a sysinfo listener"), "{}", z.log());
+    eprintln!(
+        "monitor VmRSS after serving sysinfo: {} (RssAnon {})",
+        status_field(l.monitor_pid, "VmRSS:"),
+        status_field(l.monitor_pid, "RssAnon:")
+    );
+    z.client().stop(true, None).unwrap();
+    z.assert_gone();
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::enter::{Entry, Exec};
 use crate::launch::{LaunchError, DEFAULT_PATH};
 use crate::rootfs::{self, cstring, cvt};
-use crate::{lxcfs, security};
+use crate::{control, lxcfs, security};
 use crate::{BindMount, ZoneSpec};
 
 /// The host devices bind-mounted into the zone's `/dev`.
@@ -96,6 +96,10 @@ pub(super) struct Plan {
     tmpfs_bytes: u64,
     locked: Option<u64>,
     seccomp: Vec<libc::sock_filter>,
+    /// The same filter, sending `sysinfo` to its listener.
+    seccomp_notifying: Vec<libc::sock_filter>,
+    /// The monitor's socket for the listener (inherited from the monitor).
+    inbox: RawFd,
     argv: Vec<CString>,
     envp: Vec<CString>,
 }
@@ -106,7 +110,7 @@ pub(super) fn zone_env() -> [String; 4] {
 }
 
 impl Plan {
-    pub(super) fn new(spec: &ZoneSpec, console: RawFd, console_path: &Path) -> Result<Plan, LaunchError> {
+    pub(super) fn new(spec: &ZoneSpec, console: RawFd, console_path: &Path, inbox: RawFd) -> Result<Plan, LaunchError> {
         let trees = Trees::open(spec, console_path)?;
         let argv = spec
             .init
@@ -133,6 +137,7 @@ impl Plan {
             }
             s
         });
+        let profile = security::Profile::from_limit_priv(&spec.limit_priv);
         Ok(Plan {
             zone_root: spec.zone_root.clone(),
             trees,
@@ -143,7 +148,9 @@ impl Plan {
             resolv,
             tmpfs_bytes: spec.tmpfs_bytes.unwrap_or(0),
             locked: spec.limits.locked_bytes,
-            seccomp: security::Profile::from_limit_priv(&spec.limit_priv).seccomp_program(),
+            seccomp: profile.seccomp_program(false),
+            seccomp_notifying: profile.seccomp_program(true),
+            inbox,
             argv,
             envp: zone_env().into_iter().filter_map(|s| CString::new(s).ok()).collect(),
         })
@@ -281,7 +288,18 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     // SAFETY: unshare on our own process.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step("cgroup namespace"))?;
     security::drop_bounding_set().map_err(step("capabilities"))?;
-    security::install_seccomp(&p.seccomp).map_err(step("seccomp"))?;
+    // The listener goes to the monitor before exec, so it is waiting there
+    // by the time the monitor learns that init runs. Without one (the
+    // monitor itself runs under a seccomp listener) the zone gets the
+    // kernel's sysinfo, and the monitor says so in its log.
+    match security::install_seccomp_with_listener(&p.seccomp_notifying, &p.seccomp).map_err(step("seccomp"))? {
+        security::Installed::Listener(listener) => {
+            // SAFETY: the monitor's socket, inherited and open until our exec.
+            let inbox = unsafe { BorrowedFd::borrow_raw(p.inbox) };
+            control::send_fd(inbox, control::LISTENER_INIT, listener.as_fd()).map_err(step("seccomp listener"))?;
+        }
+        security::Installed::Plain(_) => {}
+    }
     // SAFETY: close_range on our own descriptors.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     let argv = ptrs(&p.argv);
