@@ -293,25 +293,9 @@ fn mount_type_in(mountinfo: &str, dir: &Path) -> Option<String> {
     mountinfo.lines().rev().find_map(|l| {
         let (left, right) = l.split_once(" - ")?;
         let point = left.split(' ').nth(4)?;
-        (Path::new(OsStr::from_bytes(&unescape(point))) == dir).then(|| right.split(' ').next().map(String::from))?
+        (Path::new(OsStr::from_bytes(&zonevisor_zone::unescape_mountinfo(point))) == dir)
+            .then(|| right.split(' ').next().map(String::from))?
     })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Lazily unmounts everything stacked on `dir` (a dead FUSE mount cannot be

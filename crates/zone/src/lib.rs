@@ -39,4 +39,5 @@ pub mod security;
 mod spec;
 
 pub use launch::{launch, LaunchError, Launched};
+pub use rootfs::unescape_mountinfo;
 pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Limits, ZoneSpec};

@@ -269,6 +269,24 @@ pub(crate) fn attach(tree: BorrowedFd, target: BorrowedFd) -> io::Result<()> {
     cvt(r).map(drop)
 }
 
+/// Undoes the octal escapes of a `/proc/self/mountinfo` field (`\040` for
+/// a space, `\134` for a backslash).
+pub fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
