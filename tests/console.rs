@@ -109,6 +109,22 @@ impl Session {
     }
 
     /// Types `bytes` on the terminal.
+    /// Resizes the caller's terminal and waits until `stty size` in the
+    /// zone reports the new size (the CLI passes SIGWINCH on).
+    fn resize_and_expect(&mut self, rows: u16, cols: u16) {
+        set_size(&*self.master, rows, cols);
+        let want = format!("{rows} {cols}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.send(b"stty size\r");
+            std::thread::sleep(Duration::from_millis(100));
+            if self.output()[self.mark..].contains(&want) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the new size did not reach the zone:\n{}", self.output());
+        }
+    }
+
     fn send(&self, bytes: &[u8]) {
         (&*self.master).write_all(bytes).expect("write to the pty");
     }
@@ -185,16 +201,7 @@ fn console_attach_type_detach_replay_and_log() {
     s.send(b"stty size\r");
     s.expect("33 99");
     // And follows it: the kernel signals SIGWINCH to the CLI, which passes it on.
-    set_size(&*s.master, 41, 101);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        s.send(b"stty size\r");
-        std::thread::sleep(Duration::from_millis(100));
-        if s.output()[s.mark..].contains("41 101") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new size did not reach the zone:\n{}", s.output());
-    }
+    s.resize_and_expect(41, 101);
 
     // One client at a time.
     let second = h.vmadm(&["console", &uuid]);
@@ -360,16 +367,7 @@ fn zlogin_on_a_terminal_gets_a_pty_of_the_zone() {
     s.send(b"stty size; echo in-$((6*7))\r");
     s.expect("37 111");
     s.expect("in-42");
-    set_size(&*s.master, 45, 121);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        s.send(b"stty size\r");
-        std::thread::sleep(Duration::from_millis(100));
-        if s.output()[s.mark..].contains("45 121") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new size did not reach the zone:\n{}", s.output());
-    }
+    s.resize_and_expect(45, 121);
     // ^C reaches the foreground job through the zone's pty, not zlogin.
     s.send(b"sleep 67; echo sl''ept\r");
     let deadline = Instant::now() + WAIT;
