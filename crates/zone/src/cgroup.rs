@@ -609,7 +609,7 @@ pub fn usage(cgroup: &str) -> Result<Usage, CgroupError> {
     };
     let mut u = Usage {
         memory_bytes: num(find(&["memory.current", "memory.usage_in_bytes"]))?,
-        pids: num(find(&["pids.current"]))?,
+        pids: tasks_in(&dirs)?,
         cpu_ns: num(find(&["cpuacct.usage"]))?,
     };
     if u.cpu_ns == 0 {
@@ -719,7 +719,10 @@ fn memory_in(dirs: &[PathBuf], depth: usize, cgroup: &str) -> Result<Memory, Cgr
 
 /// The number of tasks (threads) in the zone's cgroup (`pids.current`).
 pub fn tasks(cgroup: &str) -> Result<u64, CgroupError> {
-    let dirs = dirs(cgroup)?;
+    tasks_in(&dirs(cgroup)?)
+}
+
+fn tasks_in(dirs: &[PathBuf]) -> Result<u64, CgroupError> {
     match dirs.iter().map(|d| d.join("pids.current")).find(|p| p.exists()) {
         Some(p) => Ok(memory_value(&p)?.unwrap_or(0)),
         None => Ok(0),
@@ -881,14 +884,7 @@ pub fn stats(cgroup: &str) -> Result<Stats, CgroupError> {
     let usage = usage(cgroup)?;
     let dirs = dirs(cgroup)?;
     let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.exists());
-    let num = |p: &Path| read_trim(p).ok().and_then(|v| v.parse::<u64>().ok());
-    let swap_bytes = match find("memory.swap.current") {
-        Some(p) => num(&p),
-        None => match (find("memory.memsw.usage_in_bytes"), find("memory.usage_in_bytes")) {
-            (Some(sw), Some(m)) => num(&sw).zip(num(&m)).map(|(sw, m)| sw.saturating_sub(m)),
-            _ => None,
-        },
-    };
+    let swap_bytes = memory_in(&dirs, Path::new(cgroup).components().count(), cgroup).ok().and_then(|m| m.swap_usage);
     let io = if let Some(p) = find("io.stat") {
         fs::read_to_string(&p).ok().map(|t| parse_io_stat(&t))
     } else {
