@@ -209,8 +209,10 @@ impl Daemon {
             return Err(ApiError::conflict(format!("dataset {name} already exists in pool {}", self.pool.name())));
         }
         self.store.insert_image(m.uuid, "installing", &m.value)?;
+        let mut made = false;
         let result = (|| -> Result<(), ApiError> {
             let ds = self.pool.create(&name).map_err(|e| step_error("create image dataset", e))?;
+            made = true;
             let root = ds.join("root");
             std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
             extract(file, &root).map_err(|e| {
@@ -225,17 +227,25 @@ impl Daemon {
             Ok(())
         })();
         if let Err(e) = result {
-            self.rollback_image(m.uuid);
+            self.rollback_image(m.uuid, made);
             return Err(e);
         }
+        self.keep_reserve();
         tracing::info!(image = %m.uuid, "installed image");
         self.image_record(m.uuid)
     }
 
-    /// Removes whatever an image install left.
-    pub(crate) fn rollback_image(&self, uuid: ImageUuid) {
-        if let Err(e) = self.pool.destroy(&uuid.to_string()) {
-            tracing::error!(image = %uuid, error = %crate::chain(&e), "rollback: destroy image dataset");
+    /// Removes whatever an image install left: its row, and its dataset
+    /// when `dataset` says the install made it (an interrupted install's
+    /// dataset is its own: the row is recorded only once no dataset holds
+    /// the name, and no instance can take an image's uuid).
+    pub(crate) fn rollback_image(&self, uuid: ImageUuid, dataset: bool) {
+        if dataset {
+            // Waiting: an install refused for filling the pool (a bomb)
+            // must not leave it full for the zones after it.
+            if let Err(e) = self.pool.destroy_and_wait(&uuid.to_string()) {
+                tracing::error!(image = %uuid, error = %crate::chain(&e), "rollback: destroy image dataset");
+            }
         }
         if let Err(e) = self.store.delete_image(uuid) {
             tracing::error!(image = %uuid, error = %crate::chain(&e), "rollback: delete image row");

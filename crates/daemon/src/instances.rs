@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
 use zonevisor_zone::control::MonitorClient;
+use zonevisor_zone::lofs::Protected;
 use zonevisor_zone::{BindMount, IdMap, Limits, ZoneSpec};
 
 use crate::images::step_error;
@@ -34,6 +35,13 @@ const GIB: u64 = 1024 * MIB;
 const IDMAP_BASE: u32 = 1_000_000;
 /// Ids per zone: every uid and gid an image may use.
 const IDMAP_COUNT: u32 = 65_536;
+
+/// What a create has made so far, so that its rollback undoes only that.
+#[derive(Clone, Copy, Debug, Default)]
+struct Made {
+    /// The instance's dataset (its clone of the image).
+    dataset: bool,
+}
 
 /// What the daemon knows of a running zone.
 #[derive(Clone, Copy, Debug)]
@@ -173,8 +181,19 @@ impl Daemon {
     fn check_create_refs(&self, vm: &VmObject) -> Result<(), ValidationErrors> {
         let mut errs = ValidationErrors::default();
         if let Some(uuid) = str_of(vm, "uuid").and_then(|u| u.parse::<InstanceUuid>().ok()) {
+            // The uuid names the instance's dataset: it may be no other
+            // instance's, no image's, and no dataset may already hold it
+            // (a failed create must destroy only what it made).
+            let as_image = uuid.to_string().parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
             if matches!(self.store.get_vm(uuid), Ok(Some(_))) {
                 errs.bad_value("uuid", format!("a VM with uuid {uuid} already exists"));
+            } else if as_image.is_some() {
+                errs.bad_value(
+                    "uuid",
+                    format!("{uuid} is the uuid of an installed image; a VM needs a uuid of its own"),
+                );
+            } else if self.pool.exists(&uuid.to_string()) {
+                errs.bad_value("uuid", format!("a dataset named {uuid} already exists in pool {}", self.pool.name()));
             }
         }
         if str_of(vm, "brand") == Some("lx") {
@@ -193,6 +212,7 @@ impl Daemon {
                 }
             }
         }
+        self.check_lofs_sources(vm, &mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
@@ -230,28 +250,37 @@ impl Daemon {
         ] {
             vm.insert(k.to_string(), v);
         }
-        self.store.insert_vm(uuid, "provisioning", &vm).map_err(|e| match self.store.get_vm(uuid) {
-            Ok(Some(_)) => {
-                let mut errs = ValidationErrors::default();
-                errs.bad_value("uuid", format!("a VM with uuid {uuid} already exists"));
-                ApiError::validation(errs)
+        self.store.insert_vm(uuid, "provisioning", &vm).map_err(|e| {
+            let taken = match (&e, self.store.get_vm(uuid)) {
+                (crate::StoreError::UuidTaken { .. }, _) => Some(e.to_string()),
+                (_, Ok(Some(_))) => Some(format!("a VM with uuid {uuid} already exists")),
+                _ => None,
+            };
+            match taken {
+                Some(why) => {
+                    let mut errs = ValidationErrors::default();
+                    errs.bad_value("uuid", why);
+                    ApiError::validation(errs)
+                }
+                None => ApiError::from(e),
             }
-            _ => ApiError::from(e),
         })?;
         self.events.created(&vm);
-        let result = self.provision(uuid, &mut vm);
+        let mut made = Made::default();
+        let result = self.provision(uuid, &mut vm, &mut made);
         if let Err(e) = result {
-            self.rollback_vm(uuid);
+            self.rollback_vm(uuid, made.dataset);
             return Err(e);
         }
         tracing::info!(vm = %uuid, "created VM");
         self.vm_row(uuid)
     }
 
-    fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject) -> Result<(), ApiError> {
+    fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let name = uuid.to_string();
         let image = str_of(vm, "image_uuid").unwrap_or_default().to_string();
         self.pool.clone_from(&image, &name).map_err(|e| step_error("clone image", e))?;
+        made.dataset = true;
         match u64_of(vm, "quota") {
             Some(q) if q > 0 => {
                 if self.pool.capabilities().quota {
@@ -272,16 +301,22 @@ impl Daemon {
         Ok(())
     }
 
-    /// Removes everything a create or a crashed create left behind.
-    pub(crate) fn rollback_vm(&self, uuid: InstanceUuid) {
+    /// Removes everything a create or a crashed create left behind; the
+    /// dataset only when `dataset` says the create made it. (A crashed
+    /// create's dataset is its own: the row is recorded only once no
+    /// dataset holds the name, under the instance's lock, and no image can
+    /// take an instance's uuid.)
+    pub(crate) fn rollback_vm(&self, uuid: InstanceUuid, dataset: bool) {
         let run_dir = self.run_dir(uuid);
         if let Some(st) = zonevisor_zone::control::find_monitor(&run_dir) {
             let _ = MonitorClient::new(&run_dir).stop(true, None);
             tracing::warn!(vm = %uuid, monitor = st.monitor_pid, "rollback: stopped a zone left running");
         }
         zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
-        if let Err(e) = self.pool.destroy(&uuid.to_string()) {
-            tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: destroy dataset");
+        if dataset {
+            if let Err(e) = self.pool.destroy(&uuid.to_string()) {
+                tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: destroy dataset");
+            }
         }
         let _ = std::fs::remove_dir_all(&run_dir);
         let row = self.store.get_vm(uuid).ok().flatten();
@@ -346,6 +381,9 @@ impl Daemon {
                             source: PathBuf::from(f.get("source")?.as_str()?),
                             target: PathBuf::from(f.get("target")?.as_str()?),
                             readonly: opts.contains(&"ro"),
+                            nosuid: opts.contains(&"nosuid"),
+                            nodev: opts.contains(&"nodevice"),
+                            noexec: opts.contains(&"noexec"),
                         })
                     })
                     .collect()
@@ -371,6 +409,31 @@ impl Daemon {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                 .unwrap_or_default(),
+            protected: self.protected(),
+        }
+    }
+
+    /// What `lofs` sources may not reach: the daemon's root and the pool,
+    /// wherever its filesystem is mounted (see `zonevisor_zone::lofs`).
+    fn protected(&self) -> Protected {
+        Protected::of(&[&self.root, self.pool.mountpoint()])
+    }
+
+    /// Refuses `lofs` sources that reach into the pool, the daemon's root,
+    /// or through a symlink a zone could have made (`filesystems.N.source`);
+    /// one that does not exist yet is left for the start to report.
+    fn check_lofs_sources(&self, vm: &VmObject, errs: &mut ValidationErrors) {
+        let Some(fs) = vm.get("filesystems").and_then(Value::as_array) else { return };
+        let protected = self.protected();
+        for (i, f) in fs.iter().enumerate() {
+            let Some(source) = f.get("source").and_then(Value::as_str) else { continue };
+            if f.get("type").and_then(Value::as_str) != Some("lofs") {
+                continue;
+            }
+            match zonevisor_zone::lofs::resolve(std::path::Path::new(source), &protected) {
+                Err(e) if !e.is_not_found() => errs.bad_value(&format!("filesystems.{i}.source"), e.to_string()),
+                _ => {}
+            }
         }
     }
 
@@ -629,6 +692,11 @@ impl Daemon {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.vm_row(uuid)?;
         let plan = zonevisor_spec::validate_update(&current, payload).map_err(ApiError::validation)?;
+        let mut errs = ValidationErrors::default();
+        self.check_lofs_sources(&plan.vm, &mut errs);
+        if !errs.is_empty() {
+            return Err(ApiError::validation(errs));
+        }
         let name = uuid.to_string();
         let mut undo_quota = None;
         if plan.changed.iter().any(|c| c == "quota") && self.pool.capabilities().quota {
@@ -690,7 +758,7 @@ impl Daemon {
         for (uuid, row) in self.store.list_images()? {
             if row.phase != "ready" {
                 tracing::warn!(image = %uuid, "undoing an interrupted image install");
-                self.rollback_image(uuid);
+                self.rollback_image(uuid, true);
             }
         }
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
@@ -701,7 +769,7 @@ impl Daemon {
             let Some(uuid) = str_of(&row.vm, "uuid").and_then(|u| u.parse::<InstanceUuid>().ok()) else { continue };
             if row.phase != "ready" {
                 tracing::warn!(vm = %uuid, "undoing an interrupted create");
-                self.rollback_vm(uuid);
+                self.rollback_vm(uuid, true);
                 continue;
             }
             match zonevisor_zone::control::find_monitor(&self.run_dir(uuid)) {

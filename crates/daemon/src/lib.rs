@@ -112,8 +112,21 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(chain(&e))
+        match e {
+            StoreError::UuidTaken { .. } => ApiError::conflict(e.to_string()),
+            _ => ApiError::internal(chain(&e)),
+        }
     }
+}
+
+/// Creates `dir` if needed and makes it root's alone (0700): nothing under
+/// the daemon's root is for unprivileged host users (the pool holds the
+/// zones' files, `run/` their monitors' sockets and consoles).
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private (0700)", dir.display()))
 }
 
 /// Holds the root's lock for the daemon's lifetime.
@@ -121,7 +134,7 @@ struct RootLock(#[allow(dead_code)] std::fs::File);
 
 fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
     let run = root.join("run");
-    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    private_dir(&run)?;
     let path = run.join("zonevisord.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -147,6 +160,31 @@ fn default_monitor() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("zonevisor-monitor"))
 }
 
+/// Keeps the pool's reserve for the state store ([`Pool::keep_reserve`]):
+/// the datasets' limit follows the pool's free space (which the
+/// filesystem's own metadata also takes), refreshed every 30 s and after
+/// each image install. The limit bounds the datasets in between: a refresh
+/// only corrects its drift.
+async fn keep_reserve(d: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let d = d.clone();
+        let _ = tokio::task::spawn_blocking(move || d.keep_reserve()).await;
+    }
+}
+
+impl Daemon {
+    /// Refreshes the pool's reserve (see [`Pool::keep_reserve`]); a
+    /// failure is logged, and the previous limit stays.
+    pub(crate) fn keep_reserve(&self) {
+        if let Err(e) = self.pool.keep_reserve() {
+            tracing::warn!(error = %chain(&e), "cannot refresh the pool's reserve");
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Zones keep running after it exits.
 pub fn run(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -158,6 +196,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .init();
     let root =
         if config.root.is_absolute() { config.root.clone() } else { std::env::current_dir()?.join(&config.root) };
+    private_dir(&root)?;
     let _lock = lock_root(&root)?;
     let source = if config.pool_backend == "dir" {
         PoolSource::Dir
@@ -204,6 +243,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
         })??;
     }
+    rt.spawn(keep_reserve(daemon.clone()));
     let served = rt.block_on(server::serve(daemon.clone(), socket));
     // Running zones' /proc files point into lxcfs: it stays while any runs.
     if daemon.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {

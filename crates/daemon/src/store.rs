@@ -22,6 +22,16 @@ pub enum StoreError {
     /// A stored object is not valid JSON.
     #[error("stored object for {0} is corrupt")]
     Corrupt(String, #[source] serde_json::Error),
+    /// The uuid is already an image's (inserting an instance) or an
+    /// instance's (inserting an image): each names a dataset, and the two
+    /// never share one.
+    #[error("{uuid} is already the uuid of {owner}")]
+    UuidTaken {
+        /// The uuid asked for.
+        uuid: String,
+        /// `"an image"` or `"an instance"`.
+        owner: &'static str,
+    },
 }
 
 /// Result of store operations.
@@ -69,10 +79,23 @@ CREATE TABLE IF NOT EXISTS host (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- An instance and an image never share a uuid: each names a dataset in
+-- the pool, and a rollback of one must never destroy the other's.
+CREATE TRIGGER IF NOT EXISTS vms_uuid_not_an_image BEFORE INSERT ON vms
+WHEN EXISTS (SELECT 1 FROM images WHERE uuid = NEW.uuid)
+BEGIN SELECT RAISE(ABORT, 'the uuid is an image''s'); END;
+CREATE TRIGGER IF NOT EXISTS images_uuid_not_an_instance BEFORE INSERT ON images
+WHEN EXISTS (SELECT 1 FROM vms WHERE uuid = NEW.uuid)
+BEGIN SELECT RAISE(ABORT, 'the uuid is an instance''s'); END;
 ";
 
 fn str_of<'a>(vm: &'a VmObject, key: &str) -> Option<&'a str> {
     vm.get(key).and_then(Value::as_str)
+}
+
+/// Whether `table` (`vms` or `images`) has a row for `uuid`.
+fn exists(c: &Connection, table: &str, uuid: &str) -> rusqlite::Result<bool> {
+    c.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE uuid = ?1)"), [uuid], |r| r.get(0))
 }
 
 impl Store {
@@ -139,11 +162,16 @@ impl Store {
         f(&mut conn)
     }
 
-    /// Inserts a new instance row; fails if the uuid exists.
+    /// Inserts a new instance row; fails if the uuid exists, as an
+    /// instance's or ([`StoreError::UuidTaken`]) as an image's.
     pub fn insert_vm(&self, uuid: InstanceUuid, phase: &str, vm: &VmObject) -> Result<()> {
         let obj = serde_json::to_string(vm).expect("a JSON map serializes");
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            if exists(&tx, "images", &uuid.to_string())? {
+                return Err(StoreError::UuidTaken { uuid: uuid.to_string(), owner: "an image" });
+            }
+            tx.execute(
                 "INSERT INTO vms (uuid, alias, brand, image_uuid, phase, obj) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     uuid.to_string(),
@@ -154,6 +182,7 @@ impl Store {
                     obj
                 ],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -238,13 +267,19 @@ impl Store {
         })
     }
 
-    /// Inserts a new image row; fails if it exists.
+    /// Inserts a new image row; fails if it exists, as an image's or
+    /// ([`StoreError::UuidTaken`]) as an instance's.
     pub fn insert_image(&self, uuid: ImageUuid, phase: &str, manifest: &Value) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            if exists(&tx, "vms", &uuid.to_string())? {
+                return Err(StoreError::UuidTaken { uuid: uuid.to_string(), owner: "an instance" });
+            }
+            tx.execute(
                 "INSERT INTO images (uuid, phase, manifest) VALUES (?1, ?2, ?3)",
                 params![uuid.to_string(), phase, manifest.to_string()],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -357,6 +392,21 @@ mod tests {
         store.insert_vm(c, "ready", &vm).unwrap();
         assert_eq!(store.idmap_slot(c, 2).unwrap(), None, "every slot taken");
         assert_eq!(store.idmap_slot(c, 3).unwrap(), Some(2));
+        // Instances and images never share a uuid, whichever comes first.
+        let shared = InstanceUuid::new_random();
+        let as_image: ImageUuid = shared.to_string().parse().unwrap();
+        store.insert_image(as_image, "ready", &json!({})).unwrap();
+        assert!(matches!(store.insert_vm(shared, "provisioning", &vm), Err(StoreError::UuidTaken { .. })));
+        assert!(store.get_vm(shared).unwrap().is_none());
+        store.delete_image(as_image).unwrap();
+        store.insert_vm(shared, "provisioning", &vm).unwrap();
+        assert!(matches!(store.insert_image(as_image, "installing", &json!({})), Err(StoreError::UuidTaken { .. })));
+        assert!(store.get_image(as_image).unwrap().is_none());
+        // The schema refuses it too, should a statement bypass the check.
+        let direct = store.with(|c| {
+            Ok(c.execute("INSERT INTO images (uuid, phase, manifest) VALUES (?1, 'ready', '{}')", [shared.to_string()]))
+        });
+        assert!(direct.unwrap().is_err(), "the trigger let an image take an instance's uuid");
         store.host_set("k", "1").unwrap();
         store.host_set("k", "2").unwrap();
         assert_eq!(store.host_get("k").unwrap().as_deref(), Some("2"));

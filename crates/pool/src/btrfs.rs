@@ -31,6 +31,11 @@ enum QuotaMode {
     Qgroups,
 }
 
+/// The level-1 qgroup every dataset of the pool belongs to (`1/100`): its
+/// limit is what all datasets together may hold, the pool less its
+/// reserve (see [`crate::Pool::keep_reserve`]).
+pub(crate) const DATASETS_QGROUP: u64 = (1 << 48) | 100;
+
 /// Datasets as btrfs subvolumes.
 pub(crate) struct BtrfsBackend {
     quota: QuotaMode,
@@ -60,10 +65,51 @@ impl BtrfsBackend {
                 PoolSource::LoopFile { path, size_bytes } => mount_loop_file(path, *size_bytes, mountpoint)?,
             }
         }
+        host::set_nosuid_nodev(mountpoint).map_err(|e| PoolError::io("make nosuid,nodev", mountpoint, e))?;
         let quota = enable_quotas(mountpoint)?;
+        join_datasets_qgroup(mountpoint)?;
         tracing::debug!(mountpoint = %mountpoint.display(), ?quota, "btrfs pool open");
         Ok(BtrfsBackend { quota })
     }
+}
+
+/// Creates the datasets' qgroup ([`DATASETS_QGROUP`]) unless it exists,
+/// and makes every dataset a member (those made since are members from
+/// their creation; these are datasets of a pool made before the group
+/// existed). Starts a rescan when the kernel asks for one.
+fn join_datasets_qgroup(mountpoint: &Path) -> Result<()> {
+    let dir = open_dir(mountpoint).map_err(|e| PoolError::io("open", mountpoint, e))?;
+    match sys::qgroup_create(&dir, true, DATASETS_QGROUP) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+            return Err(PoolError::io("create the datasets' qgroup", mountpoint, e))
+        }
+        _ => {}
+    }
+    let mut rescan = false;
+    let entries = std::fs::read_dir(mountpoint).map_err(|e| PoolError::io("list datasets", mountpoint, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(subvol) = open_subvol(&path) else { continue };
+        let id = sys::subvol_id(&subvol).map_err(|e| PoolError::io("read subvolume id", &path, e))?;
+        let member =
+            sys::search_item(&dir, sys::BTRFS_QUOTA_TREE_OBJECTID, id, sys::BTRFS_QGROUP_RELATION_KEY, DATASETS_QGROUP)
+                .map_err(|e| PoolError::io("read qgroup relations", &path, e))?
+                .is_some();
+        if !member {
+            tracing::info!(dataset = %path.display(), "joining the pool's datasets qgroup");
+            rescan |= sys::qgroup_assign(&dir, true, id, DATASETS_QGROUP)
+                .map_err(|e| PoolError::io("join the datasets' qgroup", &path, e))?;
+        }
+    }
+    if rescan {
+        match sys::quota_rescan(&dir) {
+            Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => {
+                tracing::warn!(pool = %mountpoint.display(), error = %e, "cannot start a qgroup rescan");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts the btrfs filesystem at `mountpoint` (a loop device under it
@@ -113,7 +159,9 @@ fn format_if_blank(device: &Path) -> Result<()> {
 
 fn mount(device: &Path, mountpoint: &Path) -> Result<()> {
     std::fs::create_dir_all(mountpoint).map_err(|e| PoolError::io("create mountpoint", mountpoint, e))?;
-    nix::mount::mount(Some(device), mountpoint, Some("btrfs"), MsFlags::empty(), None::<&str>)
+    // Nothing in the pool gains privileges on the host (see `host::set_nosuid_nodev`).
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    nix::mount::mount(Some(device), mountpoint, Some("btrfs"), flags, None::<&str>)
         .map_err(|e| PoolError::io("mount", mountpoint, e.into()))
 }
 
@@ -267,13 +315,48 @@ impl Backend for BtrfsBackend {
 
     fn create(&self, path: &Path) -> Result<()> {
         let (dir, name) = parent_and_name(path)?;
-        created(path, "create subvolume", sys::subvol_create(&dir, name))
+        created(path, "create subvolume", sys::subvol_create(&dir, name, &[DATASETS_QGROUP]))
     }
 
     fn clone_from(&self, origin: &Path, path: &Path) -> Result<()> {
         let origin = open_subvol(origin)?;
         let (dir, name) = parent_and_name(path)?;
-        created(path, "snapshot subvolume", sys::snap_create(&dir, name, &origin, false))
+        created(path, "snapshot subvolume", sys::snap_create(&dir, name, &origin, false, &[DATASETS_QGROUP]))
+    }
+
+    fn destroy_and_wait(&self, path: &Path) -> Result<()> {
+        let id = open_subvol(path).ok().and_then(|s| sys::subvol_id(&s).ok());
+        self.destroy(path)?;
+        let (Some(id), Some(parent)) = (id, path.parent()) else { return Ok(()) };
+        let dir = open_dir(parent).map_err(|e| PoolError::io("open", parent, e))?;
+        // Committing the deletion wakes the cleaner now rather than at the
+        // next periodic commit (up to 30 s away).
+        sys::fs_sync(&dir).map_err(|e| PoolError::io("sync", path, e))?;
+        match sys::subvol_sync_wait(&dir, id) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                tracing::debug!("this kernel cannot wait for a deleted subvolume; its space frees in the background");
+                Ok(())
+            }
+            r => r.map_err(|e| PoolError::io("wait for the deleted subvolume", path, e)),
+        }
+    }
+
+    fn keep_reserve(&self, mountpoint: &Path, reserve: u64) -> Result<Option<crate::Reserve>> {
+        let dir = open_dir(mountpoint).map_err(|e| PoolError::io("open", mountpoint, e))?;
+        let err = |e| PoolError::io("read the datasets' qgroup", mountpoint, e);
+        // btrfs_qgroup_info_item: generation, rfer, ...
+        let used =
+            sys::search_item(&dir, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, sys::BTRFS_QGROUP_INFO_KEY, DATASETS_QGROUP)
+                .map_err(err)?
+                .map_or(0, |info| sys::le_u64(&info, 8));
+        let st = nix::sys::statvfs::statvfs(mountpoint).map_err(|e| PoolError::io("statvfs", mountpoint, e.into()))?;
+        let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+        // What the datasets hold plus what is still free, less the reserve;
+        // never below what they hold (then nothing more can be written).
+        let limit = used.saturating_add(free).saturating_sub(reserve).max(used);
+        sys::qgroup_limit(&dir, DATASETS_QGROUP, sys::BTRFS_QGROUP_LIMIT_MAX_RFER, limit, 0)
+            .map_err(|e| PoolError::io("limit the datasets' qgroup", mountpoint, e))?;
+        Ok(Some(crate::Reserve { reserved_bytes: reserve, datasets_bytes: used, datasets_limit_bytes: limit }))
     }
 
     fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()> {

@@ -84,8 +84,31 @@ pub struct Usage {
 pub struct PoolStats {
     /// Total size in bytes.
     pub size_bytes: u64,
-    /// Bytes still free.
+    /// Bytes still free for datasets: the filesystem's free space less the
+    /// reserve, where the backend keeps one.
     pub free_bytes: u64,
+    /// The reserve ([`Pool::keep_reserve`]); 0 where the backend keeps none.
+    pub reserved_bytes: u64,
+}
+
+/// The pool's reserve, as ZFS keeps "slop space": bytes no dataset may
+/// take, so that the state store (outside every dataset) can always write,
+/// even when instances have filled everything they may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Reserve {
+    /// Bytes kept back: 1/32 of the pool, at least 128 MiB, at most 128 GiB.
+    pub reserved_bytes: u64,
+    /// What all datasets together hold now.
+    pub datasets_bytes: u64,
+    /// What they may hold: the free space less the reserve, at the last
+    /// [`Pool::keep_reserve`].
+    pub datasets_limit_bytes: u64,
+}
+
+/// The reserve for a pool of `size` bytes (ZFS's slop: 1/32, within
+/// 128 MiB .. 128 GiB).
+pub fn reserve_for(size: u64) -> u64 {
+    (size / 32).clamp(128 << 20, 128 << 30)
 }
 
 /// The operations a backend provides. Every method is idempotent where its
@@ -102,6 +125,17 @@ pub(crate) trait Backend: Send + Sync {
     fn is_readonly(&self, path: &Path) -> Result<bool>;
     /// Removes a dataset and everything in it; absent is success.
     fn destroy(&self, path: &Path) -> Result<()>;
+    /// As `destroy`, and returns only once its space is free again
+    /// (btrfs cleans deleted subvolumes up in the background).
+    fn destroy_and_wait(&self, path: &Path) -> Result<()> {
+        self.destroy(path)
+    }
+    /// Limits what all datasets together may hold to the pool's free space
+    /// less `reserve` bytes, and says where that stands; `None` where the
+    /// backend cannot (then a full pool is full for the state store too).
+    fn keep_reserve(&self, _mountpoint: &Path, _reserve: u64) -> Result<Option<Reserve>> {
+        Ok(None)
+    }
     /// Sets or clears the dataset's quota.
     fn set_quota(&self, path: &Path, bytes: Option<u64>) -> Result<()>;
     /// Space used by the dataset.
@@ -142,7 +176,23 @@ impl Pool {
         let pool = Pool { name: config.name.clone(), mountpoint: config.mountpoint.clone(), backend };
         std::fs::create_dir_all(pool.config_dir())
             .map_err(|e| PoolError::io("create config directory", pool.config_dir(), e))?;
+        // No host user but root reaches into the pool: the datasets hold
+        // the zones' files, which the zones' owners control.
+        for dir in [pool.mountpoint.clone(), pool.config_dir()] {
+            private(&dir)?;
+        }
+        pool.keep_reserve()?;
         Ok(pool)
+    }
+
+    /// Limits what the datasets together may hold so that the pool keeps
+    /// its reserve ([`reserve_for`] its size) for the state store, and
+    /// returns where that stands; `None` where the backend cannot. The
+    /// limit is set from the free space now: call it again now and then
+    /// (the daemon does every 30 s), as the filesystem's metadata grows.
+    pub fn keep_reserve(&self) -> Result<Option<Reserve>> {
+        let size = self.raw_stats()?.size_bytes;
+        self.backend.keep_reserve(&self.mountpoint, reserve_for(size))
     }
 
     /// Unmounts a pool opened from `config` and detaches its loop device.
@@ -208,18 +258,20 @@ impl Pool {
         check_name(name).is_ok() && self.backend.is_dataset(&self.dataset_path(name))
     }
 
-    /// Creates an empty dataset.
+    /// Creates an empty dataset (its top directory root's alone).
     pub fn create(&self, name: &str) -> Result<PathBuf> {
         let path = self.checked_path(name)?;
         self.backend.create(&path)?;
+        private(&path)?;
         Ok(path)
     }
 
-    /// Creates `name` as a writable clone of `origin`.
+    /// Creates `name` as a writable clone of `origin` (its top directory root's alone).
     pub fn clone_from(&self, origin: &str, name: &str) -> Result<PathBuf> {
         let origin = self.checked_path(origin)?;
         let path = self.checked_path(name)?;
         self.backend.clone_from(&origin, &path)?;
+        private(&path)?;
         Ok(path)
     }
 
@@ -236,6 +288,13 @@ impl Pool {
     /// Destroys a dataset and all it holds. Absent is success.
     pub fn destroy(&self, name: &str) -> Result<()> {
         self.backend.destroy(&self.checked_path(name)?)
+    }
+
+    /// As [`Pool::destroy`], and returns once the dataset's space is free
+    /// again (a failed image install that filled the pool must not leave
+    /// it full behind it).
+    pub fn destroy_and_wait(&self, name: &str) -> Result<()> {
+        self.backend.destroy_and_wait(&self.checked_path(name)?)
     }
 
     /// Sets (or with `None` clears) a dataset's quota in bytes.
@@ -264,13 +323,33 @@ impl Pool {
         Ok(names)
     }
 
-    /// Size and free space of the pool's filesystem.
+    /// Size and free space of the pool's filesystem, less the reserve.
     pub fn stats(&self) -> Result<PoolStats> {
+        let mut st = self.raw_stats()?;
+        if self.capabilities().quota {
+            st.reserved_bytes = reserve_for(st.size_bytes);
+            st.free_bytes = st.free_bytes.saturating_sub(st.reserved_bytes);
+        }
+        Ok(st)
+    }
+
+    fn raw_stats(&self) -> Result<PoolStats> {
         let st = nix::sys::statvfs::statvfs(&self.mountpoint)
             .map_err(|e| PoolError::io("statvfs", &self.mountpoint, e.into()))?;
         let frsize = st.fragment_size() as u64;
-        Ok(PoolStats { size_bytes: st.blocks() as u64 * frsize, free_bytes: st.blocks_available() as u64 * frsize })
+        Ok(PoolStats {
+            size_bytes: (st.blocks() as u64).saturating_mul(frsize),
+            free_bytes: (st.blocks_available() as u64).saturating_mul(frsize),
+            reserved_bytes: 0,
+        })
     }
+}
+
+/// Makes the directory at `path` root's alone (mode 0700).
+fn private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| PoolError::io("make private (0700)", path, e))
 }
 
 /// Dataset names: 1–128 characters of `[A-Za-z0-9._:-]`, not starting with

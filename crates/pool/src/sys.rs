@@ -51,15 +51,59 @@ pub struct VolArgs {
     name: [u8; BTRFS_PATH_NAME_MAX + 1],
 }
 
-/// `struct btrfs_ioctl_vol_args_v2` (the `size`/`qgroup_inherit` union as
-/// `unused`, the `name`/`devid`/`subvolid` union as `name`).
+/// `struct btrfs_ioctl_vol_args_v2` (the `size`/`qgroup_inherit` union's
+/// first member spelled out, the `name`/`devid`/`subvolid` union as `name`).
 #[repr(C)]
 pub struct VolArgsV2 {
     fd: i64,
     transid: u64,
     flags: u64,
-    unused: [u64; 4],
+    /// With [`BTRFS_SUBVOL_QGROUP_INHERIT`]: the size of the
+    /// `btrfs_qgroup_inherit` at `qgroup_inherit`.
+    size: u64,
+    qgroup_inherit: u64,
+    unused: [u64; 2],
     name: [u8; BTRFS_SUBVOL_NAME_MAX + 1],
+}
+
+/// `btrfs_ioctl_vol_args_v2.flags`: `qgroup_inherit` points to a
+/// `btrfs_qgroup_inherit` naming qgroups the new subvolume joins.
+pub const BTRFS_SUBVOL_QGROUP_INHERIT: u64 = 1 << 2;
+/// Quota tree item type: a qgroup relation (child → parent and back).
+pub const BTRFS_QGROUP_RELATION_KEY: u32 = 246;
+
+/// `struct btrfs_qgroup_inherit` (flags, num_qgroups, num_ref_copies,
+/// num_excl_copies, a `btrfs_qgroup_limit` of five u64s, then the
+/// qgroup ids) laid out as u64s: the new subvolume joins `qgroups`.
+fn qgroup_inherit(qgroups: &[u64]) -> Vec<u64> {
+    let mut v = vec![0u64; 9];
+    v[1] = qgroups.len() as u64;
+    v.extend_from_slice(qgroups);
+    v
+}
+
+/// `struct btrfs_ioctl_qgroup_assign_args`.
+#[repr(C)]
+pub struct QgroupAssignArgs {
+    assign: u64,
+    src: u64,
+    dst: u64,
+}
+
+/// `struct btrfs_ioctl_quota_rescan_args`.
+#[repr(C)]
+pub struct QuotaRescanArgs {
+    flags: u64,
+    progress: u64,
+    reserved: [u64; 6],
+}
+
+/// `struct btrfs_ioctl_subvol_wait` (kernel 6.10+).
+#[repr(C)]
+pub struct SubvolWait {
+    subvolid: u64,
+    mode: u32,
+    count: u32,
 }
 
 /// `struct btrfs_ioctl_search_key`.
@@ -153,15 +197,20 @@ pub struct LoopConfig {
 
 mod ioc {
     use super::*;
+    nix::ioctl_none!(fs_sync, BTRFS_IOCTL_MAGIC, 8);
     nix::ioctl_write_ptr!(subvol_create, BTRFS_IOCTL_MAGIC, 14, VolArgs);
     nix::ioctl_write_ptr!(snap_destroy, BTRFS_IOCTL_MAGIC, 15, VolArgs);
     nix::ioctl_readwrite!(tree_search, BTRFS_IOCTL_MAGIC, 17, SearchArgs);
     nix::ioctl_readwrite!(ino_lookup, BTRFS_IOCTL_MAGIC, 18, InoLookupArgs);
     nix::ioctl_write_ptr!(snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
+    nix::ioctl_write_ptr!(subvol_create_v2, BTRFS_IOCTL_MAGIC, 24, VolArgsV2);
     nix::ioctl_read!(subvol_getflags, BTRFS_IOCTL_MAGIC, 25, u64);
     nix::ioctl_write_ptr!(subvol_setflags, BTRFS_IOCTL_MAGIC, 26, u64);
     nix::ioctl_readwrite!(quota_ctl, BTRFS_IOCTL_MAGIC, 40, QuotaCtlArgs);
+    nix::ioctl_write_ptr!(qgroup_assign, BTRFS_IOCTL_MAGIC, 41, QgroupAssignArgs);
     nix::ioctl_write_ptr!(qgroup_create, BTRFS_IOCTL_MAGIC, 42, QgroupCreateArgs);
+    nix::ioctl_write_ptr!(quota_rescan, BTRFS_IOCTL_MAGIC, 44, QuotaRescanArgs);
+    nix::ioctl_write_ptr!(subvol_sync_wait, BTRFS_IOCTL_MAGIC, 65, SubvolWait);
     // The kernel declares this one _IOR although it only reads the argument.
     nix::ioctl_read!(qgroup_limit, BTRFS_IOCTL_MAGIC, 43, QgroupLimitArgs);
     nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
@@ -182,26 +231,82 @@ fn name_buf<const N: usize>(name: &OsStr) -> io::Result<[u8; N]> {
     Ok(buf)
 }
 
-/// Creates an empty subvolume `name` in directory `dir`.
-pub fn subvol_create(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let args = VolArgs { fd: 0, name: name_buf(name)? };
-    // SAFETY: `args` is a valid, initialised btrfs_ioctl_vol_args the kernel only reads.
-    unsafe { ioc::subvol_create(dir.as_fd().as_raw_fd(), &args) }?;
+/// Creates an empty subvolume `name` in directory `dir`, a member of the
+/// (higher-level) qgroups `qgroups` from its first byte.
+pub fn subvol_create(dir: impl AsFd, name: &OsStr, qgroups: &[u64]) -> io::Result<()> {
+    if qgroups.is_empty() {
+        let args = VolArgs { fd: 0, name: name_buf(name)? };
+        // SAFETY: `args` is a valid, initialised btrfs_ioctl_vol_args the kernel only reads.
+        unsafe { ioc::subvol_create(dir.as_fd().as_raw_fd(), &args) }?;
+        return Ok(());
+    }
+    let inherit = qgroup_inherit(qgroups);
+    let args = vol_args_v2(0, 0, name, &inherit)?;
+    // SAFETY: `args` is a valid btrfs_ioctl_vol_args_v2 whose qgroup_inherit
+    // points to `inherit`, alive across the call, of the size given.
+    unsafe { ioc::subvol_create_v2(dir.as_fd().as_raw_fd(), &args) }?;
     Ok(())
 }
 
-/// Snapshots the subvolume open as `source` to `name` in directory `dir`.
-pub fn snap_create(dir: impl AsFd, name: &OsStr, source: impl AsFd, readonly: bool) -> io::Result<()> {
-    let args = VolArgsV2 {
-        fd: source.as_fd().as_raw_fd().into(),
-        transid: 0,
-        flags: if readonly { BTRFS_SUBVOL_RDONLY } else { 0 },
-        unused: [0; 4],
-        name: name_buf(name)?,
+fn vol_args_v2(fd: i64, flags: u64, name: &OsStr, inherit: &[u64]) -> io::Result<VolArgsV2> {
+    let (flags, size, ptr) = if inherit.is_empty() {
+        (flags, 0, 0)
+    } else {
+        (flags | BTRFS_SUBVOL_QGROUP_INHERIT, std::mem::size_of_val(inherit) as u64, inherit.as_ptr() as u64)
     };
-    // SAFETY: `args` is a valid btrfs_ioctl_vol_args_v2 without a qgroup_inherit pointer (flag unset).
+    Ok(VolArgsV2 { fd, transid: 0, flags, size, qgroup_inherit: ptr, unused: [0; 2], name: name_buf(name)? })
+}
+
+/// Snapshots the subvolume open as `source` to `name` in directory `dir`,
+/// the snapshot a member of the (higher-level) qgroups `qgroups`.
+pub fn snap_create(dir: impl AsFd, name: &OsStr, source: impl AsFd, readonly: bool, qgroups: &[u64]) -> io::Result<()> {
+    let inherit = if qgroups.is_empty() { Vec::new() } else { qgroup_inherit(qgroups) };
+    let flags = if readonly { BTRFS_SUBVOL_RDONLY } else { 0 };
+    let args = vol_args_v2(source.as_fd().as_raw_fd().into(), flags, name, &inherit)?;
+    // SAFETY: `args` is a valid btrfs_ioctl_vol_args_v2; its qgroup_inherit
+    // pointer, when the flag is set, points to `inherit`, alive across the call.
     unsafe { ioc::snap_create_v2(dir.as_fd().as_raw_fd(), &args) }?;
     Ok(())
+}
+
+/// Makes qgroup `src` a member of `dst` (or with `assign == false` no
+/// longer one). `Ok(true)`: the kernel could not carry the numbers over
+/// and the quotas need a rescan ([`quota_rescan`]).
+pub fn qgroup_assign(fd: impl AsFd, assign: bool, src: u64, dst: u64) -> io::Result<bool> {
+    let args = QgroupAssignArgs { assign: assign.into(), src, dst };
+    // SAFETY: `args` is a valid btrfs_ioctl_qgroup_assign_args the kernel only reads.
+    let r = unsafe { ioc::qgroup_assign(fd.as_fd().as_raw_fd(), &args) }?;
+    Ok(r > 0)
+}
+
+/// Starts a rescan of the quota numbers (`EINPROGRESS` when one runs).
+pub fn quota_rescan(fd: impl AsFd) -> io::Result<()> {
+    let args = QuotaRescanArgs { flags: 0, progress: 0, reserved: [0; 6] };
+    // SAFETY: `args` is a valid btrfs_ioctl_quota_rescan_args the kernel only reads.
+    unsafe { ioc::quota_rescan(fd.as_fd().as_raw_fd(), &args) }?;
+    Ok(())
+}
+
+/// `BTRFS_IOC_SYNC`: commits the filesystem's transaction and wakes its
+/// cleaner (which drops deleted subvolumes) now, not at the next periodic
+/// commit.
+pub fn fs_sync(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: BTRFS_IOC_SYNC takes no argument.
+    unsafe { ioc::fs_sync(fd.as_fd().as_raw_fd()) }?;
+    Ok(())
+}
+
+/// Waits until the deleted subvolume `subvolid` is cleaned up and its
+/// space free (`BTRFS_IOC_SUBVOL_SYNC_WAIT`, kernel 6.10+; older: ENOTTY).
+/// A subvolume already gone is success.
+pub fn subvol_sync_wait(fd: impl AsFd, subvolid: u64) -> io::Result<()> {
+    // mode BTRFS_SUBVOL_SYNC_WAIT_FOR_ONE
+    let args = SubvolWait { subvolid, mode: 0, count: 0 };
+    // SAFETY: `args` is a valid btrfs_ioctl_subvol_wait the kernel only reads.
+    match unsafe { ioc::subvol_sync_wait(fd.as_fd().as_raw_fd(), &args) } {
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes the subvolume `name` in directory `dir`.
@@ -357,6 +462,13 @@ mod tests {
         assert_eq!(size_of::<VolArgs>(), 4096);
         assert_eq!(size_of::<VolArgsV2>(), 4096);
         assert_eq!(std::mem::offset_of!(VolArgsV2, name), 0x38);
+        assert_eq!(std::mem::offset_of!(VolArgsV2, size), 0x18);
+        assert_eq!(std::mem::offset_of!(VolArgsV2, qgroup_inherit), 0x20);
+        assert_eq!(size_of::<QgroupAssignArgs>(), 24);
+        assert_eq!(size_of::<QuotaRescanArgs>(), 64);
+        assert_eq!(size_of::<SubvolWait>(), 16);
+        // btrfs_qgroup_inherit: 4 u64s, a 5-u64 limit, then the ids.
+        assert_eq!(qgroup_inherit(&[7, 8]), [0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 8]);
         assert_eq!(size_of::<SearchKey>(), 104);
         assert_eq!(size_of::<SearchArgs>(), 4096);
         assert_eq!(size_of::<InoLookupArgs>(), 4096);
@@ -376,6 +488,10 @@ mod tests {
         assert_eq!(request_code_readwrite!(m, 17, size_of::<SearchArgs>()), 0xd0009411); // TREE_SEARCH
         assert_eq!(request_code_readwrite!(m, 18, size_of::<InoLookupArgs>()), 0xd0009412); // INO_LOOKUP
         assert_eq!(request_code_write!(m, 23, size_of::<VolArgsV2>()), 0x50009417); // SNAP_CREATE_V2
+        assert_eq!(request_code_write!(m, 24, size_of::<VolArgsV2>()), 0x50009418); // SUBVOL_CREATE_V2
+        assert_eq!(request_code_write!(m, 41, size_of::<QgroupAssignArgs>()), 0x40189429); // QGROUP_ASSIGN
+        assert_eq!(request_code_write!(m, 44, size_of::<QuotaRescanArgs>()), 0x4040942c); // QUOTA_RESCAN
+        assert_eq!(request_code_write!(m, 65, size_of::<SubvolWait>()), 0x40109441); // SUBVOL_SYNC_WAIT
         assert_eq!(request_code_read!(m, 25, size_of::<u64>()), 0x80089419); // SUBVOL_GETFLAGS
         assert_eq!(request_code_write!(m, 26, size_of::<u64>()), 0x4008941a); // SUBVOL_SETFLAGS
         assert_eq!(request_code_readwrite!(m, 40, size_of::<QuotaCtlArgs>()), 0xc0109428); // QUOTA_CTL

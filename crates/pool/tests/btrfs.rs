@@ -331,3 +331,89 @@ fn clone_and_destroy_timings() {
     println!("btrfs clone median {:?} (max {:?})", median(clones.clone()), clones.iter().max().unwrap());
     println!("btrfs destroy median {:?} (max {:?})", median(destroys.clone()), destroys.iter().max().unwrap());
 }
+
+/// Writes 1 MiB chunks (of random-looking data, so nothing compresses)
+/// into a new file in `dir` until a write fails; returns the bytes written
+/// and the error.
+fn fill(dir: &std::path::Path) -> (u64, std::io::Error) {
+    use std::io::Write;
+    let mut f = fs::File::create(dir.join("fill")).unwrap();
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut n = 1u64;
+    let mut written = 0;
+    loop {
+        for word in chunk.chunks_mut(8) {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            word.copy_from_slice(&n.to_le_bytes());
+        }
+        if let Err(e) =
+            f.write_all(&chunk).and_then(|()| if written % (64 * MIB) == 0 { f.sync_data() } else { Ok(()) })
+        {
+            return (written, e);
+        }
+        written += MIB;
+    }
+}
+
+#[test]
+fn datasets_cannot_take_the_reserve_of_the_state_store() {
+    let Some(t) = btrfs_pool() else { return };
+    let p = &t.pool;
+    let before = p.keep_reserve().unwrap().expect("btrfs keeps a reserve");
+    assert_eq!(before.reserved_bytes, zonevisor_pool::reserve_for(1 << 30));
+    assert_eq!(before.reserved_bytes, 128 * MIB, "1/32 of 1 GiB is below the 128 MiB floor");
+    // Two datasets without quotas, an image and its clone, fill what they may.
+    let img = p.create("img").unwrap();
+    write_file(&img.join("base"), 8 * MIB).unwrap();
+    p.set_readonly("img", true).unwrap();
+    let zone = p.clone_from("img", "zone").unwrap();
+    let (written, err) = fill(&zone);
+    assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "the datasets' limit stops them, not a full pool: {err}");
+    t.sync();
+    let after = p.keep_reserve().unwrap().unwrap();
+    println!("wrote {} MiB; reserve {before:?} -> {after:?}; stats {:?}", written / MIB, p.stats().unwrap());
+    assert!(written > 512 * MIB, "only {written} bytes of a 1 GiB pool");
+    // The state store (outside every dataset) still writes, and so does
+    // the pool's own work: a new clone, a new dataset.
+    write_file(&p.config_dir().join("db-growth"), 32 * MIB).expect("the reserve is gone");
+    p.clone_from("img", "zone2").expect("a clone in a full pool");
+    let stats = p.stats().unwrap();
+    assert_eq!(stats.reserved_bytes, 128 * MIB);
+    // Freeing data gives it back, by the time destroy_and_wait returns.
+    p.destroy_and_wait("zone").unwrap();
+    t.sync();
+    let freed = p.keep_reserve().unwrap().unwrap();
+    assert!(freed.datasets_bytes < 64 * MIB, "the destroyed dataset's space is not free yet: {freed:?}");
+    write_file(&p.dataset_path("zone2").join("after"), 64 * MIB).unwrap();
+}
+
+#[test]
+fn pool_is_private_and_nosuid() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(t) = btrfs_pool() else { return };
+    let ds = t.pool.create("ds").unwrap();
+    for dir in [t.mountpoint().to_path_buf(), t.pool.config_dir(), ds] {
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+    }
+    let mp = t.mountpoint().to_str().unwrap().to_string();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some(mp.as_str())).expect("the pool is mounted");
+    let opts: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    assert!(opts.contains(&"nosuid") && opts.contains(&"nodev"), "{line}");
+}
+
+#[test]
+fn datasets_made_before_the_reserve_join_it() {
+    let Some(t) = btrfs_pool() else { return };
+    // A subvolume made outside the pool's API (an older zonevisor).
+    let out = Command::new("btrfs").args(["subvolume", "create"]).arg(t.mountpoint().join("old")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pool = Pool::open(t.config()).unwrap();
+    let out = Command::new("btrfs").args(["qgroup", "show", "-p"]).arg(t.mountpoint()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.trim_end().ends_with("old")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("1/100"), "old is not in the datasets' qgroup: {text}");
+    let (_, err) = fill(&pool.dataset_path("old"));
+    assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+}

@@ -322,7 +322,9 @@ fn gone(pid: i32, what: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stdio {
     /// The command uses the caller's stdin, stdout and stderr (pipes and
-    /// terminals alike), in the caller's session.
+    /// terminals alike), in the caller's session. Every other descriptor
+    /// the caller has is closed on exec, whatever its flags, as for the
+    /// other two: only the three standard streams cross into the zone.
     Inherit,
     /// The command starts a new session with this descriptor (a terminal,
     /// e.g. the zone's console) as stdin, stdout and stderr; every other
@@ -481,8 +483,11 @@ impl Exec {
                 for target in 0..3 {
                     libc::dup2(fd, target);
                 }
-                libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
             }
+            // Only stdin, stdout and stderr cross into the zone: whatever
+            // else the caller had open (a descriptor of a host directory,
+            // say) would be a way out of the zone's root.
+            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
             if let Some(mask) = self.umask {
                 libc::umask(mask);
             }

@@ -32,6 +32,7 @@ pub mod control;
 pub mod cpuset;
 pub mod enter;
 mod launch;
+pub mod lofs;
 pub mod lxcfs;
 pub mod monitor;
 mod rootfs;

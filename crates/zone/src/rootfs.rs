@@ -18,6 +18,7 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x01;
+const MOUNT_ATTR_NOSUID: u64 = 0x02;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// `mount_attr` of `mount_setattr(2)`.
@@ -219,7 +220,16 @@ pub(crate) fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
 /// A detached copy of the mount at `fd` (itself a mount, e.g. a file just
 /// bind-mounted in the zone), non-recursive.
 pub(crate) fn clone_tree_fd(fd: BorrowedFd) -> io::Result<OwnedFd> {
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    clone_tree_at(fd, false)
+}
+
+/// A detached copy (a bind) of what `fd` (e.g. an `O_PATH` descriptor)
+/// names, with the mounts under it when `recursive`.
+pub(crate) fn clone_tree_at(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
     // SAFETY: an empty C string and a live descriptor; the result is checked and owned.
     owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
 }
@@ -247,9 +257,34 @@ fn setattr(tree: BorrowedFd, attr: &MountAttr, recursive: libc::c_int) -> io::Re
     cvt(r).map(drop)
 }
 
+/// Lets setuid and file capabilities count again on a detached tree (not
+/// recursively): the pool is mounted `nosuid` on the host, so that nothing
+/// a zone writes gains privileges there, and each zone's own copy of its
+/// root gets them back, for its setuid programs (`su`, `ping`, `passwd`).
+pub(crate) fn allow_setuid(tree: BorrowedFd) -> io::Result<()> {
+    let attr = MountAttr { attr_set: 0, attr_clr: MOUNT_ATTR_NOSUID, propagation: 0, userns_fd: 0 };
+    setattr(tree, &attr, 0)
+}
+
 /// Makes a detached tree read-only, recursively.
 pub(crate) fn set_readonly(tree: BorrowedFd) -> io::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    set_flags(tree, true, false, false, false)
+}
+
+/// Adds the chosen options to a detached tree, recursively: read-only,
+/// `nosuid`, `nodev`, `noexec` (a `lofs` filesystem's `ro`, `nosuid`,
+/// `nodevice`, `noexec`).
+pub(crate) fn set_flags(tree: BorrowedFd, ro: bool, nosuid: bool, nodev: bool, noexec: bool) -> io::Result<()> {
+    let mut set = 0;
+    for (on, flag) in [(ro, MOUNT_ATTR_RDONLY), (nosuid, MOUNT_ATTR_NOSUID), (nodev, 0x04), (noexec, 0x08)] {
+        if on {
+            set |= flag;
+        }
+    }
+    if set == 0 {
+        return Ok(());
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     setattr(tree, &attr, libc::AT_RECURSIVE)
 }
 

@@ -52,6 +52,10 @@ pub struct ZoneSpec {
     /// `None` leaves the kernel's `/proc` and `/sys` as they are.
     #[serde(default)]
     pub lxcfs: Option<PathBuf>,
+    /// What `lofs` sources may not reach (the daemon's root, the pool):
+    /// see [`crate::lofs`].
+    #[serde(default)]
+    pub protected: crate::lofs::Protected,
 }
 
 /// A zone's id range: ids `0..count` in the zone are `host_uid..host_uid+count`
@@ -67,15 +71,24 @@ pub struct IdMap {
 }
 
 /// A bind mount (SmartOS `filesystems` entry of type `lofs`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
     /// Host path.
     pub source: PathBuf,
     /// Absolute path inside the zone; created when absent.
     pub target: PathBuf,
-    /// Mounted read-only.
+    /// Mounted read-only (`ro`).
     #[serde(default)]
     pub readonly: bool,
+    /// Setuid bits and file capabilities ignored (`nosuid`).
+    #[serde(default)]
+    pub nosuid: bool,
+    /// Device nodes unusable (`nodevice`).
+    #[serde(default)]
+    pub nodev: bool,
+    /// Nothing executable (`noexec`).
+    #[serde(default)]
+    pub noexec: bool,
 }
 
 /// Resource limits, in SmartOS's meaning, converted to bytes.

@@ -110,6 +110,7 @@ impl Zone {
             idmap: None,
             limit_priv: Vec::new(),
             lxcfs: None,
+            protected: Default::default(),
         };
         Zone { dir, spec, launched: None }
     }
@@ -485,7 +486,11 @@ fn failed_launches_leave_nothing() {
     assert_nothing_left(&z);
 
     let mut z = Zone::new(&["/bin/sleep", "1000"]);
-    z.spec.mounts.push(BindMount { source: "/nonexistent-source".into(), target: "/data".into(), readonly: false });
+    z.spec.mounts.push(BindMount {
+        source: "/nonexistent-source".into(),
+        target: "/data".into(),
+        ..BindMount::default()
+    });
     let e = launch(&monitor_exe(), &z.spec).unwrap_err();
     assert_eq!(e.step, "mount /data", "{e}");
     assert_nothing_left(&z);
@@ -525,7 +530,12 @@ fn bind_mounts_and_symlink_escapes() {
     symlink(&climb, z.root().join("etc")).unwrap();
     let inside_outside = z.root().join(outside.strip_prefix("/").unwrap());
     fs::create_dir_all(&inside_outside).unwrap();
-    let m = |s: &Path, t: &str, ro| BindMount { source: s.to_path_buf(), target: t.into(), readonly: ro };
+    let m = |s: &Path, t: &str, ro| BindMount {
+        source: s.to_path_buf(),
+        target: t.into(),
+        readonly: ro,
+        ..BindMount::default()
+    };
     z.spec.mounts = vec![
         m(&host.join("data"), "/data", true),
         m(&host.join("rw"), "/rw", false),
@@ -568,7 +578,7 @@ fn unprivileged_zone_has_a_user_namespace_and_an_idmapped_root() {
     let rw = z.dir.path().join("rw");
     fs::create_dir(&rw).unwrap();
     fs::set_permissions(&rw, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    z.spec.mounts = vec![BindMount { source: rw.clone(), target: "/rw".into(), readonly: false }];
+    z.spec.mounts = vec![BindMount { source: rw.clone(), target: "/rw".into(), ..BindMount::default() }];
     z.spec.idmap = Some(IdMap { host_uid: HOST, host_gid: HOST + 7, count: 65536 });
     let l = z.launch();
     z.wait_file("ready");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::enter::{Entry, Exec};
 use crate::launch::{LaunchError, DEFAULT_PATH};
 use crate::rootfs::{self, cstring, cvt};
-use crate::{control, lxcfs, security};
+use crate::{control, lofs, lxcfs, security};
 use crate::{BindMount, ZoneSpec};
 
 /// The host devices bind-mounted into the zone's `/dev`.
@@ -46,6 +46,7 @@ impl Trees {
     pub(super) fn open(spec: &ZoneSpec, console_path: &Path) -> Result<Trees, LaunchError> {
         // An idmapped mount cannot be recursive over mounts that do not support it.
         let root = rootfs::clone_tree(&spec.zone_root, spec.idmap.is_none())
+            .and_then(|tree| rootfs::allow_setuid(tree.as_fd()).map(|()| tree))
             .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", spec.zone_root.display())))?;
         let mut devices = Vec::with_capacity(DEVICES.len());
         for name in DEVICES {
@@ -57,11 +58,12 @@ impl Trees {
         let mut mounts = Vec::with_capacity(spec.mounts.len());
         for m in &spec.mounts {
             let what = format!("mount {}", m.target.display());
-            let tree = rootfs::clone_tree(&m.source, true)
+            // Resolved without following what zones control (see `lofs`).
+            let (source, _) =
+                lofs::resolve(&m.source, &spec.protected).map_err(|e| LaunchError::new(what.clone(), e))?;
+            let tree = rootfs::clone_tree_at(source.as_fd(), true)
                 .map_err(|e| LaunchError::new(what.clone(), format!("{}: {e}", m.source.display())))?;
-            if m.readonly {
-                rootfs::set_readonly(tree.as_fd()).map_err(step(what))?;
-            }
+            rootfs::set_flags(tree.as_fd(), m.readonly, m.nosuid, m.nodev, m.noexec).map_err(step(what))?;
             mounts.push((m.clone(), tree));
         }
         // The daemon checked lxcfs answers before launching; if it died
