@@ -115,6 +115,8 @@ mod aarch64;
 mod filter;
 #[cfg(any(target_arch = "x86_64", test))]
 mod i386;
+#[cfg(test)]
+mod kernel_gate;
 #[cfg(any(target_arch = "x86_64", test))]
 mod x86_64;
 
@@ -634,5 +636,66 @@ mod tests {
             (Installed::Plain(why), ..) => eprintln!("SKIPPED: no seccomp listener here: {why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The kernel takes the program and answers as the verdicts say, for
+    /// native calls and, where the kernel has IA32 emulation, i386 ones.
+    /// Each call, were the filter to let it through, fails harmlessly
+    /// (NULL pointers, a pipe that is no btrfs directory).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_kernel_takes_the_program_and_answers_as_it_says() {
+        use kernel_gate::{ia32, int80};
+        let ia32 = ia32();
+        if let Err(why) = &ia32 {
+            eprintln!("NOTE: i386 calls not tried: {why}");
+        }
+        let prog = Profile::default().seccomp_program(false);
+        let seen = std::thread::spawn(move || {
+            let mut pipe = [0; 2];
+            // SAFETY: pipe2 fills the two descriptors of the array.
+            assert_eq!(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: prctl on this thread (no_new_privs: no privilege needed).
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            install_seccomp(&prog).unwrap();
+            let native = |nr: u64, a0: u64, a1: u64, a2: u64| -> i64 {
+                // SAFETY: each call below takes NULL pointers or a pipe and fails without effect.
+                let r = unsafe { libc::syscall(nr as libc::c_long, a0, a1, a2, 0, 0, 0) };
+                if r == -1 {
+                    -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                } else {
+                    r
+                }
+            };
+            let fd = pipe[0] as u64;
+            let mut seen = vec![
+                ("getpid", native(39, 0, 0, 0) > 0),
+                ("mount", native(165, 0, 0, 0) == -1),
+                ("open_tree_attr", native(467, 0, 0, 0) == -1),
+                ("quotactl_fd", native(443, 0, 0, 0) == -1),
+                ("470", native(470, 0, 0, 0) == -38),
+                ("x32 getpid", native(0x4000_0000 | 39, 0, 0, 0) == -38),
+                ("ioctl FIONREAD (NULL)", native(16, fd, libc::FIONREAD, 0) == -14),
+                ("ioctl SUBVOL_CREATE", native(16, fd, 0x5000_940e, 0) == -1),
+                ("ioctl SNAP_CREATE_V2 + high bits", native(16, fd, 0x7_5000_9417, 0) == -1),
+                ("ioctl SUBVOL_CREATE_V2 + 1", native(16, fd, 0x5000_9419, 0) == -25),
+            ];
+            if ia32.is_ok() {
+                seen.extend([
+                    ("i386 getpid", int80(20, [0; 5]) > 0),
+                    ("i386 mount", int80(21, [0; 5]) == -1),
+                    ("i386 umount", int80(22, [0; 5]) == -1),
+                    ("i386 open_tree_attr", int80(467, [0; 5]) == -1),
+                    ("i386 470", int80(470, [0; 5]) == -38),
+                    ("i386 ioctl SNAP_CREATE", int80(54, [pipe[0] as u32, 0x5000_9401, 0, 0, 0]) == -1),
+                    ("i386 ioctl FIONREAD (NULL)", int80(54, [pipe[0] as u32, libc::FIONREAD as u32, 0, 0, 0]) == -14),
+                ]);
+            }
+            seen
+        })
+        .join()
+        .unwrap();
+        let wrong: Vec<&str> = seen.iter().filter(|(_, ok)| !ok).map(|(what, _)| *what).collect();
+        assert!(wrong.is_empty(), "answered otherwise than the verdict: {wrong:?}");
     }
 }
