@@ -15,7 +15,7 @@
 //!   stays: `reboot(2)` in a pid namespace ends the zone's init.
 //! - **Seccomp: an allowlist**, as Docker's default profile. For each ABI it
 //!   knows ([`Abi`]: x86-64 and, on x86-64 hosts, i386; aarch64), the
-//!   filter has a table of every system call of Linux [`TABLE_KERNEL`], and
+//!   filter has a table of every system call of [`TABLE_KERNEL`], and
 //!   gives each number a [`Verdict`]:
 //!   - a call of the table is allowed, unless it is one of the dangerous
 //!     ones below, refused with `EPERM` (where no opt-in allows it);
@@ -681,14 +681,20 @@ mod tests {
                 ("ioctl SUBVOL_CREATE_V2 + 1", native(16, fd, 0x5000_9419, 0) == -25),
             ];
             if ia32.is_ok() {
+                let fd = pipe[0] as u32;
+                let i386 = |nr: u32, args: [u32; 5]| {
+                    // SAFETY: IA32 emulation is there (ia32() said so); each
+                    // call takes NULL pointers or a pipe, and fails without effect.
+                    unsafe { int80(nr, args) }
+                };
                 seen.extend([
-                    ("i386 getpid", int80(20, [0; 5]) > 0),
-                    ("i386 mount", int80(21, [0; 5]) == -1),
-                    ("i386 umount", int80(22, [0; 5]) == -1),
-                    ("i386 open_tree_attr", int80(467, [0; 5]) == -1),
-                    ("i386 470", int80(470, [0; 5]) == -38),
-                    ("i386 ioctl SNAP_CREATE", int80(54, [pipe[0] as u32, 0x5000_9401, 0, 0, 0]) == -1),
-                    ("i386 ioctl FIONREAD (NULL)", int80(54, [pipe[0] as u32, libc::FIONREAD as u32, 0, 0, 0]) == -14),
+                    ("i386 getpid", i386(20, [0; 5]) > 0),
+                    ("i386 mount", i386(21, [0; 5]) == -1),
+                    ("i386 umount", i386(22, [0; 5]) == -1),
+                    ("i386 open_tree_attr", i386(467, [0; 5]) == -1),
+                    ("i386 470", i386(470, [0; 5]) == -38),
+                    ("i386 ioctl SNAP_CREATE", i386(54, [fd, 0x5000_9401, 0, 0, 0]) == -1),
+                    ("i386 ioctl FIONREAD (NULL)", i386(54, [fd, libc::FIONREAD as u32, 0, 0, 0]) == -14),
                 ]);
             }
             seen

@@ -39,15 +39,19 @@ const SETUP_STEPS: [&str; 3] = ["dropping to uid 65534", "unsharing the namespac
 
 /// Calls i386 system call `nr` through `int $0x80` with `args` in ebx, ecx,
 /// edx, esi and edi (ebp, the sixth, is left as it is); returns eax: the
-/// result or `-errno`. Only where [`ia32`] says the kernel has the entry:
-/// elsewhere the instruction kills the caller.
+/// result or `-errno`.
+///
+/// # Safety
+///
+/// The kernel must have IA32 emulation (see [`ia32`]: elsewhere the
+/// instruction kills the caller), and the call must be one that is safe
+/// to make with these arguments.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn int80(nr: u32, args: [u32; 5]) -> i32 {
+pub(super) unsafe fn int80(nr: u32, args: [u32; 5]) -> i32 {
     let ret: u32;
-    // SAFETY: a system call through the i386 entry; rbx (which Rust does
-    // not let us name) is swapped in and back out, and what the entry
-    // clobbers (r8–r11) is declared. What the call does is the caller's
-    // to make harmless.
+    // SAFETY: a system call through the i386 entry, which the caller
+    // vouches for; rbx (which Rust does not let us name) is swapped in and
+    // back out, and what the entry clobbers (r8–r11) is declared.
     unsafe {
         std::arch::asm!(
             "xchg {b:r}, rbx",
@@ -76,8 +80,9 @@ pub(super) fn ia32() -> Result<(), String> {
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork: {}", io::Error::last_os_error())),
         0 => {
-            let pid = int80(20, [0; 5]); // getpid
-                                         // SAFETY: _exit ends the forked child at once.
+            // SAFETY: getpid, in a child that may die of it.
+            let pid = unsafe { int80(20, [0; 5]) };
+            // SAFETY: _exit ends the forked child at once.
             unsafe { libc::_exit(if pid > 0 { 0 } else { 1 }) }
         }
         child => match wait(child) {
@@ -116,7 +121,10 @@ fn ia32_configured() -> Option<bool> {
 fn call(abi: &Abi, nr: u32) -> i64 {
     #[cfg(target_arch = "x86_64")]
     if !abi.native {
-        return i64::from(int80(nr, [u32::MAX; 5]));
+        // SAFETY: a number the tables do not know, with invalid pointers
+        // and descriptors, in the sandbox the module documentation
+        // describes, on a kernel that has IA32 emulation (checked first).
+        return i64::from(unsafe { int80(nr, [u32::MAX; 5]) });
     }
     let _ = abi;
     // SAFETY: a number the tables do not know, with invalid pointers and
