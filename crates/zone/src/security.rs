@@ -72,7 +72,7 @@
 //!
 //! | name | effect |
 //! |---|---|
-//! | `sys_mount` | allows the mount family (in the zone's own mount namespace, and only file systems the kernel lets a user namespace mount: tmpfs, proc, sysfs, devpts, mqueue, overlay...) |
+//! | `sys_mount` | allows the mount family (in the zone's own mount namespace, and only file systems the kernel lets a user namespace mount: tmpfs, proc, sysfs, devpts, mqueue, overlay...). Beware: the zone's mounts are made inside its own mount namespace, so the kernel does not lock them, and with this a zone can make its read-only `lofs` mounts writable and take the masks off `/proc` |
 //! | `keyring` | allows `keyctl`, `add_key`, `request_key` |
 //! | `perf` | allows `perf_event_open` (still subject to the host's `perf_event_paranoid`) |
 //! | `bpf` | allows `bpf` (still subject to `unprivileged_bpf_disabled`) |
