@@ -1,6 +1,8 @@
 //! What confines a zone beyond its namespaces: the capabilities dropped from
-//! the bounding set and the default seccomp profile, and the `limit_priv`
-//! opt-ins that relax them.
+//! the bounding set, the seccomp filter, and the `limit_priv` opt-ins that
+//! relax them. The filter's program is assembled in `security/filter.rs`
+//! from the tables of system calls per ABI
+//! (`security/{x86_64,i386,aarch64}.rs`).
 //!
 //! Both are applied to the zone's init just before `execve` and to every
 //! process entered into the zone from the host ([`crate::enter`]: `zlogin`,
@@ -11,16 +13,51 @@
 //!   nothing anyway (the kernel checks them against the host's namespace);
 //!   dropping them also covers zones run as the host's root. `sys_boot`
 //!   stays: `reboot(2)` in a pid namespace ends the zone's init.
-//! - **Seccomp.** A deny list, refused with `EPERM`, everything else allowed:
-//!   kernel modules, kexec, `iopl`/`ioperm`, swap, `open_by_handle_at`,
-//!   `syslog`, `acct`, `quotactl`, setting the host clock, the kernel keyring
-//!   (not namespaced), `bpf`, `perf_event_open`, `userfaultfd`, and the mount
-//!   family (`mount`, `umount2`, `pivot_root`, `open_tree`, `move_mount`,
-//!   `fsopen`/`fsconfig`/`fsmount`/`fspick`, `mount_setattr`): a zone mounts
-//!   only what it was given. On x86-64 the 32-bit (i386) numbers of the same
-//!   calls are refused too, and the x32 ABI entirely. The filter is installed
-//!   without `no_new_privs` (the caller holds `CAP_SYS_ADMIN` in the zone's
-//!   user namespace), so setuid programs in the zone keep working.
+//! - **Seccomp: an allowlist**, as Docker's default profile. For each ABI it
+//!   knows ([`Abi`]: x86-64 and, on x86-64 hosts, i386; aarch64), the
+//!   filter has a table of every system call of [`TABLE_KERNEL`], and
+//!   gives each number a [`Verdict`]:
+//!   - a call of the table is allowed, unless it is one of the dangerous
+//!     ones below, refused with `EPERM` (where no opt-in allows it);
+//!   - **a number the table does not know** (one added by a newer kernel,
+//!     or a gap) fails with **`ENOSYS`**, as on a kernel without it, so
+//!     glibc and programs fall back to the older calls. A deny list would
+//!     let through whatever the kernel adds next: `open_tree_attr` (6.15)
+//!     cloned read-only mounts writable and `/proc` without its masks
+//!     while the list did not name it;
+//!   - the x32 ABI (x86-64 numbers with `__X32_SYSCALL_BIT`) and any other
+//!     architecture (a foreign binary through `binfmt_misc`, arm32 on
+//!     arm64) fail with `ENOSYS` whole;
+//!   - `ioctl` is allowed except the btrfs requests that create
+//!     subvolumes or snapshots ([`REFUSED_IOCTLS`], `EPERM`, on every
+//!     ABI): **a zone cannot create btrfs subvolumes or snapshots**,
+//!     because its quota could not hold them: btrfs accounts a new
+//!     subvolume (a snapshot is one) to a qgroup of its own, not to the
+//!     zone dataset's. The filter compares the low 32 bits of the request
+//!     (the kernel takes an `unsigned int`), so high bits cannot hide one.
+//!
+//!   The refused calls: kernel modules (`init_module`, `finit_module`,
+//!   `delete_module`), kexec (`kexec_load`, `kexec_file_load`),
+//!   `iopl`/`ioperm`, swap (`swapon`, `swapoff`), `open_by_handle_at`,
+//!   `syslog`, `acct`, quotas (`quotactl`, `quotactl_fd`), setting the
+//!   host clock (`settimeofday`, `clock_settime`; on i386 also `stime` and
+//!   `clock_settime64`; `adjtimex` and `clock_adjtime` stay, as in
+//!   Docker's profile: they also read the clock, and setting it needs
+//!   `CAP_SYS_TIME` on the host), the kernel keyring (not namespaced),
+//!   `bpf`, `perf_event_open`, `userfaultfd`, and **the mount family,
+//!   old and new API**: `mount`, `umount2` (and i386's `umount`),
+//!   `pivot_root`, `open_tree`, `open_tree_attr`, `move_mount`, `fsopen`,
+//!   `fsconfig`, `fsmount`, `fspick`, `mount_setattr`. A zone mounts only
+//!   what it was given. `listmount` and `statmount` are allowed: they only
+//!   read, the kernel limits them to the caller's own mount namespace and
+//!   those it holds `CAP_SYS_ADMIN` over (ones the zone made), and they
+//!   tell nothing that `/proc/self/mountinfo` does not; refusing them
+//!   would only break `findmnt` and systemd, which use them where the
+//!   kernel has them.
+//!
+//!   The filter is installed without `no_new_privs` (the caller holds
+//!   `CAP_SYS_ADMIN` in the zone's user namespace), so setuid programs in
+//!   the zone keep working.
 //! - **`sysinfo(2)`** (native numbers only) is sent to the zone's monitor
 //!   as a seccomp user notification ([`install_seccomp_with_listener`]: the
 //!   filter comes with a listener descriptor, which the installer hands to
@@ -35,14 +72,56 @@
 //!
 //! | name | effect |
 //! |---|---|
-//! | `sys_mount` | allows the mount family (in the zone's own mount namespace, and only file systems the kernel lets a user namespace mount: tmpfs, proc, sysfs, devpts, mqueue, overlay...) |
+//! | `sys_mount` | allows the mount family (in the zone's own mount namespace, and only file systems the kernel lets a user namespace mount: tmpfs, proc, sysfs, devpts, mqueue, overlay...). Beware: the zone's mounts are made inside its own mount namespace, so the kernel does not lock them, and with this a zone can make its read-only `lofs` mounts writable and take the masks off `/proc` |
 //! | `keyring` | allows `keyctl`, `add_key`, `request_key` |
 //! | `perf` | allows `perf_event_open` (still subject to the host's `perf_event_paranoid`) |
 //! | `bpf` | allows `bpf` (still subject to `unprivileged_bpf_disabled`) |
 //! | `userfaultfd` | allows `userfaultfd` |
+//!
+//! **The tables** know the calls of [`TABLE_KERNEL`]: every number
+//! through `file_getattr`/`file_setattr` (468/469) on x86-64, i386 and
+//! aarch64, as the kernel's own `syscall_*.tbl` lists them (the numbers it
+//! lists without an entry point are left out: the kernel answers `ENOSYS`
+//! for them too). So the numbers a zone gets `ENOSYS` for are exactly
+//! those that kernel does not have either, which a test checks on the
+//! host (below):
+//!
+//! | verdict | x86-64 | i386 (x86-64 hosts) | aarch64 |
+//! |---|---|---|---|
+//! | allowed | the rest of 0–469 | the rest of 0–469 | the rest of 0–469 |
+//! | `EPERM` unless opted in | the refused calls above | the same but `kexec_file_load`, with `umount`, `stime`, `clock_settime64` | the same but `iopl`, `ioperm` |
+//! | the `ioctl` rule | 16 | 54 | 29 |
+//! | `sysinfo` to the monitor, when asked | 99 | — (the kernel answers) | 179 |
+//! | `ENOSYS` | 337–423, 17 numbers of removed or never-implemented calls, 470 and above, x32 | 387–392, 28 others, 470 and above | 18, 42, 244–259, 295–423, 470 and above |
+//!
+//! **When a kernel adds a system call**, the test
+//! `security::kernel_gate::every_syscall_of_this_kernel_is_in_the_table`
+//! fails on a host running it ("the kernel has syscall N that the filter's
+//! table does not know"); until the call is classified a zone gets
+//! `ENOSYS` for it, which is safe. To classify it: read what the call
+//! does; add `(N, "name")` to `security/x86_64.rs`, `security/i386.rs`
+//! and `security/aarch64.rs` (the numbers are in the kernel's
+//! `arch/x86/entry/syscalls/syscall_{64,32}.tbl` and
+//! `scripts/syscall.tbl`); if it can reach beyond the zone, add its name
+//! to a group of [`RULES`] (a new mount call goes in `sys_mount`'s); set
+//! [`TABLE_KERNEL`] to the kernel; and say so in this documentation and
+//! the tests that count the tables.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+
+#[cfg(any(target_arch = "aarch64", test))]
+mod aarch64;
+mod filter;
+#[cfg(any(target_arch = "x86_64", test))]
+mod i386;
+#[cfg(test)]
+mod kernel_gate;
+#[cfg(any(target_arch = "x86_64", test))]
+mod x86_64;
+
+/// The kernel whose system calls the tables know.
+pub const TABLE_KERNEL: &str = "Linux 6.18";
 
 /// Capabilities dropped from every zone's bounding set (LXC's defaults).
 /// (`CAP_SYS_MODULE` 16, `CAP_SYS_RAWIO` 17, `CAP_SYS_TIME` 25,
@@ -52,150 +131,157 @@ pub const DROPPED_CAPABILITIES: [u32; 5] = [16, 17, 25, 32, 33];
 /// The `limit_priv` names this host understands.
 pub const OPT_INS: [&str; 5] = ["sys_mount", "keyring", "perf", "bpf", "userfaultfd"];
 
-/// A group of system calls refused unless opted in (`None`: always refused).
-struct Rule {
-    opt_in: Option<&'static str>,
-    /// Native numbers.
-    native: &'static [libc::c_long],
-    /// i386 numbers (x86-64 hosts only).
-    compat: &'static [u32],
+/// A group of system calls (by the kernel's names, on every ABI that has
+/// them) refused with `EPERM` unless opted in (`None`: always refused).
+pub struct Rule {
+    /// The `limit_priv` name that allows the group.
+    pub opt_in: Option<&'static str>,
+    /// The calls.
+    pub names: &'static [&'static str],
 }
+
+/// The refused calls.
+pub const RULES: &[Rule] = &[
+    Rule {
+        opt_in: None,
+        names: &[
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "kexec_load",
+            "kexec_file_load",
+            "iopl",
+            "ioperm",
+            "swapon",
+            "swapoff",
+            "open_by_handle_at",
+            "syslog",
+            "acct",
+            "quotactl",
+            "quotactl_fd",
+            "settimeofday",
+            "stime",
+            "clock_settime",
+            "clock_settime64",
+        ],
+    },
+    Rule {
+        opt_in: Some("sys_mount"),
+        names: &[
+            "mount",
+            "umount",
+            "umount2",
+            "pivot_root",
+            "open_tree",
+            "open_tree_attr",
+            "move_mount",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "mount_setattr",
+        ],
+    },
+    Rule { opt_in: Some("keyring"), names: &["keyctl", "add_key", "request_key"] },
+    Rule { opt_in: Some("perf"), names: &["perf_event_open"] },
+    Rule { opt_in: Some("bpf"), names: &["bpf"] },
+    Rule { opt_in: Some("userfaultfd"), names: &["userfaultfd"] },
+];
+
+/// The `ioctl` requests refused with `EPERM` (low 32 bits), with their
+/// names in `linux/btrfs.h`: they create btrfs subvolumes and snapshots.
+pub const REFUSED_IOCTLS: [(u32, &str); 4] = [
+    (0x5000_9401, "BTRFS_IOC_SNAP_CREATE"),
+    (0x5000_940e, "BTRFS_IOC_SUBVOL_CREATE"),
+    (0x5000_9417, "BTRFS_IOC_SNAP_CREATE_V2"),
+    (0x5000_9418, "BTRFS_IOC_SUBVOL_CREATE_V2"),
+];
+
+/// One system call ABI: how `struct seccomp_data` names its architecture,
+/// and the table of the calls the filter knows.
+#[derive(Debug)]
+pub struct Abi {
+    /// Its name in the kernel's tables: `x86_64`, `i386`, `aarch64`.
+    pub name: &'static str,
+    /// Its `AUDIT_ARCH_*`.
+    pub audit_arch: u32,
+    /// Every call the filter knows, `(number, name)`, by number.
+    pub syscalls: &'static [(u32, &'static str)],
+    /// Numbers with this bit set belong to another ABI of the same
+    /// architecture (x86-64's x32), refused whole with `ENOSYS`.
+    pub x32_bit: Option<u32>,
+    /// Whether it is the host's native ABI (only there does `sysinfo` go
+    /// to the monitor: the i386 `struct sysinfo` is another).
+    pub native: bool,
+}
+
+impl Abi {
+    /// The name of call `nr`, if the table knows it.
+    pub fn name_of(&self, nr: u32) -> Option<&'static str> {
+        self.syscalls.binary_search_by_key(&nr, |(n, _)| *n).ok().map(|i| self.syscalls[i].1)
+    }
+
+    /// The number of the call named `name`, if this ABI has it.
+    pub fn number_of(&self, name: &str) -> Option<u32> {
+        self.syscalls.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+    }
+
+    /// The first number above the table: it and every number above fail
+    /// with `ENOSYS`.
+    pub fn end(&self) -> u32 {
+        self.syscalls.last().map_or(0, |(nr, _)| nr + 1)
+    }
+}
+
+/// x86-64's native ABI.
+#[cfg(any(target_arch = "x86_64", test))]
+pub const X86_64: Abi = Abi {
+    name: "x86_64",
+    audit_arch: 0xc000_003e,
+    syscalls: x86_64::SYSCALLS,
+    x32_bit: Some(0x4000_0000),
+    native: true,
+};
+
+/// i386, through x86-64's IA32 emulation.
+#[cfg(any(target_arch = "x86_64", test))]
+pub const I386: Abi =
+    Abi { name: "i386", audit_arch: 0x4000_0003, syscalls: i386::SYSCALLS, x32_bit: None, native: false };
+
+/// aarch64's native ABI.
+#[cfg(any(target_arch = "aarch64", test))]
+pub const AARCH64: Abi =
+    Abi { name: "aarch64", audit_arch: 0xc000_00b7, syscalls: aarch64::SYSCALLS, x32_bit: None, native: true };
 
 #[cfg(target_arch = "x86_64")]
-mod table {
-    use super::Rule;
-    use libc::*;
-
-    pub(super) const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
-    pub(super) const AUDIT_ARCH_COMPAT: Option<u32> = Some(0x4000_0003); // AUDIT_ARCH_I386
-    pub(super) const X32_SYSCALL_BIT: Option<u32> = Some(0x4000_0000);
-
-    pub(super) const RULES: &[Rule] = &[
-        Rule {
-            opt_in: None,
-            native: &[
-                SYS_init_module,
-                SYS_finit_module,
-                SYS_delete_module,
-                SYS_kexec_load,
-                SYS_kexec_file_load,
-                SYS_iopl,
-                SYS_ioperm,
-                SYS_swapon,
-                SYS_swapoff,
-                SYS_open_by_handle_at,
-                SYS_syslog,
-                SYS_acct,
-                SYS_quotactl,
-                SYS_settimeofday,
-                SYS_clock_settime,
-            ],
-            // init_module, finit_module, delete_module, kexec_load, iopl, ioperm,
-            // swapon, swapoff, open_by_handle_at, syslog, acct, quotactl,
-            // settimeofday, stime, clock_settime, clock_settime64
-            compat: &[128, 350, 129, 283, 110, 101, 87, 115, 342, 103, 51, 131, 79, 25, 264, 404],
-        },
-        Rule {
-            opt_in: Some("sys_mount"),
-            native: &[
-                SYS_mount,
-                SYS_umount2,
-                SYS_pivot_root,
-                SYS_open_tree,
-                SYS_move_mount,
-                SYS_fsopen,
-                SYS_fsconfig,
-                SYS_fsmount,
-                SYS_fspick,
-                SYS_mount_setattr,
-            ],
-            // mount, umount, umount2, pivot_root, open_tree .. fspick, mount_setattr
-            compat: &[21, 22, 52, 217, 428, 429, 430, 431, 432, 433, 442],
-        },
-        Rule { opt_in: Some("keyring"), native: &[SYS_keyctl, SYS_add_key, SYS_request_key], compat: &[288, 286, 287] },
-        Rule { opt_in: Some("perf"), native: &[SYS_perf_event_open], compat: &[336] },
-        Rule { opt_in: Some("bpf"), native: &[SYS_bpf], compat: &[357] },
-        Rule { opt_in: Some("userfaultfd"), native: &[SYS_userfaultfd], compat: &[374] },
-    ];
-}
-
+const HOST_ABIS: &[Abi] = &[X86_64, I386];
 #[cfg(target_arch = "aarch64")]
-mod table {
-    use super::Rule;
-    use libc::*;
+const HOST_ABIS: &[Abi] = &[AARCH64];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const HOST_ABIS: &[Abi] = &[];
 
-    pub(super) const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
-    pub(super) const AUDIT_ARCH_COMPAT: Option<u32> = None;
-    pub(super) const X32_SYSCALL_BIT: Option<u32> = None;
-
-    pub(super) const RULES: &[Rule] = &[
-        Rule {
-            opt_in: None,
-            native: &[
-                SYS_init_module,
-                SYS_finit_module,
-                SYS_delete_module,
-                SYS_kexec_load,
-                SYS_kexec_file_load,
-                SYS_swapon,
-                SYS_swapoff,
-                SYS_open_by_handle_at,
-                SYS_syslog,
-                SYS_acct,
-                SYS_quotactl,
-                SYS_settimeofday,
-                SYS_clock_settime,
-            ],
-            compat: &[],
-        },
-        Rule {
-            opt_in: Some("sys_mount"),
-            native: &[
-                SYS_mount,
-                SYS_umount2,
-                SYS_pivot_root,
-                SYS_open_tree,
-                SYS_move_mount,
-                SYS_fsopen,
-                SYS_fsconfig,
-                SYS_fsmount,
-                SYS_fspick,
-                SYS_mount_setattr,
-            ],
-            compat: &[],
-        },
-        Rule { opt_in: Some("keyring"), native: &[SYS_keyctl, SYS_add_key, SYS_request_key], compat: &[] },
-        Rule { opt_in: Some("perf"), native: &[SYS_perf_event_open], compat: &[] },
-        Rule { opt_in: Some("bpf"), native: &[SYS_bpf], compat: &[] },
-        Rule { opt_in: Some("userfaultfd"), native: &[SYS_userfaultfd], compat: &[] },
-    ];
+/// The ABIs the filter knows on this host, the native one first (none
+/// where no table exists: there is no filter there).
+pub fn abis() -> &'static [Abi] {
+    HOST_ABIS
 }
 
 /// The architecture of the native system call numbers in `struct seccomp_data`.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) const AUDIT_ARCH_NATIVE: u32 = table::AUDIT_ARCH_NATIVE;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub(crate) const AUDIT_ARCH_NATIVE: u32 = 0;
+pub(crate) const AUDIT_ARCH_NATIVE: u32 = if HOST_ABIS.is_empty() { 0 } else { HOST_ABIS[0].audit_arch };
 
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
-const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 1 << 3;
-const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
-const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-/// Offsets in `struct seccomp_data`.
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt: 0, jf: 0, k }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
+/// What the filter does with a system call number of an ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed.
+    Allow,
+    /// Refused with `EPERM`: a dangerous call not opted in.
+    Refuse,
+    /// `ENOSYS`: a number the table does not know.
+    Unknown,
+    /// Sent to the filter's listener (`SECCOMP_RET_USER_NOTIF`): native `sysinfo`, when asked.
+    Notify,
+    /// `ioctl`: allowed but for [`REFUSED_IOCTLS`] (`EPERM`).
+    Ioctl,
 }
 
 /// The confinement of one zone, from its `limit_priv`.
@@ -224,65 +310,27 @@ impl Profile {
             .collect()
     }
 
-    /// The seccomp program: refuse what the profile does not allow, and
-    /// with `notify_sysinfo` send native `sysinfo` calls to the filter's
-    /// listener (install it with [`install_seccomp_with_listener`]: without
-    /// a listener they would fail with `ENOSYS`).
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub fn seccomp_program(&self, notify_sysinfo: bool) -> Vec<libc::sock_filter> {
-        use table::*;
-        let denied = |native: bool| -> Vec<u32> {
-            RULES
-                .iter()
-                .filter(|r| r.opt_in.is_none_or(|o| !self.opt_ins.contains(&o)))
-                .flat_map(|r| -> Vec<u32> {
-                    if native {
-                        r.native.iter().map(|n| *n as u32).collect()
-                    } else {
-                        r.compat.to_vec()
-                    }
-                })
-                .collect()
-        };
-        let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        let section = |nrs: &[u32], x32: Option<u32>, notify: Option<u32>| -> Vec<libc::sock_filter> {
-            let mut s = vec![stmt(BPF_LD_W_ABS, OFF_NR)];
-            if let Some(bit) = x32 {
-                s.push(jump(BPF_JGE_K, bit, 0, 1));
-                s.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
-            }
-            if let Some(nr) = notify {
-                s.push(jump(BPF_JEQ_K, nr, 0, 1));
-                s.push(stmt(BPF_RET_K, SECCOMP_RET_USER_NOTIF));
-            }
-            for nr in nrs {
-                s.push(jump(BPF_JEQ_K, *nr, 0, 1));
-                s.push(stmt(BPF_RET_K, eperm));
-            }
-            s.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
-            s
-        };
-        // i386's sysinfo keeps the kernel's answer: its struct is another.
-        let notify = notify_sysinfo.then_some(libc::SYS_sysinfo as u32);
-        let native = section(&denied(true), X32_SYSCALL_BIT, notify);
-        let mut prog = vec![stmt(BPF_LD_W_ABS, OFF_ARCH)];
-        prog.push(jump(BPF_JEQ_K, AUDIT_ARCH_NATIVE, 0, native.len() as u8));
-        prog.extend(native);
-        if let Some(compat_arch) = AUDIT_ARCH_COMPAT {
-            let compat = section(&denied(false), None, None);
-            prog.push(stmt(BPF_LD_W_ABS, OFF_ARCH));
-            prog.push(jump(BPF_JEQ_K, compat_arch, 0, compat.len() as u8));
-            prog.extend(compat);
+    /// What the filter of this profile does with call `nr` of `abi`
+    /// (`notify_sysinfo`: whether the program sends `sysinfo` to a listener).
+    pub fn verdict(&self, abi: &Abi, nr: u32, notify_sysinfo: bool) -> Verdict {
+        match abi.name_of(nr) {
+            None => Verdict::Unknown,
+            Some("ioctl") => Verdict::Ioctl,
+            Some("sysinfo") if notify_sysinfo && abi.native => Verdict::Notify,
+            Some(name) => match RULES.iter().find(|r| r.names.contains(&name)) {
+                Some(r) if r.opt_in.is_none_or(|o| !self.opt_ins.contains(&o)) => Verdict::Refuse,
+                _ => Verdict::Allow,
+            },
         }
-        // Any other architecture: nothing is known of its numbers.
-        prog.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
-        prog
     }
 
-    /// No filter where the numbers are not known.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub fn seccomp_program(&self, _notify_sysinfo: bool) -> Vec<libc::sock_filter> {
-        Vec::new()
+    /// The seccomp program: each call of this host's [`abis`] gets its
+    /// [`Profile::verdict`]. With `notify_sysinfo`, native `sysinfo` calls
+    /// go to the filter's listener (install it with
+    /// [`install_seccomp_with_listener`]: without a listener they would
+    /// fail with `ENOSYS`). Empty (no filter) where no table exists.
+    pub fn seccomp_program(&self, notify_sysinfo: bool) -> Vec<libc::sock_filter> {
+        filter::program(self, abis(), notify_sysinfo)
     }
 }
 
@@ -310,6 +358,9 @@ pub fn install_seccomp(prog: &[libc::sock_filter]) -> io::Result<()> {
         .map(drop)
         .map_err(|e| io::Error::new(e.kind(), format!("installing the seccomp filter: {e}")))
 }
+
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 1 << 3;
 
 fn seccomp_set_filter(prog: &[libc::sock_filter], flags: libc::c_uint) -> io::Result<libc::c_long> {
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
@@ -367,54 +418,202 @@ mod tests {
         assert_eq!(Profile::from_limit_priv::<&str>(&[]), Profile::default());
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn program_denies_by_default_and_opt_ins_relax() {
-        let has = |p: &[libc::sock_filter], nr: libc::c_long| p.iter().any(|i| i.code == BPF_JEQ_K && i.k == nr as u32);
-        let strict = Profile::default().seccomp_program(false);
-        assert!(strict.len() < 255 && strict[0].k == OFF_ARCH);
-        for nr in [libc::SYS_init_module, libc::SYS_mount, libc::SYS_keyctl, libc::SYS_bpf, libc::SYS_kexec_load] {
-            assert!(has(&strict, nr), "{nr} is not refused");
+    fn tables_are_sorted_and_end_at_the_kernels_last_call() {
+        for abi in [&X86_64, &I386, &AARCH64] {
+            assert!(abi.syscalls.windows(2).all(|w| w[0].0 < w[1].0), "{}: not sorted by number", abi.name);
+            let mut names: Vec<&str> = abi.syscalls.iter().map(|(_, n)| *n).collect();
+            names.sort_unstable();
+            assert!(names.windows(2).all(|w| w[0] != w[1]), "{}: a name twice", abi.name);
+            assert_eq!(abi.syscalls.last(), Some(&(469, "file_setattr")), "{}", abi.name);
+            assert_eq!(
+                (abi.end(), abi.name_of(468), abi.number_of("open_tree_attr")),
+                (470, Some("file_getattr"), Some(467))
+            );
         }
-        assert!(!has(&strict, libc::SYS_read) && !has(&strict, libc::SYS_execve));
-        let relaxed = Profile::from_limit_priv(&["sys_mount", "bpf"]).seccomp_program(false);
-        assert!(!has(&relaxed, libc::SYS_mount) && !has(&relaxed, libc::SYS_bpf));
-        assert!(has(&relaxed, libc::SYS_init_module) && has(&relaxed, libc::SYS_keyctl));
-        // Every jump lands inside the program.
-        for (i, ins) in strict.iter().enumerate() {
-            if ins.code & 0x07 == libc::BPF_JMP as u16 {
-                assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < strict.len());
-            }
+        assert_eq!((X86_64.syscalls.len(), I386.syscalls.len(), AARCH64.syscalls.len()), (366, 436, 323));
+        // Each ABI's own numbers for a few calls.
+        let at = |abi: &Abi, name| abi.number_of(name).unwrap();
+        assert_eq!([at(&X86_64, "ioctl"), at(&I386, "ioctl"), at(&AARCH64, "ioctl")], [16, 54, 29]);
+        assert_eq!([at(&X86_64, "sysinfo"), at(&I386, "sysinfo"), at(&AARCH64, "sysinfo")], [99, 116, 179]);
+        assert_eq!([at(&X86_64, "mount"), at(&I386, "mount"), at(&AARCH64, "mount")], [165, 21, 40]);
+        // This host's libc agrees with the native table.
+        #[cfg(target_arch = "x86_64")]
+        for (nr, name) in [
+            (libc::SYS_read, "read"),
+            (libc::SYS_ioctl, "ioctl"),
+            (libc::SYS_sysinfo, "sysinfo"),
+            (libc::SYS_clone3, "clone3"),
+            (libc::SYS_mount_setattr, "mount_setattr"),
+            (libc::SYS_fchmodat2, "fchmodat2"),
+        ] {
+            assert_eq!(X86_64.name_of(nr as u32), Some(name));
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn native_sysinfo_goes_to_the_listener_when_asked() {
-        let p = Profile::default();
-        let plain = p.seccomp_program(false);
-        let notifying = p.seccomp_program(true);
-        let at = notifying
+    fn every_rule_names_a_call_some_table_has() {
+        for name in RULES.iter().flat_map(|r| r.names) {
+            assert!(
+                [&X86_64, &I386, &AARCH64].iter().any(|abi| abi.number_of(name).is_some()),
+                "{name} is in no table: a typo lets it through"
+            );
+        }
+        for opt_in in RULES.iter().filter_map(|r| r.opt_in) {
+            assert!(OPT_INS.contains(&opt_in), "{opt_in}");
+        }
+    }
+
+    /// The refused calls by number, written out from the kernel's tables
+    /// (not from the names the rules use), so a wrong table shows here.
+    #[test]
+    fn dangerous_calls_are_refused_on_both_x86_abis_unless_opted_in() {
+        let always: [(&Abi, &[u32]); 3] = [
+            // init_module finit_module delete_module kexec_load kexec_file_load iopl ioperm swapon swapoff
+            // open_by_handle_at syslog acct quotactl quotactl_fd settimeofday clock_settime
+            (&X86_64, &[175, 313, 176, 246, 320, 172, 173, 167, 168, 304, 103, 163, 179, 443, 164, 227]),
+            // the same (no kexec_file_load), stime, clock_settime64
+            (&I386, &[128, 350, 129, 283, 110, 101, 87, 115, 342, 103, 51, 131, 443, 79, 25, 264, 404]),
+            (&AARCH64, &[105, 273, 106, 104, 294, 224, 225, 265, 116, 89, 60, 443, 170, 112]),
+        ];
+        // mount umount2 pivot_root open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr open_tree_attr
+        let mount: [(&Abi, &[u32]); 3] = [
+            (&X86_64, &[165, 166, 155, 428, 429, 430, 431, 432, 433, 442, 467]),
+            (&I386, &[21, 22, 52, 217, 428, 429, 430, 431, 432, 433, 442, 467]),
+            (&AARCH64, &[40, 39, 41, 428, 429, 430, 431, 432, 433, 442, 467]),
+        ];
+        // keyctl add_key request_key / perf_event_open / bpf / userfaultfd
+        let opted: [(&str, &Abi, &[u32]); 12] = [
+            ("keyring", &X86_64, &[250, 248, 249]),
+            ("keyring", &I386, &[288, 286, 287]),
+            ("keyring", &AARCH64, &[219, 217, 218]),
+            ("perf", &X86_64, &[298]),
+            ("perf", &I386, &[336]),
+            ("perf", &AARCH64, &[241]),
+            ("bpf", &X86_64, &[321]),
+            ("bpf", &I386, &[357]),
+            ("bpf", &AARCH64, &[280]),
+            ("userfaultfd", &X86_64, &[323]),
+            ("userfaultfd", &I386, &[374]),
+            ("userfaultfd", &AARCH64, &[282]),
+        ];
+        let strict = Profile::default();
+        let all = Profile::from_limit_priv(&OPT_INS);
+        let mut refused = 0;
+        for (abi, nrs) in always {
+            for nr in nrs {
+                assert_eq!(strict.verdict(abi, *nr, false), Verdict::Refuse, "{} {nr}", abi.name);
+                assert_eq!(all.verdict(abi, *nr, false), Verdict::Refuse, "{} {nr}: no opt-in allows it", abi.name);
+                refused += 1;
+            }
+        }
+        let opted = mount.iter().map(|(abi, nrs)| ("sys_mount", *abi, *nrs)).chain(opted);
+        for (opt_in, abi, nrs) in opted {
+            let only = Profile::from_limit_priv(&[opt_in]);
+            let others = Profile::from_limit_priv(&OPT_INS.iter().filter(|o| **o != opt_in).collect::<Vec<_>>());
+            for nr in nrs {
+                assert_eq!(strict.verdict(abi, *nr, false), Verdict::Refuse, "{} {nr}", abi.name);
+                assert_eq!(others.verdict(abi, *nr, false), Verdict::Refuse, "{} {nr} without {opt_in}", abi.name);
+                assert_eq!(only.verdict(abi, *nr, false), Verdict::Allow, "{} {nr} with {opt_in}", abi.name);
+                refused += 1;
+            }
+        }
+        // Nothing else is refused.
+        let named: usize = [&X86_64, &I386, &AARCH64]
             .iter()
-            .position(|i| i.code == BPF_JEQ_K && i.k == libc::SYS_sysinfo as u32)
-            .expect("no sysinfo rule");
-        assert_eq!((notifying[at + 1].code, notifying[at + 1].k), (BPF_RET_K, SECCOMP_RET_USER_NOTIF));
-        // Once, in the native section: i386's sysinfo (116) is the kernel's.
-        assert_eq!(notifying.iter().filter(|i| i.k == SECCOMP_RET_USER_NOTIF).count(), 1);
-        assert!(at < notifying.iter().position(|i| i.k == table::AUDIT_ARCH_COMPAT.unwrap()).unwrap());
-        assert!(!notifying.iter().any(|i| i.code == BPF_JEQ_K && i.k == 116));
-        assert!(!plain.iter().any(|i| i.k == SECCOMP_RET_USER_NOTIF));
-        assert_eq!(notifying.len(), plain.len() + 2, "the same deny list besides");
-        for (i, ins) in notifying.iter().enumerate() {
-            if ins.code & 0x07 == libc::BPF_JMP as u16 {
-                assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < notifying.len());
+            .map(|abi| (0..abi.end()).filter(|nr| strict.verdict(abi, *nr, false) == Verdict::Refuse).count())
+            .sum();
+        assert_eq!(named, refused);
+    }
+
+    #[test]
+    fn read_only_mount_calls_and_everyday_calls_are_allowed() {
+        let strict = Profile::default();
+        for abi in [&X86_64, &I386, &AARCH64] {
+            for name in ["listmount", "statmount", "read", "openat", "clone3", "execve", "ptrace", "setns", "unshare"]
+                .into_iter()
+                .chain(["adjtimex", "clock_adjtime", "reboot", "sethostname", "seccomp", "name_to_handle_at"])
+                .chain(["file_getattr", "file_setattr", "io_uring_setup", "sysinfo"])
+            {
+                let nr = abi.number_of(name).unwrap_or_else(|| panic!("{} has no {name}", abi.name));
+                assert_eq!(strict.verdict(abi, nr, false), Verdict::Allow, "{} {name}", abi.name);
             }
         }
     }
 
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn numbers_the_tables_do_not_know_are_enosys() {
+        let p = Profile::from_limit_priv(&OPT_INS);
+        for abi in [&X86_64, &I386, &AARCH64] {
+            for nr in [470, 471, 999, 1024, 0x3fff_ffff, 0x4000_0000, 0x4000_0010, u32::MAX] {
+                assert_eq!(p.verdict(abi, nr, true), Verdict::Unknown, "{} {nr}", abi.name);
+            }
+        }
+        // Gaps: a reserved range, removed and never-implemented calls, x32's own numbers.
+        for nr in [337, 400, 423, 134, 156, 174, 212, 236, 512, 547] {
+            assert_eq!(p.verdict(&X86_64, nr, true), Verdict::Unknown, "x86_64 {nr}");
+        }
+        for nr in [17, 113, 166, 253, 387, 392, 415] {
+            assert_eq!(p.verdict(&I386, nr, true), Verdict::Unknown, "i386 {nr}");
+        }
+        for nr in [18, 42, 244, 259, 295, 423] {
+            assert_eq!(p.verdict(&AARCH64, nr, true), Verdict::Unknown, "aarch64 {nr}");
+        }
+    }
+
+    #[test]
+    fn only_native_sysinfo_is_notified_and_only_when_asked() {
+        let p = Profile::default();
+        assert_eq!(p.verdict(&X86_64, 99, true), Verdict::Notify);
+        assert_eq!(p.verdict(&X86_64, 99, false), Verdict::Allow);
+        assert_eq!(p.verdict(&AARCH64, 179, true), Verdict::Notify);
+        // i386's struct sysinfo is another: the kernel answers it.
+        assert_eq!(p.verdict(&I386, 116, true), Verdict::Allow);
+        for abi in [&X86_64, &I386, &AARCH64] {
+            let notified = (0..abi.end()).filter(|nr| p.verdict(abi, *nr, true) == Verdict::Notify).count();
+            assert_eq!(notified, usize::from(abi.native), "{}", abi.name);
+            assert_eq!(p.verdict(abi, abi.number_of("ioctl").unwrap(), true), Verdict::Ioctl);
+        }
+    }
+
+    /// The refused requests are the kernel's: `_IOW(0x94, nr, struct)` with
+    /// the structs of `linux/btrfs.h` (both 4096 bytes, on i386 too).
+    #[test]
+    fn refused_ioctls_are_the_btrfs_subvolume_and_snapshot_requests() {
+        use nix::request_code_write;
+        /// `struct btrfs_ioctl_vol_args`.
+        #[repr(C)]
+        struct VolArgs {
+            _fd: i64,
+            _name: [u8; 4088],
+        }
+        /// `struct btrfs_ioctl_vol_args_v2`.
+        #[repr(C)]
+        struct VolArgsV2 {
+            _fd: i64,
+            _transid: u64,
+            _flags: u64,
+            _unused: [u64; 4],
+            _name: [u8; 4040],
+        }
+        let (v1, v2) = (std::mem::size_of::<VolArgs>(), std::mem::size_of::<VolArgsV2>());
+        assert_eq!((v1, v2), (4096, 4096));
+        let expected = [
+            (request_code_write!(0x94, 1, v1), "BTRFS_IOC_SNAP_CREATE"),
+            (request_code_write!(0x94, 14, v1), "BTRFS_IOC_SUBVOL_CREATE"),
+            (request_code_write!(0x94, 23, v2), "BTRFS_IOC_SNAP_CREATE_V2"),
+            (request_code_write!(0x94, 24, v2), "BTRFS_IOC_SUBVOL_CREATE_V2"),
+        ];
+        let got: Vec<(libc::c_ulong, &str)> =
+            REFUSED_IOCTLS.iter().map(|(req, name)| (libc::c_ulong::from(*req), *name)).collect();
+        assert_eq!(got, expected);
+    }
+
     #[test]
     fn a_second_listener_is_refused_and_the_plain_filter_installed() {
+        if abis().is_empty() {
+            return;
+        }
         let p = Profile::default();
         let (notifying, plain) = (p.seccomp_program(true), p.seccomp_program(false));
         // In a thread of its own: filters are per thread.
@@ -437,5 +636,72 @@ mod tests {
             (Installed::Plain(why), ..) => eprintln!("SKIPPED: no seccomp listener here: {why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The kernel takes the program and answers as the verdicts say, for
+    /// native calls and, where the kernel has IA32 emulation, i386 ones.
+    /// Each call, were the filter to let it through, fails harmlessly
+    /// (NULL pointers, a pipe that is no btrfs directory).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_kernel_takes_the_program_and_answers_as_it_says() {
+        use kernel_gate::{ia32, int80};
+        let ia32 = ia32();
+        if let Err(why) = &ia32 {
+            eprintln!("NOTE: i386 calls not tried: {why}");
+        }
+        let prog = Profile::default().seccomp_program(false);
+        let seen = std::thread::spawn(move || {
+            let mut pipe = [0; 2];
+            // SAFETY: pipe2 fills the two descriptors of the array.
+            assert_eq!(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: prctl on this thread (no_new_privs: no privilege needed).
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            install_seccomp(&prog).unwrap();
+            let native = |nr: u64, a0: u64, a1: u64, a2: u64| -> i64 {
+                // SAFETY: each call below takes NULL pointers or a pipe and fails without effect.
+                let r = unsafe { libc::syscall(nr as libc::c_long, a0, a1, a2, 0, 0, 0) };
+                if r == -1 {
+                    -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                } else {
+                    r
+                }
+            };
+            let fd = pipe[0] as u64;
+            let mut seen = vec![
+                ("getpid", native(39, 0, 0, 0) > 0),
+                ("mount", native(165, 0, 0, 0) == -1),
+                ("open_tree_attr", native(467, 0, 0, 0) == -1),
+                ("quotactl_fd", native(443, 0, 0, 0) == -1),
+                ("470", native(470, 0, 0, 0) == -38),
+                ("x32 getpid", native(0x4000_0000 | 39, 0, 0, 0) == -38),
+                ("ioctl FIONREAD (NULL)", native(16, fd, libc::FIONREAD, 0) == -14),
+                ("ioctl SUBVOL_CREATE", native(16, fd, 0x5000_940e, 0) == -1),
+                ("ioctl SNAP_CREATE_V2 + high bits", native(16, fd, 0x7_5000_9417, 0) == -1),
+                ("ioctl SUBVOL_CREATE_V2 + 1", native(16, fd, 0x5000_9419, 0) == -25),
+            ];
+            if ia32.is_ok() {
+                let fd = pipe[0] as u32;
+                let i386 = |nr: u32, args: [u32; 5]| {
+                    // SAFETY: IA32 emulation is there (ia32() said so); each
+                    // call takes NULL pointers or a pipe, and fails without effect.
+                    unsafe { int80(nr, args) }
+                };
+                seen.extend([
+                    ("i386 getpid", i386(20, [0; 5]) > 0),
+                    ("i386 mount", i386(21, [0; 5]) == -1),
+                    ("i386 umount", i386(22, [0; 5]) == -1),
+                    ("i386 open_tree_attr", i386(467, [0; 5]) == -1),
+                    ("i386 470", i386(470, [0; 5]) == -38),
+                    ("i386 ioctl SNAP_CREATE", i386(54, [fd, 0x5000_9401, 0, 0, 0]) == -1),
+                    ("i386 ioctl FIONREAD (NULL)", i386(54, [fd, libc::FIONREAD as u32, 0, 0, 0]) == -14),
+                ]);
+            }
+            seen
+        })
+        .join()
+        .unwrap();
+        let wrong: Vec<&str> = seen.iter().filter(|(_, ok)| !ok).map(|(what, _)| *what).collect();
+        assert!(wrong.is_empty(), "answered otherwise than the verdict: {wrong:?}");
     }
 }
