@@ -1,6 +1,26 @@
-//! Escape attempts from root inside a real zone, one module per way out.
+//! The escape suite: what an attacker with root inside a zone (or a client
+//! of the API) tries, each case driven from a real zone by a small static
+//! probe built by the tests (`tests/probes/`), asserting the refusal and
+//! that nothing on the host changed. SECURITY.md is the threat model each
+//! case belongs to.
+//!
+//! - `syscalls`: every system call number the seccomp filter names, on
+//!   both ABIs; read-only mounts cloned writable; btrfs subvolumes.
+//! - `pool`: setuid files and file capabilities from a zone or an image,
+//!   the pool filled past a zone's quota (nested subvolumes, snapshots,
+//!   reflinks, a gzip bomb), an instance created over an image.
+//! - `entry`: descriptors carried into a zone by `zlogin`.
+//! - `lofs`: bind-mount sources reached through another zone's symlinks.
 
 mod common;
 
+#[path = "escape/entry.rs"]
+mod entry;
+#[path = "escape/lofs.rs"]
+mod lofs;
+#[path = "escape/pool.rs"]
+mod pool;
+#[path = "escape/probe.rs"]
+mod probe;
 #[path = "escape/syscalls.rs"]
 mod syscalls;

@@ -134,6 +134,8 @@ pub struct TestHost {
     pub netns: String,
     pub daemon: Option<Child>,
     pub cgroup_parent: String,
+    /// The pool's size (`--pool-size`), 8G unless [`TestHost::with_pool_size`].
+    pub pool_size: String,
 }
 
 /// The result of a CLI call.
@@ -179,6 +181,11 @@ pub fn bin(name: &str) -> PathBuf {
 impl TestHost {
     /// A new host, or `None` (skipped) when this machine cannot run it.
     pub fn new() -> Option<TestHost> {
+        TestHost::with_pool_size("8G")
+    }
+
+    /// A new host whose pool is `size` (e.g. `2G`: tests that fill it).
+    pub fn with_pool_size(size: &str) -> Option<TestHost> {
         if let Err(reason) = host_ready() {
             return skip(&reason);
         }
@@ -195,6 +202,7 @@ impl TestHost {
             netns,
             daemon: None,
             cgroup_parent: format!("zonevisor-test-{tag}"),
+            pool_size: size.to_string(),
         };
         host.start_daemon();
         Some(host)
@@ -209,7 +217,7 @@ impl TestHost {
             .arg("--root")
             .arg(&self.root)
             .arg("--pool-size")
-            .arg("8G")
+            .arg(&self.pool_size)
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .arg("--monitor")

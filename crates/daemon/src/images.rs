@@ -211,7 +211,7 @@ impl Daemon {
         self.store.insert_image(m.uuid, "installing", &m.value)?;
         let mut made = false;
         let result = (|| -> Result<(), ApiError> {
-            let ds = self.pool.create(&name).map_err(|e| step_error("create image dataset", e))?;
+            let ds = self.pool.create(&name).map_err(|e| self.pool_step_error("create image dataset", e))?;
             made = true;
             let root = ds.join("root");
             std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
@@ -296,6 +296,22 @@ impl Daemon {
 /// An internal error that names the step that failed and its causes.
 pub(crate) fn step_error(step: &str, e: impl std::error::Error) -> ApiError {
     ApiError::internal(format!("{step}: {}", crate::chain(&e)))
+}
+
+impl Daemon {
+    /// [`step_error`] for a pool operation, saying so plainly when the
+    /// pool is full (its datasets hold all it has but the reserve).
+    pub(crate) fn pool_step_error(&self, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
+        if e.is_no_space() {
+            ApiError::internal(format!(
+                "{step}: pool {} is full (free space for datasets: none; delete instances or images): {}",
+                self.pool.name(),
+                crate::chain(&e)
+            ))
+        } else {
+            step_error(step, e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -279,7 +279,7 @@ impl Daemon {
     fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let name = uuid.to_string();
         let image = str_of(vm, "image_uuid").unwrap_or_default().to_string();
-        self.pool.clone_from(&image, &name).map_err(|e| step_error("clone image", e))?;
+        self.pool.clone_from(&image, &name).map_err(|e| self.pool_step_error("clone image", e))?;
         made.dataset = true;
         match u64_of(vm, "quota") {
             Some(q) if q > 0 => {
@@ -742,7 +742,13 @@ impl Daemon {
             self.stop_locked(uuid, true, None)?;
         }
         zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
-        self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy dataset", e))?;
+        // btrfs frees a deleted dataset's space in the background; when the
+        // pool is (nearly) full, wait for it, so that what comes next (a
+        // create) finds the space.
+        let nearly_full = self.pool.stats().is_ok_and(|s| s.free_bytes < s.reserved_bytes);
+        let name = uuid.to_string();
+        if nearly_full { self.pool.destroy_and_wait(&name) } else { self.pool.destroy(&name) }
+            .map_err(|e| step_error("destroy dataset", e))?;
         let _ = std::fs::remove_dir_all(self.run_dir(uuid));
         let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
         self.store.delete_vm(uuid)?;

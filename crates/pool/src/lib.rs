@@ -262,8 +262,18 @@ impl Pool {
     pub fn create(&self, name: &str) -> Result<PathBuf> {
         let path = self.checked_path(name)?;
         self.backend.create(&path)?;
-        private(&path)?;
+        self.private_or_undo(&path)?;
         Ok(path)
+    }
+
+    /// Makes a dataset just made private; if that fails (a full pool),
+    /// destroys it again: the caller made nothing.
+    fn private_or_undo(&self, path: &Path) -> Result<()> {
+        private(path).inspect_err(|_| {
+            if let Err(e) = self.backend.destroy(path) {
+                tracing::error!(dataset = %path.display(), error = %e, "cannot undo a dataset just made");
+            }
+        })
     }
 
     /// Creates `name` as a writable clone of `origin` (its top directory root's alone).
@@ -271,7 +281,7 @@ impl Pool {
         let origin = self.checked_path(origin)?;
         let path = self.checked_path(name)?;
         self.backend.clone_from(&origin, &path)?;
-        private(&path)?;
+        self.private_or_undo(&path)?;
         Ok(path)
     }
 
