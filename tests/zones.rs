@@ -399,6 +399,9 @@ fn sysinfo_reports_the_host() {
     }
     assert_eq!(s["Zpool"], "zones");
     assert_eq!(s["Zpool Backend"], "btrfs");
+    // The state store's reserve: 1/32 of the 8 GiB pool, kept from the datasets.
+    assert_eq!(s["Zpool Reserve in MiB"], 256);
+    assert!(s["Zpool Free in GiB"].as_u64().is_some_and(|f| (6..8).contains(&f)), "{s}");
     assert!(s["HVM Accelerator"] == "kvm" || s["HVM Accelerator"] == "tcg");
     // The test pool is a loop file; the daemon puts its device on bfq where the kernel has it.
     let fair = s["Fair I/O"].as_str().unwrap_or_default();

@@ -156,6 +156,7 @@ impl Daemon {
             "Zpool Quotas": caps.quota,
             "Zpool Size in GiB": stats.map(|s| s.size_bytes >> 30),
             "Zpool Free in GiB": stats.map(|s| s.free_bytes >> 30),
+            "Zpool Reserve in MiB": stats.map(|s| s.reserved_bytes >> 20),
             "Cgroup Version": cgroup,
             "Proc Virtualization": self.lxcfs.describe(),
             // zfs_io_priority: weights honoured by the pool device's scheduler, or why not.
