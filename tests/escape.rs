@@ -10,10 +10,16 @@
 //!   the pool filled past a zone's quota (nested subvolumes, snapshots,
 //!   reflinks, a gzip bomb), an instance created over an image.
 //! - `entry`: descriptors carried into a zone by `zlogin`.
+//! - `classic`: the chroot breakout, device nodes, a host binary run in
+//!   the zone and rewritten (CVE-2019-5736's shape). More classics
+//!   (mounts, modules, sysrq, `/proc/sys`, ptrace and signals to the
+//!   host, the host's disk) are in `tests/security.rs`.
 //! - `lofs`: bind-mount sources reached through another zone's symlinks.
 
 mod common;
 
+#[path = "escape/classic.rs"]
+mod classic;
 #[path = "escape/entry.rs"]
 mod entry;
 #[path = "escape/lofs.rs"]

