@@ -2,7 +2,8 @@
 //! the bounding set, the seccomp filter, and the `limit_priv` opt-ins that
 //! relax them. The filter's program is assembled in `security/filter.rs`
 //! from the tables of system calls per ABI
-//! (`security/{x86_64,i386,aarch64}.rs`).
+//! (`security/{x86_64,i386,aarch64}.rs`, and `security/unified.rs` for the
+//! numbers from 424 on, which every ABI shares).
 //!
 //! Both are applied to the zone's init just before `execve` and to every
 //! process entered into the zone from the host ([`crate::enter`]: `zlogin`,
@@ -99,10 +100,10 @@
 //! fails on a host running it ("the kernel has syscall N that the filter's
 //! table does not know"); until the call is classified a zone gets
 //! `ENOSYS` for it, which is safe. To classify it: read what the call
-//! does; add `(N, "name")` to `security/x86_64.rs`, `security/i386.rs`
-//! and `security/aarch64.rs` (the numbers are in the kernel's
-//! `arch/x86/entry/syscalls/syscall_{64,32}.tbl` and
-//! `scripts/syscall.tbl`); if it can reach beyond the zone, add its name
+//! does; add `(N, "name")` to `security/unified.rs` (a number from 424
+//! on: every ABI shares it, `scripts/syscall.tbl`), or to the ABI's own
+//! table (`security/{x86_64,i386,aarch64}.rs`; the kernel's
+//! `arch/x86/entry/syscalls/syscall_{64,32}.tbl`); if it can reach beyond the zone, add its name
 //! to a group of [`RULES`] (a new mount call goes in `sys_mount`'s); set
 //! [`TABLE_KERNEL`] to the kernel; and say so in this documentation and
 //! the tests that count the tables.
@@ -117,6 +118,7 @@ mod filter;
 mod i386;
 #[cfg(test)]
 mod kernel_gate;
+mod unified;
 #[cfg(any(target_arch = "x86_64", test))]
 mod x86_64;
 
@@ -205,8 +207,9 @@ pub struct Abi {
     pub name: &'static str,
     /// Its `AUDIT_ARCH_*`.
     pub audit_arch: u32,
-    /// Every call the filter knows, `(number, name)`, by number.
-    pub syscalls: &'static [(u32, &'static str)],
+    /// The calls of this ABI's own below 424, `(number, name)`, by number
+    /// (see [`Abi::syscalls`] for all it knows).
+    pub own: &'static [(u32, &'static str)],
     /// Numbers with this bit set belong to another ABI of the same
     /// architecture (x86-64's x32), refused whole with `ENOSYS`.
     pub x32_bit: Option<u32>,
@@ -216,42 +219,46 @@ pub struct Abi {
 }
 
 impl Abi {
+    /// Every call the filter knows, `(number, name)`, by number: the
+    /// ABI's own, then those from 424 on that every ABI shares.
+    pub fn syscalls(&self) -> impl Iterator<Item = &'static (u32, &'static str)> {
+        self.own.iter().chain(unified::SYSCALLS)
+    }
+
     /// The name of call `nr`, if the table knows it.
     pub fn name_of(&self, nr: u32) -> Option<&'static str> {
-        self.syscalls.binary_search_by_key(&nr, |(n, _)| *n).ok().map(|i| self.syscalls[i].1)
+        let table = if nr < UNIFIED_FROM { self.own } else { unified::SYSCALLS };
+        table.binary_search_by_key(&nr, |(n, _)| *n).ok().map(|i| table[i].1)
     }
 
     /// The number of the call named `name`, if this ABI has it.
     pub fn number_of(&self, name: &str) -> Option<u32> {
-        self.syscalls.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+        self.syscalls().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
     }
 
     /// The first number above the table: it and every number above fail
     /// with `ENOSYS`.
     pub fn end(&self) -> u32 {
-        self.syscalls.last().map_or(0, |(nr, _)| nr + 1)
+        self.syscalls().last().map_or(0, |(nr, _)| nr + 1)
     }
 }
 
+/// Where the numbers every ABI shares begin (`pidfd_send_signal`, Linux 5.1).
+const UNIFIED_FROM: u32 = 424;
+
 /// x86-64's native ABI.
 #[cfg(any(target_arch = "x86_64", test))]
-pub const X86_64: Abi = Abi {
-    name: "x86_64",
-    audit_arch: 0xc000_003e,
-    syscalls: x86_64::SYSCALLS,
-    x32_bit: Some(0x4000_0000),
-    native: true,
-};
+pub const X86_64: Abi =
+    Abi { name: "x86_64", audit_arch: 0xc000_003e, own: x86_64::SYSCALLS, x32_bit: Some(0x4000_0000), native: true };
 
 /// i386, through x86-64's IA32 emulation.
 #[cfg(any(target_arch = "x86_64", test))]
-pub const I386: Abi =
-    Abi { name: "i386", audit_arch: 0x4000_0003, syscalls: i386::SYSCALLS, x32_bit: None, native: false };
+pub const I386: Abi = Abi { name: "i386", audit_arch: 0x4000_0003, own: i386::SYSCALLS, x32_bit: None, native: false };
 
 /// aarch64's native ABI.
 #[cfg(any(target_arch = "aarch64", test))]
 pub const AARCH64: Abi =
-    Abi { name: "aarch64", audit_arch: 0xc000_00b7, syscalls: aarch64::SYSCALLS, x32_bit: None, native: true };
+    Abi { name: "aarch64", audit_arch: 0xc000_00b7, own: aarch64::SYSCALLS, x32_bit: None, native: true };
 
 #[cfg(target_arch = "x86_64")]
 const HOST_ABIS: &[Abi] = &[X86_64, I386];
@@ -421,17 +428,20 @@ mod tests {
     #[test]
     fn tables_are_sorted_and_end_at_the_kernels_last_call() {
         for abi in [&X86_64, &I386, &AARCH64] {
-            assert!(abi.syscalls.windows(2).all(|w| w[0].0 < w[1].0), "{}: not sorted by number", abi.name);
-            let mut names: Vec<&str> = abi.syscalls.iter().map(|(_, n)| *n).collect();
+            let all: Vec<(u32, &str)> = abi.syscalls().copied().collect();
+            assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "{}: not sorted by number", abi.name);
+            assert!(abi.own.iter().all(|(nr, _)| *nr < UNIFIED_FROM), "{}: its own go below 424", abi.name);
+            let mut names: Vec<&str> = all.iter().map(|(_, n)| *n).collect();
             names.sort_unstable();
             assert!(names.windows(2).all(|w| w[0] != w[1]), "{}: a name twice", abi.name);
-            assert_eq!(abi.syscalls.last(), Some(&(469, "file_setattr")), "{}", abi.name);
+            assert_eq!(all.last(), Some(&(469, "file_setattr")), "{}", abi.name);
             assert_eq!(
                 (abi.end(), abi.name_of(468), abi.number_of("open_tree_attr")),
                 (470, Some("file_getattr"), Some(467))
             );
         }
-        assert_eq!((X86_64.syscalls.len(), I386.syscalls.len(), AARCH64.syscalls.len()), (366, 436, 323));
+        let len = |abi: &Abi| abi.syscalls().count();
+        assert_eq!((len(&X86_64), len(&I386), len(&AARCH64)), (366, 436, 323));
         // Each ABI's own numbers for a few calls.
         let at = |abi: &Abi, name| abi.number_of(name).unwrap();
         assert_eq!([at(&X86_64, "ioctl"), at(&I386, "ioctl"), at(&AARCH64, "ioctl")], [16, 54, 29]);
