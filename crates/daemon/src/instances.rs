@@ -450,6 +450,20 @@ impl Daemon {
         Ok(IdMap { host_uid: host, host_gid: host, count: IDMAP_COUNT })
     }
 
+    /// The running zones' cgroups and `zfs_io_priority` (default 100), for
+    /// the fair-I/O governor.
+    pub(crate) fn io_zones(&self) -> Vec<(String, u64)> {
+        let running: Vec<InstanceUuid> =
+            self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        running
+            .into_iter()
+            .map(|uuid| {
+                let priority = self.store.get_vm(uuid).ok().flatten().and_then(|r| u64_of(&r.vm, "zfs_io_priority"));
+                (self.cgroup_of(uuid), priority.unwrap_or(100))
+            })
+            .collect()
+    }
+
     /// Pins the zone to CPUs for `cap_pct` (see `zonevisor_zone::cpuset`):
     /// the least-used of its parent cgroup's CPUs, keeping those it has.
     /// Records the choice at once, so zones starting side by side spread

@@ -93,6 +93,9 @@ pub struct Daemon {
     rt: tokio::runtime::Handle,
     me: Weak<Daemon>,
     started: std::time::Instant,
+    /// The pool's block device and its `major:minor` when zones' fair I/O
+    /// is the governor's (the device has no `bfq`), else `None`.
+    io_governor: Option<(PathBuf, String)>,
 }
 
 /// The whole error chain of `e`, joined with `: `.
@@ -175,6 +178,24 @@ async fn keep_reserve(d: Arc<Daemon>) {
     }
 }
 
+/// Fair I/O where the pool's device has no `bfq`: every
+/// [`zonevisor_zone::fairio::TICK`], the governor holds the running zones
+/// doing I/O on it to their `zfs_io_priority` shares.
+async fn govern_io(d: Arc<Daemon>, dev: String) {
+    let governor = Arc::new(std::sync::Mutex::new(zonevisor_zone::fairio::Governor::default()));
+    let mut tick = tokio::time::interval(zonevisor_zone::fairio::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (d, g, dev) = (d.clone(), governor.clone(), dev.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let zones = d.io_zones();
+            g.lock().unwrap_or_else(|p| p.into_inner()).tick(&dev, &zones);
+        })
+        .await;
+    }
+}
+
 impl Daemon {
     /// Refreshes the pool's reserve (see [`Pool::keep_reserve`]); a
     /// failure is logged, and the previous limit stays.
@@ -209,9 +230,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let pool_config = PoolConfig { name: "zones".into(), mountpoint: root.join("zones"), source };
     let pool = Pool::open(&pool_config).context("opening the pool")?;
-    if let Err(why) = pool.fair_io() {
-        tracing::warn!(pool = %pool.mountpoint().display(), "zfs_io_priority is not enforced: {why}");
-    }
+    let io_governor = match pool.fair_io() {
+        Ok(_) => None,
+        Err(why) => match pool.block_device() {
+            Some(dev) => {
+                tracing::info!(pool = %pool.mountpoint().display(), device = %dev.0.display(), "zfs_io_priority: {why}; throttling zones to their shares instead");
+                Some(dev)
+            }
+            None => {
+                tracing::warn!(pool = %pool.mountpoint().display(), "zfs_io_priority is not enforced: {why}");
+                None
+            }
+        },
+    };
     let store = store::Store::open(&pool.config_dir().join("zonevisor.db")).context("opening the state database")?;
     let monitor_exe = config.monitor.clone().unwrap_or_else(default_monitor);
     anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());
@@ -231,6 +262,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         rt: rt.handle().clone(),
         me: me.clone(),
         started: std::time::Instant::now(),
+        io_governor,
     });
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {
@@ -244,6 +276,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })??;
     }
     rt.spawn(keep_reserve(daemon.clone()));
+    if let Some((_, dev)) = daemon.io_governor.clone() {
+        rt.spawn(govern_io(daemon.clone(), dev));
+    }
     let served = rt.block_on(server::serve(daemon.clone(), socket));
     // Running zones' /proc files point into lxcfs: it stays while any runs.
     if daemon.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {

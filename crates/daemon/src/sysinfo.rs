@@ -160,7 +160,10 @@ impl Daemon {
             "Cgroup Version": cgroup,
             "Proc Virtualization": self.lxcfs.describe(),
             // zfs_io_priority: weights honoured by the pool device's scheduler, or why not.
-            "Fair I/O": self.pool.fair_io().unwrap_or_else(|why| format!("none ({why})")),
+            "Fair I/O": self.pool.fair_io().unwrap_or_else(|why| match &self.io_governor {
+                Some((dev, _)) => format!("governor on {}: operations per second throttled to zfs_io_priority shares ({why})", dev.display()),
+                None => format!("none ({why})"),
+            }),
             "Disks": disks(),
             "Network Interfaces": network_interfaces(),
             "Virtual Network Interfaces": {},

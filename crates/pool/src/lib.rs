@@ -243,6 +243,16 @@ impl Pool {
         }
     }
 
+    /// The block device under the pool and its number (`major:minor`),
+    /// where the pool is on one (the fair-I/O governor throttles zones on
+    /// it where the device has no `bfq`).
+    pub fn block_device(&self) -> Option<(PathBuf, String)> {
+        use std::os::unix::fs::MetadataExt;
+        let device = host::mount_source(&self.mountpoint).ok()??;
+        let rdev = std::fs::metadata(&device).ok()?.rdev();
+        Some((device, format!("{}:{}", libc::major(rdev), libc::minor(rdev))))
+    }
+
     /// The path of dataset `name` (whether or not it exists).
     pub fn dataset_path(&self, name: &str) -> PathBuf {
         self.mountpoint.join(name)

@@ -31,6 +31,7 @@ pub mod cgroup;
 pub mod control;
 pub mod cpuset;
 pub mod enter;
+pub mod fairio;
 mod launch;
 pub mod lofs;
 pub mod lxcfs;
