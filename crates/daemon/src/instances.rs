@@ -13,6 +13,11 @@
 //! and a delete of the same zone never interleave. A running zone belongs to
 //! its monitor process; the daemon keeps only the monitor's pidfd, and marks
 //! the zone stopped when the monitor exits.
+//!
+//! A graceful stop shows the row `stopping` while the monitor works; if the
+//! stop fails with the monitor still there (it refused, or did not answer
+//! in time) or the handler panics, the row is put back as it was
+//! (`Transition`): no error leaves a row half-way.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -39,6 +44,54 @@ const IDMAP_COUNT: u32 = 65_536;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Running {
     pub monitor_pid: i32,
+}
+
+/// A row in a transitional state (`stopping`): dropped before [`Self::done`]
+/// (an error returned early, or a panic unwinding), it puts back the
+/// values the row had, so no failed operation leaves the row half-way.
+struct Transition<'a> {
+    daemon: &'a Daemon,
+    uuid: InstanceUuid,
+    before: Vec<(&'static str, Value)>,
+    removed: Vec<&'static str>,
+}
+
+impl<'a> Transition<'a> {
+    /// Writes `fields` to the row, remembering what they were.
+    fn enter(daemon: &'a Daemon, uuid: InstanceUuid, fields: &[(&'static str, Value)]) -> Self {
+        let row = daemon.store.get_vm(uuid).ok().flatten().map(|r| r.vm).unwrap_or_default();
+        let mut before = Vec::new();
+        let mut removed = Vec::new();
+        for (k, _) in fields {
+            match row.get(*k) {
+                Some(v) => before.push((*k, v.clone())),
+                None => removed.push(*k),
+            }
+        }
+        if let Err(e) = daemon.set_fields(uuid, fields, &[]) {
+            tracing::warn!(vm = %uuid, error = %e, "recording a transition");
+        }
+        Transition { daemon, uuid, before, removed }
+    }
+
+    /// The operation went through: the caller records the outcome.
+    fn done(mut self) {
+        self.before.clear();
+        self.removed.clear();
+    }
+}
+
+impl Drop for Transition<'_> {
+    fn drop(&mut self) {
+        if self.before.is_empty() && self.removed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.daemon.set_fields(self.uuid, &self.before, &self.removed) {
+            if e.kind != zonevisor_api::ErrorKind::NotFound {
+                tracing::error!(vm = %self.uuid, error = %e, "putting back a row after a failed operation");
+            }
+        }
+    }
 }
 
 /// Per-instance locks and the running zones.
@@ -516,21 +569,31 @@ impl Daemon {
         Ok(format!("Successfully started VM {uuid}"))
     }
 
-    /// Stops a zone; the caller holds its lock.
+    /// Stops a zone; the caller holds its lock. A graceful stop shows the
+    /// zone `stopping` while it waits; when the stop fails with the monitor
+    /// still there (refused, timed out), or panics, the row goes back to
+    /// what it was ([`Transition`]), and the monitor's exit, if it comes
+    /// later, is recorded by [`Self::watch`].
     fn stop_locked(&self, uuid: InstanceUuid, force: bool, timeout: Option<u64>) -> Result<(), ApiError> {
         let monitor_pid = match self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).get(&uuid) {
             Some(r) => r.monitor_pid,
             None => return Err(ApiError::conflict(format!("VM {uuid} is not running"))),
         };
-        if !force {
-            let _ = self.set_fields(uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))], &[]);
-        }
-        let result = MonitorClient::new(self.run_dir(uuid)).stop(force, timeout);
-        if let Err(e) = result {
-            // The monitor may have exited between our check and the request.
-            if zonevisor_zone::control::find_monitor(&self.run_dir(uuid)).is_some() {
+        let transition = if force {
+            None
+        } else {
+            Some(Transition::enter(self, uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))]))
+        };
+        let run_dir = self.run_dir(uuid);
+        if let Err(e) = MonitorClient::new(&run_dir).stop(force, timeout) {
+            // The monitor may have exited between our check and the request
+            // (its exit record says why); if it is still there, the stop failed.
+            if zonevisor_zone::control::live_monitor_pid(&run_dir).is_some() {
                 return Err(step_error("stop zone", e));
             }
+        }
+        if let Some(t) = transition {
+            t.done();
         }
         self.on_monitor_exit(uuid, monitor_pid);
         Ok(())

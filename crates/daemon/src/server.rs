@@ -52,11 +52,24 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Decodes a JSON body (an empty one is `{}`); an error names the member
+/// that is wrong (`timeout_secs: invalid type ...`).
 fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return serde_json::from_str("{}").map_err(|_| ApiError::invalid(format!("{what} is required")));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("{what} is not valid JSON: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        match (e.inner().is_data(), path.as_str()) {
+            (true, ".") => ApiError::invalid(format!("{what} is not valid: {}", e.inner())),
+            (true, _) => ApiError::invalid(format!("{what} is not valid: {path}: {}", e.inner())),
+            (false, ".") => ApiError::invalid(format!("{what} is not valid JSON: {}", e.inner())),
+            (false, _) => ApiError::invalid(format!("{what} is not valid JSON: {path}: {}", e.inner())),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::invalid(format!("{what} is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 fn done(message: String) -> Done {
@@ -114,7 +127,7 @@ async fn start_vm(State(d): D, Path(uuid): Path<String>) -> Answer<Done> {
 }
 
 async fn stop_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<Done> {
-    match body::<StopRequest>(&bytes, "the stop request") {
+    match body::<StopRequest>(&bytes, "the stop request").and_then(|r| r.check().map(|()| r)) {
         Ok(r) => blocking(d, move |d| d.stop_vm(&uuid, r.force, r.timeout_secs).map(done)).await,
         Err(e) => Answer(Err(e)),
     }

@@ -717,9 +717,8 @@ impl Monitor {
         if self.killed {
             return;
         }
-        // At most a year: an absurd timeout must not overflow the clock.
-        let grace = timeout_secs.map_or(control::DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(s.min(365 * 86400)));
-        let deadline = Instant::now() + grace;
+        // Bounded (control::MAX_STOP_TIMEOUT): an absurd timeout must not overflow the clock.
+        let deadline = Instant::now() + control::stop_grace(timeout_secs);
         match self.deadline {
             Some(d) if d <= deadline => {}
             Some(_) => self.deadline = Some(deadline),
