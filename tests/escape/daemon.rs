@@ -1,8 +1,13 @@
-//! The daemon against clients that misbehave: an absurd `vmadm stop -t`
-//! (and other out-of-range numbers) gets a clear error or works, the daemon
-//! keeps answering, and no row is left `stopping`, even when a stop fails.
+//! The daemon against clients that misbehave and monitors that die:
+//!
+//! - an absurd `vmadm stop -t` (and other out-of-range numbers) gets a clear
+//!   error or works, the daemon keeps answering, and no row is left
+//!   `stopping`, even when a stop fails;
+//! - a monitor killed with SIGKILL (while the daemon runs, or while it is
+//!   away) leaves no cgroup behind and the zone's `exit_reason` says so.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -108,4 +113,71 @@ fn a_stop_that_fails_puts_the_row_back() {
 fn monitor_pid(h: &TestHost, uuid: &str) -> i32 {
     let f = h.root.join("run/zones").join(uuid).join("monitor.pid");
     std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).trim().parse().unwrap()
+}
+
+/// The zone's cgroup directory in every mounted cgroup hierarchy.
+fn cgroup_dirs(parent: &str, uuid: &str) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let mount = left.split_whitespace().nth(4)?;
+            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount).join(parent).join(uuid))
+        })
+        .collect()
+}
+
+/// The zone's state after its monitor died: stopped, saying so, no cgroup,
+/// no stale socket or pid file, the console log kept.
+#[track_caller]
+fn assert_cleaned_up(h: &TestHost, uuid: &str, monitor: i32) {
+    let vm = h.get(uuid);
+    assert_eq!(vm["state"], "stopped", "{vm}");
+    let reason = vm["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("monitor"), "exit_reason does not say the monitor died: {vm}");
+    assert!(reason.contains(&monitor.to_string()), "exit_reason does not name the monitor's pid: {vm}");
+    assert!(vm["exit_timestamp"].is_string(), "{vm}");
+    assert!(vm.get("pid").is_none(), "{vm}");
+    let left: Vec<_> = cgroup_dirs(&h.cgroup_parent, uuid).into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "the zone's cgroups are left behind: {left:?}");
+    let run = h.root.join("run/zones").join(uuid);
+    for f in ["monitor.sock", "monitor.pid"] {
+        assert!(!run.join(f).exists(), "{f} is left behind");
+    }
+    assert!(run.join("console.log").exists(), "the console log is kept");
+}
+
+#[test]
+fn a_killed_monitor_leaves_no_cgroup_and_says_why() {
+    let Some(mut h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "orphan", "image_uuid": img, "restart_init": false}));
+    let dirs = cgroup_dirs(&h.cgroup_parent, &uuid);
+    assert!(dirs.iter().any(|d| d.exists()), "no cgroup of the zone found among {dirs:?}");
+
+    // While the daemon runs.
+    let monitor = monitor_pid(&h, &uuid);
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    h.wait_state(&uuid, "stopped", Duration::from_secs(20));
+    assert_cleaned_up(&h, &uuid, monitor);
+    h.vmadm(&["start", &uuid]).ok();
+    assert_eq!(h.get(&uuid)["state"], "running");
+    assert!(h.get(&uuid).get("exit_reason").is_none(), "a start clears the last exit");
+
+    // While the daemon is away.
+    let monitor = monitor_pid(&h, &uuid);
+    h.kill_daemon();
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(i64::from(monitor)) {
+        assert!(Instant::now() < deadline, "monitor {monitor} survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.start_daemon();
+    assert_cleaned_up(&h, &uuid, monitor);
+    h.vmadm(&["start", &uuid]).ok();
+    h.vmadm(&["stop", &uuid]).ok();
+    let vm = h.get(&uuid);
+    assert!(!vm["exit_reason"].as_str().unwrap_or_default().contains("monitor"), "{vm}");
 }

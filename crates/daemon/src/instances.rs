@@ -495,16 +495,17 @@ impl Daemon {
     /// Watches a monitor: when it exits, the zone is marked stopped.
     pub(crate) fn watch(&self, uuid: InstanceUuid, monitor_pid: i32) {
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid });
+        let Some(me) = self.me.upgrade() else { return };
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor_pid, 0) };
         if fd < 0 {
-            // Already gone.
-            self.on_monitor_exit(uuid, monitor_pid);
+            // Already gone: recorded on the blocking pool, once the caller
+            // (which may hold the zone's lock) is done.
+            drop(self.rt.spawn_blocking(move || me.on_monitor_exit(uuid, monitor_pid)));
             return;
         }
         // SAFETY: fd is a new pidfd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let Some(me) = self.me.upgrade() else { return };
         self.rt.spawn(async move {
             // SAFETY: the AsyncFd owns the pidfd and nothing else uses or closes it.
             let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
@@ -515,8 +516,26 @@ impl Daemon {
         });
     }
 
-    /// A monitor exited: record why and mark the zone stopped.
+    /// Monitor `monitor_pid` exited: under the zone's lock (a start, stop or
+    /// delete in progress finishes first), record why and mark the zone
+    /// stopped, unless that was done already (a stop or delete saw it go).
     pub(crate) fn on_monitor_exit(&self, uuid: InstanceUuid, monitor_pid: i32) {
+        let watched = |d: &Daemon| {
+            let running = d.runtime.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.get(&uuid).is_some_and(|r| r.monitor_pid == monitor_pid)
+        };
+        // Checked first so that the exit of a deleted zone's monitor does not
+        // bring back its lock; a monitor pid, once gone, is never re-added.
+        if !watched(self) {
+            return;
+        }
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.monitor_exited_locked(uuid, monitor_pid);
+    }
+
+    /// [`Self::on_monitor_exit`]; the caller holds the zone's lock.
+    fn monitor_exited_locked(&self, uuid: InstanceUuid, monitor_pid: i32) {
         {
             let mut running = self.runtime.running.lock().unwrap_or_else(|p| p.into_inner());
             match running.get(&uuid) {
@@ -527,22 +546,42 @@ impl Daemon {
             }
         }
         self.unplace_cpus(uuid, None);
-        self.mark_stopped(uuid);
+        self.mark_stopped(uuid, Some(monitor_pid), false);
     }
 
-    /// Records a zone as stopped, with its exit status when the monitor left one.
-    fn mark_stopped(&self, uuid: InstanceUuid) {
-        let exit = zonevisor_zone::control::read_exit(&self.run_dir(uuid));
+    /// Records a zone whose monitor is gone as stopped, with its exit status
+    /// when the monitor left one (`exit.json`). A monitor that left none
+    /// died without cleaning up (killed, crashed; its zone died with it
+    /// through PDEATHSIG): the daemon does what the monitor would have done,
+    /// killing what is left in the zone's cgroup and removing it and the
+    /// monitor's socket and pid file, and records why the zone stopped.
+    /// `host_rebooted`: the monitor is gone because the host restarted.
+    fn mark_stopped(&self, uuid: InstanceUuid, monitor_pid: Option<i32>, host_rebooted: bool) {
+        let run_dir = self.run_dir(uuid);
         let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
-        if let Some(x) = &exit {
-            let status = match x.code {
-                Some(c) => json!(c),
-                None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
-            };
-            fields.push(("exit_status", status));
-            fields.push(("exit_timestamp", json!(timestamp())));
-            fields.push(("exit_reason", json!(x.message)));
-            tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+        match zonevisor_zone::control::read_exit(&run_dir) {
+            Some(x) => {
+                let status = match x.code {
+                    Some(c) => json!(c),
+                    None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
+                };
+                fields.push(("exit_status", status));
+                fields.push(("exit_timestamp", json!(timestamp())));
+                fields.push(("exit_reason", json!(x.message)));
+                tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+            }
+            None => {
+                let monitor_pid = monitor_pid.or_else(|| zonevisor_zone::control::recorded_monitor_pid(&run_dir));
+                let cgroup = self.cgroup_of(uuid);
+                if let Err(e) = zonevisor_zone::cgroup::try_destroy(&cgroup) {
+                    tracing::error!(vm = %uuid, cgroup, error = %crate::chain(&e), "removing a dead monitor's cgroup");
+                }
+                zonevisor_zone::control::remove_stale_files(&run_dir);
+                let reason = monitor_death_reason(monitor_pid, host_rebooted);
+                tracing::warn!(vm = %uuid, "{reason}");
+                fields.push(("exit_timestamp", json!(timestamp())));
+                fields.push(("exit_reason", json!(reason)));
+            }
         }
         if let Err(e) = self.set_fields(uuid, &fields, &["pid"]) {
             if e.kind != zonevisor_api::ErrorKind::NotFound {
@@ -595,7 +634,7 @@ impl Daemon {
         if let Some(t) = transition {
             t.done();
         }
-        self.on_monitor_exit(uuid, monitor_pid);
+        self.monitor_exited_locked(uuid, monitor_pid);
         Ok(())
     }
 
@@ -781,15 +820,25 @@ impl Daemon {
                     )?;
                     self.watch(uuid, st.monitor_pid);
                 }
-                None => {
-                    if str_of(&row.vm, "state") != Some("stopped") {
-                        tracing::info!(vm = %uuid, "zone stopped while the daemon was away");
-                        self.mark_stopped(uuid);
+                None => match zonevisor_zone::control::live_monitor_pid(&self.run_dir(uuid)) {
+                    // Alive but not answering (busy, or stopped by a
+                    // debugger): still the zone's owner, so watched, never
+                    // cleaned up after.
+                    Some(pid) => {
+                        tracing::warn!(vm = %uuid, monitor = pid, "re-adopted a zone whose monitor does not answer");
+                        self.set_fields(uuid, &[("state", json!("running")), ("zone_state", json!("running"))], &[])?;
+                        self.watch(uuid, pid);
                     }
-                    if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
-                        autoboot.push(uuid);
+                    None => {
+                        if str_of(&row.vm, "state") != Some("stopped") {
+                            tracing::info!(vm = %uuid, "zone stopped while the daemon was away");
+                            self.mark_stopped(uuid, None, rebooted);
+                        }
+                        if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
+                            autoboot.push(uuid);
+                        }
                     }
-                }
+                },
             }
         }
         self.store.host_set("boot_id", boot_id)?;
@@ -805,6 +854,15 @@ impl Daemon {
     }
 }
 
+/// The `exit_reason` of a zone whose monitor died without leaving an exit record.
+fn monitor_death_reason(monitor_pid: Option<i32>, host_rebooted: bool) -> String {
+    match (host_rebooted, monitor_pid) {
+        (true, _) => "the host rebooted while the zone ran; the zone was stopped".to_string(),
+        (false, Some(pid)) => format!("the zone's monitor (pid {pid}) died; the zone was stopped"),
+        (false, None) => "the zone's monitor died; the zone was stopped".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,6 +875,13 @@ mod tests {
         assert_eq!(parse_signal(Some("10")).unwrap(), 10);
         assert!(parse_signal(Some("SIGNOPE")).is_err());
         assert!(parse_signal(Some("0")).is_err());
+    }
+
+    #[test]
+    fn a_dead_monitor_is_named_in_the_exit_reason() {
+        assert_eq!(monitor_death_reason(Some(42), false), "the zone's monitor (pid 42) died; the zone was stopped");
+        assert!(monitor_death_reason(None, false).contains("monitor died"));
+        assert!(monitor_death_reason(Some(42), true).contains("host rebooted"));
     }
 
     #[test]

@@ -584,10 +584,7 @@ pub(crate) fn with_socket_path<T>(run_dir: &Path, f: impl FnOnce(&Path) -> io::R
 /// monitor serving `run_dir` (its command line is `<exe> <run_dir>`): unlike
 /// [`find_monitor`], true of a monitor too busy to answer.
 pub fn live_monitor_pid(run_dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(run_dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
-    if pid <= 0 {
-        return None;
-    }
+    let pid = recorded_monitor_pid(run_dir)?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie's cmdline is empty, but check its state anyway.
@@ -598,6 +595,22 @@ pub fn live_monitor_pid(run_dir: &Path) -> Option<i32> {
     let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
     let same = arg == run_dir || matches!((fs::canonicalize(arg), fs::canonicalize(run_dir)), (Ok(a), Ok(b)) if a == b);
     same.then_some(pid)
+}
+
+/// The PID in `run_dir/monitor.pid`, alive or not: a monitor that died
+/// without cleaning up (killed) leaves it behind.
+pub fn recorded_monitor_pid(run_dir: &Path) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(run_dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
+    (pid > 0).then_some(pid)
+}
+
+/// Removes what a monitor that died without cleaning up left in its run
+/// directory: the control socket and the pid file. The console logs and
+/// the spec stay.
+pub fn remove_stale_files(run_dir: &Path) {
+    for f in [SOCKET_FILE, PID_FILE] {
+        let _ = fs::remove_file(run_dir.join(f));
+    }
 }
 
 /// Finds a live monitor for `run_dir` (after a daemon restart) and returns its status.
@@ -636,6 +649,22 @@ mod tests {
         assert_eq!(back, Reply::error("no"));
         assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
         assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
+    }
+
+    #[test]
+    fn a_dead_monitors_files_are_found_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_monitor_pid(dir.path()), None);
+        for f in [PID_FILE, SOCKET_FILE, CONSOLE_FILE, SPEC_FILE] {
+            fs::write(dir.path().join(f), "2147483646\n").unwrap();
+        }
+        assert_eq!(recorded_monitor_pid(dir.path()), Some(2147483646));
+        assert_eq!(live_monitor_pid(dir.path()), None, "no such process");
+        remove_stale_files(dir.path());
+        assert!(!dir.path().join(PID_FILE).exists() && !dir.path().join(SOCKET_FILE).exists());
+        assert!(dir.path().join(CONSOLE_FILE).exists() && dir.path().join(SPEC_FILE).exists());
+        fs::write(dir.path().join(PID_FILE), "-5").unwrap();
+        assert_eq!(recorded_monitor_pid(dir.path()), None);
     }
 
     #[test]
