@@ -3,10 +3,17 @@
 //! - an absurd `vmadm stop -t` (and other out-of-range numbers) gets a clear
 //!   error or works, the daemon keeps answering, and no row is left
 //!   `stopping`, even when a stop fails;
+//! - clients that send nothing, half a header or half a body are
+//!   disconnected within the server's bounds while others are served, a
+//!   flood of idle connections is held to the server's connection limit,
+//!   and `vmadm events` streams outlive those bounds;
 //! - a monitor killed with SIGKILL (while the daemon runs, or while it is
 //!   away) leaves no cgroup behind and the zone's `exit_reason` says so.
 
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -14,6 +21,14 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use crate::common::*;
+
+/// `crates/daemon/src/server.rs`: `HEADER_TIMEOUT` and `BODY_TIMEOUT`.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `crates/daemon/src/server.rs`: `MAX_CONNECTIONS`.
+const MAX_CONNECTIONS: usize = 256;
+/// What a loaded test host may add to a bound.
+const SLACK: Duration = Duration::from_secs(8);
 
 /// Sends one raw request to the API and returns the status and body.
 fn raw_call(h: &TestHost, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -113,6 +128,115 @@ fn a_stop_that_fails_puts_the_row_back() {
 fn monitor_pid(h: &TestHost, uuid: &str) -> i32 {
     let f = h.root.join("run/zones").join(uuid).join("monitor.pid");
     std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).trim().parse().unwrap()
+}
+
+/// Reads `sock` until the daemon closes it; how long that took from `since`.
+fn wait_closed(name: &str, mut sock: &UnixStream, since: Instant, within: Duration) -> Duration {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = (since + within).saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the {name} client is still connected after {within:?}");
+        sock.set_read_timeout(Some(left)).unwrap();
+        match sock.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            // An answer (408, 400) before the close is fine.
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => return since.elapsed(),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => panic!("reading the {name} client: {e}"),
+        }
+    }
+}
+
+#[test]
+fn stalled_clients_are_cut_off_while_others_are_served() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+
+    // A long-lived event stream, opened first: it must outlive every bound.
+    let mut events = UnixStream::connect(&h.socket).unwrap();
+    events.write_all(b"GET /v1/events HTTP/1.1\r\nHost: zonevisord\r\n\r\n").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let seen = seen.clone();
+        let mut events = events.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = events.read(&mut buf) {
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+
+    let start = Instant::now();
+    let silent = UnixStream::connect(&h.socket).unwrap();
+    let mut half_header = UnixStream::connect(&h.socket).unwrap();
+    half_header.write_all(b"GET /v1/vms HTTP/1.1\r\nHost: zonev").unwrap();
+    let mut half_body = UnixStream::connect(&h.socket).unwrap();
+    half_body
+        .write_all(b"POST /v1/validate HTTP/1.1\r\nHost: zonevisord\r\nContent-Length: 100\r\n\r\n{\"action\":")
+        .unwrap();
+
+    // Others are served meanwhile, at once.
+    for _ in 0..3 {
+        let t = Instant::now();
+        h.vmadm(&["list"]).ok();
+        assert!(t.elapsed() < Duration::from_secs(5), "vmadm list took {:?} beside stalled clients", t.elapsed());
+    }
+
+    for (name, sock, bound) in [
+        ("silent", &silent, HEADER_TIMEOUT),
+        ("half-header", &half_header, HEADER_TIMEOUT),
+        ("half-body", &half_body, BODY_TIMEOUT),
+    ] {
+        let took = wait_closed(name, sock, start, bound + SLACK);
+        eprintln!("the {name} client was disconnected after {took:?}");
+    }
+
+    // The event stream, open longer than any bound, still delivers.
+    assert!(start.elapsed() > HEADER_TIMEOUT);
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "late", "image_uuid": img, "autoboot": false}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        if text.contains(r#""type":"create""#) && text.contains(&uuid) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event stream stopped delivering: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(events);
+}
+
+/// The daemon's open sockets.
+fn socket_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+        .count()
+}
+
+#[test]
+fn a_flood_of_idle_connections_is_held_to_the_limit() {
+    let Some(h) = TestHost::new() else { return };
+    let daemon = zonevisor_api::Client::new(&h.socket).ping().unwrap().pid;
+    let before = socket_fds(daemon);
+    let flood: Vec<UnixStream> = (0..MAX_CONNECTIONS + 64).map(|_| UnixStream::connect(&h.socket).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = socket_fds(daemon);
+    assert!(
+        during <= before + MAX_CONNECTIONS + 4,
+        "the daemon holds {} connections ({before} sockets before, {during} during)",
+        during - before
+    );
+    // Answered at the latest once the idle ones are cut off.
+    let t = Instant::now();
+    let ping = zonevisor_api::Client::new(&h.socket).with_timeout(HEADER_TIMEOUT * 3).ping();
+    assert!(ping.is_ok(), "{ping:?}");
+    assert!(t.elapsed() < HEADER_TIMEOUT + SLACK, "ping took {:?}", t.elapsed());
+    drop(flood);
+    h.vmadm(&["list"]).ok();
 }
 
 /// The zone's cgroup directory in every mounted cgroup hierarchy.

@@ -65,7 +65,7 @@ pub struct KillRequest {
 }
 
 /// `POST /v1/validate`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ValidateRequest {
     /// `create` or `update`.
     pub action: ValidateAction,
@@ -88,7 +88,7 @@ pub enum ValidateAction {
 }
 
 /// `POST /v1/images`: install an image from a manifest and a file on the host.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageInstallRequest {
     /// The image manifest (v2).
     #[schema(value_type = Object)]
