@@ -27,6 +27,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `crates/daemon/src/server.rs`: `MAX_CONNECTIONS`.
 const MAX_CONNECTIONS: usize = 256;
+/// `crates/zone/src/monitor.rs`: `REQUEST_TIMEOUT`.
+const MONITOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a loaded test host may add to a bound.
 const SLACK: Duration = Duration::from_secs(8);
 
@@ -206,6 +208,37 @@ fn stalled_clients_are_cut_off_while_others_are_served() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(events);
+}
+
+#[test]
+fn stalled_clients_of_a_monitor_do_not_lock_the_daemon_out() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "alias": "busy", "image_uuid": img, "restart_init": false}));
+    let socket = h.root.join("run/zones").join(&uuid).join("monitor.sock");
+    // More than the monitor's 32 slots, silent or with half a request line.
+    let start = Instant::now();
+    let stalled: Vec<UnixStream> = (0..40)
+        .map(|i| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            if i % 2 == 0 {
+                s.write_all(br#"{"op":"sta"#).unwrap();
+            }
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The daemon still gets through: `get` asks the monitor for init's pid.
+    for _ in 0..3 {
+        let vm = h.get(&uuid);
+        assert!(vm["pid"].is_i64(), "the daemon could not reach the monitor: {vm}");
+    }
+    // The monitor drops them after its 10 s; some went earlier, to make room.
+    for (i, s) in stalled.iter().enumerate() {
+        wait_closed(&format!("monitor #{i}"), s, start, MONITOR_REQUEST_TIMEOUT + SLACK);
+    }
+    h.vmadm(&["stop", &uuid]).ok();
+    assert_eq!(h.get(&uuid)["state"], "stopped");
 }
 
 /// The daemon's open sockets.
