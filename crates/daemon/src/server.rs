@@ -8,10 +8,10 @@
 //!
 //! | bound | value | why |
 //! |---|---|---|
-//! | request head (line and headers) | [`HEADER_TIMEOUT`], 10 s, from the connection's first byte or the end of the previous answer | hyper's `header_read_timeout`; a local client writes its head in one go, so 10 s is ample on a loaded host, and an idle keep-alive connection is closed after as long |
+//! | request head (line and headers) | [`HEADER_TIMEOUT`], 10 s, from when the connection is accepted or its previous answer is done | hyper's `header_read_timeout`; a local client writes its head in one go, so 10 s is ample on a loaded host, and an idle keep-alive connection is closed after as long |
 //! | request body | [`BODY_TIMEOUT`], 10 s for the whole body, and at most [`MAX_BODY`], 2 MiB (axum's default for `Bytes`, kept) | the CLIs write the body with the head; payloads and manifests are kilobytes. Too slow: 408, too large: 413, and the connection is closed |
 //! | writing an answer | [`WRITE_STALL_TIMEOUT`], 60 s without progress | a client that stops reading (also a `vmadm events` client that stopped) cannot pin a connection; a stream that is read, however slowly or long, is not cut |
-//! | connections | [`MAX_CONNECTIONS`], 256 at once | beyond that the listener waits (the kernel's backlog holds new clients) until one ends, at the latest after the bounds above; the daemon's descriptors are kept for zones (a pidfd each) |
+//! | connections | [`MAX_CONNECTIONS`], 256 at once | beyond that the listener waits (the kernel's backlog holds new clients) until one ends (a stalled one ends within the bounds above); the daemon's descriptors are kept for zones (a pidfd each) |
 //!
 //! `vmadm events` (`GET /v1/events`) is a long-lived streaming answer: only
 //! the write bound applies to it. A panic while a request is decoded or
