@@ -15,11 +15,16 @@
 //!   (mounts, modules, sysrq, `/proc/sys`, ptrace and signals to the
 //!   host, the host's disk) are in `tests/security.rs`.
 //! - `lofs`: bind-mount sources reached through another zone's symlinks.
+//! - `daemon`: the API's clients and a zone's monitor as the attacker's
+//!   tools: absurd numbers, stalled and flooding connections, a stop
+//!   against a frozen monitor, a monitor killed.
 
 mod common;
 
 #[path = "escape/classic.rs"]
 mod classic;
+#[path = "escape/daemon.rs"]
+mod daemon;
 #[path = "escape/entry.rs"]
 mod entry;
 #[path = "escape/lofs.rs"]

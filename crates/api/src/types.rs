@@ -9,8 +9,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
+
 /// A VM object as `vmadm get` prints it.
 pub type VmObject = Map<String, Value>;
+
+/// The longest grace period `vmadm stop -t` may ask for: one day.
+///
+/// SmartOS documents no maximum (its `-t` is a JavaScript number that ends
+/// up in a `setTimeout`, which treats anything past 2^31 ms, ~24.8 days, as
+/// 1 ms); a stop waits for its answer for the whole grace period, so a day
+/// is already far more than any shutdown needs, and larger values are
+/// refused rather than clamped.
+pub const MAX_STOP_TIMEOUT_SECS: u64 = 86_400;
 
 /// `POST /v1/vms/{uuid}/stop`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -18,9 +29,23 @@ pub struct StopRequest {
     /// Halt at once instead of asking init to shut down.
     #[serde(default)]
     pub force: bool,
-    /// Seconds to wait for a graceful shutdown before halting (default 60).
+    /// Seconds to wait for a graceful shutdown before halting (default 60,
+    /// at most [`MAX_STOP_TIMEOUT_SECS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 86400)]
     pub timeout_secs: Option<u64>,
+}
+
+impl StopRequest {
+    /// Refuses a `timeout_secs` above [`MAX_STOP_TIMEOUT_SECS`], naming it.
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self.timeout_secs {
+            Some(t) if t > MAX_STOP_TIMEOUT_SECS => Err(ApiError::invalid(format!(
+                "timeout_secs {t} is too long: a stop waits at most {MAX_STOP_TIMEOUT_SECS} seconds (one day)"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `POST /v1/vms/{uuid}/reboot`.
@@ -40,7 +65,7 @@ pub struct KillRequest {
 }
 
 /// `POST /v1/validate`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ValidateRequest {
     /// `create` or `update`.
     pub action: ValidateAction,
@@ -63,7 +88,7 @@ pub enum ValidateAction {
 }
 
 /// `POST /v1/images`: install an image from a manifest and a file on the host.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageInstallRequest {
     /// The image manifest (v2).
     #[schema(value_type = Object)]
@@ -298,4 +323,21 @@ pub struct VmInfo {
     /// The host's pressure (when `pressure_source` is `host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_pressure: Option<PressureInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_timeouts_above_a_day_are_refused() {
+        for t in [None, Some(0), Some(60), Some(MAX_STOP_TIMEOUT_SECS)] {
+            StopRequest { force: false, timeout_secs: t }.check().unwrap();
+        }
+        for t in [MAX_STOP_TIMEOUT_SECS + 1, u64::MAX] {
+            let e = StopRequest { force: true, timeout_secs: Some(t) }.check().unwrap_err();
+            assert_eq!(e.http_status(), 400);
+            assert!(e.message.contains("timeout_secs") && e.message.contains(&t.to_string()), "{e}");
+        }
+    }
 }

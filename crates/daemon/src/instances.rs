@@ -13,6 +13,11 @@
 //! and a delete of the same zone never interleave. A running zone belongs to
 //! its monitor process; the daemon keeps only the monitor's pidfd, and marks
 //! the zone stopped when the monitor exits.
+//!
+//! A graceful stop shows the row `stopping` while the monitor works; if the
+//! stop fails with the monitor still there (it refused, or did not answer
+//! in time) or the handler panics, the row is put back as it was
+//! (`Transition`): no error leaves a row half-way.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -47,6 +52,54 @@ struct Made {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Running {
     pub monitor_pid: i32,
+}
+
+/// A row in a transitional state (`stopping`): dropped before [`Self::done`]
+/// (an error returned early, or a panic unwinding), it puts back the
+/// values the row had, so no failed operation leaves the row half-way.
+struct Transition<'a> {
+    daemon: &'a Daemon,
+    uuid: InstanceUuid,
+    before: Vec<(&'static str, Value)>,
+    removed: Vec<&'static str>,
+}
+
+impl<'a> Transition<'a> {
+    /// Writes `fields` to the row, remembering what they were.
+    fn enter(daemon: &'a Daemon, uuid: InstanceUuid, fields: &[(&'static str, Value)]) -> Self {
+        let row = daemon.store.get_vm(uuid).ok().flatten().map(|r| r.vm).unwrap_or_default();
+        let mut before = Vec::new();
+        let mut removed = Vec::new();
+        for (k, _) in fields {
+            match row.get(*k) {
+                Some(v) => before.push((*k, v.clone())),
+                None => removed.push(*k),
+            }
+        }
+        if let Err(e) = daemon.set_fields(uuid, fields, &[]) {
+            tracing::warn!(vm = %uuid, error = %e, "recording a transition");
+        }
+        Transition { daemon, uuid, before, removed }
+    }
+
+    /// The operation went through: the caller records the outcome.
+    fn done(mut self) {
+        self.before.clear();
+        self.removed.clear();
+    }
+}
+
+impl Drop for Transition<'_> {
+    fn drop(&mut self) {
+        if self.before.is_empty() && self.removed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.daemon.set_fields(self.uuid, &self.before, &self.removed) {
+            if e.kind != zonevisor_api::ErrorKind::NotFound {
+                tracing::error!(vm = %self.uuid, error = %e, "putting back a row after a failed operation");
+            }
+        }
+    }
 }
 
 /// Per-instance locks and the running zones.
@@ -96,21 +149,6 @@ pub(crate) fn limits_of(vm: &VmObject) -> Limits {
         cpus: None,
         io_priority: u64_of(vm, "zfs_io_priority"),
     }
-}
-
-/// Signal names and numbers as `vmadm kill -s` takes them.
-fn parse_signal(s: Option<&str>) -> Result<i32, ApiError> {
-    let Some(s) = s else { return Ok(libc::SIGKILL) };
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
-    let name = format!("SIG{name}");
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| ApiError::invalid(format!("{s:?} is not a signal name or number")))
 }
 
 impl Daemon {
@@ -519,16 +557,17 @@ impl Daemon {
     /// Watches a monitor: when it exits, the zone is marked stopped.
     pub(crate) fn watch(&self, uuid: InstanceUuid, monitor_pid: i32) {
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid });
+        let Some(me) = self.me.upgrade() else { return };
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor_pid, 0) };
         if fd < 0 {
-            // Already gone.
-            self.on_monitor_exit(uuid, monitor_pid);
+            // Already gone: recorded on the blocking pool, once the caller
+            // (which may hold the zone's lock) is done.
+            drop(self.rt.spawn_blocking(move || me.on_monitor_exit(uuid, monitor_pid)));
             return;
         }
         // SAFETY: fd is a new pidfd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let Some(me) = self.me.upgrade() else { return };
         self.rt.spawn(async move {
             // SAFETY: the AsyncFd owns the pidfd and nothing else uses or closes it.
             let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
@@ -539,8 +578,26 @@ impl Daemon {
         });
     }
 
-    /// A monitor exited: record why and mark the zone stopped.
+    /// Monitor `monitor_pid` exited: under the zone's lock (a start, stop or
+    /// delete in progress finishes first), record why and mark the zone
+    /// stopped, unless that was done already (a stop or delete saw it go).
     pub(crate) fn on_monitor_exit(&self, uuid: InstanceUuid, monitor_pid: i32) {
+        let watched = |d: &Daemon| {
+            let running = d.runtime.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.get(&uuid).is_some_and(|r| r.monitor_pid == monitor_pid)
+        };
+        // Checked first so that the exit of a deleted zone's monitor does not
+        // bring back its lock; a monitor pid, once gone, is never re-added.
+        if !watched(self) {
+            return;
+        }
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.monitor_exited_locked(uuid, monitor_pid);
+    }
+
+    /// [`Self::on_monitor_exit`]; the caller holds the zone's lock.
+    fn monitor_exited_locked(&self, uuid: InstanceUuid, monitor_pid: i32) {
         {
             let mut running = self.runtime.running.lock().unwrap_or_else(|p| p.into_inner());
             match running.get(&uuid) {
@@ -551,22 +608,42 @@ impl Daemon {
             }
         }
         self.unplace_cpus(uuid, None);
-        self.mark_stopped(uuid);
+        self.mark_stopped(uuid, Some(monitor_pid), false);
     }
 
-    /// Records a zone as stopped, with its exit status when the monitor left one.
-    fn mark_stopped(&self, uuid: InstanceUuid) {
-        let exit = zonevisor_zone::control::read_exit(&self.run_dir(uuid));
+    /// Records a zone whose monitor is gone as stopped, with its exit status
+    /// when the monitor left one (`exit.json`). A monitor that left none
+    /// died without cleaning up (killed, crashed; its zone died with it
+    /// through PDEATHSIG): the daemon does what the monitor would have done,
+    /// killing what is left in the zone's cgroup and removing it and the
+    /// monitor's socket and pid file, and records why the zone stopped.
+    /// `host_rebooted`: the monitor is gone because the host restarted.
+    fn mark_stopped(&self, uuid: InstanceUuid, monitor_pid: Option<i32>, host_rebooted: bool) {
+        let run_dir = self.run_dir(uuid);
         let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
-        if let Some(x) = &exit {
-            let status = match x.code {
-                Some(c) => json!(c),
-                None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
-            };
-            fields.push(("exit_status", status));
-            fields.push(("exit_timestamp", json!(timestamp())));
-            fields.push(("exit_reason", json!(x.message)));
-            tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+        match zonevisor_zone::control::read_exit(&run_dir) {
+            Some(x) => {
+                let status = match x.code {
+                    Some(c) => json!(c),
+                    None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
+                };
+                fields.push(("exit_status", status));
+                fields.push(("exit_timestamp", json!(timestamp())));
+                fields.push(("exit_reason", json!(x.message)));
+                tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+            }
+            None => {
+                let monitor_pid = monitor_pid.or_else(|| zonevisor_zone::control::recorded_monitor_pid(&run_dir));
+                let cgroup = self.cgroup_of(uuid);
+                if let Err(e) = zonevisor_zone::cgroup::try_destroy(&cgroup) {
+                    tracing::error!(vm = %uuid, cgroup, error = %crate::chain(&e), "removing a dead monitor's cgroup");
+                }
+                zonevisor_zone::control::remove_stale_files(&run_dir);
+                let reason = monitor_death_reason(monitor_pid, host_rebooted);
+                tracing::warn!(vm = %uuid, "{reason}");
+                fields.push(("exit_timestamp", json!(timestamp())));
+                fields.push(("exit_reason", json!(reason)));
+            }
         }
         if let Err(e) = self.set_fields(uuid, &fields, &["pid"]) {
             if e.kind != zonevisor_api::ErrorKind::NotFound {
@@ -593,23 +670,33 @@ impl Daemon {
         Ok(format!("Successfully started VM {uuid}"))
     }
 
-    /// Stops a zone; the caller holds its lock.
+    /// Stops a zone; the caller holds its lock. A graceful stop shows the
+    /// zone `stopping` while it waits; when the stop fails with the monitor
+    /// still there (refused, timed out), or panics, the row goes back to
+    /// what it was ([`Transition`]), and the monitor's exit, if it comes
+    /// later, is recorded by [`Self::watch`].
     fn stop_locked(&self, uuid: InstanceUuid, force: bool, timeout: Option<u64>) -> Result<(), ApiError> {
         let monitor_pid = match self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).get(&uuid) {
             Some(r) => r.monitor_pid,
             None => return Err(ApiError::conflict(format!("VM {uuid} is not running"))),
         };
-        if !force {
-            let _ = self.set_fields(uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))], &[]);
-        }
-        let result = MonitorClient::new(self.run_dir(uuid)).stop(force, timeout);
-        if let Err(e) = result {
-            // The monitor may have exited between our check and the request.
-            if zonevisor_zone::control::find_monitor(&self.run_dir(uuid)).is_some() {
+        let transition = if force {
+            None
+        } else {
+            Some(Transition::enter(self, uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))]))
+        };
+        let run_dir = self.run_dir(uuid);
+        if let Err(e) = MonitorClient::new(&run_dir).stop(force, timeout) {
+            // The monitor may have exited between our check and the request
+            // (its exit record says why); if it is still there, the stop failed.
+            if zonevisor_zone::control::live_monitor_pid(&run_dir).is_some() {
                 return Err(step_error("stop zone", e));
             }
         }
-        self.on_monitor_exit(uuid, monitor_pid);
+        if let Some(t) = transition {
+            t.done();
+        }
+        self.monitor_exited_locked(uuid, monitor_pid);
         Ok(())
     }
 
@@ -642,10 +729,10 @@ impl Daemon {
         Ok(format!("Successfully completed reboot for VM {uuid}"))
     }
 
-    /// `vmadm kill`.
-    pub fn kill_vm(&self, uuid: &str, signal: Option<&str>) -> Result<String, ApiError> {
+    /// `vmadm kill`: sends `sig` (1 to 64, checked when the request was
+    /// decoded) to the zone's init.
+    pub fn kill_vm(&self, uuid: &str, sig: i32) -> Result<String, ApiError> {
         let uuid = parse_uuid(uuid)?;
-        let sig = parse_signal(signal)?;
         self.vm_row(uuid)?;
         if !self.is_running(uuid) {
             return Err(ApiError::conflict(format!("VM {uuid} is not running")));
@@ -806,15 +893,25 @@ impl Daemon {
                     )?;
                     self.watch(uuid, st.monitor_pid);
                 }
-                None => {
-                    if str_of(&row.vm, "state") != Some("stopped") {
-                        tracing::info!(vm = %uuid, "zone stopped while the daemon was away");
-                        self.mark_stopped(uuid);
+                None => match zonevisor_zone::control::live_monitor_pid(&self.run_dir(uuid)) {
+                    // Alive but not answering (busy, or stopped by a
+                    // debugger): still the zone's owner, so watched, never
+                    // cleaned up after.
+                    Some(pid) => {
+                        tracing::warn!(vm = %uuid, monitor = pid, "re-adopted a zone whose monitor does not answer");
+                        self.set_fields(uuid, &[("state", json!("running")), ("zone_state", json!("running"))], &[])?;
+                        self.watch(uuid, pid);
                     }
-                    if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
-                        autoboot.push(uuid);
+                    None => {
+                        if str_of(&row.vm, "state") != Some("stopped") {
+                            tracing::info!(vm = %uuid, "zone stopped while the daemon was away");
+                            self.mark_stopped(uuid, None, rebooted);
+                        }
+                        if rebooted && row.vm.get("autoboot").and_then(Value::as_bool) == Some(true) {
+                            autoboot.push(uuid);
+                        }
                     }
-                }
+                },
             }
         }
         self.store.host_set("boot_id", boot_id)?;
@@ -830,18 +927,24 @@ impl Daemon {
     }
 }
 
+/// The `exit_reason` of a zone whose monitor died without leaving an exit record.
+fn monitor_death_reason(monitor_pid: Option<i32>, host_rebooted: bool) -> String {
+    match (host_rebooted, monitor_pid) {
+        (true, _) => "the host rebooted while the zone ran; the zone was stopped".to_string(),
+        (false, Some(pid)) => format!("the zone's monitor (pid {pid}) died; the zone was stopped"),
+        (false, None) => "the zone's monitor died; the zone was stopped".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signals_by_name_and_number() {
-        assert_eq!(parse_signal(None).unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal(Some("TERM")).unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal(Some("SIGHUP")).unwrap(), libc::SIGHUP);
-        assert_eq!(parse_signal(Some("10")).unwrap(), 10);
-        assert!(parse_signal(Some("SIGNOPE")).is_err());
-        assert!(parse_signal(Some("0")).is_err());
+    fn a_dead_monitor_is_named_in_the_exit_reason() {
+        assert_eq!(monitor_death_reason(Some(42), false), "the zone's monitor (pid 42) died; the zone was stopped");
+        assert!(monitor_death_reason(None, false).contains("monitor died"));
+        assert!(monitor_death_reason(Some(42), true).contains("host rebooted"));
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //! running zones, autoboot after a host reboot), then serve.
 
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod instances;
 mod lxcfs;
+mod request;
 mod server;
 mod store;
 mod sysinfo;

@@ -1,28 +1,65 @@
-//! The HTTP API on the Unix socket. Each handler parses its input, runs the
-//! daemon's blocking operation on the blocking pool, and answers JSON; the
-//! one place where an [`ApiError`] becomes an HTTP status is [`Answer`].
+//! The HTTP API on the Unix socket: one HTTP/1.1 server (hyper) whose
+//! every request is decoded by [`crate::request::decode`] and then run by
+//! [`dispatch`], the daemon's blocking operations on the blocking pool; the
+//! one place where an [`ApiError`] becomes an HTTP status is [`Answer`]
+//! (and [`RequestError::status`] for requests that never decoded).
+//!
+//! A client cannot hold the server, a connection or a handler for long:
+//!
+//! | bound | value | why |
+//! |---|---|---|
+//! | request head (line and headers) | [`HEADER_TIMEOUT`], 10 s, from when the connection is accepted or its previous answer is done | hyper's `header_read_timeout`; a local client writes its head in one go, so 10 s is ample on a loaded host, and an idle keep-alive connection is closed after as long |
+//! | request body | [`BODY_TIMEOUT`], 10 s for the whole body, and at most [`MAX_BODY`], 2 MiB (axum's default for `Bytes`, kept) | the CLIs write the body with the head; payloads and manifests are kilobytes. Too slow: 408, too large: 413, and the connection is closed |
+//! | writing an answer | [`WRITE_STALL_TIMEOUT`], 60 s without progress | a client that stops reading (also a `vmadm events` client that stopped) cannot pin a connection; a stream that is read, however slowly or long, is not cut |
+//! | connections | [`MAX_CONNECTIONS`], 256 at once | beyond that the listener waits (the kernel's backlog holds new clients) until one ends (a stalled one ends within the bounds above); the daemon's descriptors are kept for zones (a pidfd each) |
+//!
+//! `vmadm events` (`GET /v1/events`) is a long-lived streaming answer: only
+//! the write bound applies to it. A panic while a request is decoded or
+//! handled answers 500 (the handler's locks are poison-tolerant, and a
+//! stop in progress puts its row back: `instances.rs`).
 
-use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::de::DeserializeOwned;
+use axum::Json;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use zonevisor_api::{
-    routes, ApiError, CpuInfo, DiskIoInfo, Done, ImageInstallRequest, InstanceUuid, KillRequest, MemoryInfo, PidsInfo,
-    Ping, PressureInfo, PsiInfo, PsiLine, RebootRequest, StopRequest, ValidateRequest, VmInfo, VmObject,
+    ApiError, CpuInfo, DiskIoInfo, Done, InstanceUuid, MemoryInfo, PidsInfo, Ping, PressureInfo, PsiInfo, PsiLine,
+    VmInfo, VmObject,
 };
 use zonevisor_zone::cgroup::{self, CgroupVersion, Stats};
 
+use crate::request::{self, ApiRequest, RequestError};
 use crate::Daemon;
+
+/// The longest a client may take to send a request's head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body taken.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// How long writing an answer may make no progress before the connection is closed.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// A handler's answer: JSON on success, the error's status and body otherwise.
 struct Answer<T>(Result<T, ApiError>);
@@ -39,11 +76,200 @@ impl<T: Serialize> IntoResponse for Answer<T> {
     }
 }
 
-type D = State<Arc<Daemon>>;
+/// The answer to a request that did not decode: its status, an
+/// [`ApiError`] body, `Allow` for a wrong method, and `Connection: close`
+/// when the body was not read to its end.
+fn rejected(e: &RequestError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = (status, Json(e.to_api_error())).into_response();
+    match e {
+        RequestError::Method { allow, .. } => {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        RequestError::TooLarge { .. } | RequestError::Timeout { .. } | RequestError::Body(_) => {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
+    resp
+}
 
-/// Runs `f` on the blocking pool.
+/// Reads a request's body within [`BODY_TIMEOUT`] and [`MAX_BODY`] (a
+/// `Content-Length` above it is refused before reading).
+async fn read_body(body: Incoming) -> Result<Bytes, RequestError> {
+    use hyper::body::Body as _;
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(RequestError::TooLarge { limit: MAX_BODY });
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(RequestError::Timeout { secs: BODY_TIMEOUT.as_secs() }),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(RequestError::TooLarge { limit: MAX_BODY })
+        }
+        Ok(Err(e)) => Err(RequestError::Body(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// What a panic carried, as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
+/// Answers one request: reads its body, decodes it and hands the
+/// [`ApiRequest`] to `run` (the daemon's [`dispatch`], or the fuzz
+/// targets' stand-in). A panic on the way is a 500, not a lost connection.
+pub(crate) async fn answer<F, Fut>(req: hyper::Request<Incoming>, run: F) -> Response
+where
+    F: FnOnce(ApiRequest) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let handled = async move {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(body).await {
+            Ok(b) => b,
+            Err(e) => return rejected(&e),
+        };
+        match request::decode(parts.method.as_str(), parts.uri.path(), parts.uri.query(), &bytes) {
+            Ok(r) => run(r).await,
+            Err(e) => rejected(&e),
+        }
+    };
+    match AssertUnwindSafe(handled).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let msg = panic_message(panic.as_ref());
+            tracing::error!(panic = msg, "a request handler panicked");
+            Answer::<Done>(Err(ApiError::internal(format!("the request handler panicked: {msg}")))).into_response()
+        }
+    }
+}
+
+/// The HTTP/1.1 settings of every connection (the daemon's and the fuzz
+/// targets'): hyper's timer, so that [`HEADER_TIMEOUT`] applies, and
+/// half-closed connections answered (a client may shut down its writing
+/// side once its request is sent, as `nc -U` does; the answer still comes).
+fn http1_builder() -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).half_close(true);
+    b
+}
+
+/// A connection whose writes may not stall: a write or flush that makes
+/// no progress for [`WRITE_STALL_TIMEOUT`] fails (`TimedOut`), which ends
+/// the connection. Reads pass through untouched: hyper bounds the head,
+/// [`read_body`] the body, and an event stream's client sends nothing for
+/// hours.
+struct StallGuard<T> {
+    inner: T,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(inner: T) -> Self {
+        StallGuard { inner, stalled: None }
+    }
+
+    /// A write that could not proceed: pending until the bound, then an error.
+    fn stall<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", WRITE_STALL_TIMEOUT.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progress(cx, r)
+    }
+}
+
+/// The service every connection runs: [`answer`] with `run`.
+#[derive(Clone)]
+struct ApiService<F> {
+    run: F,
+}
+
+impl<F, Fut> hyper::service::Service<hyper::Request<Incoming>> for ApiService<F>
+where
+    F: Fn(ApiRequest) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let run = self.run.clone();
+        Box::pin(async move { Ok(answer(req, run).await) })
+    }
+}
+
+/// Serves one connection until it ends, answering with `run`.
+fn connection<I, F, Fut>(io: I, run: F) -> http1::Connection<TokioIo<StallGuard<I>>, ApiService<F>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(ApiRequest) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    http1_builder().serve_connection(TokioIo::new(StallGuard::new(io)), ApiService { run })
+}
+
+type D = Arc<Daemon>;
+
+/// Runs `f` on the blocking pool; a panic in it is a 500.
 async fn blocking<T: Send + 'static>(
-    d: Arc<Daemon>,
+    d: D,
     f: impl FnOnce(&Daemon) -> Result<T, ApiError> + Send + 'static,
 ) -> Answer<T> {
     Answer(match tokio::task::spawn_blocking(move || f(&d)).await {
@@ -52,94 +278,57 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, ApiError> {
-    if bytes.is_empty() {
-        return serde_json::from_str("{}").map_err(|_| ApiError::invalid(format!("{what} is required")));
-    }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("{what} is not valid JSON: {e}")))
-}
-
 fn done(message: String) -> Done {
     Done { message }
 }
 
-async fn ping(State(d): D) -> Answer<Ping> {
-    Answer(Ok(Ping {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        pid: std::process::id(),
-        root: d.root.display().to_string(),
-    }))
-}
-
-async fn sysinfo(State(d): D) -> Answer<Value> {
-    blocking(d, |d| Ok(d.sysinfo())).await
-}
-
-async fn list_vms(State(d): D, Query(q): Query<HashMap<String, String>>) -> Answer<Vec<zonevisor_api::VmObject>> {
-    blocking(d, move |d| d.list_vms(q.get("fields").map(String::as_str))).await
-}
-
-async fn create_vm(State(d): D, bytes: Bytes) -> Answer<zonevisor_api::VmObject> {
-    match body::<Value>(&bytes, "the payload") {
-        Ok(p) => blocking(d, move |d| d.create_vm(&p)).await,
-        Err(e) => Answer(Err(e)),
+/// Runs a decoded request against the daemon.
+async fn dispatch(d: D, req: ApiRequest) -> Response {
+    match req {
+        ApiRequest::Ping => Answer(Ok(Ping {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            root: d.root.display().to_string(),
+        }))
+        .into_response(),
+        ApiRequest::Sysinfo => blocking(d, |d| Ok(d.sysinfo())).await.into_response(),
+        ApiRequest::ListVms { fields } => blocking(d, move |d| d.list_vms(fields.as_deref())).await.into_response(),
+        ApiRequest::CreateVm { payload } => blocking(d, move |d| d.create_vm(&payload)).await.into_response(),
+        ApiRequest::Validate(r) => blocking(d, move |d| d.validate(&r).map(done)).await.into_response(),
+        ApiRequest::GetVm(uuid) => blocking(d, move |d| d.get_vm(&uuid.to_string())).await.into_response(),
+        ApiRequest::DeleteVm(uuid) => {
+            blocking(d, move |d| d.delete_vm(&uuid.to_string()).map(done)).await.into_response()
+        }
+        ApiRequest::UpdateVm { uuid, payload } => {
+            blocking(d, move |d| d.update_vm(&uuid.to_string(), &payload)).await.into_response()
+        }
+        ApiRequest::StartVm(uuid) => {
+            blocking(d, move |d| d.start_vm(&uuid.to_string()).map(done)).await.into_response()
+        }
+        ApiRequest::StopVm { uuid, force, timeout_secs } => {
+            blocking(d, move |d| d.stop_vm(&uuid.to_string(), force, timeout_secs).map(done)).await.into_response()
+        }
+        ApiRequest::RebootVm { uuid, force } => {
+            blocking(d, move |d| d.reboot_vm(&uuid.to_string(), force).map(done)).await.into_response()
+        }
+        ApiRequest::KillVm { uuid, signal } => {
+            blocking(d, move |d| d.kill_vm(&uuid.to_string(), signal).map(done)).await.into_response()
+        }
+        ApiRequest::VmInfo(uuid) => blocking(d, move |d| d.vm_info(&uuid.to_string())).await.into_response(),
+        ApiRequest::VmConsole(uuid) => blocking(d, move |d| d.console_info(&uuid.to_string())).await.into_response(),
+        ApiRequest::Events { uuid, full } => events(&d, uuid, full),
+        ApiRequest::ListImages => blocking(d, |d| d.list_images()).await.into_response(),
+        ApiRequest::InstallImage(r) => {
+            blocking(d, move |d| d.install_image(&r.manifest, &r.file)).await.into_response()
+        }
+        ApiRequest::GetImage(uuid) => blocking(d, move |d| d.image_record(uuid)).await.into_response(),
+        ApiRequest::DeleteImage(uuid) => {
+            blocking(d, move |d| d.delete_image(uuid).map(|()| done(format!("Deleted image {uuid}"))))
+                .await
+                .into_response()
+        }
     }
-}
-
-async fn validate(State(d): D, bytes: Bytes) -> Answer<Done> {
-    match body::<ValidateRequest>(&bytes, "the validate request") {
-        Ok(r) => blocking(d, move |d| d.validate(&r).map(done)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-async fn get_vm(State(d): D, Path(uuid): Path<String>) -> Answer<zonevisor_api::VmObject> {
-    blocking(d, move |d| d.get_vm(&uuid)).await
-}
-
-async fn delete_vm(State(d): D, Path(uuid): Path<String>) -> Answer<Done> {
-    blocking(d, move |d| d.delete_vm(&uuid).map(done)).await
-}
-
-async fn update_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<zonevisor_api::VmObject> {
-    match body::<Value>(&bytes, "the update payload") {
-        Ok(p) => blocking(d, move |d| d.update_vm(&uuid, &p)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-async fn start_vm(State(d): D, Path(uuid): Path<String>) -> Answer<Done> {
-    blocking(d, move |d| d.start_vm(&uuid).map(done)).await
-}
-
-async fn stop_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<Done> {
-    match body::<StopRequest>(&bytes, "the stop request") {
-        Ok(r) => blocking(d, move |d| d.stop_vm(&uuid, r.force, r.timeout_secs).map(done)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-async fn reboot_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<Done> {
-    match body::<RebootRequest>(&bytes, "the reboot request") {
-        Ok(r) => blocking(d, move |d| d.reboot_vm(&uuid, r.force).map(done)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-async fn kill_vm(State(d): D, Path(uuid): Path<String>, bytes: Bytes) -> Answer<Done> {
-    match body::<KillRequest>(&bytes, "the kill request") {
-        Ok(r) => blocking(d, move |d| d.kill_vm(&uuid, r.signal.as_deref()).map(done)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-async fn get_vm_info(State(d): D, Path(uuid): Path<String>) -> Answer<VmInfo> {
-    blocking(d, move |d| d.vm_info(&uuid)).await
-}
-
-async fn get_vm_console(State(d): D, Path(uuid): Path<String>) -> Answer<zonevisor_api::ConsoleInfo> {
-    blocking(d, move |d| d.console_info(&uuid)).await
 }
 
 fn psi_line(l: cgroup::PsiLine) -> PsiLine {
@@ -211,15 +400,8 @@ fn event_line(ev: &zonevisor_api::Event, full: bool) -> Bytes {
 /// (of one VM with `?uuid=`), one JSON object per line, until the client
 /// goes away or the daemon shuts down. A client too slow to keep up is cut
 /// off (its stream ends) rather than silently missing events.
-async fn events(State(d): D, Query(q): Query<HashMap<String, String>>) -> Response {
-    let only = match q.get("uuid").filter(|u| !u.is_empty()) {
-        None => None,
-        Some(u) => match u.parse::<InstanceUuid>() {
-            Ok(u) => Some(u.to_string()),
-            Err(_) => return Answer::<Done>(Err(ApiError::invalid(format!("{u:?} is not a UUID")))).into_response(),
-        },
-    };
-    let full = q.get("full").is_some_and(|v| v == "true" || v == "1");
+fn events(d: &Daemon, only: Option<InstanceUuid>, full: bool) -> Response {
+    let only = only.map(|u| u.to_string());
     let rx = d.events.subscribe();
     let closed = d.events.closed();
     let first = event_line(&crate::events::ready(), false);
@@ -250,63 +432,10 @@ async fn events(State(d): D, Query(q): Query<HashMap<String, String>>) -> Respon
         }
     });
     Response::builder()
-        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
-        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-async fn list_images(State(d): D) -> Answer<Vec<zonevisor_api::ImageRecord>> {
-    blocking(d, |d| d.list_images()).await
-}
-
-async fn install_image(State(d): D, bytes: Bytes) -> Answer<zonevisor_api::ImageRecord> {
-    match body::<ImageInstallRequest>(&bytes, "the install request") {
-        Ok(r) => blocking(d, move |d| d.install_image(&r.manifest, &r.file)).await,
-        Err(e) => Answer(Err(e)),
-    }
-}
-
-fn image_uuid(uuid: &str) -> Result<zonevisor_api::ImageUuid, ApiError> {
-    uuid.parse().map_err(|_| ApiError::invalid(format!("{uuid:?} is not a UUID")))
-}
-
-async fn get_image(State(d): D, Path(uuid): Path<String>) -> Answer<zonevisor_api::ImageRecord> {
-    blocking(d, move |d| d.image_record(image_uuid(&uuid)?)).await
-}
-
-async fn delete_image(State(d): D, Path(uuid): Path<String>) -> Answer<Done> {
-    blocking(d, move |d| {
-        let id = image_uuid(&uuid)?;
-        d.delete_image(id).map(|()| done(format!("Deleted image {id}")))
-    })
-    .await
-}
-
-async fn not_found() -> Answer<Done> {
-    Answer(Err(ApiError::not_found("no such API route")))
-}
-
-/// The router: the route table of `zonevisor_api::routes`.
-pub(crate) fn router(d: Arc<Daemon>) -> Router {
-    Router::new()
-        .route(routes::PING, get(ping))
-        .route(routes::SYSINFO, get(sysinfo))
-        .route(routes::VMS, get(list_vms).post(create_vm))
-        .route(routes::VALIDATE, post(validate))
-        .route(routes::VM, get(get_vm).delete(delete_vm))
-        .route(routes::VM_UPDATE, post(update_vm))
-        .route(routes::VM_START, post(start_vm))
-        .route(routes::VM_STOP, post(stop_vm))
-        .route(routes::VM_REBOOT, post(reboot_vm))
-        .route(routes::VM_KILL, post(kill_vm))
-        .route(routes::VM_INFO, get(get_vm_info))
-        .route(routes::VM_CONSOLE, get(get_vm_console))
-        .route(routes::EVENTS, get(events))
-        .route(routes::IMAGES, get(list_images).post(install_image))
-        .route(routes::IMAGE, get(get_image).delete(delete_image))
-        .fallback(not_found)
-        .with_state(d)
 }
 
 /// Serves the API on `socket` until SIGTERM or SIGINT.
@@ -319,7 +448,7 @@ pub(crate) async fn serve(d: Arc<Daemon>, socket: PathBuf) -> anyhow::Result<()>
     let listener = tokio::net::UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "listening");
-    let shutdown = async {
+    let signals = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
@@ -327,13 +456,242 @@ pub(crate) async fn serve(d: Arc<Daemon>, socket: PathBuf) -> anyhow::Result<()>
         }
         tracing::info!("shutting down; zones keep running");
     };
-    let hub = d.clone();
-    let shutdown = async move {
-        shutdown.await;
-        // Open event streams would keep the graceful shutdown waiting forever.
-        hub.events.close();
-    };
-    axum::serve(listener, router(d)).with_graceful_shutdown(shutdown).await?;
+    let mut shutdown = pin!(signals);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        // A free slot first: until then new clients wait in the listener's backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p?,
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let d = d.clone();
+        let conn = graceful.watch(connection(stream, move |r| dispatch(d.clone(), r)));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    // Open event streams would keep the graceful shutdown waiting forever.
+    d.events.close();
+    graceful.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// What the fuzz targets learn from one exchange ([`exchange`]).
+#[derive(Debug)]
+pub struct Exchange {
+    /// Everything the server wrote back.
+    pub response: Vec<u8>,
+    /// The requests that decoded, in order.
+    pub decoded: Vec<ApiRequest>,
+    /// Whether the connection ended (the server closed it) in time.
+    pub ended: bool,
+}
+
+/// Sends `raw` (a client's bytes, then end-of-file) to a connection served
+/// exactly as the daemon serves its socket (the same hyper settings, body
+/// bounds, decoding and panic handling), with the daemon replaced by an
+/// answer that lists the decoded request. For the fuzz targets: no pool,
+/// store or root is needed.
+pub fn exchange(raw: &[u8]) -> Exchange {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime")
+    });
+    let decoded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = decoded.clone();
+    let run = move |r: ApiRequest| {
+        let seen = seen.clone();
+        async move {
+            let text = format!("{r:?}");
+            seen.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+            Answer::<Done>(Ok(Done { message: text })).into_response()
+        }
+    };
+    let (response, ended) = rt.block_on(exchange_with(raw, run));
+    let decoded = std::mem::take(&mut *decoded.lock().unwrap_or_else(|p| p.into_inner()));
+    Exchange { response, decoded, ended }
+}
+
+/// [`exchange`] with any `run`: what the server wrote back, and whether
+/// the connection ended in time.
+async fn exchange_with<F, Fut>(raw: &[u8], run: F) -> (Vec<u8>, bool)
+where
+    F: Fn(ApiRequest) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let mut conn = tokio::spawn(connection(server, run));
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let send = async {
+        let _ = wr.write_all(raw).await;
+        let _ = wr.shutdown().await;
+    };
+    let mut response = Vec::new();
+    let talk = async {
+        let _ = tokio::join!(send, rd.read_to_end(&mut response));
+    };
+    // Nothing in an exchange waits on a clock: the client's bytes are all
+    // there, then end-of-file. A connection that does not end is a bug.
+    let ended = tokio::time::timeout(Duration::from_secs(5), talk).await.is_ok()
+        && tokio::time::timeout(Duration::from_secs(5), &mut conn).await.is_ok();
+    if !ended {
+        conn.abort();
+    }
+    (response, ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn text(e: &Exchange) -> String {
+        String::from_utf8_lossy(&e.response).into_owned()
+    }
+
+    #[test]
+    fn a_request_is_decoded_and_answered() {
+        let e = exchange(b"GET /v1/ping HTTP/1.1\r\nHost: zonevisord\r\n\r\n");
+        assert!(e.ended, "{e:?} {}", text(&e));
+        assert!(text(&e).starts_with("HTTP/1.1 200 "), "{}", text(&e));
+        assert_eq!(e.decoded, vec![ApiRequest::Ping]);
+        let e = exchange(b"POST /v1/vms/x/stop HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+        assert!(text(&e).starts_with("HTTP/1.1 400 ") && text(&e).contains("is not a UUID"), "{}", text(&e));
+        let e = exchange(b"PUT /v1/vms HTTP/1.1\r\n\r\n");
+        assert!(text(&e).starts_with("HTTP/1.1 405 ") && text(&e).contains("allow: GET, POST"), "{}", text(&e));
+        let e = exchange(b"GET /nope HTTP/1.1\r\n\r\n");
+        assert!(text(&e).starts_with("HTTP/1.1 404 ") && text(&e).contains("NotFound"), "{}", text(&e));
+        assert!(e.decoded.is_empty());
+    }
+
+    #[test]
+    fn bodies_are_bounded() {
+        let head = format!("POST /v1/vms HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let e = exchange(head.as_bytes());
+        assert!(text(&e).starts_with("HTTP/1.1 413 "), "{}", text(&e));
+        assert!(text(&e).contains("connection: close"), "{}", text(&e));
+        // Chunked: the limit counts what arrives.
+        let mut raw = b"POST /v1/vms HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..(MAX_BODY / 65536 + 1) {
+            raw.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+            raw.extend(std::iter::repeat_n(b' ', 65536));
+            raw.extend_from_slice(b"\r\n");
+        }
+        let e = exchange(&raw);
+        assert!(text(&e).starts_with("HTTP/1.1 413 "), "{}", &text(&e)[..100.min(e.response.len())]);
+        // Half a body, then the client is gone.
+        let e = exchange(b"POST /v1/vms HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}");
+        assert!(e.ended && e.decoded.is_empty());
+    }
+
+    #[test]
+    fn a_panic_is_a_500_and_the_connection_goes_on() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let raw = b"GET /v1/ping HTTP/1.1\r\n\r\nGET /v1/sysinfo HTTP/1.1\r\n\r\n";
+        let run = |r: ApiRequest| async move {
+            if r == ApiRequest::Ping {
+                panic!("boom");
+            }
+            Answer::<Done>(Ok(done("fine".into()))).into_response()
+        };
+        let (response, ended) = rt.block_on(exchange_with(raw, run));
+        let response = String::from_utf8_lossy(&response);
+        assert!(ended);
+        assert!(response.starts_with("HTTP/1.1 500 "), "{response}");
+        assert!(response.contains("the request handler panicked: boom"), "{response}");
+        assert!(
+            response.contains("HTTP/1.1 200 ") && response.contains("fine"),
+            "the next request is served: {response}"
+        );
+    }
+
+    /// A connection served with nothing behind it; the client end.
+    fn serve_one() -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(1024);
+        let run = |r: ApiRequest| async move { Answer::<Done>(Ok(done(format!("{r:?}")))).into_response() };
+        tokio::spawn(connection(server, run));
+        client
+    }
+
+    /// Reads until the server closes the connection.
+    async fn until_closed(client: &mut tokio::io::DuplexStream) -> String {
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_or_half_sent_head_is_cut_off() {
+        for sent in [&b""[..], b"GET /v1/vms HTTP/1.1\r\nHost: zon"] {
+            let mut client = serve_one();
+            client.write_all(sent).await.unwrap();
+            let start = tokio::time::Instant::now();
+            until_closed(&mut client).await;
+            let took = start.elapsed();
+            assert!(took >= HEADER_TIMEOUT && took < HEADER_TIMEOUT + Duration::from_secs(1), "{took:?}");
+        }
+        // Also between requests of a kept-alive connection.
+        let mut client = serve_one();
+        client.write_all(b"GET /v1/ping HTTP/1.1\r\n\r\n").await.unwrap();
+        let start = tokio::time::Instant::now();
+        let answer = until_closed(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(start.elapsed() >= HEADER_TIMEOUT, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_half_sent_body_is_cut_off() {
+        let mut client = serve_one();
+        client.write_all(b"POST /v1/validate HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"action\":").await.unwrap();
+        let start = tokio::time::Instant::now();
+        let answer = until_closed(&mut client).await;
+        let took = start.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        assert!(took >= BODY_TIMEOUT && took < BODY_TIMEOUT + Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let (_reader, writer) = tokio::io::duplex(16);
+        let mut guarded = StallGuard::new(writer);
+        let start = tokio::time::Instant::now();
+        let err = guarded.write_all(&[0u8; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= WRITE_STALL_TIMEOUT, "{:?}", start.elapsed());
+
+        // A reader, however slow, keeps it going.
+        let (mut reader, writer) = tokio::io::duplex(16);
+        let mut guarded = StallGuard::new(writer);
+        let slow = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let mut n = 0;
+            while n < 1024 {
+                tokio::time::sleep(WRITE_STALL_TIMEOUT / 2).await;
+                n += reader.read(&mut buf).await.unwrap();
+            }
+            n
+        });
+        let start = tokio::time::Instant::now();
+        guarded.write_all(&[0u8; 1024]).await.unwrap();
+        assert_eq!(slow.await.unwrap(), 1024);
+        assert!(start.elapsed() > WRITE_STALL_TIMEOUT * 10, "{:?}", start.elapsed());
+    }
 }

@@ -86,6 +86,20 @@ pub const CONSOLE_PREVIOUS_FILE: &str = "console.log.1";
 /// Default grace period of a graceful stop or reboot.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest grace period the monitor (and its client) honours: a larger
+/// `timeout_secs` is taken as this much, so no deadline overflows the clock.
+/// (The daemon's API refuses more than a day before asking.)
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
+/// How long [`MonitorClient::stop`] waits beyond the grace period: the time
+/// to kill what is left, empty the cgroup and answer.
+const STOP_SLACK: Duration = Duration::from_secs(30);
+
+/// The grace period of a stop or reboot asking for `timeout_secs`.
+pub fn stop_grace(timeout_secs: Option<u64>) -> Duration {
+    timeout_secs.map_or(DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(s).min(MAX_STOP_TIMEOUT))
+}
+
 /// A control request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -257,12 +271,12 @@ impl MonitorClient {
     }
 
     /// Stops the zone and returns its exit record once it is down.
-    /// `timeout_secs`: grace period before the zone is killed (default 60 s;
-    /// ignored with `force`).
+    /// `timeout_secs`: grace period before the zone is killed (default 60 s,
+    /// at most [`MAX_STOP_TIMEOUT`]; ignored with `force`).
     pub fn stop(&self, force: bool, timeout_secs: Option<u64>) -> Result<ExitRecord, ControlError> {
-        let grace = timeout_secs.map_or(DEFAULT_STOP_TIMEOUT, Duration::from_secs);
+        let grace = stop_grace(timeout_secs);
         let req = Request::Stop { force, timeout_secs: Some(grace.as_secs()) };
-        let wait = if force { Duration::from_secs(30) } else { grace + Duration::from_secs(30) };
+        let wait = if force { STOP_SLACK } else { grace.saturating_add(STOP_SLACK) };
         match self.request(&req, wait) {
             Ok(Reply { exit: Some(rec), .. }) => Ok(rec),
             Ok(_) => read_exit(&self.run_dir).ok_or_else(|| ControlError::Refused("reply lacks an exit record".into())),
@@ -276,7 +290,7 @@ impl MonitorClient {
     /// period) and returns its status once the new init runs.
     pub fn reboot(&self, force: bool) -> Result<MonitorStatus, ControlError> {
         let req = Request::Reboot { force, timeout_secs: None };
-        Self::status_of(self.request(&req, DEFAULT_STOP_TIMEOUT + Duration::from_secs(60))?)
+        Self::status_of(self.request(&req, stop_grace(None).saturating_add(Duration::from_secs(60)))?)
     }
 
     /// Sends `signal` to the zone's init.
@@ -567,12 +581,10 @@ pub(crate) fn with_socket_path<T>(run_dir: &Path, f: impl FnOnce(&Path) -> io::R
 }
 
 /// The PID in `run_dir/monitor.pid` if that process is alive and is a
-/// monitor serving `run_dir` (its command line is `<exe> <run_dir>`).
-pub(crate) fn live_monitor_pid(run_dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(run_dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
-    if pid <= 0 {
-        return None;
-    }
+/// monitor serving `run_dir` (its command line is `<exe> <run_dir>`): unlike
+/// [`find_monitor`], true of a monitor too busy to answer.
+pub fn live_monitor_pid(run_dir: &Path) -> Option<i32> {
+    let pid = recorded_monitor_pid(run_dir)?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie's cmdline is empty, but check its state anyway.
@@ -583,6 +595,22 @@ pub(crate) fn live_monitor_pid(run_dir: &Path) -> Option<i32> {
     let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
     let same = arg == run_dir || matches!((fs::canonicalize(arg), fs::canonicalize(run_dir)), (Ok(a), Ok(b)) if a == b);
     same.then_some(pid)
+}
+
+/// The PID in `run_dir/monitor.pid`, alive or not: a monitor that died
+/// without cleaning up (killed) leaves it behind.
+pub fn recorded_monitor_pid(run_dir: &Path) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(run_dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
+    (pid > 0).then_some(pid)
+}
+
+/// Removes what a monitor that died without cleaning up left in its run
+/// directory: the control socket and the pid file. The console logs and
+/// the spec stay.
+pub fn remove_stale_files(run_dir: &Path) {
+    for f in [SOCKET_FILE, PID_FILE] {
+        let _ = fs::remove_file(run_dir.join(f));
+    }
 }
 
 /// Finds a live monitor for `run_dir` (after a daemon restart) and returns its status.
@@ -621,6 +649,57 @@ mod tests {
         assert_eq!(back, Reply::error("no"));
         assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
         assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
+    }
+
+    #[test]
+    fn a_dead_monitors_files_are_found_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_monitor_pid(dir.path()), None);
+        for f in [PID_FILE, SOCKET_FILE, CONSOLE_FILE, SPEC_FILE] {
+            fs::write(dir.path().join(f), "2147483646\n").unwrap();
+        }
+        assert_eq!(recorded_monitor_pid(dir.path()), Some(2147483646));
+        assert_eq!(live_monitor_pid(dir.path()), None, "no such process");
+        remove_stale_files(dir.path());
+        assert!(!dir.path().join(PID_FILE).exists() && !dir.path().join(SOCKET_FILE).exists());
+        assert!(dir.path().join(CONSOLE_FILE).exists() && dir.path().join(SPEC_FILE).exists());
+        fs::write(dir.path().join(PID_FILE), "-5").unwrap();
+        assert_eq!(recorded_monitor_pid(dir.path()), None);
+    }
+
+    #[test]
+    fn grace_periods_are_bounded() {
+        assert_eq!(stop_grace(None), DEFAULT_STOP_TIMEOUT);
+        assert_eq!(stop_grace(Some(5)), Duration::from_secs(5));
+        assert_eq!(stop_grace(Some(u64::MAX)), MAX_STOP_TIMEOUT);
+        // What stop() waits for its answer: no overflow, whatever was asked.
+        assert_eq!(stop_grace(Some(u64::MAX)).saturating_add(STOP_SLACK), MAX_STOP_TIMEOUT + STOP_SLACK);
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(stop_grace(Some(u64::MAX)).saturating_add(STOP_SLACK)).is_some());
+    }
+
+    #[test]
+    fn stop_with_an_absurd_timeout_asks_for_the_maximum() {
+        // A monitor that answers at once: stop() must get that far without
+        // overflowing its own wait, and ask for the clamped grace period.
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.path().join(SOCKET_FILE)).unwrap();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&sock).read_line(&mut line).unwrap();
+            let exit = ExitRecord { reason: ExitReason::Stopped, code: None, signal: None, message: "m".into(), at: 1 };
+            let mut reply = serde_json::to_vec(&Reply { ok: true, exit: Some(exit), ..Reply::default() }).unwrap();
+            reply.push(b'\n');
+            (&sock).write_all(&reply).unwrap();
+            serde_json::from_str::<Request>(&line).unwrap()
+        });
+        let rec = MonitorClient::new(dir.path()).stop(false, Some(u64::MAX)).unwrap();
+        assert_eq!(rec.reason, ExitReason::Stopped);
+        assert_eq!(
+            server.join().unwrap(),
+            Request::Stop { force: false, timeout_secs: Some(MAX_STOP_TIMEOUT.as_secs()) }
+        );
     }
 
     #[test]

@@ -19,6 +19,14 @@
 //! final: the cgroup is emptied and removed, `exit.json` written, the socket
 //! and pid file removed, pending `stop` requests answered, and the monitor exits.
 //! SIGTERM to the monitor means a graceful stop.
+//!
+//! The control socket is root's only, but a stalled client must not block
+//! or exhaust the loop either: connections are nonblocking, a connection
+//! has `REQUEST_TIMEOUT` (10 s) to send its request line (or, after a
+//! `sysinfo_listener` request, its listener) and is dropped after that, at
+//! most `MAX_CONNS` (32) wait at once (a new one pushes out the oldest),
+//! and as many `stop` or `reboot` clients wait for the zone (those that
+//! hung up go first). Replies are written with a 1 s timeout.
 
 mod child;
 
@@ -56,8 +64,15 @@ struct CloneArgs {
 
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// Control connections waiting for their request (or, after a
+/// `sysinfo_listener` request, for the listener), and requests waiting for
+/// the zone to go down or come back: at most this many of each.
 const MAX_CONNS: usize = 32;
 const MAX_REQUEST: usize = 64 * 1024;
+/// How long a control connection may take to send its request line (or
+/// its listener): the daemon and `zlogin` send it at once, so a client
+/// that sends nothing or half a line is only holding a slot.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The poll set's first entries: signals, the listener, the console's master
 /// and client, the inbox; then the connections, then the sysinfo listeners.
 const FIXED_FDS: usize = 5;
@@ -137,6 +152,45 @@ struct Conn {
     buf: Vec<u8>,
     /// Agreed to a `sysinfo_listener` request: the listener comes next.
     listener: bool,
+    /// When the connection is dropped if its request (or listener) has not come.
+    deadline: Instant,
+}
+
+impl Conn {
+    fn new(sock: UnixStream, listener: bool) -> Conn {
+        Conn { sock, buf: Vec::new(), listener, deadline: Instant::now() + REQUEST_TIMEOUT }
+    }
+}
+
+/// Drops the connections whose request did not come by `now`; how many.
+fn drop_expired(conns: &mut Vec<Conn>, now: Instant) -> usize {
+    let before = conns.len();
+    conns.retain(|c| c.deadline > now);
+    before - conns.len()
+}
+
+/// Makes room for one more connection: with [`MAX_CONNS`] waiting, the
+/// oldest goes (a new client sends its request right away; the oldest has
+/// had the longest to do so).
+fn make_room(conns: &mut Vec<Conn>) {
+    while conns.len() >= MAX_CONNS {
+        let Some(oldest) = conns.iter().enumerate().min_by_key(|(_, c)| c.deadline).map(|(i, _)| i) else { return };
+        conns.swap_remove(oldest);
+    }
+}
+
+/// Makes room for one more waiting `stop` or `reboot` client: those that
+/// hung up go, then, with [`MAX_CONNS`] waiting, the oldest.
+fn make_room_for_waiter(waiters: &mut Vec<UnixStream>) {
+    waiters.retain(|w| {
+        let mut p = libc::pollfd { fd: w.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: polling one live descriptor without waiting.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n <= 0 || p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) == 0
+    });
+    while waiters.len() >= MAX_CONNS {
+        waiters.remove(0);
+    }
 }
 
 struct Monitor {
@@ -395,10 +449,8 @@ impl Monitor {
             }
             let served_from = pfds.len();
             self.listeners.push_pollfds(&mut pfds);
-            let wake = match (self.deadline, self.listeners.wake_at()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let conn_expiry = self.conns.iter().map(|c| c.deadline).min();
+            let wake = [self.deadline, self.listeners.wake_at(), conn_expiry].into_iter().flatten().min();
             let timeout = wake.map_or(-1, |d| {
                 let left = d.saturating_duration_since(Instant::now());
                 left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
@@ -426,6 +478,13 @@ impl Monitor {
             }
             if pfds[4].revents != 0 {
                 self.drain_inbox();
+            }
+            let expired = drop_expired(&mut self.conns, Instant::now());
+            if expired > 0 {
+                log!(
+                    "dropped {expired} control connection(s) that sent no request within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                );
             }
             if pfds[1].revents != 0 {
                 self.accept();
@@ -591,10 +650,11 @@ impl Monitor {
 
     fn accept(&mut self) {
         while let Ok((sock, _)) = self.listener.accept() {
-            if self.conns.len() >= MAX_CONNS || sock.set_nonblocking(true).is_err() {
+            if sock.set_nonblocking(true).is_err() {
                 continue;
             }
-            self.conns.push(Conn { sock, buf: Vec::new(), listener: false });
+            make_room(&mut self.conns);
+            self.conns.push(Conn::new(sock, false));
         }
     }
 
@@ -657,6 +717,7 @@ impl Monitor {
             Request::Stop { force, timeout_secs } => {
                 log!("stop requested (force: {force})");
                 self.intent = Intent::Stop;
+                make_room_for_waiter(&mut self.stop_waiters);
                 self.stop_waiters.push(sock);
                 self.shutdown(force, timeout_secs);
             }
@@ -666,6 +727,7 @@ impl Monitor {
                 }
                 log!("reboot requested (force: {force})");
                 self.intent = Intent::Reboot;
+                make_room_for_waiter(&mut self.reboot_waiters);
                 self.reboot_waiters.push(sock);
                 self.shutdown(force, timeout_secs);
             }
@@ -689,7 +751,8 @@ impl Monitor {
                 }
                 send(&sock, &Reply { ok: true, ..Reply::default() });
                 if sock.set_nonblocking(true).is_ok() {
-                    self.conns.push(Conn { sock, buf: Vec::new(), listener: true });
+                    make_room(&mut self.conns);
+                    self.conns.push(Conn::new(sock, true));
                 }
             }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
@@ -717,9 +780,8 @@ impl Monitor {
         if self.killed {
             return;
         }
-        // At most a year: an absurd timeout must not overflow the clock.
-        let grace = timeout_secs.map_or(control::DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(s.min(365 * 86400)));
-        let deadline = Instant::now() + grace;
+        // Bounded (control::MAX_STOP_TIMEOUT): an absurd timeout must not overflow the clock.
+        let deadline = Instant::now() + control::stop_grace(timeout_secs);
         match self.deadline {
             Some(d) if d <= deadline => {}
             Some(_) => self.deadline = Some(deadline),
@@ -874,5 +936,55 @@ fn set_memlock(pid: i32, bytes: u64) {
             lim.rlim_cur = lim.rlim_max.min(bytes);
             libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(deadline: Instant) -> Conn {
+        let (sock, _) = UnixStream::pair().unwrap();
+        Conn { deadline, ..Conn::new(sock, false) }
+    }
+
+    #[test]
+    fn stalled_connections_expire_and_make_room() {
+        let now = Instant::now();
+        let mut conns: Vec<Conn> = (0..MAX_CONNS as u64).map(|i| conn(now + Duration::from_secs(i + 1))).collect();
+        make_room(&mut conns);
+        assert_eq!(conns.len(), MAX_CONNS - 1);
+        assert!(conns.iter().all(|c| c.deadline > now + Duration::from_secs(1)), "the oldest went");
+        conns.push(conn(now + REQUEST_TIMEOUT));
+        assert_eq!(drop_expired(&mut conns, now + Duration::from_secs(5)), 4);
+        let left = conns.len();
+        assert_eq!(drop_expired(&mut conns, now + Duration::from_secs(1000)), left);
+        assert!(conns.is_empty());
+    }
+
+    #[test]
+    fn waiters_that_hung_up_go_first() {
+        let mut kept = Vec::new();
+        let mut waiters = Vec::new();
+        for i in 0..MAX_CONNS {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            waiters.push(ours);
+            if i % 2 == 0 {
+                kept.push(theirs);
+            }
+        }
+        make_room_for_waiter(&mut waiters);
+        assert_eq!(waiters.len(), MAX_CONNS / 2, "the clients that left are dropped");
+        let mut full: Vec<UnixStream> = (0..MAX_CONNS)
+            .map(|_| UnixStream::pair().unwrap())
+            .map(|(a, b)| {
+                kept.push(b);
+                a
+            })
+            .collect();
+        let second = full[1].as_raw_fd();
+        make_room_for_waiter(&mut full);
+        assert_eq!(full.len(), MAX_CONNS - 1);
+        assert_eq!(full[0].as_raw_fd(), second, "the oldest live one goes when all are live");
     }
 }

@@ -1,0 +1,452 @@
+//! Decoding an API request: its method, path, query and body become one
+//! [`ApiRequest`] (the route and its typed inputs) or a [`RequestError`],
+//! before anything touches the daemon's state.
+//!
+//! This is the whole of what a client controls on the way in, and it is
+//! pure: no pool, store or root is needed, so the fuzz targets
+//! (`crates/fuzzing`, `fuzz/`) run it on arbitrary bytes, through the same
+//! HTTP server code (`server.rs`) the daemon uses.
+//!
+//! | method | path | request |
+//! |---|---|---|
+//! | GET | `/v1/ping` | [`ApiRequest::Ping`] |
+//! | GET | `/v1/sysinfo` | [`ApiRequest::Sysinfo`] |
+//! | GET, POST | `/v1/vms` (`?fields=a,b`) | [`ApiRequest::ListVms`], [`ApiRequest::CreateVm`] |
+//! | POST | `/v1/validate` | [`ApiRequest::Validate`] |
+//! | GET, DELETE | `/v1/vms/{uuid}` | [`ApiRequest::GetVm`], [`ApiRequest::DeleteVm`] |
+//! | POST | `/v1/vms/{uuid}/{update,start,stop,reboot,kill}` | [`ApiRequest::UpdateVm`], ... |
+//! | GET | `/v1/vms/{uuid}/{info,console}` | [`ApiRequest::VmInfo`], [`ApiRequest::VmConsole`] |
+//! | GET | `/v1/events` (`?uuid=`, `?full=true`) | [`ApiRequest::Events`] |
+//! | GET, POST | `/v1/images` | [`ApiRequest::ListImages`], [`ApiRequest::InstallImage`] |
+//! | GET, DELETE | `/v1/images/{uuid}` | [`ApiRequest::GetImage`], [`ApiRequest::DeleteImage`] |
+//!
+//! The paths are `zonevisor_api::routes`' (a test checks that every route
+//! there decodes). Path segments are percent-decoded, query strings are
+//! `application/x-www-form-urlencoded`; an empty body is `{}`; numbers out
+//! of range (a stop's `timeout_secs`, a signal) are refused here, naming
+//! the member.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use zonevisor_api::{
+    routes, ApiError, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest, RebootRequest, StopRequest,
+    ValidateRequest,
+};
+
+/// A decoded request: the route, with its inputs typed and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiRequest {
+    /// `GET /v1/ping`.
+    Ping,
+    /// `GET /v1/sysinfo`.
+    Sysinfo,
+    /// `GET /v1/vms`: every VM, or only the `fields` named (comma-separated).
+    ListVms {
+        /// `?fields=`.
+        fields: Option<String>,
+    },
+    /// `POST /v1/vms`: a create payload (validated by the daemon).
+    CreateVm {
+        /// The payload.
+        payload: Value,
+    },
+    /// `POST /v1/validate`.
+    Validate(ValidateRequest),
+    /// `GET /v1/vms/{uuid}`.
+    GetVm(InstanceUuid),
+    /// `DELETE /v1/vms/{uuid}`.
+    DeleteVm(InstanceUuid),
+    /// `POST /v1/vms/{uuid}/update`.
+    UpdateVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// The update payload (validated by the daemon).
+        payload: Value,
+    },
+    /// `POST /v1/vms/{uuid}/start`.
+    StartVm(InstanceUuid),
+    /// `POST /v1/vms/{uuid}/stop`.
+    StopVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// Kill at once.
+        force: bool,
+        /// Grace period, at most `MAX_STOP_TIMEOUT_SECS`.
+        timeout_secs: Option<u64>,
+    },
+    /// `POST /v1/vms/{uuid}/reboot`.
+    RebootVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// Kill at once.
+        force: bool,
+    },
+    /// `POST /v1/vms/{uuid}/kill`.
+    KillVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// A signal number, 1 to 64 (SIGKILL when the request names none).
+        signal: i32,
+    },
+    /// `GET /v1/vms/{uuid}/info`.
+    VmInfo(InstanceUuid),
+    /// `GET /v1/vms/{uuid}/console`.
+    VmConsole(InstanceUuid),
+    /// `GET /v1/events`.
+    Events {
+        /// `?uuid=`: only this VM's events.
+        uuid: Option<InstanceUuid>,
+        /// `?full=true`: each event with the VM object.
+        full: bool,
+    },
+    /// `GET /v1/images`.
+    ListImages,
+    /// `POST /v1/images`.
+    InstallImage(ImageInstallRequest),
+    /// `GET /v1/images/{uuid}`.
+    GetImage(ImageUuid),
+    /// `DELETE /v1/images/{uuid}`.
+    DeleteImage(ImageUuid),
+}
+
+/// Why a request was not decoded. Each answers with its own status and an
+/// [`ApiError`] body ([`RequestError::status`], [`RequestError::to_api_error`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    /// No route has this path (404).
+    #[error("no such API route: {0}")]
+    NoRoute(String),
+    /// The route exists but not with this method (405, with `Allow`).
+    #[error("{method} is not allowed on {path} (use {allow})")]
+    Method {
+        /// The method given.
+        method: String,
+        /// The path.
+        path: String,
+        /// The methods the route takes, as the `Allow` header lists them.
+        allow: &'static str,
+    },
+    /// The body is larger than the server takes (413).
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body did not arrive in time (408).
+    #[error("the request body did not arrive within {secs} s")]
+    Timeout {
+        /// The bound.
+        secs: u64,
+    },
+    /// The body could not be read (the client went away, or sent a broken chunk) (400).
+    #[error("reading the request body: {0}")]
+    Body(String),
+    /// The request's inputs are invalid: the daemon's own error (400).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl RequestError {
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::NoRoute(_) => 404,
+            RequestError::Method { .. } => 405,
+            RequestError::TooLarge { .. } => 413,
+            RequestError::Timeout { .. } => 408,
+            RequestError::Body(_) => 400,
+            RequestError::Api(e) => e.http_status(),
+        }
+    }
+
+    /// The body it is answered with.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            RequestError::NoRoute(_) => ApiError::not_found(self.to_string()),
+            RequestError::Api(e) => e.clone(),
+            _ => ApiError::invalid(self.to_string()),
+        }
+    }
+}
+
+fn parse_uuid<T: std::str::FromStr>(segment: &str) -> Result<T, ApiError> {
+    let text = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    text.parse().map_err(|_| ApiError::invalid(format!("{text:?} is not a UUID")))
+}
+
+/// Decodes a JSON body (an empty one is `{}`); an error names the member
+/// that is wrong (`timeout_secs: invalid type ...`).
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return serde_json::from_str("{}").map_err(|_| ApiError::invalid(format!("{what} is required")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        match (e.inner().is_data(), path.as_str()) {
+            (true, ".") => ApiError::invalid(format!("{what} is not valid: {}", e.inner())),
+            (true, _) => ApiError::invalid(format!("{what} is not valid: {path}: {}", e.inner())),
+            (false, ".") => ApiError::invalid(format!("{what} is not valid JSON: {}", e.inner())),
+            (false, _) => ApiError::invalid(format!("{what} is not valid JSON: {path}: {}", e.inner())),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::invalid(format!("{what} is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Signal names and numbers as `vmadm kill -s` takes them (`KILL`,
+/// `SIGKILL`, `9`); none is SIGKILL.
+pub(crate) fn parse_signal(s: Option<&str>) -> Result<i32, ApiError> {
+    let Some(s) = s else { return Ok(libc::SIGKILL) };
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    let name = format!("SIG{name}");
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| ApiError::invalid(format!("signal: {s:?} is not a signal name or number")))
+}
+
+/// The query's `name=value` pairs, decoded (the last of a repeated name wins).
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
+        .map_err(|e| ApiError::invalid(format!("the query string is not valid: {e}")))
+}
+
+fn query_get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The routes of `zonevisor_api::routes`, as path segments after `/v1`
+/// (`{uuid}` matches one segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Ping,
+    Sysinfo,
+    Vms,
+    Validate,
+    Vm,
+    VmVerb(&'static str),
+    Events,
+    Images,
+    Image,
+}
+
+impl Route {
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Ping | Route::Sysinfo | Route::Events => "GET",
+            Route::Vms | Route::Images => "GET, POST",
+            Route::Validate => "POST",
+            Route::Vm | Route::Image => "GET, DELETE",
+            Route::VmVerb("info" | "console") => "GET",
+            Route::VmVerb(_) => "POST",
+        }
+    }
+}
+
+/// The route of `path` and its `{uuid}` segment, if any.
+fn route(path: &str) -> Option<(Route, Option<&str>)> {
+    let rest = path.strip_prefix(routes::PREFIX)?.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let r = match segments.as_slice() {
+        ["ping"] => (Route::Ping, None),
+        ["sysinfo"] => (Route::Sysinfo, None),
+        ["vms"] => (Route::Vms, None),
+        ["validate"] => (Route::Validate, None),
+        ["events"] => (Route::Events, None),
+        ["images"] => (Route::Images, None),
+        ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
+        ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
+        ["vms", id, verb] if !id.is_empty() => {
+            let verb =
+                ["update", "start", "stop", "reboot", "kill", "info", "console"].into_iter().find(|v| v == verb)?;
+            (Route::VmVerb(verb), Some(*id))
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Decodes one request: `method` as sent (`GET`), `path` without the query,
+/// `query` without the `?`, and the whole body.
+pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Result<ApiRequest, RequestError> {
+    let (route, id) = route(path).ok_or_else(|| RequestError::NoRoute(path.to_string()))?;
+    let not_allowed =
+        || RequestError::Method { method: method.to_string(), path: path.to_string(), allow: route.allow() };
+    let vm = || parse_uuid::<InstanceUuid>(id.unwrap_or_default());
+    let image = || parse_uuid::<ImageUuid>(id.unwrap_or_default());
+    let req = match (route, method) {
+        (Route::Ping, "GET") => ApiRequest::Ping,
+        (Route::Sysinfo, "GET") => ApiRequest::Sysinfo,
+        (Route::Vms, "GET") => {
+            let q = query_pairs(query)?;
+            ApiRequest::ListVms { fields: query_get(&q, "fields").map(str::to_string) }
+        }
+        (Route::Vms, "POST") => ApiRequest::CreateVm { payload: body(bytes, "the payload")? },
+        (Route::Validate, "POST") => ApiRequest::Validate(body(bytes, "the validate request")?),
+        (Route::Vm, "GET") => ApiRequest::GetVm(vm()?),
+        (Route::Vm, "DELETE") => ApiRequest::DeleteVm(vm()?),
+        (Route::VmVerb("update"), "POST") => {
+            let uuid = vm()?;
+            ApiRequest::UpdateVm { uuid, payload: body(bytes, "the update payload")? }
+        }
+        (Route::VmVerb("start"), "POST") => ApiRequest::StartVm(vm()?),
+        (Route::VmVerb("stop"), "POST") => {
+            let uuid = vm()?;
+            let r: StopRequest = body(bytes, "the stop request")?;
+            r.check()?;
+            ApiRequest::StopVm { uuid, force: r.force, timeout_secs: r.timeout_secs }
+        }
+        (Route::VmVerb("reboot"), "POST") => {
+            let uuid = vm()?;
+            let r: RebootRequest = body(bytes, "the reboot request")?;
+            ApiRequest::RebootVm { uuid, force: r.force }
+        }
+        (Route::VmVerb("kill"), "POST") => {
+            let uuid = vm()?;
+            let r: KillRequest = body(bytes, "the kill request")?;
+            ApiRequest::KillVm { uuid, signal: parse_signal(r.signal.as_deref())? }
+        }
+        (Route::VmVerb("info"), "GET") => ApiRequest::VmInfo(vm()?),
+        (Route::VmVerb("console"), "GET") => ApiRequest::VmConsole(vm()?),
+        (Route::Events, "GET") => {
+            let q = query_pairs(query)?;
+            let uuid = match query_get(&q, "uuid").filter(|u| !u.is_empty()) {
+                None => None,
+                Some(u) => Some(u.parse().map_err(|_| ApiError::invalid(format!("{u:?} is not a UUID")))?),
+            };
+            let full = query_get(&q, "full").is_some_and(|v| v == "true" || v == "1");
+            ApiRequest::Events { uuid, full }
+        }
+        (Route::Images, "GET") => ApiRequest::ListImages,
+        (Route::Images, "POST") => ApiRequest::InstallImage(body(bytes, "the install request")?),
+        (Route::Image, "GET") => ApiRequest::GetImage(image()?),
+        (Route::Image, "DELETE") => ApiRequest::DeleteImage(image()?),
+        _ => return Err(not_allowed()),
+    };
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const U: &str = "6a2e1f44-bb0e-4bd8-a2a5-0d3c5f0e9a01";
+
+    fn ok(method: &str, path: &str, query: Option<&str>, body: &str) -> ApiRequest {
+        decode(method, path, query, body.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn err(method: &str, path: &str, query: Option<&str>, body: &str) -> RequestError {
+        decode(method, path, query, body.as_bytes()).expect_err(path)
+    }
+
+    #[test]
+    fn every_route_of_the_table_decodes() {
+        let uuid: InstanceUuid = U.parse().unwrap();
+        let image: ImageUuid = U.parse().unwrap();
+        let with = |r: &str| routes::with_uuid(r, U);
+        assert_eq!(ok("GET", routes::PING, None, ""), ApiRequest::Ping);
+        assert_eq!(ok("GET", routes::SYSINFO, None, ""), ApiRequest::Sysinfo);
+        assert_eq!(ok("GET", routes::VMS, None, ""), ApiRequest::ListVms { fields: None });
+        assert_eq!(
+            ok("GET", routes::VMS, Some("fields=uuid%2Cstate&x=1"), ""),
+            ApiRequest::ListVms { fields: Some("uuid,state".into()) }
+        );
+        assert_eq!(
+            ok("POST", routes::VMS, None, r#"{"brand":"lx"}"#),
+            ApiRequest::CreateVm { payload: json!({"brand": "lx"}) }
+        );
+        assert!(matches!(
+            ok("POST", routes::VALIDATE, None, r#"{"action":"create","payload":{}}"#),
+            ApiRequest::Validate(_)
+        ));
+        assert_eq!(ok("GET", &with(routes::VM), None, ""), ApiRequest::GetVm(uuid));
+        assert_eq!(ok("DELETE", &with(routes::VM), None, ""), ApiRequest::DeleteVm(uuid));
+        assert_eq!(
+            ok("POST", &with(routes::VM_UPDATE), None, r#"{"alias":"a"}"#),
+            ApiRequest::UpdateVm { uuid, payload: json!({"alias": "a"}) }
+        );
+        assert_eq!(ok("POST", &with(routes::VM_START), None, ""), ApiRequest::StartVm(uuid));
+        assert_eq!(
+            ok("POST", &with(routes::VM_STOP), None, r#"{"force":true,"timeout_secs":5}"#),
+            ApiRequest::StopVm { uuid, force: true, timeout_secs: Some(5) }
+        );
+        assert_eq!(ok("POST", &with(routes::VM_REBOOT), None, ""), ApiRequest::RebootVm { uuid, force: false });
+        assert_eq!(ok("POST", &with(routes::VM_KILL), None, "{}"), ApiRequest::KillVm { uuid, signal: libc::SIGKILL });
+        assert_eq!(
+            ok("POST", &with(routes::VM_KILL), None, r#"{"signal":"term"}"#),
+            ApiRequest::KillVm { uuid, signal: libc::SIGTERM }
+        );
+        assert_eq!(ok("GET", &with(routes::VM_INFO), None, ""), ApiRequest::VmInfo(uuid));
+        assert_eq!(ok("GET", &with(routes::VM_CONSOLE), None, ""), ApiRequest::VmConsole(uuid));
+        assert_eq!(ok("GET", routes::EVENTS, None, ""), ApiRequest::Events { uuid: None, full: false });
+        assert_eq!(
+            ok("GET", routes::EVENTS, Some(&format!("uuid={U}&full=true")), ""),
+            ApiRequest::Events { uuid: Some(uuid), full: true }
+        );
+        assert_eq!(ok("GET", routes::IMAGES, None, ""), ApiRequest::ListImages);
+        assert!(matches!(
+            ok("POST", routes::IMAGES, None, r#"{"manifest":{},"file":"/x"}"#),
+            ApiRequest::InstallImage(_)
+        ));
+        assert_eq!(ok("GET", &with(routes::IMAGE), None, ""), ApiRequest::GetImage(image));
+        assert_eq!(ok("DELETE", &with(routes::IMAGE), None, ""), ApiRequest::DeleteImage(image));
+        // Percent-encoded path segments are decoded, as axum's did.
+        assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
+    }
+
+    #[test]
+    fn unknown_paths_and_wrong_methods() {
+        for path in ["", "/", "/v1", "/v1/", "/v1/vms/", "/v2/vms", "/v1/vms//stop", "/v1/vms/x/y/z", "/v1/ping/"] {
+            let e = err("GET", path, None, "");
+            assert_eq!((e.status(), e.to_api_error().kind), (404, zonevisor_api::ErrorKind::NotFound), "{path}");
+        }
+        assert_eq!(err("GET", &format!("/v1/vms/{U}/nope"), None, "").status(), 404);
+        let e = err("PUT", routes::VMS, None, "");
+        assert_eq!(e.status(), 405);
+        assert!(matches!(e, RequestError::Method { allow: "GET, POST", .. }), "{e:?}");
+        assert_eq!(err("GET", &routes::with_uuid(routes::VM_STOP, U), None, "").status(), 405);
+        assert_eq!(err("get", routes::PING, None, "").status(), 405, "methods are case-sensitive");
+    }
+
+    #[test]
+    fn bad_inputs_are_the_daemons_errors() {
+        let e = err("GET", "/v1/vms/not-a-uuid", None, "");
+        assert_eq!(e.to_api_error(), ApiError::invalid("\"not-a-uuid\" is not a UUID"));
+        assert_eq!(err("GET", "/v1/images/%FF", None, "").status(), 400);
+        let stop = routes::with_uuid(routes::VM_STOP, U);
+        for body in [r#"{"timeout_secs":18446744073709551615}"#, r#"{"timeout_secs":-1}"#, r#"{"timeout_secs":1e400}"#]
+        {
+            let e = err("POST", &stop, None, body);
+            assert_eq!(e.status(), 400, "{body}");
+            assert!(e.to_string().contains("timeout_secs"), "{body}: {e}");
+        }
+        let e = err("POST", &stop, None, r#"{"force":true} x"#);
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+        let kill = routes::with_uuid(routes::VM_KILL, U);
+        for sig in ["0", "65", "-1", "99999999999", "SIG", "SIGNOPE", "ÿ"] {
+            let e = err("POST", &kill, None, &json!({ "signal": sig }).to_string());
+            assert!(e.to_string().contains("not a signal"), "{sig}: {e}");
+        }
+        let e = err("POST", routes::VALIDATE, None, "");
+        assert_eq!(e.to_string(), "the validate request is required");
+        assert_eq!(err("GET", routes::EVENTS, Some("uuid=nope"), "").status(), 400);
+        assert_eq!(err("GET", routes::EVENTS, Some("uuid=%FF%FE"), "").status(), 400);
+    }
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal(None).unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal(Some("TERM")).unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal(Some("SIGHUP")).unwrap(), libc::SIGHUP);
+        assert_eq!(parse_signal(Some("10")).unwrap(), 10);
+        assert!(parse_signal(Some("SIGNOPE")).is_err());
+        assert!(parse_signal(Some("0")).is_err());
+    }
+}
