@@ -7,15 +7,21 @@ use serde_json::{json, Value};
 
 use crate::common::{build_probe, TestHost};
 
-/// Builds the probe into the host's test directory; `None` (skipped, or
-/// failing in CI) without a C compiler.
+/// Builds the `escape` probe into the host's test directory; `None`
+/// (skipped, or failing in CI) without a C compiler.
 pub fn build(h: &TestHost) -> Option<PathBuf> {
+    build_named(h, "escape")
+}
+
+/// Builds `tests/probes/<name>.c` into the host's test directory (the
+/// directory given to zones at `/probes`); `None` as [`build`].
+pub fn build_named(h: &TestHost, name: &str) -> Option<PathBuf> {
     let dir = h.dir.path().join("probes");
     std::fs::create_dir_all(&dir).unwrap();
-    match build_probe("escape", &dir) {
+    match build_probe(name, &dir) {
         Ok(()) => Some(dir),
         Err(e) => {
-            crate::common::skip(&format!("cannot build the escape probe: {e}"));
+            crate::common::skip(&format!("cannot build the {name} probe: {e}"));
             None
         }
     }

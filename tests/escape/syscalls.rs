@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use zonevisor_zone::security::{self, Profile, Verdict, REFUSED_IOCTLS};
 
 use super::common::*;
+use crate::probe::zsh;
 
 /// Numbers below this are tried (the tables end at 469).
 const LIMIT: u32 = 1024;
@@ -29,13 +30,7 @@ fn probes(h: &TestHost) -> Option<PathBuf> {
         skip("the syscall escape cases are written for x86-64 (both of its ABIs)");
         return None;
     }
-    let dir = h.dir.path().join("probes");
-    std::fs::create_dir_all(&dir).unwrap();
-    if let Err(e) = build_probe("syscalls", &dir) {
-        skip(&format!("cannot build the syscalls probe: {e}"));
-        return None;
-    }
-    Some(dir)
+    crate::probe::build_named(h, "syscalls")
 }
 
 /// Whether this host's kernel answers i386 calls: the probe asks it for
@@ -52,15 +47,7 @@ fn has_i386(probes: &Path) -> bool {
 /// A zone of the busybox image with the probes at `/probes`, `lofs`
 /// read-only, and more `filesystems`.
 fn zone(h: &TestHost, img: &str, probes: &Path, limit_priv: &str, more: &[Value]) -> String {
-    let mut fs = vec![json!({"type": "lofs", "source": probes, "target": "/probes", "options": ["ro"]})];
-    fs.extend_from_slice(more);
-    h.create_ok(&json!({"brand": "lx", "image_uuid": img, "limit_priv": limit_priv, "filesystems": fs}))
-}
-
-/// Runs a shell command in the zone and returns its combined output.
-fn zsh(h: &TestHost, uuid: &str, script: &str) -> String {
-    let r = h.cli("zlogin", &[uuid, &format!("{{ {script}; }} 2>&1")], None);
-    format!("{}{}", r.stdout, r.stderr)
+    h.create_ok(&crate::probe::payload(img, probes, json!({"limit_priv": limit_priv, "filesystems": more})))
 }
 
 /// The probe's `NAME RESULT` lines (the first word of the result).
