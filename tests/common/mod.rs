@@ -292,11 +292,14 @@ impl TestHost {
     #[track_caller]
     pub fn create_ok(&self, payload: &Value) -> String {
         let r = self.create(payload);
-        let out = r.ok();
-        let uuid = out
-            .trim()
-            .strip_prefix("Successfully created VM ")
-            .unwrap_or_else(|| panic!("unexpected create output {out:?}"));
+        r.ok();
+        // SmartOS prints it on stderr (after any warnings), stdout stays empty.
+        let uuid = r
+            .stderr
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("Successfully created VM "))
+            .unwrap_or_else(|| panic!("unexpected create output {:?} / {:?}", r.stdout, r.stderr));
         uuid.to_string()
     }
 

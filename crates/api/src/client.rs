@@ -149,7 +149,7 @@ impl Client {
     }
 
     /// `POST /v1/vms`.
-    pub fn create_vm(&self, payload: &Value) -> Result<VmObject, ClientError> {
+    pub fn create_vm(&self, payload: &Value) -> Result<Changed, ClientError> {
         self.call("POST", routes::VMS, Some(payload))
     }
 
@@ -164,7 +164,7 @@ impl Client {
     }
 
     /// `POST /v1/vms/{uuid}/update`.
-    pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<VmObject, ClientError> {
+    pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<Changed, ClientError> {
         self.call("POST", &with_uuid(routes::VM_UPDATE, uuid), Some(payload))
     }
 

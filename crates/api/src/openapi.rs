@@ -21,7 +21,7 @@ fn sysinfo() {}
 fn list_vms() {}
 
 #[utoipa::path(post, path = "/v1/vms", request_body(content = Object, description = "vmadm create payload"),
-    responses((status = 200, description = "The created VM", body = Object),
+    responses((status = 200, description = "The created VM and what of the payload was dropped or adjusted", body = Changed),
               (status = 400, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
 fn create_vm() {}
 
@@ -39,7 +39,8 @@ fn delete_vm() {}
 
 #[utoipa::path(post, path = "/v1/vms/{uuid}/update", params(("uuid" = String, Path)),
     request_body(content = Object, description = "vmadm update payload"),
-    responses((status = 200, description = "The updated VM", body = Object), (status = 400, body = ApiError)))]
+    responses((status = 200, description = "The updated VM and what of the payload was dropped or adjusted", body = Changed),
+              (status = 400, body = ApiError)))]
 fn update_vm() {}
 
 #[utoipa::path(post, path = "/v1/vms/{uuid}/start", params(("uuid" = String, Path)),
@@ -133,6 +134,8 @@ fn delete_image() {}
         ImageRecord,
         Ping,
         Done,
+        Changed,
+        PropertyWarning,
         Event,
         EventType,
         EventChange,

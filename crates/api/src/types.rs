@@ -123,6 +123,29 @@ pub struct Ping {
     pub root: String,
 }
 
+/// A property `vmadm create` or `vmadm update` left out or adjusted, as
+/// SmartOS does (it drops properties that are unknown or not valid for the
+/// action, and clamps memory caps that contradict each other).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PropertyWarning {
+    /// The property, as a user names it (`max_swap`, `nics.0.foo`).
+    pub property: String,
+    /// What was done with it and why.
+    pub message: String,
+}
+
+/// The answer to `vmadm create` and `vmadm update`: the instance as it now
+/// is, and what of the payload was dropped or adjusted.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Changed {
+    /// The VM object after the change (what `vmadm get` shows).
+    #[schema(value_type = Object)]
+    pub vm: VmObject,
+    /// Properties dropped or adjusted, in payload order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PropertyWarning>,
+}
+
 /// `DELETE` answers and other empty successes.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Done {

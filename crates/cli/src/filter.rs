@@ -164,7 +164,8 @@ impl Filter {
     }
 }
 
-/// Compiles `re`, `/re/` or `/re/flags` (flags among `imsx`).
+/// Compiles `re` (case-insensitive, as SmartOS matches `field=~re`), or
+/// `/re/` or `/re/flags` (flags among `imsx`, exactly as given).
 fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
     if let Some(body) = pattern.strip_prefix('/') {
         if let Some(end) = body.rfind('/') {
@@ -174,7 +175,7 @@ fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
             }
         }
     }
-    Regex::new(pattern)
+    regex::RegexBuilder::new(pattern).case_insensitive(true).build()
 }
 
 /// Whether every filter matches.
@@ -319,7 +320,8 @@ mod tests {
         let m = vm();
         assert!(f("alias=~^web").matches(&m));
         assert!(f("alias=~/^web\\d+$/").matches(&m));
-        assert!(!f("alias=~^WEB").matches(&m));
+        assert!(f("alias=~^WEB").matches(&m), "case-insensitive, as SmartOS matches");
+        assert!(!f("alias=~/^WEB/").matches(&m), "explicit flags are taken as given");
         assert!(f("alias=~/^WEB/i").matches(&m));
         assert!(f("alias=~eb0").matches(&m), "unanchored, like JavaScript's test()");
         assert!(f("nics.*.ip=~^192\\.168\\.").matches(&m));

@@ -79,6 +79,11 @@ pub enum Command {
         /// The image.
         uuid: ImageUuid,
     },
+    /// `import <uuid>`: only an installed image (nothing to do) for now.
+    Import {
+        /// The image.
+        uuid: ImageUuid,
+    },
     /// `show <uuid>`.
     Show {
         /// The image.
@@ -101,8 +106,7 @@ pub struct Invocation {
 }
 
 /// SmartOS commands zonevisor does not offer yet.
-const NOT_YET: &[&str] =
-    &["sources", "avail", "available", "import", "update", "ancestry", "vacuum", "create", "publish"];
+const NOT_YET: &[&str] = &["sources", "avail", "available", "update", "ancestry", "vacuum", "create", "publish"];
 
 fn usage(message: impl Into<String>) -> CliError {
     CliError::usage(message)
@@ -197,6 +201,12 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             let p = parse(rest, &[])?;
             let uuid = one_uuid(&p)?;
             (p, Command::Show { uuid })
+        }
+        "import" => {
+            let opts = [flag("quiet", Some('q'), Some("quiet")), valued("zpool", Some('P'), None)];
+            let p = parse(rest, &opts)?;
+            let uuid = one_uuid(&p)?;
+            (p, Command::Import { uuid })
         }
         "delete" => {
             let p = parse(rest, &[])?;
@@ -294,6 +304,19 @@ fn client_err(e: ClientError) -> CliError {
     }
 }
 
+/// SmartOS's answer to installing or importing an image that is installed.
+fn skip_installed(io: &mut Io, record: &ImageRecord) -> Result<(), CliError> {
+    let field = |k: &str| record.manifest.get(k).and_then(Value::as_str).map(String::from);
+    let uuid = field("uuid").unwrap_or_default();
+    let extra = match (field("name"), field("version")) {
+        (Some(n), Some(v)) => format!(" ({n} {v})"),
+        (Some(n), None) => format!(" ({n})"),
+        _ => String::new(),
+    };
+    writeln!(io.out, "Image {uuid}{extra} is already installed, skipping")?;
+    Ok(())
+}
+
 fn read_manifest(path: &str) -> Result<Value, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::failed(format!("error: cannot read manifest {path}: {e}")))?;
@@ -328,6 +351,12 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let manifest = read_manifest(&manifest)?;
             let file =
                 std::fs::canonicalize(&file).map_err(|e| CliError::failed(format!("error: image file {file}: {e}")))?;
+            // SmartOS: an image already installed is skipped, exit 0.
+            if let Some(uuid) = manifest.get("uuid").and_then(Value::as_str) {
+                if let Ok(record) = client.get_image(uuid) {
+                    return skip_installed(io, &record);
+                }
+            }
             let req = ImageInstallRequest { manifest, file: file.display().to_string() };
             let record = client.install_image(&req).map_err(client_err)?;
             let field = |k: &str| record.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
@@ -341,6 +370,16 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let record = client.get_image(&uuid.to_string()).map_err(client_err)?;
             writeln!(io.out, "{}", pretty(&record))?;
         }
+        Command::Import { uuid } => match client.get_image(&uuid.to_string()) {
+            Ok(record) => skip_installed(io, &record)?,
+            Err(ClientError::Api(api)) if api.kind == ErrorKind::NotFound => {
+                return Err(CliError::failed(format!(
+                    "error: image {uuid} is not installed, and importing from image sources is not \
+                     supported yet; install it from local files with imgadm install -m <manifest> -f <file>"
+                )))
+            }
+            Err(e) => return Err(client_err(e)),
+        },
         Command::Show { uuid } => {
             let record = client.get_image(&uuid.to_string()).map_err(client_err)?;
             writeln!(io.out, "{}", pretty(&record.manifest))?;
@@ -449,8 +488,26 @@ mod tests {
         assert_eq!(t.run(&["imgadm", "get", "x"]), 2);
         assert_eq!(t.err(), "imgadm: error (Usage): invalid image UUID \"x\" for get\n");
         let mut t = TestIo::new();
-        assert_eq!(t.run(&["imgadm", "import", I1]), 1);
+        assert_eq!(t.run(&["imgadm", "sources"]), 1);
         assert!(t.err().contains("not supported"));
+    }
+
+    #[test]
+    fn import_and_install_of_an_installed_image_skip_it() {
+        let d = FakeDaemon::start(|req| {
+            if req.method == "GET" && req.path.ends_with(I1) {
+                let m = json!({"uuid": I1, "name": "busybox", "version": "1.0"});
+                (200, json!({"manifest": m, "zpool": "zones", "clones": 0}).to_string())
+            } else {
+                (404, json!({"kind": "NotFound", "message": "image is not installed"}).to_string())
+            }
+        });
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", I1]), 0, "{}", t.err());
+        assert_eq!(t.out(), format!("Image {I1} (busybox 1.0) is already installed, skipping\n"));
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", I2]), 1);
+        assert!(t.err().contains("not supported yet"), "{}", t.err());
     }
 
     #[test]
@@ -486,6 +543,9 @@ mod tests {
             .unwrap();
         std::fs::write(dir.join("busybox.tar.gz"), b"data").unwrap();
         let d = FakeDaemon::start(|req| {
+            if req.method == "GET" {
+                return (404, json!({"kind": "NotFound", "message": "image is not installed"}).to_string());
+            }
             let body: Value = serde_json::from_str(&req.body).unwrap();
             (200, json!({"manifest": body["manifest"], "zpool": "zones", "clones": 0}).to_string())
         });
@@ -496,7 +556,7 @@ mod tests {
         let code = t.run(&["imgadm", "install", "-m", manifest.to_str().unwrap(), "-f", &rel]);
         assert_eq!(code, 0, "{}", t.err());
         assert_eq!(t.out(), format!("Installed image {I1} (busybox@1.36)\n"));
-        let body: Value = serde_json::from_str(&d.seen()[0].body).unwrap();
+        let body: Value = serde_json::from_str(&d.seen()[1].body).unwrap();
         assert_eq!(body["manifest"]["name"], "busybox");
         assert_eq!(body["file"], Value::from(std::fs::canonicalize(&rel).unwrap().display().to_string()));
 

@@ -415,7 +415,8 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             let p = parse(rest, &opts)?;
             let json = p.has("json");
             let output = match p.value("output") {
-                Some(_) if !json => return Err(usage("Cannot specify -o without -j")),
+                // SmartOS fails these (exit 1) rather than calling them usage errors.
+                Some(_) if !json => return Err(CliError::failed("Cannot specify -o without -j")),
                 Some(o) => Some(o.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()),
                 None => None,
             };
@@ -542,9 +543,9 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
 fn parse_filters(args: &[String]) -> Result<Vec<Filter>, CliError> {
     args.iter()
         .map(|a| {
-            let f = Filter::parse(a, Tilde::Regex).map_err(usage)?;
+            let f = Filter::parse(a, Tilde::Regex).map_err(CliError::failed)?;
             if !valid_filter_key(&f.key) {
-                return Err(usage(format!("Invalid filter key: \"{}\"", f.key)));
+                return Err(CliError::failed(format!("Invalid filter key: \"{}\"", f.key)));
             }
             Ok(f)
         })
@@ -556,12 +557,12 @@ fn list_opts(p: &args::Parsed) -> Result<ListOpts, CliError> {
     if let Some(order) = p.value("order") {
         opts.columns = order.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
         if opts.columns.is_empty() {
-            return Err(usage("no fields given to -o"));
+            return Err(CliError::failed("Invalid order key: \"\""));
         }
     }
     for c in &opts.columns {
         if list_column(c).is_none() {
-            return Err(usage(format!("Invalid order key: \"{c}\"")));
+            return Err(CliError::failed(format!("Invalid order key: \"{c}\"")));
         }
     }
     if let Some(sort) = p.value("sort") {
@@ -569,7 +570,7 @@ fn list_opts(p: &args::Parsed) -> Result<ListOpts, CliError> {
     }
     for k in &opts.sort {
         if list_column(&k.key).is_none() {
-            return Err(usage(format!("Invalid sort key: \"{}\"", k.key)));
+            return Err(CliError::failed(format!("Invalid sort key: \"{}\"", k.key)));
         }
     }
     opts.filters = parse_filters(&p.positional)?;
@@ -796,25 +797,54 @@ fn client_err(e: ClientError) -> CliError {
     CliError::failed(describe_client_error(&e))
 }
 
-/// Handles a failed create/update: validation results go to stdout as
-/// SmartOS's JSON object, the one-line reason to stderr.
-fn payload_error(e: ClientError, io: &mut Io) -> CliError {
+/// The message for a failed create/update: SmartOS's first line
+/// (`Invalid value(s) for: a,b`, `Missing required properties: c`), then
+/// one line per property saying why.
+fn payload_error(e: ClientError) -> CliError {
     match e {
         ClientError::Api(api) => match &api.validation {
-            Some(v) => {
-                let json = serde_json::to_value(v).unwrap_or(Value::Null);
-                if let Err(w) = writeln!(io.out, "{}", pretty(&json)) {
-                    return w.into();
-                }
-                let message = if api.message.starts_with("Invalid payload") {
-                    api.message.clone()
-                } else {
-                    format!("Invalid payload: {}", api.message)
-                };
-                CliError::failed(message)
-            }
+            Some(v) => CliError::failed(validation_message(v)),
             None => CliError::failed(api.message),
         },
+        other => client_err(other),
+    }
+}
+
+/// SmartOS's wording of a validation failure, with zonevisor's reasons.
+pub fn validation_message(v: &zonevisor_api::ValidationErrors) -> String {
+    let mut text = if let Some(b) = &v.bad_brand {
+        format!("Invalid brand while validating payload: {b:?}")
+    } else if !v.bad_values.is_empty() {
+        format!("Invalid value(s) for: {}", v.bad_values.join(","))
+    } else if !v.missing_properties.is_empty() {
+        format!("Missing required properties: {}", v.missing_properties.join(","))
+    } else {
+        format!("Invalid properties: {}", v.bad_properties.join(","))
+    };
+    let named = v.bad_brand.iter().map(|_| "brand".to_string());
+    for p in named.chain(v.bad_values.iter().cloned()).chain(v.missing_properties.iter().cloned()) {
+        if let Some(r) = v.reasons.get(&p) {
+            text.push_str(&format!("\n  {p}: {r}"));
+        }
+    }
+    text
+}
+
+/// Prints what the daemon dropped or adjusted of a payload, one line each.
+fn print_warnings(io: &mut Io, warnings: &[zonevisor_api::PropertyWarning]) -> Result<(), CliError> {
+    for w in warnings {
+        writeln!(io.err, "Warning: {}", w.message)?;
+    }
+    Ok(())
+}
+
+/// SmartOS's message for a VM that does not exist (node-vmadm and other
+/// tools match on it).
+fn not_found(e: ClientError, uuid: &InstanceUuid) -> CliError {
+    match e {
+        ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
+            CliError::failed(format!("zoneadm: {uuid}: No such zone configured"))
+        }
         other => client_err(other),
     }
 }
@@ -851,11 +881,14 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
         Command::Create { file } => {
             let payload = object_payload(args::read_json(file.as_deref(), io, "create")?)?;
             match client.create_vm(&payload) {
-                Ok(vm) => {
-                    let uuid = vm.get("uuid").or_else(|| payload.get("uuid")).and_then(Value::as_str).unwrap_or("");
-                    writeln!(io.out, "Successfully created VM {uuid}")?;
+                Ok(done) => {
+                    print_warnings(io, &done.warnings)?;
+                    let uuid =
+                        done.vm.get("uuid").or_else(|| payload.get("uuid")).and_then(Value::as_str).unwrap_or("");
+                    // SmartOS prints it on stderr, where scripts read the uuid.
+                    writeln!(io.err, "Successfully created VM {uuid}")?;
                 }
-                Err(e) => return Err(payload_error(e, io)),
+                Err(e) => return Err(payload_error(e)),
             }
         }
         Command::Validate { action, brand, file } => {
@@ -869,18 +902,19 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                         ValidateAction::Update => "update",
                     };
                     let brand = brand.as_deref().unwrap_or("unknown");
-                    writeln!(io.out, "VALID '{action}' payload for {brand} brand VMs.")?;
+                    writeln!(io.err, "VALID '{action}' payload for {brand} brand VMs.")?;
                 }
                 Err(ClientError::Api(api)) if api.validation.is_some() => {
+                    // SmartOS prints the errors object as its error message.
                     let json = serde_json::to_value(api.validation.as_ref()).unwrap_or(Value::Null);
-                    writeln!(io.out, "{}", pretty(&json))?;
+                    writeln!(io.err, "{}", pretty(&json))?;
                     return Err(CliError::Quiet(crate::EXIT_ERROR));
                 }
                 Err(e) => return Err(client_err(e)),
             }
         }
         Command::Get { uuid } => {
-            let vm = client.get_vm(&uuid.to_string()).map_err(client_err)?;
+            let vm = client.get_vm(&uuid.to_string()).map_err(|e| not_found(e, &uuid))?;
             writeln!(io.out, "{}", pretty(&Value::Object(vm)))?;
         }
         Command::List(opts) => {
@@ -893,34 +927,36 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let vms = client.list_vms(fields.as_deref()).map_err(client_err)?;
             io.out.write_all(render_lookup(vms, &opts)?.as_bytes())?;
         }
+        // SmartOS prints success on stderr and leaves stdout empty.
         Command::Start { uuid } => match client.start_vm(&uuid.to_string()) {
-            Ok(_) => writeln!(io.out, "Successfully started VM {uuid}")?,
+            Ok(_) => writeln!(io.err, "Successfully started VM {uuid}")?,
             Err(e) => match noop_conflict(&e, "already running") {
-                Some(m) => writeln!(io.out, "{m}")?,
+                Some(m) => writeln!(io.err, "{m}")?,
                 None => return Err(client_err(e)),
             },
         },
         Command::Stop { uuid, force, timeout_secs } => {
             match client.stop_vm(&uuid.to_string(), &StopRequest { force, timeout_secs }) {
-                Ok(_) => writeln!(io.out, "Successfully completed stop for VM {uuid}")?,
+                Ok(_) => writeln!(io.err, "Successfully completed stop for VM {uuid}")?,
                 Err(e) => match noop_conflict(&e, "not running") {
-                    Some(m) => writeln!(io.out, "{m}")?,
+                    Some(m) => writeln!(io.err, "{m}")?,
                     None => return Err(client_err(e)),
                 },
             }
         }
         Command::Reboot { uuid, force } => {
             client.reboot_vm(&uuid.to_string(), &RebootRequest { force }).map_err(client_err)?;
-            writeln!(io.out, "Successfully completed reboot for VM {uuid}")?;
+            writeln!(io.err, "Successfully completed reboot for VM {uuid}")?;
         }
         Command::Kill { uuid, signal } => {
-            client.kill_vm(&uuid.to_string(), &KillRequest { signal: signal.clone() }).map_err(client_err)?;
-            let what = signal.map(|s| if s.starts_with("SIG") { s } else { format!("signal {s}") });
-            writeln!(io.out, "Successfully sent {} to VM {uuid}", what.as_deref().unwrap_or("signal"))?;
+            // SmartOS: SIGTERM unless a signal is named.
+            let signal = signal.unwrap_or_else(|| "SIGTERM".to_string());
+            client.kill_vm(&uuid.to_string(), &KillRequest { signal: Some(signal.clone()) }).map_err(client_err)?;
+            writeln!(io.err, "Sent signal \"{signal}\" to init process for VM {uuid}")?;
         }
         Command::Delete { uuid } => {
             client.delete_vm(&uuid.to_string()).map_err(client_err)?;
-            writeln!(io.out, "Successfully deleted VM {uuid}")?;
+            writeln!(io.err, "Successfully deleted VM {uuid}")?;
         }
         Command::Events { uuid, full, json, ready } => {
             let uuid = uuid.map(|u| u.to_string());
@@ -961,8 +997,11 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                 UpdateSource::File(file) => object_payload(args::read_json(file.as_deref(), io, "update")?)?,
             };
             match client.update_vm(&uuid.to_string(), &payload) {
-                Ok(_) => writeln!(io.out, "Successfully updated VM {uuid}")?,
-                Err(e) => return Err(payload_error(e, io)),
+                Ok(done) => {
+                    print_warnings(io, &done.warnings)?;
+                    writeln!(io.err, "Successfully updated VM {uuid}")?;
+                }
+                Err(e) => return Err(payload_error(e)),
             }
         }
     }
@@ -982,6 +1021,14 @@ mod tests {
 
     fn parse_ok(v: &[&str]) -> Invocation {
         parse_args(&s(v)).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    }
+
+    /// SmartOS fails list/lookup argument errors with exit 1, not 2.
+    fn failed_err(v: &[&str]) -> String {
+        match parse_args(&s(v)) {
+            Err(CliError::Failed { code: 1, message }) => message,
+            other => panic!("{v:?}: expected a failure, got {other:?}"),
+        }
     }
 
     fn usage_err(v: &[&str]) -> String {
@@ -1083,7 +1130,7 @@ mod tests {
         assert_eq!(t.run(&["vmadm", "start", "web01"]), 2);
         assert_eq!(t.err(), "vmadm: Invalid or missing UUID for start\n");
         let mut t = TestIo::new();
-        assert_eq!(t.run(&["vmadm", "list", "-o", "uuid,nope"]), 2);
+        assert_eq!(t.run(&["vmadm", "list", "-o", "uuid,nope"]), 1, "SmartOS: an error, not usage");
         assert_eq!(t.err(), "vmadm: Invalid order key: \"nope\"\n");
         let mut t = TestIo::new();
         assert_eq!(t.run(&["vmadm", "get", "-h"]), 0);
@@ -1143,12 +1190,12 @@ mod tests {
         assert_eq!(opts.filters.len(), 1);
         assert_eq!(list_fetch_fields(&opts), s(&["uuid", "tags", "nics", "ram", "max_physical_memory", "state"]));
 
-        assert_eq!(usage_err(&["list", "-o", "uuid,bogus"]), "Invalid order key: \"bogus\"");
-        assert_eq!(usage_err(&["list", "-o", "nics.*.ip"]), "Invalid order key: \"nics.*.ip\"");
-        assert_eq!(usage_err(&["list", "-s", "-bogus"]), "Invalid sort key: \"bogus\"");
-        assert_eq!(usage_err(&["list", "bogus=1"]), "Invalid filter key: \"bogus\"");
-        assert!(usage_err(&["list", "alias=~("]).contains("Invalid regular expression"));
-        assert!(usage_err(&["list", "state"]).contains("property=value"));
+        assert_eq!(failed_err(&["list", "-o", "uuid,bogus"]), "Invalid order key: \"bogus\"");
+        assert_eq!(failed_err(&["list", "-o", "nics.*.ip"]), "Invalid order key: \"nics.*.ip\"");
+        assert_eq!(failed_err(&["list", "-s", "-bogus"]), "Invalid sort key: \"bogus\"");
+        assert_eq!(failed_err(&["list", "bogus=1"]), "Invalid filter key: \"bogus\"");
+        assert!(failed_err(&["list", "alias=~("]).contains("Invalid regular expression"));
+        assert!(failed_err(&["list", "state"]).contains("property=value"));
         // Filters on array elements and map keys are fine.
         parse_ok(&["list", "nics.*.ip=10.0.0.5", "tags.role=web", "customer_metadata.x=~y", "disks.0.size=10"]);
     }
@@ -1227,7 +1274,7 @@ mod tests {
         assert_eq!(j[0]["alias"], "db01");
         assert!(j[0].get("type").is_none(), "full objects are left as get prints them");
         assert!(j[0]["tags"].is_object());
-        assert!(usage_err(&["lookup", "-o", "uuid"]).contains("without -j"));
+        assert!(failed_err(&["lookup", "-o", "uuid"]).contains("without -j"));
     }
 
     #[test]
@@ -1300,25 +1347,33 @@ mod tests {
     fn create_prints_uuid_and_sends_payload() {
         let d = FakeDaemon::start(|req| {
             assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/vms"));
-            (200, json!({"uuid": U1, "brand": "lx", "state": "running"}).to_string())
+            let warning = json!({"property": "bogus", "message": "invalid create property bogus: is not a vmadm property; removed from the payload"});
+            (200, json!({"vm": {"uuid": U1, "brand": "lx", "state": "running"}, "warnings": [warning]}).to_string())
         });
         let mut t = TestIo::for_daemon(&d);
         t.input = br#"{"brand": "lx", "image_uuid": "x"}"#.to_vec();
         assert_eq!(t.run(&["vmadm", "create"]), 0, "{}", t.err());
-        assert_eq!(t.out(), format!("Successfully created VM {U1}\n"));
+        // SmartOS: on stderr, where scripts read the uuid; stdout stays empty.
+        assert_eq!(t.out(), "");
+        assert_eq!(
+            t.err(),
+            format!(
+                "Warning: invalid create property bogus: is not a vmadm property; removed from the payload\n\
+                 Successfully created VM {U1}\n"
+            )
+        );
         let body: Value = serde_json::from_str(&d.seen()[0].body).unwrap();
         assert_eq!(body, json!({"brand": "lx", "image_uuid": "x"}));
     }
 
     #[test]
-    fn create_validation_failure_prints_json_and_reason() {
+    fn create_validation_failure_names_the_property_and_why() {
         let d = FakeDaemon::start(|_| (400, invalid_answer()));
         let mut t = TestIo::for_daemon(&d);
         t.input = br#"{"brand": "lx", "max_swap": 1}"#.to_vec();
         assert_eq!(t.run(&["vmadm", "create"]), 1);
-        let out: Value = serde_json::from_str(&t.out()).unwrap();
-        assert_eq!(out, json!({"bad_values": ["max_swap"], "reasons": {"max_swap": "must be at least 256"}}));
-        assert_eq!(t.err(), "vmadm: Invalid payload: bad value max_swap: must be at least 256\n");
+        assert_eq!(t.out(), "");
+        assert_eq!(t.err(), "vmadm: Invalid value(s) for: max_swap\n  max_swap: must be at least 256\n");
     }
 
     #[test]
@@ -1353,12 +1408,13 @@ mod tests {
         let mut t = TestIo::for_daemon(&d);
         t.input = br#"{"brand": "lx"}"#.to_vec();
         assert_eq!(t.run(&["vmadm", "validate", "create"]), 0, "{}", t.err());
-        assert_eq!(t.out(), "VALID 'create' payload for lx brand VMs.\n");
+        assert_eq!(t.err(), "VALID 'create' payload for lx brand VMs.\n");
 
         let mut t = TestIo::for_daemon(&d);
         t.input = br#"{"max_swap": 1}"#.to_vec();
         assert_eq!(t.run(&["vmadm", "validate", "update", "lx"]), 1);
-        let out: Value = serde_json::from_str(&t.out()).unwrap();
+        assert_eq!(t.out(), "");
+        let out: Value = serde_json::from_str(&t.err()).unwrap();
         assert_eq!(out["bad_values"], json!(["max_swap"]));
         let sent: Value = serde_json::from_str(&d.seen()[1].body).unwrap();
         assert_eq!((sent["action"].as_str(), sent["brand"].as_str()), (Some("update"), Some("lx")));
@@ -1371,6 +1427,8 @@ mod tests {
                 (200, json!({"message": "stopped"}).to_string())
             } else if req.method == "GET" {
                 (200, json!({"uuid": U1, "alias": "web", "nics": []}).to_string())
+            } else if req.path.ends_with("/update") {
+                (200, json!({"vm": {"uuid": U1}}).to_string())
             } else {
                 (200, json!({"message": "ok", "uuid": U1}).to_string())
             }
@@ -1379,14 +1437,15 @@ mod tests {
             (&["vmadm", "start", U1], "Successfully started VM"),
             (&["vmadm", "stop", U1, "-F", "-t", "5"], "Successfully completed stop for VM"),
             (&["vmadm", "reboot", U1], "Successfully completed reboot for VM"),
-            (&["vmadm", "kill", "-s", "TERM", U1], "Successfully sent SIGTERM to VM"),
+            (&["vmadm", "kill", U1], "Sent signal \"SIGTERM\" to init process for VM"),
             (&["vmadm", "delete", U1], "Successfully deleted VM"),
             (&["vmadm", "update", U1, "alias=web", "quota=20"], "Successfully updated VM"),
         ];
         for (argv, expected) in cases {
             let mut t = TestIo::for_daemon(&d);
             assert_eq!(t.run(argv), 0, "{argv:?}: {}", t.err());
-            assert_eq!(t.out(), format!("{expected} {U1}\n"));
+            assert_eq!(t.err(), format!("{expected} {U1}\n"));
+            assert_eq!(t.out(), "");
         }
         let seen = d.seen();
         let routes: Vec<String> = seen.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
@@ -1421,11 +1480,15 @@ mod tests {
         });
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "stop", U1]), 0, "stopping a stopped VM is not an error");
-        assert_eq!(t.out(), format!("VM {U1} is not running\n"));
+        assert_eq!(t.err(), format!("VM {U1} is not running\n"));
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "delete", U2]), 1);
         assert_eq!(t.err(), format!("vmadm: VM {U2} not found\n"));
         assert_eq!(t.out(), "");
+        // `get` words it as SmartOS does: node-vmadm matches on it.
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "get", U2]), 1);
+        assert_eq!(t.err(), format!("vmadm: zoneadm: {U2}: No such zone configured\n"));
     }
 
     #[test]

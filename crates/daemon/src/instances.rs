@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
-use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
+use zonevisor_api::{ApiError, Changed, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
 use zonevisor_zone::control::MonitorClient;
 use zonevisor_zone::lofs::Protected;
 use zonevisor_zone::{BindMount, IdMap, Limits, ZoneSpec};
@@ -260,8 +260,9 @@ impl Daemon {
 
     /// `vmadm create`: validates, records, clones, and (with `autoboot`)
     /// starts; any failure undoes every step and names the step.
-    pub fn create_vm(&self, payload: &Value) -> Result<VmObject, ApiError> {
-        let mut vm = zonevisor_spec::validate_create(payload).map_err(ApiError::validation)?;
+    pub fn create_vm(&self, payload: &Value) -> Result<Changed, ApiError> {
+        let accepted = zonevisor_spec::accept_create(payload).map_err(ApiError::validation)?;
+        let (mut vm, warnings) = (accepted.vm, accepted.warnings);
         self.check_create_refs(&vm).map_err(ApiError::validation)?;
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
         if brand != "lx" {
@@ -280,7 +281,6 @@ impl Daemon {
             ("zonename", json!(name)),
             ("zonepath", json!(self.pool.dataset_path(&name).display().to_string())),
             ("zpool", json!(self.pool.name())),
-            ("type", json!("LX")),
             ("state", json!("provisioning")),
             ("zone_state", json!("installed")),
             ("create_timestamp", json!(now)),
@@ -310,8 +310,11 @@ impl Daemon {
             self.rollback_vm(uuid, made.dataset);
             return Err(e);
         }
+        for w in &warnings {
+            tracing::warn!(vm = %uuid, property = %w.property, "{}", w.message);
+        }
         tracing::info!(vm = %uuid, "created VM");
-        self.vm_row(uuid)
+        Ok(Changed { vm: self.view(self.vm_row(uuid)?), warnings })
     }
 
     fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
@@ -370,10 +373,39 @@ impl Daemon {
         self.unplace_cpus(uuid, None);
     }
 
+    /// The VM object as `vmadm get` shows it: the stored record plus the
+    /// properties SmartOS derives for every VM (`hvm`, `v`, `server_uuid`,
+    /// `platform_buildstamp`, `zfs_filesystem`, `snapshots`). `type` is not
+    /// among them: SmartOS computes it for `list` and `lookup` only.
+    pub(crate) fn view(&self, vm: VmObject) -> VmObject {
+        self.view_on(vm, &self.host_uuid())
+    }
+
+    /// [`Daemon::view`] on the host whose uuid is `server_uuid`.
+    fn view_on(&self, mut vm: VmObject, server_uuid: &str) -> VmObject {
+        let hvm = str_of(&vm, "brand").is_some_and(|b| b != "lx");
+        let dataset = str_of(&vm, "uuid").map(|u| format!("{}/{u}", self.pool.name()));
+        vm.remove("type");
+        let derived = [
+            ("hvm", Some(json!(hvm))),
+            ("server_uuid", Some(json!(server_uuid))),
+            ("platform_buildstamp", Some(json!(crate::sysinfo::live_image()))),
+            ("zfs_filesystem", dataset.map(Value::from)),
+            ("snapshots", Some(json!([]))),
+            ("v", Some(json!(1))),
+        ];
+        for (k, v) in derived {
+            if let Some(v) = v {
+                vm.entry(k).or_insert(v);
+            }
+        }
+        vm
+    }
+
     /// `vmadm get`: the VM object, with the live init pid of a running zone.
     pub fn get_vm(&self, uuid: &str) -> Result<VmObject, ApiError> {
         let uuid = parse_uuid(uuid)?;
-        let mut vm = self.vm_row(uuid)?;
+        let mut vm = self.view(self.vm_row(uuid)?);
         if str_of(&vm, "state") == Some("running") {
             if let Ok(st) = MonitorClient::new(self.run_dir(uuid)).status() {
                 vm.insert("pid".into(), json!(st.init_pid));
@@ -386,12 +418,13 @@ impl Daemon {
     pub fn list_vms(&self, fields: Option<&str>) -> Result<Vec<VmObject>, ApiError> {
         let rows = self.store.list_vms()?;
         let fields: Option<Vec<&str>> = fields.map(|f| f.split(',').filter(|s| !s.is_empty()).collect());
+        let server = self.host_uuid();
         Ok(rows
             .into_iter()
             .filter(|r| r.phase == "ready")
             .map(|r| match &fields {
-                Some(f) => r.vm.into_iter().filter(|(k, _)| f.contains(&k.as_str())).collect(),
-                None => r.vm,
+                Some(f) => self.view_on(r.vm, &server).into_iter().filter(|(k, _)| f.contains(&k.as_str())).collect(),
+                None => self.view_on(r.vm, &server),
             })
             .collect())
     }
@@ -439,14 +472,16 @@ impl Daemon {
             mounts,
             cgroup: self.cgroup_of(uuid),
             limits: limits_of(vm),
-            restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(false),
+            // SmartOS: init is restarted unless restart_init is false.
+            restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(true),
             idmap: None,
             lxcfs: None,
-            limit_priv: vm
-                .get("limit_priv")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                .unwrap_or_default(),
+            // A comma-separated string, as SmartOS keeps it (older records: an array).
+            limit_priv: match vm.get("limit_priv") {
+                Some(Value::String(s)) => s.split(',').filter(|p| !p.is_empty()).map(String::from).collect(),
+                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                _ => Vec::new(),
+            },
             protected: self.protected(),
         }
     }
@@ -787,7 +822,7 @@ impl Daemon {
     /// `vmadm update`: validated against the current object; resource
     /// changes apply live to a running zone first, and are undone if the
     /// kernel refuses any of them, so a refused update changes nothing.
-    pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<VmObject, ApiError> {
+    pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<Changed, ApiError> {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -822,8 +857,11 @@ impl Daemon {
         vm.insert("last_modified".into(), json!(timestamp()));
         self.store.put_vm(uuid, "ready", &vm)?;
         self.events.modified(&current, &vm);
+        for w in &plan.warnings {
+            tracing::warn!(vm = %uuid, property = %w.property, "{}", w.message);
+        }
         tracing::info!(vm = %uuid, changed = ?plan.changed, "updated VM");
-        Ok(vm)
+        Ok(Changed { vm: self.view(vm), warnings: plan.warnings })
     }
 
     /// `vmadm delete`: stops the zone, destroys its dataset and forgets it.

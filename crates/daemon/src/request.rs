@@ -85,7 +85,8 @@ pub enum ApiRequest {
     KillVm {
         /// The VM.
         uuid: InstanceUuid,
-        /// A signal number, 1 to 64 (SIGKILL when the request names none).
+        /// A signal number, 1 to 64 (SIGTERM when the request names none, as
+        /// `vmadm kill` sends by default).
         signal: i32,
     },
     /// `GET /v1/vms/{uuid}/info`.
@@ -197,7 +198,7 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, A
 /// Signal names and numbers as `vmadm kill -s` takes them (`KILL`,
 /// `SIGKILL`, `9`); none is SIGKILL.
 pub(crate) fn parse_signal(s: Option<&str>) -> Result<i32, ApiError> {
-    let Some(s) = s else { return Ok(libc::SIGKILL) };
+    let Some(s) = s else { return Ok(libc::SIGTERM) };
     if let Ok(n) = s.parse::<i32>() {
         if (1..=64).contains(&n) {
             return Ok(n);
@@ -378,7 +379,7 @@ mod tests {
             ApiRequest::StopVm { uuid, force: true, timeout_secs: Some(5) }
         );
         assert_eq!(ok("POST", &with(routes::VM_REBOOT), None, ""), ApiRequest::RebootVm { uuid, force: false });
-        assert_eq!(ok("POST", &with(routes::VM_KILL), None, "{}"), ApiRequest::KillVm { uuid, signal: libc::SIGKILL });
+        assert_eq!(ok("POST", &with(routes::VM_KILL), None, "{}"), ApiRequest::KillVm { uuid, signal: libc::SIGTERM });
         assert_eq!(
             ok("POST", &with(routes::VM_KILL), None, r#"{"signal":"term"}"#),
             ApiRequest::KillVm { uuid, signal: libc::SIGTERM }
@@ -442,7 +443,7 @@ mod tests {
 
     #[test]
     fn signals_by_name_and_number() {
-        assert_eq!(parse_signal(None).unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal(None).unwrap(), libc::SIGTERM, "vmadm kill sends SIGTERM by default");
         assert_eq!(parse_signal(Some("TERM")).unwrap(), libc::SIGTERM);
         assert_eq!(parse_signal(Some("SIGHUP")).unwrap(), libc::SIGHUP);
         assert_eq!(parse_signal(Some("10")).unwrap(), 10);

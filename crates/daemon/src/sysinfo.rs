@@ -83,9 +83,15 @@ fn disks() -> Value {
     Value::Object(out)
 }
 
+/// The platform's name and version, as sysinfo's `Live Image` and each
+/// VM's `platform_buildstamp` show it.
+pub(crate) fn live_image() -> String {
+    format!("zonevisor-{}", env!("CARGO_PKG_VERSION"))
+}
+
 impl Daemon {
     /// The host's UUID: the DMI product UUID, or one made once and kept in the pool.
-    fn host_uuid(&self) -> String {
+    pub(crate) fn host_uuid(&self) -> String {
         if let Some(u) = read_trim("/sys/class/dmi/id/product_uuid") {
             return u.to_lowercase();
         }
@@ -133,7 +139,7 @@ impl Daemon {
         json!({
             "UUID": self.host_uuid(),
             "Hostname": hostname,
-            "Live Image": format!("zonevisor-{}", env!("CARGO_PKG_VERSION")),
+            "Live Image": live_image(),
             "System Type": "Linux",
             "Kernel Version": kernel,
             "Boot Time": boot_time,

@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde_json::Value;
-use zonevisor_api::{ValidationErrors, VmObject};
+use zonevisor_api::{PropertyWarning, ValidationErrors, VmObject};
 
 mod check;
 mod normalize;
@@ -31,6 +31,7 @@ pub mod props;
 pub mod update;
 
 pub use normalize::{default_memory_overhead, DEFAULT_BLOCK_SIZE, MIN_MEMORY_OVERHEAD};
+pub use props::MIN_PHYSICAL_MEMORY;
 pub use update::{check_update_payload, validate_update, UpdatePlan};
 
 use props::{lookup, Kind, Lookup, Upd, PROPS};
@@ -142,10 +143,65 @@ pub(crate) fn payload_brand(v: Option<&Value>, errs: &mut ValidationErrors) -> O
 
 const MEMORY: [&str; 5] = ["ram", "max_physical_memory", "max_swap", "max_locked_memory", "tmpfs"];
 
-/// Validates a `vmadm create` payload and returns the VM object to store:
-/// the payload's properties (normalized) plus every default.
+/// A create payload as the daemon takes it: the VM object to store and
+/// what of the payload was dropped or adjusted on the way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    /// The payload's properties (normalized) plus every default.
+    pub vm: VmObject,
+    /// Properties dropped (unknown, not for this brand or action) or
+    /// adjusted (memory caps clamped), as SmartOS drops and clamps them.
+    pub warnings: Vec<PropertyWarning>,
+}
+
+/// True when `errs` holds more than misplaced properties: a bad brand, a
+/// bad value or a missing property fails a create or update outright,
+/// while SmartOS drops misplaced properties with a warning.
+pub(crate) fn fatal(errs: &ValidationErrors) -> bool {
+    errs.bad_brand.is_some() || !errs.bad_values.is_empty() || !errs.missing_properties.is_empty()
+}
+
+/// The misplaced properties of `errs` as warnings (each has been left out).
+pub(crate) fn dropped(errs: &ValidationErrors, action: &str) -> Vec<PropertyWarning> {
+    errs.bad_properties
+        .iter()
+        .map(|p| PropertyWarning {
+            property: p.clone(),
+            message: format!(
+                "invalid {action} property {p}: {}; removed from the payload",
+                errs.reasons.get(p).map(String::as_str).unwrap_or("not valid here")
+            ),
+        })
+        .collect()
+}
+
+/// Validates a `vmadm create` payload strictly, as `vmadm validate create`
+/// does: every misplaced property is an error too. Returns the VM object a
+/// create would store.
 pub fn validate_create(payload: &Value) -> Result<VmObject, ValidationErrors> {
+    let (vm, errs, _) = create(payload)?;
+    if errs.is_empty() {
+        Ok(vm)
+    } else {
+        Err(errs)
+    }
+}
+
+/// Takes a `vmadm create` payload as SmartOS's `vmadm create` does:
+/// misplaced properties are dropped with a warning and contradicting memory
+/// caps clamped; bad values and missing properties fail it.
+pub fn accept_create(payload: &Value) -> Result<Accepted, ValidationErrors> {
+    let (vm, errs, notes) = create(payload)?;
+    let mut warnings = dropped(&errs, "create");
+    warnings.extend(notes);
+    Ok(Accepted { vm, warnings })
+}
+
+/// The VM object for `payload`, the misplaced properties found and the
+/// adjustments made; `Err` when the payload cannot be taken at all.
+fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWarning>), ValidationErrors> {
     let mut errs = ValidationErrors::default();
+    let mut notes = Vec::new();
     let Some(obj) = payload.as_object() else {
         errs.bad_value("payload", "must be a JSON object of vmadm properties");
         return Err(errs);
@@ -193,9 +249,9 @@ pub fn validate_create(payload: &Value) -> Result<VmObject, ValidationErrors> {
     }
     if !errs.bad_values.iter().any(|b| MEMORY.contains(&b.as_str())) {
         let given = |n: &str| obj.get(n).is_some_and(|v| !v.is_null());
-        normalize::check_memory(brand, &vm, &given, &mut errs);
+        normalize::clamp_memory(brand, &mut vm, &given, &mut notes);
     }
-    if !errs.is_empty() {
+    if fatal(&errs) {
         return Err(errs);
     }
     let mut out = VmObject::new();
@@ -205,7 +261,7 @@ pub fn validate_create(payload: &Value) -> Result<VmObject, ValidationErrors> {
         }
     }
     out.extend(vm);
-    Ok(out)
+    Ok((out, errs, notes))
 }
 
 /// True when `name` is a vmadm property, for the CLI's `-o`, `-s` and

@@ -13,15 +13,16 @@
 //!         hvm: a new ram moves max_physical_memory to ram + overhead.
 //! ```
 //!
-//! Where SmartOS silently clamps a value the user gave (max_swap below
-//! max_physical_memory, max_locked_memory or tmpfs above it, HVM memory caps
-//! below ram + 256), zonevisor refuses it and says which bound was crossed.
+//! Where caps contradict each other (max_swap below max_physical_memory,
+//! max_locked_memory or tmpfs above it, HVM memory caps below ram + 256),
+//! they are clamped as SmartOS clamps them, and each adjustment of a value
+//! the user gave is reported as a warning.
 
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use zonevisor_api::{ValidationErrors, VmObject};
+use zonevisor_api::{PropertyWarning, ValidationErrors, VmObject};
 
 use crate::check::as_int;
 use crate::props::{format_mac, parse_mac, Dflt, MIN_SWAP, PROPS};
@@ -73,10 +74,6 @@ pub(crate) fn constant_defaults(brand: Brand, vm: &mut VmObject) {
 pub(crate) fn derive_create(brand: Brand, vm: &mut VmObject) {
     if !vm.contains_key("uuid") {
         vm.insert("uuid".into(), Value::String(Uuid::new_v4().hyphenated().to_string()));
-    }
-    if !vm.contains_key("hostname") {
-        let uuid = vm.get("uuid").cloned().unwrap_or(Value::Null);
-        vm.insert("hostname".into(), uuid);
     }
     if brand.is_hvm() {
         if int(vm, "max_physical_memory").is_none() {
@@ -160,64 +157,48 @@ pub(crate) fn derive_update(brand: Brand, old: &VmObject, vm: &mut VmObject, giv
     }
 }
 
-/// Checks the memory rules between properties. `given` says which the user
-/// named, so that the reason blames a value the user can change.
-pub(crate) fn check_memory(brand: Brand, vm: &VmObject, given: &dyn Fn(&str) -> bool, errs: &mut ValidationErrors) {
-    // HVM first: when several rules fail for one name, its reason is this one.
+/// Brings the memory caps into SmartOS's order, as `fixPayloadMemory` does:
+/// an HVM instance's `max_physical_memory` and `max_locked_memory` are
+/// raised to `ram` + [`MIN_MEMORY_OVERHEAD`]; `max_locked_memory` and (lx)
+/// `tmpfs` above `max_physical_memory` are lowered to it; `max_swap` below
+/// it is raised to it. Each adjustment of a value the user gave (`given`)
+/// or of one derived from it is recorded in `notes`.
+pub(crate) fn clamp_memory(
+    brand: Brand,
+    vm: &mut VmObject,
+    given: &dyn Fn(&str) -> bool,
+    notes: &mut Vec<PropertyWarning>,
+) {
+    let mut adjust = |vm: &mut VmObject, name: &str, to: i64, why: String| {
+        let from = int(vm, name);
+        set(vm, name, to);
+        if given(name) {
+            notes.push(PropertyWarning {
+                property: name.to_string(),
+                message: format!("{name} {} {why}: set to {to}", from.map_or("-".into(), |f| f.to_string())),
+            });
+        }
+    };
     if let (true, Some(ram)) = (brand.is_hvm(), int(vm, "ram")) {
         let floor = ram + MIN_MEMORY_OVERHEAD;
         for name in ["max_physical_memory", "max_locked_memory"] {
-            if let Some(v) = int(vm, name).filter(|v| *v < floor) {
-                if given(name) || !given("ram") {
-                    errs.bad_value(
-                        name,
-                        format!(
-                            "must be ≥ ram + {MIN_MEMORY_OVERHEAD} ({floor}) to leave room for the \
-                             hypervisor; got {v}"
-                        ),
-                    );
-                } else {
-                    errs.bad_value(
-                        "ram",
-                        format!("must be ≤ {name} - {MIN_MEMORY_OVERHEAD} ({}); got {ram}", v - MIN_MEMORY_OVERHEAD),
-                    );
-                }
+            if int(vm, name).is_some_and(|v| v < floor) {
+                adjust(vm, name, floor, format!("leaves less than {MIN_MEMORY_OVERHEAD} MiB above ram ({ram})"));
             }
         }
     }
-    let mpm = int(vm, "max_physical_memory");
-    if let (Some(m), Some(s)) = (mpm, int(vm, "max_swap")) {
-        if s < m {
-            if given("max_swap") || !given("max_physical_memory") {
-                errs.bad_value(
-                    "max_swap",
-                    format!("must be an integer ≥ {MIN_SWAP} and ≥ max_physical_memory ({m}); got {s}"),
-                );
-            } else {
-                errs.bad_value(
-                    "max_physical_memory",
-                    format!("must be ≤ max_swap ({s}); got {m} (raise max_swap with it)"),
-                );
-            }
-        }
-    }
-    let mut at_most_mpm = vec!["max_locked_memory"];
+    let Some(mpm) = int(vm, "max_physical_memory") else { return };
+    let mut at_most = vec!["max_locked_memory"];
     if brand == Brand::Lx {
-        at_most_mpm.push("tmpfs");
+        at_most.push("tmpfs");
     }
-    for name in at_most_mpm {
-        if let (Some(m), Some(v)) = (mpm, int(vm, name)) {
-            if v > m {
-                if given(name) || !given("max_physical_memory") {
-                    errs.bad_value(name, format!("must be ≤ max_physical_memory ({m}); got {v}"));
-                } else {
-                    errs.bad_value(
-                        "max_physical_memory",
-                        format!("must be ≥ {name} ({v}); got {m} (lower {name} with it)"),
-                    );
-                }
-            }
+    for name in at_most {
+        if int(vm, name).is_some_and(|v| v > mpm) {
+            adjust(vm, name, mpm, format!("is above max_physical_memory ({mpm})"));
         }
+    }
+    if int(vm, "max_swap").is_some_and(|s| s < mpm) {
+        adjust(vm, "max_swap", mpm, format!("is below max_physical_memory ({mpm})"));
     }
 }
 
@@ -329,6 +310,7 @@ fn nics(ctx: &Ctx<'_>, new: &mut [Value], errs: &mut ValidationErrors) {
         if let Some(gw) = nic.get("gateway").cloned() {
             nic.entry("gateways").or_insert(Value::Array(vec![gw]));
         }
+        derive_ip_fields(nic);
     }
     let iface_base = if ctx.brand == Brand::Lx { "eth" } else { "net" };
     let model = ctx
@@ -359,6 +341,55 @@ fn nics(ctx: &Ctx<'_>, new: &mut [Value], errs: &mut ValidationErrors) {
             format!("only one nic may be primary; {prefix}.{}.primary is already true", primaries[0]),
         );
     }
+}
+
+/// Sets a NIC's deprecated single-address members from its lists, as
+/// SmartOS shows them: `ip` and `netmask` from the first IPv4 address (or
+/// `dhcp`) of `ips`, `gateway` from the first IPv4 gateway. Empty lists are
+/// left out, as SmartOS leaves them out.
+pub(crate) fn derive_ip_fields(nic: &mut Map<String, Value>) {
+    let list = |nic: &Map<String, Value>, k: &str| -> Vec<String> {
+        nic.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let ips = list(nic, "ips");
+    let repr = ips.iter().find_map(|ip| match ip.split_once('/') {
+        _ if ip == "dhcp" => Some(("dhcp".to_string(), None)),
+        Some((addr, len)) => match (addr.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) {
+            (Ok(a), Ok(len)) if len <= 32 => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                Some((a.to_string(), Some(std::net::Ipv4Addr::from(mask).to_string())))
+            }
+            _ => None,
+        },
+        None => None,
+    });
+    if ips.is_empty() {
+        nic.remove("ips");
+    }
+    match repr {
+        Some((ip, mask)) => {
+            nic.insert("ip".into(), Value::String(ip));
+            match mask {
+                Some(m) => nic.insert("netmask".into(), Value::String(m)),
+                None => nic.remove("netmask"),
+            };
+        }
+        None => {
+            nic.remove("ip");
+            nic.remove("netmask");
+        }
+    }
+    let gateways = list(nic, "gateways");
+    if gateways.is_empty() {
+        nic.remove("gateways");
+    }
+    match gateways.iter().find(|g| g.parse::<std::net::Ipv4Addr>().is_ok()) {
+        Some(g) => nic.insert("gateway".into(), Value::String(g.clone())),
+        None => nic.remove("gateway"),
+    };
 }
 
 /// Makes sure exactly one NIC of `list` is primary: `keep` (an index) when

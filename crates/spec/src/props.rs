@@ -208,6 +208,10 @@ const fn ro(name: &'static str) -> Prop {
 
 /// Largest memory or disk size in MiB (1 PiB): keeps byte counts within i64.
 pub const MIB_MAX: i64 = 1 << 30;
+/// Smallest `max_physical_memory` zonevisor applies (MiB): below it nothing
+/// runs, and a running zone would be killed by its own cap. SmartOS has no
+/// floor.
+pub const MIN_PHYSICAL_MEMORY: i64 = 32;
 /// Smallest `max_swap` SmartOS allows (MiB).
 pub const MIN_SWAP: i64 = 256;
 /// The UUID SmartOS uses for "no owner" / "no billing id".
@@ -286,22 +290,23 @@ pub static PROPS: &[Prop] = &[
     p("billing_id", s(NONEMPTY), B::ALL, Live).dflt(Dflt::Str(ZERO_UUID)),
     p("package_name", s(NONEMPTY), B::LX_KVM, Live),
     p("package_version", s(NONEMPTY), B::LX_KVM, Live),
-    p("hostname", s(HOSTNAME), B::ALL, Reboot).dflt(Dflt::Derived),
+    // Absent unless given (SmartOS): the instance then takes its uuid as hostname.
+    p("hostname", s(HOSTNAME), B::ALL, Reboot),
     p("dns_domain", s(HOSTNAME), B::LX, Reboot).dflt(Dflt::Str("local")),
     p("autoboot", Kind::Bool, B::ALL, Live).dflt(Dflt::Bool(true)),
     p("do_not_inventory", Kind::Bool, B::ALL, Live),
     p("indestructible_zoneroot", Kind::Bool, B::ALL, Live),
     p("indestructible_delegated", Kind::Bool, B::ALL, Live),
     p("archive_on_delete", Kind::Bool, B::ALL, Live),
-    p("firewall_enabled", Kind::Bool, B::ALL, Live),
+    p("firewall_enabled", Kind::Bool, B::ALL, Live).dflt(Dflt::Bool(false)),
     p("delegate_dataset", Kind::Bool, B::LX, Fixed),
     p("docker", Kind::Bool, B::LX, Reboot),
     // resources (MiB unless noted)
     p("ram", int(1, MIB_MAX), B::HVM, Reboot).dflt(Dflt::Int(256)),
     // lx: SmartOS accepts `ram` as max_physical_memory when that is absent.
-    p("ram", int(1, MIB_MAX), B::LX, Live),
+    p("ram", int(MIN_PHYSICAL_MEMORY, MIB_MAX), B::LX, Live),
     p("vcpus", int(1, 256), B::HVM, Reboot).dflt(Dflt::Int(1)),
-    p("max_physical_memory", int(1, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
+    p("max_physical_memory", int(MIN_PHYSICAL_MEMORY, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
     p("max_locked_memory", int(1, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
     p("max_swap", int(MIN_SWAP, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
     p("max_shm_memory", int(1, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
@@ -317,7 +322,7 @@ pub static PROPS: &[Prop] = &[
     p("flexible_disk_size", int(0, MIB_MAX), B::BHYVE, Live),
     p("zfs_root_compression", s(COMPRESSION), B::ALL, Live),
     p("zfs_data_compression", s(COMPRESSION), B::LX, Live),
-    p("zfs_root_recsize", int(512, 131_072), B::ALL, Live),
+    p("zfs_root_recsize", int(512, 131_072), B::ALL, Live).dflt(Dflt::Int(131_072)),
     p("zfs_data_recsize", int(512, 131_072), B::LX, Live),
     p("zfs_filesystem_limit", int(0, i64::MAX), B::ALL, Live),
     p("zfs_snapshot_limit", int(0, i64::MAX), B::ALL, Live),
@@ -327,7 +332,7 @@ pub static PROPS: &[Prop] = &[
     p("nic_driver", s(NIC_MODEL_KVM), B::KVM, Reboot),
     p("nic_driver", s(NIC_MODEL_BHYVE), B::BHYVE, Reboot),
     p("resolvers", list(IP, 32), B::ALL, Live).dflt(Dflt::EmptyList),
-    p("maintain_resolvers", Kind::Bool, B::LX, Live).dflt(Dflt::Bool(false)),
+    p("maintain_resolvers", Kind::Bool, B::LX, Live),
     p("routes", Kind::Map { key: ROUTE_DST, val: MapVal::Str(ROUTE_GW) }, B::ALL, Live).dflt(Dflt::EmptyMap),
     // metadata
     p("tags", Kind::Map { key: NONEMPTY, val: MapVal::Scalar }, B::ALL, Live).dflt(Dflt::EmptyMap),
@@ -336,10 +341,11 @@ pub static PROPS: &[Prop] = &[
     p("internal_metadata_namespaces", list(ATTR_VALUE, 32), B::ALL, Live),
     // zones
     p("filesystems", Kind::Objects { props: FS_PROPS, key: "target" }, B::LX, Reboot),
-    p("init_name", s(ABS_PATH), B::LX, Reboot).dflt(Dflt::Str("/sbin/init")),
-    p("restart_init", Kind::Bool, B::LX, Live).dflt(Dflt::Bool(true)),
+    // Absent unless given (SmartOS): /sbin/init, restarted when it exits.
+    p("init_name", s(ABS_PATH), B::LX, Reboot),
+    p("restart_init", Kind::Bool, B::LX, Live),
     p("kernel_version", s(KERNEL_VERSION), B::LX, Reboot),
-    p("limit_priv", list(NONEMPTY, 64), B::ALL, Reboot),
+    p("limit_priv", s(PRIV_LIST), B::ALL, Reboot).dflt(Dflt::Str("default")),
     p("fs_allowed", list(NONEMPTY, 32), B::LX, Reboot),
     // hardware VMs
     p("disks", Kind::Objects { props: DISK_PROPS, key: "path" }, B::HVM, Reboot).dflt(Dflt::EmptyList),
@@ -442,6 +448,8 @@ static IFACE_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,14}$").unwrap_or_else(|e| panic!("interface regex: {e}")));
 static ATTR_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+$").unwrap_or_else(|e| panic!("attr regex: {e}")));
+static PRIV_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-!]?[a-z][a-z0-9_]*$").unwrap_or_else(|e| panic!("priv regex: {e}")));
 
 /// True for a hostname or domain name after RFC 1123.
 pub fn valid_hostname(s: &str) -> bool {
@@ -554,6 +562,9 @@ fmt!(FS_OPTION, "one of ro, rw, nodevice, nodevices, nosuid, nosetuid, noexec", 
 ));
 fmt!(KERNEL_VERSION, "a Linux kernel version like 4.4 or 5.10.0", |s| regex(&KERNEL_RE, s));
 fmt!(ATTR_VALUE, "letters, digits, `.`, `_` or `-`", |s| regex(&ATTR_RE, s));
+fmt!(PRIV_LIST, "a comma-separated list of privilege names like default,-proc_fork", |s| {
+    !s.is_empty() && s.len() <= 1024 && s.split(',').all(|p| regex(&PRIV_RE, p))
+});
 fmt!(BOOT_ORDER, "a boot spec like order=cd or order=c,once=d", |s| {
     !s.is_empty()
         && s.split(',').all(|kv| {

@@ -72,9 +72,9 @@ fn full_lx_payload_normalizes_with_every_default() {
         "image_uuid": IMG,
         "owner_uuid": "00000000-0000-0000-0000-000000000000",
         "billing_id": "00000000-0000-0000-0000-000000000000",
-        "hostname": VM,
         "dns_domain": "local",
         "autoboot": true,
+        "firewall_enabled": false,
         "max_physical_memory": 1024,
         "max_locked_memory": 1024,
         "max_swap": 1024,
@@ -87,18 +87,19 @@ fn full_lx_payload_normalizes_with_every_default() {
         "zfs_io_priority": 100,
         "quota": 20,
         "tmpfs": 1024,
+        "zfs_root_recsize": 131072,
         "nics": [{
             "nic_tag": "admin", "mac": MAC0, "ips": ["10.0.0.5/24"], "gateways": ["10.0.0.1"],
+            // SmartOS's derived single-address members.
+            "ip": "10.0.0.5", "netmask": "255.255.255.0", "gateway": "10.0.0.1",
             "interface": "eth0", "primary": true
         }],
         "resolvers": ["8.8.8.8", "2001:4860:4860::8888"],
-        "maintain_resolvers": false,
         "routes": {},
         "tags": {},
         "customer_metadata": {"user-script": "echo hi"},
         "internal_metadata": {},
-        "init_name": "/sbin/init",
-        "restart_init": true
+        "limit_priv": "default"
     });
     assert_eq!(Value::Object(vm.clone()), expected);
     // `vmadm get` order: the table's, not the payload's.
@@ -113,14 +114,26 @@ fn minimal_lx_gets_generated_uuid_and_smartos_defaults() {
     let uuid = vm["uuid"].as_str().unwrap();
     assert_eq!(uuid.len(), 36);
     assert_eq!(uuid.as_bytes()[14], b'4', "a v4 uuid: {uuid}");
-    assert_eq!(vm["hostname"], uuid);
+    assert!(!vm.contains_key("hostname"), "SmartOS leaves hostname out unless given");
     assert_eq!(vm["max_physical_memory"], 256);
     assert_eq!(vm["max_swap"], 256);
     assert_eq!(vm["max_locked_memory"], 256);
     assert_eq!(vm["tmpfs"], 256);
     assert_eq!(vm["quota"], 10);
     assert_eq!(vm["nics"], json!([]));
-    for absent in ["alias", "cpu_cap", "filesystems", "kernel_version", "limit_priv", "disks", "ram", "vcpus"] {
+    assert_eq!(vm["limit_priv"], "default");
+    for absent in [
+        "alias",
+        "cpu_cap",
+        "filesystems",
+        "kernel_version",
+        "disks",
+        "ram",
+        "vcpus",
+        "init_name",
+        "restart_init",
+        "maintain_resolvers",
+    ] {
         assert!(!vm.contains_key(absent), "{absent} should be absent");
     }
     // Two creates never share a uuid.
@@ -348,13 +361,39 @@ fn resource_limits_are_checked() {
 }
 
 #[test]
-fn memory_caps_must_agree() {
-    let e = refused(lx(json!({"max_physical_memory": 512, "max_swap": 384, "max_locked_memory": 1024, "tmpfs": 600})));
-    assert_has(&e, "bad_values", "max_swap", "must be an integer ≥ 256 and ≥ max_physical_memory (512)");
-    assert_has(&e, "bad_values", "max_locked_memory", "≤ max_physical_memory (512)");
-    assert_has(&e, "bad_values", "tmpfs", "≤ max_physical_memory (512)");
-    let e = refused(kvm(json!({"ram": 1024, "max_physical_memory": 1100})));
-    assert_has(&e, "bad_values", "max_physical_memory", "≥ ram + 256 (1280)");
+fn memory_caps_that_disagree_are_clamped_as_smartos_does() {
+    let a = crate::accept_create(&lx(json!(
+        {"max_physical_memory": 512, "max_swap": 384, "max_locked_memory": 1024, "tmpfs": 600}
+    )))
+    .unwrap();
+    assert_eq!(a.vm["max_swap"], 512, "raised to max_physical_memory");
+    assert_eq!(a.vm["max_locked_memory"], 512, "lowered to max_physical_memory");
+    assert_eq!(a.vm["tmpfs"], 512, "lowered to max_physical_memory");
+    let warned: Vec<&str> = a.warnings.iter().map(|w| w.property.as_str()).collect();
+    assert_eq!(warned, ["max_locked_memory", "tmpfs", "max_swap"]);
+    assert!(a.warnings[2].message.contains("max_swap 384 is below max_physical_memory (512): set to 512"));
+    let a = crate::accept_create(&kvm(json!({"ram": 1024, "max_physical_memory": 1100}))).unwrap();
+    assert_eq!(a.vm["max_physical_memory"], 1280, "raised to ram + 256");
+    // Below the floor nothing runs: refused, not clamped.
+    let e = refused(lx(json!({"max_physical_memory": 1})));
+    assert_has(&e, "bad_values", "max_physical_memory", "≥ 32");
+    let e = refused(lx(json!({"ram": 16})));
+    assert_has(&e, "bad_values", "ram", "≥ 32");
+}
+
+#[test]
+fn misplaced_properties_are_dropped_with_a_warning_by_create() {
+    let payload = lx(json!({"bogus": 1, "state": "running", "update_nics": [], "vcpus": 2, "alias": "a"}));
+    let e = refused(payload.clone());
+    assert_eq!(e.bad_properties, ["bogus", "state", "update_nics", "vcpus"], "validate reports them");
+    let a = crate::accept_create(&payload).unwrap();
+    for p in ["bogus", "state", "update_nics", "vcpus"] {
+        assert!(!a.vm.contains_key(p), "{p} dropped");
+        assert!(a.warnings.iter().any(|w| w.property == p && w.message.starts_with("invalid create property")));
+    }
+    assert_eq!(a.vm["alias"], "a");
+    // Bad values still fail it.
+    assert!(crate::accept_create(&lx(json!({"bogus": 1, "max_lwps": "many"}))).is_err());
 }
 
 #[test]
@@ -523,7 +562,7 @@ fn plain_update_reports_what_changed() {
     let plan = updated(&vm, json!({"alias": "web02", "cpu_cap": "200", "hostname": "web02", "autoboot": true}));
     assert_eq!(plan.vm["alias"], "web02");
     assert_eq!(plan.vm["cpu_cap"], 200);
-    assert_eq!(plan.changed, ["alias", "hostname", "cpu_cap"]);
+    assert_eq!(plan.changed, ["alias", "cpu_cap", "hostname"]);
     assert_eq!(plan.live, ["alias", "cpu_cap"]);
     assert_eq!(plan.needs_reboot, ["hostname"]);
     let plan = updated(&vm, json!({}));
@@ -542,10 +581,14 @@ fn memory_caps_move_together_as_in_smartos() {
     assert_eq!(plan.live, ["max_physical_memory", "max_locked_memory", "max_swap"]);
     assert_eq!(plan.needs_reboot, ["tmpfs"]);
 
-    let e = update_refused(&vm, json!({"max_swap": 512}));
-    assert_has(&e, "bad_values", "max_swap", "≥ max_physical_memory (1024)");
-    let e = update_refused(&vm, json!({"max_physical_memory": 4096, "max_swap": 2048}));
-    assert_has(&e, "bad_values", "max_swap", "(4096)");
+    // SmartOS raises a max_swap below max_physical_memory to it.
+    let plan = updated(&vm, json!({"max_swap": 512}));
+    assert_eq!(plan.vm["max_swap"], 1024);
+    assert_eq!(plan.warnings[0].property, "max_swap");
+    let plan = updated(&vm, json!({"max_physical_memory": 4096, "max_swap": 2048}));
+    assert_eq!(plan.vm["max_swap"], 4096);
+    let plan = updated(&vm, json!({"max_locked_memory": 4096}));
+    assert_eq!(plan.vm["max_locked_memory"], 1024, "lowered to max_physical_memory");
 
     let hvm = kvm_vm(); // ram 1024, mpm 2048
     let plan = updated(&hvm, json!({"ram": 2048, "vcpus": 4}));
@@ -553,27 +596,35 @@ fn memory_caps_move_together_as_in_smartos() {
     assert_eq!(plan.vm["max_swap"], 3072);
     assert_eq!(plan.needs_reboot, ["ram", "vcpus"]);
     assert_eq!(plan.live, ["max_physical_memory", "max_locked_memory", "max_swap"]);
-    let e = update_refused(&hvm, json!({"max_physical_memory": 1100}));
-    assert_has(&e, "bad_values", "max_physical_memory", "≥ ram + 256 (1280)");
+    let plan = updated(&hvm, json!({"max_physical_memory": 1100}));
+    assert_eq!(plan.vm["max_physical_memory"], 1280, "raised to ram + 256");
 }
 
 #[test]
-fn never_changeable_and_runtime_properties_are_refused() {
+fn never_changeable_and_runtime_properties_are_dropped() {
     let vm = lx_vm();
-    let e = update_refused(
+    let plan = updated(
         &vm,
         json!({"brand": "kvm", "uuid": VM, "image_uuid": IMG2, "zpool": "zones", "state": "stopped",
-               "vcpus": 2, "bogus": true}),
+               "vcpus": 2, "bogus": true, "alias": "new"}),
     );
-    for p in ["brand", "uuid", "image_uuid", "zpool"] {
-        assert_has(&e, "bad_properties", p, "cannot be changed after the instance is created");
-    }
-    assert_has(&e, "bad_properties", "state", "owned by zonevisor");
-    assert_has(&e, "bad_properties", "vcpus", "not valid for brand lx");
-    assert_has(&e, "bad_properties", "bogus", "not a vmadm property");
-    let e = update_refused(&vm, json!({"tags": {}, "nics": []}));
-    assert_has(&e, "bad_properties", "tags", "use set_tags / remove_tags");
-    assert_has(&e, "bad_properties", "nics", "use add_nics / update_nics / remove_nics");
+    assert_eq!(plan.changed, ["alias"]);
+    let warned: Vec<&str> = plan.warnings.iter().map(|w| w.property.as_str()).collect();
+    // uuid and zpool are given as they stand and state is runtime: silent.
+    assert_eq!(warned, ["brand", "image_uuid", "zpool", "vcpus", "bogus"]);
+    assert!(plan.warnings[0].message.contains("cannot be changed after the instance is created"));
+    assert!(plan.warnings[3].message.contains("not valid for brand lx"));
+    assert!(plan.warnings[4].message.contains("not a vmadm property"));
+    let plan = updated(&vm, json!({"tags": {"x": 1}, "nics": vm["nics"].clone()}));
+    assert!(plan.changed.is_empty());
+    assert!(plan.warnings[0].message.contains("use set_tags / remove_tags"));
+    assert_eq!(plan.warnings.len(), 1, "nics given as they stand: silent");
+    // `vmadm get` output fed back changes nothing and says nothing.
+    let plan = updated(&vm, Value::Object(vm.clone()));
+    assert!(plan.changed.is_empty() && plan.warnings.is_empty(), "{:?}", plan.warnings);
+    // `vmadm validate update` still reports them.
+    let e = check_update_payload("lx", &json!({"uuid": VM, "bogus": 1}));
+    assert_eq!(e.bad_properties, ["uuid", "bogus"]);
 }
 
 #[test]
@@ -582,10 +633,14 @@ fn null_clears_optional_properties_only() {
     let plan = updated(&vm, json!({"alias": null, "cpu_cap": null}));
     assert!(!plan.vm.contains_key("alias"));
     assert_eq!(plan.changed, ["alias"], "cpu_cap was not set");
-    let e = update_refused(&vm, json!({"max_lwps": null, "autoboot": null, "quota": null}));
-    for p in ["max_lwps", "autoboot", "quota"] {
-        assert_has(&e, "bad_values", p, "cannot be cleared");
-    }
+    // Those that always have a value go back to their defaults.
+    let plan = updated(&vm, json!({"max_lwps": null, "autoboot": null, "quota": null, "max_swap": null}));
+    assert_eq!(plan.vm["max_lwps"], 2000);
+    assert_eq!(plan.vm["autoboot"], true);
+    assert_eq!(plan.vm["quota"], 0, "a cleared quota is no quota");
+    assert_eq!(plan.vm["max_swap"], 1024, "max_physical_memory");
+    let plan = updated(&vm, json!({"max_physical_memory": null}));
+    assert_eq!((plan.vm["max_physical_memory"].clone(), plan.vm["max_swap"].clone()), (json!(256), json!(1280)));
 }
 
 #[test]
@@ -715,9 +770,10 @@ fn disk_operators_are_for_hvm() {
     assert_has(&e, "bad_properties", "update_disks.0.block_size", "only be set when the element is added");
     assert_has(&e, "bad_values", "update_disks.1.path", "no element of disks has path /nope");
     assert_has(&e, "bad_values", "remove_disks", "/nope");
-    let e = update_refused(&lx_vm(), json!({"add_disks": [{"size": 1}], "remove_disks": ["/x"]}));
-    assert_has(&e, "bad_properties", "add_disks", "disks is not valid for brand lx");
-    assert_has(&e, "bad_properties", "remove_disks", "disks is not valid for brand lx");
+    let plan = updated(&lx_vm(), json!({"add_disks": [{"size": 1}], "remove_disks": ["/x"]}));
+    assert!(plan.changed.is_empty());
+    assert!(plan.warnings[0].message.contains("disks is not valid for brand lx"), "{:?}", plan.warnings);
+    assert_eq!(plan.warnings[1].property, "remove_disks");
 }
 
 #[test]
@@ -749,8 +805,8 @@ fn validate_update_without_an_instance() {
     assert!(check_update_payload("lx", &json!({"alias": "x", "set_tags": {"a": 1}})).is_empty());
     assert!(check_update_payload("kvm", &json!({"update_disks": [{"path": "/dev/zvol/d", "compression": "lz4"}]}))
         .is_empty());
-    let e = check_update_payload("lx", &json!({"max_physical_memory": 1024, "max_swap": 512, "vcpus": 1}));
-    assert_has(&e, "bad_values", "max_swap", "(1024)");
+    let e = check_update_payload("lx", &json!({"max_physical_memory": 1024, "max_swap": 100, "vcpus": 1}));
+    assert_has(&e, "bad_values", "max_swap", "≥ 256");
     assert_has(&e, "bad_properties", "vcpus", "not valid for brand lx");
     let e = check_update_payload("builder", &json!({}));
     assert_eq!(e.bad_brand.as_deref(), Some("builder"));

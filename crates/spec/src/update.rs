@@ -20,11 +20,11 @@
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ValidationErrors, VmObject};
+use zonevisor_api::{PropertyWarning, ValidationErrors, VmObject};
 
 use crate::check::{self, as_int, Mode};
 use crate::normalize::{self, element_key, key_of, Ctx};
-use crate::props::{lookup, top, Kind, Lookup, Prop, Upd, NONEMPTY, PROPS};
+use crate::props::{lookup, top, Dflt, Kind, Lookup, Prop, Upd, MIN_SWAP, NONEMPTY, PROPS};
 use crate::{payload_brand, Brand, READ_ONLY};
 
 /// What an update does.
@@ -42,6 +42,9 @@ pub struct UpdatePlan {
     /// nic_tag and other NIC wiring, disks, filesystems, hostname, ...).
     /// `live` and `needs_reboot` together are exactly `changed`.
     pub needs_reboot: Vec<String>,
+    /// Properties of the payload that were dropped (unknown, not for this
+    /// brand, or not changeable) or adjusted (memory caps clamped).
+    pub warnings: Vec<PropertyWarning>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,15 +82,22 @@ pub fn is_operator(name: &str) -> bool {
     split_op(name).is_some_and(|(k, t)| PROPS.iter().any(|p| p.name == t && op_fits(k, &p.kind)))
 }
 
-/// Validates an update of `current` and returns what it does.
+/// Validates an update of `current` and returns what it does. As SmartOS's
+/// `vmadm update`, it drops misplaced properties with a warning (unknown
+/// ones, and those that cannot change: given with the value they already
+/// have, as in `vmadm get` output fed back, they are dropped silently) and
+/// clamps contradicting memory caps; bad values fail it.
 pub fn validate_update(current: &VmObject, update: &Value) -> Result<UpdatePlan, ValidationErrors> {
     let mut errs = ValidationErrors::default();
     let brand = payload_brand(current.get("brand"), &mut errs).ok_or_else(|| errs.clone())?;
-    let vm = apply(brand, Some(current), update, &mut errs);
-    if !errs.is_empty() {
+    let mut notes = Vec::new();
+    let vm = apply(brand, Some(current), update, &mut errs, &mut notes);
+    if crate::fatal(&errs) {
         return Err(errs);
     }
-    let mut plan = UpdatePlan { vm, ..UpdatePlan::default() };
+    let mut warnings = crate::dropped(&errs, "update");
+    warnings.extend(notes);
+    let mut plan = UpdatePlan { vm, warnings, ..UpdatePlan::default() };
     let removed = current.keys().filter(|k| !plan.vm.contains_key(*k));
     let names: Vec<String> = plan.vm.keys().chain(removed).cloned().collect();
     for name in names {
@@ -112,7 +122,7 @@ pub fn check_update_payload(brand: &str, update: &Value) -> ValidationErrors {
     let mut errs = ValidationErrors::default();
     match brand.parse::<Brand>() {
         Ok(b) => {
-            apply(b, None, update, &mut errs);
+            apply(b, None, update, &mut errs, &mut Vec::new());
         }
         Err(e) => errs.bad_brand(brand, e.to_string()),
     }
@@ -121,7 +131,13 @@ pub fn check_update_payload(brand: &str, update: &Value) -> ValidationErrors {
 
 /// Applies `update` to `current` (or to an empty object when there is no
 /// instance: then keys are not looked up and only given values are compared).
-fn apply(brand: Brand, current: Option<&VmObject>, update: &Value, errs: &mut ValidationErrors) -> VmObject {
+fn apply(
+    brand: Brand,
+    current: Option<&VmObject>,
+    update: &Value,
+    errs: &mut ValidationErrors,
+    notes: &mut Vec<PropertyWarning>,
+) -> VmObject {
     let mut vm = current.cloned().unwrap_or_default();
     let Some(obj) = update.as_object() else {
         errs.bad_value("payload", "must be a JSON object of properties to change");
@@ -129,6 +145,7 @@ fn apply(brand: Brand, current: Option<&VmObject>, update: &Value, errs: &mut Va
     };
     let mut given = HashSet::new();
     let mut ops = Vec::new();
+    let mut resets = Vec::new();
     for (k, v) in obj {
         if let Some((kind, target)) = split_op(k) {
             match lookup(PROPS, target, Some(brand)) {
@@ -154,7 +171,12 @@ fn apply(brand: Brand, current: Option<&VmObject>, update: &Value, errs: &mut Va
                 continue;
             }
         };
+        // What cannot change is dropped silently when it is runtime state
+        // or given as it stands (or cleared), so that `vmadm get` output can
+        // be fed back into `vmadm update`.
+        let inert = current.is_some_and(|c| p.update == Upd::ReadOnly || v.is_null() || c.get(k) == Some(v));
         match (p.update, p.kind) {
+            (Upd::ReadOnly | Upd::Fixed, _) | (_, Kind::Map { .. } | Kind::Objects { .. }) if inert => {}
             (Upd::ReadOnly, _) => errs.bad_property(k, READ_ONLY),
             (Upd::Fixed, _) => errs.bad_property(k, "cannot be changed after the instance is created"),
             (_, Kind::Map { .. }) => {
@@ -167,7 +189,11 @@ fn apply(brand: Brand, current: Option<&VmObject>, update: &Value, errs: &mut Va
                 vm.remove(k);
                 given.insert(k.clone());
             }
-            _ if v.is_null() => errs.bad_value(k, "cannot be cleared: the instance always has a value"),
+            // Clearing a property that always has a value restores its default.
+            _ if v.is_null() => {
+                resets.push(p);
+                given.insert(k.clone());
+            }
             _ => {
                 if let Some(nv) = check::value(&p.kind, k, v, Some(brand), errs) {
                     vm.insert(k.clone(), nv);
@@ -180,16 +206,49 @@ fn apply(brand: Brand, current: Option<&VmObject>, update: &Value, errs: &mut Va
     for op in &ops {
         apply_op(brand, current.is_some(), &mut vm, op, errs);
     }
-    match current {
-        Some(old) => {
-            normalize::derive_update(brand, old, &mut vm, &mut given);
-            if !errs.bad_values.iter().any(|b| crate::MEMORY.contains(&b.as_str())) {
-                normalize::check_memory(brand, &vm, &|n| given.contains(n), errs);
-            }
-        }
-        None => normalize::check_memory(brand, &vm, &|n| given.contains(n), errs),
+    // Memory caps first: the others' defaults follow max_physical_memory.
+    resets.sort_by_key(|p| p.name != "max_physical_memory");
+    for p in resets {
+        reset(brand, &mut vm, p);
+    }
+    if let Some(old) = current {
+        normalize::derive_update(brand, old, &mut vm, &mut given);
+    }
+    if !errs.bad_values.iter().any(|b| crate::MEMORY.contains(&b.as_str())) {
+        normalize::clamp_memory(brand, &mut vm, &|n| given.contains(n), notes);
     }
     vm
+}
+
+/// Gives `p` the value a create would have given it (`null` in an update).
+fn reset(brand: Brand, vm: &mut VmObject, p: &Prop) {
+    let int = |vm: &VmObject, n: &str| vm.get(n).and_then(as_int);
+    let v = match p.default {
+        Dflt::None => None,
+        Dflt::Bool(b) => Some(Value::Bool(b)),
+        Dflt::Int(n) => Some(Value::from(n)),
+        Dflt::Str(s) => Some(Value::from(s)),
+        Dflt::EmptyList => Some(Value::Array(Vec::new())),
+        Dflt::EmptyMap => Some(Value::Object(Map::new())),
+        Dflt::Derived => {
+            let mpm = int(vm, "max_physical_memory").unwrap_or(256);
+            match p.name {
+                "max_physical_memory" if brand.is_hvm() => {
+                    int(vm, "ram").map(|r| Value::from(r + normalize::default_memory_overhead(brand)))
+                }
+                "max_physical_memory" => Some(Value::from(256)),
+                "max_swap" => Some(Value::from(mpm.max(MIN_SWAP))),
+                "max_locked_memory" | "max_shm_memory" | "tmpfs" => Some(Value::from(mpm)),
+                // SmartOS: a cleared quota is no quota.
+                "quota" => Some(Value::from(0)),
+                _ => None,
+            }
+        }
+    };
+    match v {
+        Some(v) => vm.insert(p.name.to_string(), v),
+        None => vm.remove(p.name),
+    };
 }
 
 fn apply_op(brand: Brand, known: bool, vm: &mut VmObject, op: &Op<'_>, errs: &mut ValidationErrors) {
@@ -360,6 +419,10 @@ fn modify(
                     obj.insert(k.clone(), v.clone());
                 }
             }
+            if coll == "nics" {
+                legacy_address_update(obj, &changes);
+                normalize::derive_ip_fields(obj);
+            }
         }
         for flag in ["primary", "boot"] {
             if changes.get(flag) == Some(&Value::Bool(true)) {
@@ -372,6 +435,34 @@ fn modify(
         }
     }
     vm.insert(coll.into(), Value::Array(list));
+}
+
+/// An `update_nics` element that names the deprecated `ip` / `netmask` /
+/// `gateway` instead of `ips` / `gateways` changes the lists (SmartOS's
+/// `updateNic`): `ip` with the given or current netmask replaces `ips`.
+fn legacy_address_update(nic: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    if !changes.contains_key("ips") && (changes.contains_key("ip") || changes.contains_key("netmask")) {
+        let ip = nic.get("ip").and_then(Value::as_str).map(String::from);
+        let len = nic
+            .get("netmask")
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse::<std::net::Ipv4Addr>().ok())
+            .map(|m| u32::from(m).leading_ones());
+        match (ip.as_deref(), len) {
+            (Some("dhcp"), _) => {
+                nic.insert("ips".into(), Value::from(vec!["dhcp"]));
+            }
+            (Some(ip), Some(len)) => {
+                nic.insert("ips".into(), Value::from(vec![format!("{ip}/{len}")]));
+            }
+            _ => {}
+        }
+    }
+    if !changes.contains_key("gateways") {
+        if let Some(gw) = changes.get("gateway").cloned() {
+            nic.insert("gateways".into(), Value::Array(vec![gw]));
+        }
+    }
 }
 
 /// Whether a change of `name` from `old` to `new` applies at once.
