@@ -3,11 +3,15 @@
 # Debian packages zonevisor needs on the host: the runtime (btrfs pool,
 # nftables, ip, uidmap, lxcfs for the zones' /proc; zonevisord runs its
 # own lxcfs, so Debian's lxcfs service need not run), image formats (xz,
-# zstd), fixture builds (busybox-static, mmdebstrap) and building
-# (pkg-config; Rust and gcc are assumed present).
+# zstd), fixture builds (busybox-static, mmdebstrap), building
+# (pkg-config; Rust and gcc are assumed present), reading the man pages
+# (man-db, groff-base), completion (bash-completion; zsh, whose completion
+# the tests run too) and checking the systemd unit (systemd, for
+# systemd-analyze; installing it does not make it the init).
 ZONEVISOR_APT_PACKAGES=(
     btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap lxcfs
     xz-utils zstd ca-certificates pkg-config util-linux
+    man-db groff-base bash-completion zsh systemd
 )
 
 phase() { printf '\n==> %s\n' "$*" >&2; }
