@@ -68,6 +68,7 @@ fn man_pages_render_without_warnings() {
             .args(["--warnings", "-l"])
             .arg(&path)
             .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
             .env("MAN_KEEP_FORMATTING", "")
             .output()
             .unwrap();
@@ -158,6 +159,7 @@ fn systemd_unit_verifies() {
         .args(["verify", "--no-pager"])
         .arg(&path)
         .env("MANPATH", &man)
+        .env("LC_ALL", "C.UTF-8")
         .env("SYSTEMD_LOG_LEVEL", "notice")
         .output()
         .unwrap();
