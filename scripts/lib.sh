@@ -3,11 +3,16 @@
 # Debian packages zonevisor needs on the host: the runtime (btrfs pool,
 # nftables, ip, uidmap, lxcfs for the zones' /proc; zonevisord runs its
 # own lxcfs, so Debian's lxcfs service need not run), image formats (xz,
-# zstd), fixture builds (busybox-static, mmdebstrap) and building
-# (pkg-config; Rust and gcc are assumed present).
+# zstd), fixture builds (busybox-static, mmdebstrap), building
+# (gcc, libc6-dev and pkg-config for the C parts; Rust itself comes from
+# rustup, see ensure_rust), reading the man pages
+# (man-db, groff-base), completion (bash-completion; zsh, whose completion
+# the tests run too) and checking the systemd unit (systemd, for
+# systemd-analyze; installing it does not make it the init).
 ZONEVISOR_APT_PACKAGES=(
     btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap lxcfs
-    xz-utils zstd ca-certificates pkg-config util-linux
+    xz-utils zstd ca-certificates gcc libc6-dev pkg-config util-linux
+    man-db groff-base bash-completion zsh systemd
 )
 
 phase() { printf '\n==> %s\n' "$*" >&2; }
@@ -26,7 +31,22 @@ ensure_cargo_on_path() {
             if [ -x "$d/cargo" ]; then PATH="$d:$PATH"; export PATH; break; fi
         done
     fi
-    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: https://rustup.rs)"
+    command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust with rustup: $ZONEVISOR_RUSTUP"
+}
+
+# The workspace's rust-version (Cargo.toml). Debian 12's own rustc is 1.63.
+ZONEVISOR_RUST_MIN=1.85
+ZONEVISOR_RUSTUP="curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal"
+
+# Cargo on PATH, and a Rust new enough to build zonevisor.
+ensure_rust() {
+    ensure_cargo_on_path
+    local version
+    version="$(rustc --version 2>/dev/null | awk '{print $2}')"
+    version="${version%%-*}"
+    if [ -z "$version" ] || ! printf '%s\n%s\n' "$ZONEVISOR_RUST_MIN" "$version" | sort -V -C; then
+        die "Rust ${version:-?} is too old: zonevisor needs Rust >= $ZONEVISOR_RUST_MIN (Debian 12's rustc is 1.63); install it with rustup: $ZONEVISOR_RUSTUP"
+    fi
 }
 
 # Prints the packages of "$@" that are not installed.

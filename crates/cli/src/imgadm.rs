@@ -10,35 +10,13 @@
 use serde_json::{Map, Value};
 use zonevisor_api::{ClientError, ErrorKind, ImageInstallRequest, ImageRecord, ImageUuid};
 
-use crate::args::{self, flag, valued, Mode, Opt};
+use crate::args::{self, Mode, Opt};
 use crate::filter::{self, Filter, SortKey, Tilde};
 use crate::table::{self, Column, Style};
-use crate::{describe_client_error, CliError, Io};
+use crate::{describe_client_error, doc, pages, CliError, Io};
 
 /// Exit status when the image is not installed.
 pub const EXIT_NOT_INSTALLED: i32 = 3;
-
-const USAGE: &str = "\
-Manage zonevisor images (SmartOS's imgadm).
-
-Usage:
-    imgadm [--socket PATH] <command> [<args>...]
-
-Commands:
-    imgadm install -m <manifest> -f <file>   install an image from local files
-    imgadm list [-j] [-H] [-o FIELD,...] [-s FIELD,...] [<filters>]
-                                             list installed images
-    imgadm get <uuid>                        info on an installed image (JSON)
-    imgadm show <uuid>                       the manifest of an installed image
-    imgadm delete <uuid>                     remove an installed image
-
-List columns default to \"uuid,name,version,os,type,pub\", sorted by
-\"published_at,name\". Fields are manifest fields (also as manifest.<field>)
-plus published_date, pub, published, clones, zpool and size.
-Filters: FIELD=VALUE (exact), FIELD=true|false, FIELD=~SUBSTRING.
-
-Exit status: 0 ok, 1 error, 2 usage, 3 image not installed.
-";
 
 /// `list`'s columns when `-o` is not given.
 pub const DEFAULT_COLUMNS: &str = "uuid,name,version,os,type,pub";
@@ -150,7 +128,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
     let (parsed, command) = match cmd.as_str() {
         "help" => (args::Parsed::default(), Command::Help),
         "install" => {
-            let p = parse(rest, &[valued("manifest", Some('m'), None), valued("file", Some('f'), None)])?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             if let Some(extra) = p.positional.first() {
                 return Err(usage(format!("unexpected args: {extra}")));
             }
@@ -159,13 +137,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Install { manifest, file })
         }
         "list" => {
-            let opts = [
-                flag("json", Some('j'), Some("json")),
-                flag("noheader", Some('H'), None),
-                valued("output", Some('o'), Some("output")),
-                valued("sort", Some('s'), Some("sort")),
-            ];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let columns: Vec<String> = p
                 .value("output")
                 .unwrap_or(DEFAULT_COLUMNS)
@@ -193,12 +165,12 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::List(list))
         }
         "get" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Get { uuid })
         }
         "show" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Show { uuid })
         }
@@ -209,7 +181,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Import { uuid })
         }
         "delete" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Delete { uuid })
         }
@@ -346,7 +318,7 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
 fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
     let client = crate::client(inv.socket.as_deref(), io);
     match inv.command {
-        Command::Help => io.out.write_all(USAGE.as_bytes())?,
+        Command::Help => io.out.write_all(doc::render_help(&pages::IMGADM).as_bytes())?,
         Command::Install { manifest, file } => {
             let manifest = read_manifest(&manifest)?;
             let file =

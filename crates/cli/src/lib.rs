@@ -14,14 +14,22 @@
 //! daemon, and render the answer with pure functions ([`table`],
 //! [`filter`]). Output goes through [`Io`] so tests can capture it.
 //!
+//! What each tool accepts and says is one table per tool ([`pages`]):
+//! the parsers take their options from it, and `--help`, the man pages
+//! (`zonevisor man <tool>`) and shell completion (`zonevisor completion
+//! bash|zsh`, [`complete`]) are rendered from it ([`doc`]).
+//!
 //! Exit status follows SmartOS: 0 ok, 1 error, 2 usage (and 3 for
 //! `imgadm` when the image is not installed). Errors are one line on
 //! stderr, prefixed with the tool's name.
 
 pub mod args;
+pub mod complete;
 pub mod console;
+pub mod doc;
 pub mod filter;
 pub mod imgadm;
+pub mod pages;
 pub mod sysinfo;
 pub mod table;
 pub mod tty;
@@ -91,8 +99,21 @@ impl Tool {
         }
     }
 
+    /// What the tool says about itself (help, man page, completion).
+    pub fn doc(self) -> &'static doc::ToolDoc {
+        match self {
+            Tool::Vmadm => &pages::VMADM,
+            Tool::Imgadm => &pages::IMGADM,
+            Tool::Sysinfo => &pages::SYSINFO,
+            Tool::Zlogin => &pages::ZLOGIN,
+        }
+    }
+
     /// Runs the tool with its arguments (without the tool's own name).
     pub fn run(self, args: &[String], io: &mut Io) -> i32 {
+        if args.first().is_some_and(|a| a == "--version") {
+            return print_version(self.name(), io);
+        }
         match self {
             Tool::Vmadm => vmadm::run(args, io),
             Tool::Imgadm => imgadm::run(args, io),
@@ -203,37 +224,79 @@ pub(crate) fn client(option: Option<&str>, io: &Io) -> Client {
     Client::new(socket_for(option, io.socket_env.as_deref()))
 }
 
-const USAGE: &str = "\
-Usage: zonevisor <tool> [arguments]
-       <tool> [arguments]            (called through a symlink named after the tool)
+/// Prints `<name> <version>`.
+fn print_version(name: &str, io: &mut Io) -> i32 {
+    match writeln!(io.out, "{name} {}", doc::VERSION) {
+        Ok(()) => EXIT_OK,
+        Err(e) => report(name, io, Err(e.into())),
+    }
+}
 
-Tools:
-    vmadm      create, list and manage instances (zones and VMs)
-    imgadm     install, list and remove images
-    sysinfo    show host facts
-    zlogin     run a shell or a command inside a running zone
+/// The daemon's command line, for `zonevisor man zonevisord`: the binary
+/// that links the daemon registers it ([`main_with_daemon`]).
+static DAEMON_COMMAND: std::sync::OnceLock<fn() -> clap::Command> = std::sync::OnceLock::new();
 
-Every tool takes --socket PATH (default: $ZONEVISOR_SOCKET, else
-/var/lib/zonevisor/run/zonevisord.sock) and -h/--help.
-";
+/// `zonevisor man <page>`: the page in roff.
+fn man_page(name: &str) -> Result<String, CliError> {
+    let page = pages::PAGES.iter().find(|p| p.name == name).ok_or_else(|| {
+        CliError::usage(format!(
+            "no man page \"{name}\" (one of vmadm, imgadm, sysinfo, zlogin, zonevisor, zonevisord)"
+        ))
+    })?;
+    if page.name == pages::ZONEVISORD.name {
+        let command =
+            DAEMON_COMMAND.get().ok_or_else(|| CliError::failed("this binary does not know zonevisord's options"))?;
+        return Ok(doc::render_man(page, &doc::OptLine::from_clap(&command())));
+    }
+    Ok(doc::render_man(page, &[]))
+}
+
+/// `zonevisor man|completion|__complete ...`: what the multi-call binary
+/// does besides being the tools.
+fn run_zonevisor_command(command: &str, rest: &[String], io: &mut Io) -> Result<(), CliError> {
+    let text = match (command, rest) {
+        ("man", [page]) => man_page(page)?,
+        ("completion", [shell]) if shell == "bash" => complete::bash_script(),
+        ("completion", [shell]) if shell == "zsh" => complete::zsh_script(),
+        ("completion", _) => return Err(CliError::usage("usage: zonevisor completion bash|zsh")),
+        ("man", _) => return Err(CliError::usage("usage: zonevisor man <page>")),
+        _ => {
+            let source = complete::Daemon { socket_env: io.socket_env.clone() };
+            let breaks = std::env::var("ZONEVISOR_COMP_WORDBREAKS").ok();
+            complete::run(rest, &source, breaks.as_deref()).map_err(CliError::usage)?
+        }
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
 
 /// Runs the tool named by `argv[0]` (or by `argv[1]` when called as
 /// `zonevisor`) and returns the exit status.
 pub fn run(argv: &[String], io: &mut Io) -> i32 {
     let prog = argv.first().map(|a| program_name(a)).unwrap_or("zonevisor");
+    // The completion scripts call the binary they complete for: `vmadm __complete ...`.
+    if argv.get(1).is_some_and(|a| a == "__complete") {
+        let result = run_zonevisor_command("__complete", &argv[2..], io);
+        return report(prog, io, result);
+    }
     if let Some(tool) = Tool::from_name(prog) {
         return tool.run(argv.get(1..).unwrap_or(&[]), io);
     }
     let rest = argv.get(1..).unwrap_or(&[]);
     match rest.first().map(String::as_str) {
         None => {
-            let _ = io.err.write_all(USAGE.as_bytes());
+            let _ = io.err.write_all(doc::render_help(&pages::ZONEVISOR).as_bytes());
             EXIT_USAGE
         }
-        Some("-h" | "--help" | "help") => match io.out.write_all(USAGE.as_bytes()) {
+        Some("-h" | "--help" | "help") => match io.out.write_all(doc::render_help(&pages::ZONEVISOR).as_bytes()) {
             Ok(()) => EXIT_OK,
             Err(e) => report("zonevisor", io, Err(e.into())),
         },
+        Some("--version") => print_version("zonevisor", io),
+        Some(command @ ("man" | "completion")) => {
+            let result = run_zonevisor_command(command, &rest[1..], io);
+            report("zonevisor", io, result)
+        }
         Some(name) => match Tool::from_name(name) {
             Some(tool) => tool.run(&rest[1..], io),
             None => report(
@@ -246,8 +309,15 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
 }
 
 /// The file name part of `argv[0]`.
-fn program_name(arg0: &str) -> &str {
+pub(crate) fn program_name(arg0: &str) -> &str {
     arg0.rsplit('/').next().unwrap_or(arg0)
+}
+
+/// [`main`], in a binary that knows the daemon's command line (for
+/// `zonevisor man zonevisord`).
+pub fn main_with_daemon(daemon: fn() -> clap::Command) -> i32 {
+    let _ = DAEMON_COMMAND.set(daemon);
+    main()
 }
 
 /// The binary's entry point: runs on the process's real arguments and
@@ -297,7 +367,7 @@ mod tests {
         assert!(t.out().contains("lookup [-j|-1]"), "{}", t.out());
         let mut t = TestIo::new();
         assert_eq!(t.run(&["zonevisor", "imgadm", "-h"]), 0);
-        assert!(t.out().contains("imgadm install"), "{}", t.out());
+        assert!(t.out().contains("install -m <manifest> -f <file>"), "{}", t.out());
     }
 
     #[test]

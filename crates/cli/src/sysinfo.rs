@@ -5,19 +5,8 @@
 
 use serde_json::Value;
 
-use crate::args::{self, flag, Mode};
-use crate::{describe_client_error, CliError, Io};
-
-const USAGE: &str = "\
-Usage: sysinfo [-p] [--socket PATH]
-
-Print the host's facts as JSON.
-
-Options:
-    -p              parsable output: Key='value' lines for the shell
-    --socket PATH   the daemon's socket (default $ZONEVISOR_SOCKET)
-    -h, --help      show this help
-";
+use crate::args::{self, Mode};
+use crate::{describe_client_error, doc, pages, CliError, Io};
 
 /// Renders `sysinfo -p`: `Key='value'` per top-level fact. Single quotes
 /// in values are escaped for the shell (`'\''`); `null` is empty.
@@ -47,9 +36,9 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
 }
 
 fn execute(argv: &[String], io: &mut Io) -> Result<(), CliError> {
-    let p = args::parse(argv, &[flag("parsable", Some('p'), None)], Mode::Intermixed).map_err(CliError::usage)?;
+    let p = args::parse(argv, &pages::SYSINFO.tool_opts(), Mode::Intermixed).map_err(CliError::usage)?;
     if p.has("help") {
-        io.out.write_all(USAGE.as_bytes())?;
+        io.out.write_all(doc::render_help(&pages::SYSINFO).as_bytes())?;
         return Ok(());
     }
     if let Some(extra) = p.positional.first() {

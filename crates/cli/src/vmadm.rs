@@ -14,45 +14,10 @@ use zonevisor_api::{
     ValidateRequest, VmObject,
 };
 
-use crate::args::{self, flag, valued, Mode, Opt};
+use crate::args::{self, Mode, Opt};
 use crate::filter::{self, Filter, SortKey, Tilde};
 use crate::table::{self, Column, Style};
-use crate::{describe_client_error, CliError, Io};
-
-const USAGE: &str = "\
-Usage: vmadm <command> [options]
-
-console [--log] <uuid>
-create [-f <filename>]
-delete <uuid>
-events [-f] [-j] [-r] [uuid]
-get <uuid>
-info <uuid> [type,...]
-kill [-s SIGNAL|-SIGNAL] <uuid>
-list [-p] [-H] [-o field,...] [-s field,...] [field=value ...]
-lookup [-j|-1] [-o field,...] [field=value ...]
-reboot <uuid> [-F]
-start <uuid>
-stop <uuid> [-F] [-t timeout]
-update <uuid> [-f <filename>]
- -or- update <uuid> property=value [property=value ...]
-validate create [-f <filename>]
-validate update <brand> [-f <filename>]
-
-events follows every change until interrupted: -f adds the whole VM object,
--j prints one JSON object per line, -r prints a ready event first.
-info prints a running zone's live usage as JSON; types: all (default),
-status, cpu, memory, pids, disk_io, pressure.
-console attaches to a running zone's console (one client at a time),
-first showing what it printed while nobody was attached; on a terminal,
-CTRL-] detaches. Without a terminal it relays stdin until it ends. With
---log (-l) it prints the console log (up to 2 MiB) without attaching.
-
-Aliases: boot=start, halt=stop, destroy=delete, json=get.
-Filters: field=value (exact) or field=~regex; dotted keys reach into
-objects and arrays (tags.role=web, nics.*.ip=10.0.0.5).
-Global options: --socket PATH (default $ZONEVISOR_SOCKET), -h/--help.
-";
+use crate::{describe_client_error, doc, pages, CliError, Io};
 
 /// Fields `list` can show and sort by: property, header, SmartOS's width.
 pub const LIST_FIELDS: &[(&str, &str, usize)] = &[
@@ -305,7 +270,7 @@ const NOT_YET: &[&str] = &[
 ];
 
 /// Linux signal names (without `SIG`).
-const SIGNALS: &[&str] = &[
+pub const SIGNALS: &[&str] = &[
     "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
     "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH",
     "IO", "POLL", "PWR", "SYS",
@@ -336,6 +301,11 @@ fn parse(args: &[String], opts: &[Opt]) -> Result<args::Parsed, CliError> {
     args::parse(args, opts, Mode::Intermixed).map_err(usage)
 }
 
+/// Command `name`'s options, from its definition in [`pages::VMADM`].
+fn opts(name: &str) -> Vec<Opt> {
+    pages::VMADM.opts(name)
+}
+
 /// Parses `vmadm`'s arguments (without the program name).
 pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
     let g = args::globals(argv, &["-h", "--help", "-?"])?;
@@ -352,18 +322,16 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
     if before_dashes.clone().any(|a| a == "-h" || a == "--help") {
         return Ok(Invocation { socket, command: Command::Help });
     }
-    let file_opt = [valued("file", Some('f'), Some("file"))];
-
     let (parsed, command) = match cmd.as_str() {
         "help" => (args::Parsed::default(), Command::Help),
         "create" => {
-            let p = parse(rest, &file_opt)?;
+            let p = parse(rest, &opts(cmd))?;
             no_more(&p.positional, "create")?;
             let file = p.value("file").map(str::to_string);
             (p, Command::Create { file })
         }
         "validate" => {
-            let p = parse(rest, &file_opt)?;
+            let p = parse(rest, &opts(cmd))?;
             let file = p.value("file").map(str::to_string);
             let command = match p.positional.first().map(String::as_str) {
                 Some("create") => {
@@ -383,36 +351,25 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, command)
         }
         "console" => {
-            let p = parse(rest, &[flag("log", Some('l'), Some("log"))])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             let log = p.has("log");
             (p, Command::Console { uuid, log })
         }
         "get" | "json" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             (p, Command::Get { uuid })
         }
         "list" => {
-            let opts = [
-                flag("parsable", Some('p'), Some("parsable")),
-                flag("noheader", Some('H'), None),
-                valued("order", Some('o'), Some("order")),
-                valued("sort", Some('s'), Some("sortby")),
-            ];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &opts(cmd))?;
             let list = list_opts(&p)?;
             (p, Command::List(list))
         }
         "lookup" => {
-            let opts = [
-                flag("json", Some('j'), Some("json")),
-                flag("unique", Some('1'), Some("unique")),
-                valued("output", Some('o'), Some("output")),
-            ];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &opts(cmd))?;
             let json = p.has("json");
             let output = match p.value("output") {
                 // SmartOS fails these (exit 1) rather than calling them usage errors.
@@ -425,7 +382,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Lookup(lookup))
         }
         "start" | "boot" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             if let Some(extra) = p.positional.get(1) {
                 return Err(usage(format!(
@@ -435,8 +392,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Start { uuid })
         }
         "stop" | "halt" => {
-            let opts = [flag("force", Some('F'), Some("force")), valued("timeout", Some('t'), Some("timeout"))];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             let timeout_secs = match p.value("timeout") {
@@ -449,7 +405,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Stop { uuid, force, timeout_secs })
         }
         "reboot" => {
-            let p = parse(rest, &[flag("force", Some('F'), Some("force"))])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             let force = p.has("force");
@@ -468,7 +424,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                     kept.push(a.clone());
                 }
             }
-            let p = parse(&kept, &[valued("signal", Some('s'), Some("signal"))])?;
+            let p = parse(&kept, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             let signal = match p.value("signal") {
@@ -478,13 +434,13 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Kill { uuid, signal })
         }
         "delete" | "destroy" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             no_more(&p.positional[1..], cmd)?;
             (p, Command::Delete { uuid })
         }
         "update" => {
-            let p = parse(rest, &file_opt)?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             let props = &p.positional[1..];
             let source = match (p.value("file"), props.is_empty()) {
@@ -497,12 +453,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Update { uuid, source })
         }
         "events" => {
-            let opts = [
-                flag("full", Some('f'), Some("full")),
-                flag("json", Some('j'), Some("json")),
-                flag("ready", Some('r'), Some("ready")),
-            ];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = match p.positional.first() {
                 None => None,
                 some => Some(args::instance_uuid(some, cmd)?),
@@ -512,7 +463,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, command)
         }
         "info" => {
-            let p = parse(rest, &[])?;
+            let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
             let mut types: Vec<String> = Vec::new();
             for t in p.positional[1..].iter().flat_map(|a| a.split(',')).filter(|t| !t.is_empty()) {
@@ -877,7 +828,7 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
 fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
     let client = crate::client(inv.socket.as_deref(), io);
     match inv.command {
-        Command::Help => io.out.write_all(USAGE.as_bytes())?,
+        Command::Help => io.out.write_all(doc::render_help(&pages::VMADM).as_bytes())?,
         Command::Create { file } => {
             let payload = object_payload(args::read_json(file.as_deref(), io, "create")?)?;
             match client.create_vm(&payload) {

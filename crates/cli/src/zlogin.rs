@@ -51,24 +51,9 @@ use serde_json::Value;
 use zonevisor_api::{InstanceUuid, VmObject};
 use zonevisor_zone::enter::{self, Entry, Exec, Stdio};
 
-use crate::args::{self, flag, Mode};
+use crate::args::{self, Mode};
 use crate::tty::{self, Ended, Input, Peer, Terminal};
-use crate::{describe_client_error, CliError, Io};
-
-const USAGE: &str = "\
-Usage: zlogin [-t|-T] [--socket PATH] <uuid> [command [args ...]]
-
-Without a command, start a login shell in the running zone <uuid> (bash
-when the zone has /bin/bash, else sh). With a command, run it there
-through the shell (its words are joined with spaces, as SmartOS does) and
-exit with its status. Must be run as root.
-
-When stdin and stdout are terminals, the command runs on a new pty of
-the zone's (job control, ^C, window size follow the caller's terminal);
-otherwise it gets zlogin's stdin, stdout and stderr as they are.
-    -t    use a pty even when stdin or stdout is not a terminal
-    -T    never use a pty
-";
+use crate::{describe_client_error, doc, pages, CliError, Io};
 
 /// `PATH` inside the zone.
 pub const ZONE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -106,8 +91,7 @@ pub fn streams_for(forced: Option<bool>, stdin_tty: bool, stdout_tty: bool) -> S
 /// Parses zlogin's arguments; `None` asks for help. Options must come
 /// before the UUID: everything after it is the command.
 pub fn parse_args(argv: &[String]) -> Result<Option<Request>, CliError> {
-    let opts = [flag("pty", Some('t'), None), flag("no-pty", Some('T'), None)];
-    let p = args::parse(argv, &opts, Mode::StopAtPositional).map_err(CliError::usage)?;
+    let p = args::parse(argv, &pages::ZLOGIN.tool_opts(), Mode::StopAtPositional).map_err(CliError::usage)?;
     if p.has("help") {
         return Ok(None);
     }
@@ -178,7 +162,7 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
 
 fn execute(argv: &[String], io: &mut Io) -> Result<(), CliError> {
     let Some(req) = parse_args(argv)? else {
-        io.out.write_all(USAGE.as_bytes())?;
+        io.out.write_all(doc::render_help(&pages::ZLOGIN).as_bytes())?;
         return Ok(());
     };
     if !geteuid().is_root() {

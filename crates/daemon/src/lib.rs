@@ -209,6 +209,12 @@ impl Daemon {
     }
 }
 
+/// Whether the log has colours: only on a terminal (a log file or the
+/// journal gets plain text), and not when `NO_COLOR` is set and not empty.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Zones keep running after it exits.
 pub fn run(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -217,6 +223,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR")))
         .init();
     let root =
         if config.root.is_absolute() { config.root.clone() } else { std::env::current_dir()?.join(&config.root) };
