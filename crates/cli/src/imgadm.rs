@@ -175,8 +175,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             (p, Command::Show { uuid })
         }
         "import" => {
-            let opts = [flag("quiet", Some('q'), Some("quiet")), valued("zpool", Some('P'), None)];
-            let p = parse(rest, &opts)?;
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Import { uuid })
         }

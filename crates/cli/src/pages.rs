@@ -58,10 +58,11 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         summary: "Create a VM from a JSON payload (a file or stdin, never a terminal).",
         description: &[
             "Creates a VM from a SmartOS JSON payload read from the file given with -f, or from stdin (never a \
-             terminal), and prints Successfully created VM <uuid>. With autoboot (default true) it returns once \
-             the zone's init is running. A refused payload prints a JSON object on stdout (bad_brand, \
-             bad_properties, bad_values, missing_properties, with reasons) and exits 1; a create that fails at \
-             any step leaves nothing behind and names the step.",
+             terminal), and prints Successfully created VM <uuid> on stderr, as SmartOS does. With autoboot \
+             (default true) it returns once the zone's init is running. Unknown or misplaced properties are \
+             dropped with a warning on stderr; bad values and missing properties fail it (exit 1) with \
+             SmartOS's line (Invalid value(s) for: ...) and a reason per property; a create that fails at any \
+             step leaves nothing behind and names the step.",
         ],
         options: &[CREATE_FILE],
         operands: &[],
@@ -125,10 +126,10 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         name: "kill",
         aliases: &[],
         usage: &["kill [-s SIGNAL|-SIGNAL] <uuid>"],
-        summary: "Send a signal (default KILL) to the zone's init.",
+        summary: "Send a signal (default SIGTERM) to the zone's init.",
         description: &[
             "Sends a signal to the zone's init: a name (TERM, SIGTERM, term) or a number, given with -s or as \
-             -SIGNAL (-9, -TERM). The default is KILL.",
+             -SIGNAL (-9, -TERM). The default is SIGTERM, as in SmartOS.",
         ],
         options: &[valued(
             "signal",
@@ -357,6 +358,21 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
         summary: "Print an installed image's manifest.",
         description: &[],
         options: &[],
+        operands: &[Kind::Image],
+    },
+    CommandDoc {
+        name: "import",
+        aliases: &[],
+        usage: &["import [-q] [-P <pool>] <uuid>"],
+        summary: "Import an image: an image already installed is skipped (exit 0), as in SmartOS.",
+        description: &[
+            "Importing from image sources (IMGAPI servers, registries) is not supported yet: an image that is not \
+             installed is an error (exit 1); install it from local files with imgadm install.",
+        ],
+        options: &[
+            flag("quiet", Some('q'), Some("quiet"), "Print nothing but errors (accepted for SmartOS's scripts)."),
+            valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
+        ],
         operands: &[Kind::Image],
     },
     CommandDoc {
