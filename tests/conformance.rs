@@ -10,6 +10,7 @@
 //! | module | what SmartOS fixes |
 //! |---|---|
 //! | `defaults` | every property of a new zone, its type and value, and nothing else |
+//! | `validate` | `bad_brand` / `bad_properties` / `bad_values` / `missing_properties` from `vmadm validate` and `vmadm create` |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -26,3 +27,5 @@ mod common;
 mod defaults;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/validate.rs"]
+mod validate;
