@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `defaults` | every property of a new zone, its type and value, and nothing else |
 //! | `validate` | `bad_brand` / `bad_properties` / `bad_values` / `missing_properties` from `vmadm validate` and `vmadm create` |
+//! | `update` | update semantics: clearing with null, unmodifiable properties, memory derivation and clamping, quota, resolvers, rctls, filesystems, tmpfs |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -27,5 +28,7 @@ mod common;
 mod defaults;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/update.rs"]
+mod update;
 #[path = "conformance/validate.rs"]
 mod validate;
