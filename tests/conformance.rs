@@ -12,6 +12,7 @@
 //! | `defaults` | every property of a new zone, its type and value, and nothing else |
 //! | `validate` | `bad_brand` / `bad_properties` / `bad_values` / `missing_properties` from `vmadm validate` and `vmadm create` |
 //! | `update` | update semantics: clearing with null, unmodifiable properties, memory derivation and clamping, quota, resolvers, rctls, filesystems, tmpfs |
+//! | `lookup` | `list` and `lookup`: filters, regexes, columns, sorting, output formats, exit codes |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -26,6 +27,8 @@ mod common;
 
 #[path = "conformance/defaults.rs"]
 mod defaults;
+#[path = "conformance/lookup.rs"]
+mod lookup;
 #[path = "conformance/support.rs"]
 mod support;
 #[path = "conformance/update.rs"]
