@@ -13,6 +13,7 @@
 //! | `validate` | `bad_brand` / `bad_properties` / `bad_values` / `missing_properties` from `vmadm validate` and `vmadm create` |
 //! | `update` | update semantics: clearing with null, unmodifiable properties, memory derivation and clamping, quota, resolvers, rctls, filesystems, tmpfs |
 //! | `lookup` | `list` and `lookup`: filters, regexes, columns, sorting, output formats, exit codes |
+//! | `lifecycle` | create, start, stop, reboot, kill, delete: messages, streams, states, exit codes |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -27,6 +28,8 @@ mod common;
 
 #[path = "conformance/defaults.rs"]
 mod defaults;
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 #[path = "conformance/lookup.rs"]
 mod lookup;
 #[path = "conformance/support.rs"]
