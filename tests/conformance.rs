@@ -14,6 +14,7 @@
 //! | `update` | update semantics: clearing with null, unmodifiable properties, memory derivation and clamping, quota, resolvers, rctls, filesystems, tmpfs |
 //! | `lookup` | `list` and `lookup`: filters, regexes, columns, sorting, output formats, exit codes |
 //! | `lifecycle` | create, start, stop, reboot, kill, delete: messages, streams, states, exit codes |
+//! | `lastexited` | `exit_status` and `exit_timestamp` as init exits |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -28,6 +29,8 @@ mod common;
 
 #[path = "conformance/defaults.rs"]
 mod defaults;
+#[path = "conformance/lastexited.rs"]
+mod lastexited;
 #[path = "conformance/lifecycle.rs"]
 mod lifecycle;
 #[path = "conformance/lookup.rs"]
