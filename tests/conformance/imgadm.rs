@@ -131,8 +131,9 @@ fn imgadm_help_version_and_unknown_commands() {
     }
     let r = h.imgadm(&["--version"]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{}", r.stderr);
+    // SmartOS's test reads the second word; zonevisor adds the commit after it.
     let words: Vec<&str> = r.stdout.split_whitespace().collect();
-    assert_eq!(words.len(), 2, "imgadm X.Y.Z: {:?}", r.stdout);
+    assert!(words.len() >= 2, "imgadm X.Y.Z: {:?}", r.stdout);
     assert_eq!(words[0], "imgadm");
     let parts: Vec<&str> = words[1].split('.').collect();
     assert!(parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()), "a version: {:?}", r.stdout);

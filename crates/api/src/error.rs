@@ -28,14 +28,16 @@ pub struct ValidationErrors {
     /// The brand given, when it is unknown or cannot run here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bad_brand: Option<String>,
-    /// Properties that are not valid (unknown, or not for this brand or action).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Properties that are not valid (unknown, or not for this brand or
+    /// action). The three lists are always present, empty or not, as in
+    /// SmartOS's errors object.
+    #[serde(default)]
     pub bad_properties: Vec<String>,
     /// Properties whose value is wrong.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub bad_values: Vec<String>,
     /// Required properties that are absent.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub missing_properties: Vec<String>,
     /// Why each named property was refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -180,6 +182,6 @@ mod tests {
         assert!(s.contains("bad value max_swap: must be at least 256"), "{s}");
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["bad_values"][0], "max_swap");
-        assert!(json.get("bad_properties").is_none());
+        assert_eq!(json["bad_properties"], serde_json::json!([]), "always there, as in SmartOS");
     }
 }

@@ -192,27 +192,15 @@ pub fn split_kv(arg: &str) -> Result<(&str, &str), String> {
     }
 }
 
-/// Turns the value of a `k=v` argument into JSON: `true`, `false` and
-/// `null` become those values, integers become numbers (but not ones with
-/// a leading zero, which are names like `007`), a JSON object or array
-/// stays JSON, and anything else is a string.
+/// Turns the value of a `k=v` argument into JSON. As in SmartOS, values
+/// stay strings (the payload check reads `1024` and `true` for integer and
+/// boolean properties, and an empty value clears a property in an update),
+/// so `package_version=2` is the string "2". Two additions of zonevisor's:
+/// `null` clears as `null` does in a JSON payload, and a JSON object or
+/// array stays JSON (`add_nics=[...]`).
 pub fn coerce_value(s: &str) -> Value {
-    match s {
-        "true" => return Value::Bool(true),
-        "false" => return Value::Bool(false),
-        "null" => return Value::Null,
-        _ => {}
-    }
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let plain_integer =
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
-    if plain_integer {
-        if let Ok(n) = s.parse::<i64>() {
-            return Value::from(n);
-        }
-        if let Ok(n) = s.parse::<u64>() {
-            return Value::from(n);
-        }
+    if s == "null" {
+        return Value::Null;
     }
     if s.starts_with('{') || s.starts_with('[') {
         if let Ok(v) = serde_json::from_str::<Value>(s) {
@@ -321,15 +309,12 @@ mod tests {
 
     #[test]
     fn kv_coercion() {
-        assert_eq!(coerce_value("true"), json!(true));
-        assert_eq!(coerce_value("false"), json!(false));
+        // Strings, as SmartOS passes them: the payload check reads numbers
+        // and booleans from them.
+        for plain in ["true", "false", "1024", "-1", "0", "007", "1.5"] {
+            assert_eq!(coerce_value(plain), json!(plain));
+        }
         assert_eq!(coerce_value("null"), json!(null));
-        assert_eq!(coerce_value("1024"), json!(1024));
-        assert_eq!(coerce_value("-1"), json!(-1));
-        assert_eq!(coerce_value("0"), json!(0));
-        assert_eq!(coerce_value("18446744073709551615"), json!(18446744073709551615u64));
-        assert_eq!(coerce_value("007"), json!("007"));
-        assert_eq!(coerce_value("1.5"), json!("1.5"));
         assert_eq!(coerce_value("web01"), json!("web01"));
         assert_eq!(coerce_value(""), json!(""));
         assert_eq!(coerce_value("-"), json!("-"));
@@ -342,7 +327,7 @@ mod tests {
     #[test]
     fn kv_objects() {
         let m = kv_object(&s(&["alias=web", "max_physical_memory=512", "alias=db", "note=a=b"])).unwrap();
-        assert_eq!(Value::Object(m), json!({"alias": "db", "max_physical_memory": 512, "note": "a=b"}));
+        assert_eq!(Value::Object(m), json!({"alias": "db", "max_physical_memory": "512", "note": "a=b"}));
         assert!(kv_object(&s(&["alias"])).unwrap_err().contains("expected property=value"));
         assert!(kv_object(&s(&["=x"])).is_err());
     }

@@ -43,6 +43,8 @@ pub struct ListOpts {
 pub enum Command {
     /// Print usage.
     Help,
+    /// No command at all: the help, and exit 1.
+    NoCommand,
     /// `install -m manifest -f file`.
     Install {
         /// Manifest path.
@@ -107,7 +109,8 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         return Ok(Invocation { socket, command: Command::Help });
     }
     let Some(cmd) = argv.get(i) else {
-        return Ok(Invocation { socket, command: Command::Help });
+        // SmartOS: the help on stdout, but an error (exit 1).
+        return Ok(Invocation { socket, command: Command::NoCommand });
     };
     let rest = &argv[i + 1..];
     // `imgadm get -h` is help, whatever else is (or is not) on the line.
@@ -156,16 +159,18 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 .positional
                 .iter()
                 .map(|a| {
-                    let (k, v) = args::split_kv(a).map_err(usage)?;
-                    Filter::parse(&format!("{}={v}", field_key(k)), Tilde::Substring).map_err(usage)
+                    // SmartOS fails a bad filter (exit 1) rather than calling it usage.
+                    let bad = || CliError::failed(format!("error: invalid filter: \"{a}\""));
+                    let (k, v) = args::split_kv(a).map_err(|_| bad())?;
+                    Filter::parse(&format!("{}={v}", field_key(k)), Tilde::Substring).map_err(|_| bad())
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let style = Style { header: !p.has("noheader"), parsable: false };
+            let style = Style { header: !p.has("noheader"), parsable: false, fixed: false };
             let list = ListOpts { json: p.has("json"), columns, sort, filters, style };
             (p, Command::List(list))
         }
-        "get" => {
-            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+        "get" | "info" => {
+            let p = parse(rest, &pages::IMGADM.opts("get"))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Get { uuid })
         }
@@ -187,7 +192,8 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         other if NOT_YET.contains(&other) => {
             return Err(CliError::failed(format!("error: \"{other}\" is not supported by zonevisor yet")))
         }
-        other => return Err(usage(format!("unknown command: \"{other}\""))),
+        // SmartOS: an error (exit 1), not a usage error.
+        other => return Err(CliError::failed(format!("error (UnknownCommand): unknown command: \"{other}\""))),
     };
     if parsed.has("help") {
         return Ok(Invocation { socket, command: Command::Help });
@@ -318,6 +324,10 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
     let client = crate::client(inv.socket.as_deref(), io);
     match inv.command {
         Command::Help => io.out.write_all(doc::render_help(&pages::IMGADM).as_bytes())?,
+        Command::NoCommand => {
+            io.out.write_all(doc::render_help(&pages::IMGADM).as_bytes())?;
+            return Err(CliError::Quiet(crate::EXIT_ERROR));
+        }
         Command::Install { manifest, file } => {
             let manifest = read_manifest(&manifest)?;
             let file =
@@ -328,6 +338,10 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                     return skip_installed(io, &record);
                 }
             }
+            let given = |k: &str| manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            // SmartOS says what it is about to do, then that it is done.
+            writeln!(io.out, "Installing image {} ({}@{})", given("uuid"), given("name"), given("version"))?;
+            io.out.flush()?;
             let req = ImageInstallRequest { manifest, file: file.display().to_string() };
             let record = client.install_image(&req).map_err(client_err)?;
             let field = |k: &str| record.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
@@ -352,7 +366,13 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             Err(e) => return Err(client_err(e)),
         },
         Command::Show { uuid } => {
-            let record = client.get_image(&uuid.to_string()).map_err(client_err)?;
+            // SmartOS's show looks among available images: not found is 1.
+            let record = client.get_image(&uuid.to_string()).map_err(|e| match e {
+                ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
+                    CliError::failed(format!("error (ImageNotFound): image \"{uuid}\" was not found"))
+                }
+                other => client_err(other),
+            })?;
             writeln!(io.out, "{}", pretty(&record.manifest))?;
         }
         Command::Delete { uuid } => {
@@ -451,9 +471,12 @@ mod tests {
         assert!(usage(&["get", "nope"]).contains("invalid image UUID"));
         assert!(usage(&["get"]).contains("missing image UUID"));
         assert!(usage(&["delete", I1, I2]).contains("incorrect number of args"));
-        assert!(usage(&["frob"]).contains("unknown command"));
-        assert!(usage(&["list", "name"]).contains("property=value"));
-        assert!(matches!(parse_args(&s(&[])).unwrap().command, Command::Help));
+        match parse_args(&s(&["frob"])) {
+            Err(CliError::Failed { code: 1, message }) => assert!(message.contains("unknown command"), "{message}"),
+            other => panic!("SmartOS: an unknown command is an error (exit 1): {other:?}"),
+        }
+        assert!(matches!(parse_args(&s(&["list", "name"])), Err(CliError::Failed { code: 1, .. })));
+        assert!(matches!(parse_args(&s(&[])).unwrap().command, Command::NoCommand));
         assert!(matches!(parse_args(&s(&["get", "-h"])).unwrap().command, Command::Help));
         let mut t = TestIo::new();
         assert_eq!(t.run(&["imgadm", "get", "x"]), 2);
@@ -496,7 +519,10 @@ mod tests {
         assert_eq!(t.run(&["imgadm", "get", I1]), EXIT_NOT_INSTALLED);
         assert_eq!(t.err(), format!("imgadm: error (ImageNotInstalled): image {I1} is not installed\n"));
         let mut t = TestIo::for_daemon(&d);
-        assert_eq!(t.run(&["imgadm", "show", I1]), EXIT_NOT_INSTALLED);
+        assert_eq!(t.run(&["imgadm", "show", I1]), 1, "show looks among available images: not found is 1");
+        assert!(t.err().contains(&format!("image \"{I1}\" was not found")), "{}", t.err());
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "info", I1]), EXIT_NOT_INSTALLED, "info is get");
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["imgadm", "delete", I2]), 1);
         assert_eq!(t.err(), format!("imgadm: error: image {I2} is used by 2 instances\n"));
@@ -526,7 +552,7 @@ mod tests {
         let rel = format!("{}/../{name}/busybox.tar.gz", dir.display());
         let code = t.run(&["imgadm", "install", "-m", manifest.to_str().unwrap(), "-f", &rel]);
         assert_eq!(code, 0, "{}", t.err());
-        assert_eq!(t.out(), format!("Installed image {I1} (busybox@1.36)\n"));
+        assert_eq!(t.out(), format!("Installing image {I1} (busybox@1.36)\nInstalled image {I1} (busybox@1.36)\n"));
         let body: Value = serde_json::from_str(&d.seen()[1].body).unwrap();
         assert_eq!(body["manifest"]["name"], "busybox");
         assert_eq!(body["file"], Value::from(std::fs::canonicalize(&rel).unwrap().display().to_string()));

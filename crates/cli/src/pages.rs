@@ -344,7 +344,7 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
     },
     CommandDoc {
         name: "get",
-        aliases: &[],
+        aliases: &["info"],
         usage: &["get <uuid>"],
         summary: "Print an installed image as JSON (manifest, zpool, clones).",
         description: &[],

@@ -27,6 +27,10 @@ pub struct Style {
     pub header: bool,
     /// Colon-separated, unpadded.
     pub parsable: bool,
+    /// Columns keep their widths and a longer value overflows into the
+    /// next, as `vmadm list` (sprintf `%-Ns`) prints; otherwise a column
+    /// widens to its longest value, as `imgadm list` prints.
+    pub fixed: bool,
 }
 
 /// Renders `rows` (one cell per column; `None` is a missing value).
@@ -52,7 +56,7 @@ pub fn render(columns: &[Column], rows: &[Vec<Option<String>>], style: Style) ->
         return out;
     }
     let mut widths: Vec<usize> = columns.iter().map(|c| c.min_width.max(width(&c.header))).collect();
-    for row in rows {
+    for row in rows.iter().filter(|_| !style.fixed) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.as_deref().map_or(1, width));
         }
@@ -101,7 +105,7 @@ mod tests {
         ]
     }
 
-    const TABLE: Style = Style { header: true, parsable: false };
+    const TABLE: Style = Style { header: true, parsable: false, fixed: false };
 
     #[test]
     fn padded_columns_with_header() {
@@ -110,14 +114,21 @@ mod tests {
     }
 
     #[test]
+    fn fixed_columns_let_a_long_value_overflow() {
+        let style = Style { header: true, parsable: false, fixed: true };
+        let text = render(&cols(), &rows(), style);
+        assert_eq!(text, "UUID  RAM      ALIAS\naaaa  512      web01\nbbbbbb  -        -\n");
+    }
+
+    #[test]
     fn without_header() {
-        let text = render(&cols(), &rows(), Style { header: false, parsable: false });
+        let text = render(&cols(), &rows(), Style { header: false, parsable: false, fixed: false });
         assert_eq!(text, "aaaa    512      web01\nbbbbbb  -        -\n");
     }
 
     #[test]
     fn parsable_rows() {
-        let text = render(&cols(), &rows(), Style { header: false, parsable: true });
+        let text = render(&cols(), &rows(), Style { header: false, parsable: true, fixed: false });
         assert_eq!(text, "aaaa:512:web01\nbbbbbb::\n");
     }
 

@@ -125,7 +125,7 @@ impl Default for ListOpts {
             columns: DEFAULT_ORDER.split(',').map(str::to_string).collect(),
             sort: filter::parse_sort(DEFAULT_SORT),
             filters: Vec::new(),
-            style: Style { header: true, parsable: false },
+            style: Style { header: true, parsable: false, fixed: true },
         }
     }
 }
@@ -168,6 +168,13 @@ pub enum Command {
         action: ValidateAction,
         /// The brand given for `update`.
         brand: Option<String>,
+        /// Payload file (`None`: stdin).
+        file: Option<String>,
+    },
+    /// `validate <action>` for an action that is neither create nor update.
+    ValidateNoAction {
+        /// The action named.
+        action: String,
         /// Payload file (`None`: stdin).
         file: Option<String>,
     },
@@ -314,7 +321,8 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         return Ok(Invocation { socket, command: Command::Help });
     }
     let Some(cmd) = argv.get(i) else {
-        return Err(usage("missing command (see 'vmadm -h')"));
+        // SmartOS prints its usage (on stderr, exit 2).
+        return Err(usage(format!("missing command\n{}", doc::render_help(&pages::VMADM))));
     };
     let rest = &argv[i + 1..];
     // `vmadm get -h` is help, whatever else is (or is not) on the line.
@@ -346,7 +354,13 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                     no_more(&p.positional[2..], "validate update")?;
                     Command::Validate { action: ValidateAction::Update, brand: Some(brand.clone()), file }
                 }
-                _ => return Err(usage("Will not validate without a valid action (create or update).")),
+                // SmartOS judges the payload against an action that has no
+                // properties: every one of them is a bad property (exit 1).
+                Some(other) => {
+                    no_more(&p.positional[1..], "validate")?;
+                    Command::ValidateNoAction { action: other.to_string(), file }
+                }
+                None => return Err(usage("Will not validate without a valid action.")),
             };
             (p, command)
         }
@@ -377,7 +391,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 Some(o) => Some(o.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()),
                 None => None,
             };
-            let filters = parse_filters(&p.positional)?;
+            let filters = parse_filters(&p.positional, "lookup")?;
             let lookup = LookupOpts { json, unique: p.has("unique"), output, filters };
             (p, Command::Lookup(lookup))
         }
@@ -480,7 +494,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         other if NOT_YET.contains(&other) => {
             return Err(CliError::failed(format!("\"{other}\" is not supported by zonevisor yet")))
         }
-        other => return Err(usage(format!("Invalid command: \"{other}\" (see 'vmadm -h')"))),
+        other => return Err(usage(format!("Invalid command: \"{other}\".\n{}", doc::render_help(&pages::VMADM)))),
     };
     if parsed.has("help") {
         return Ok(Invocation { socket, command: Command::Help });
@@ -491,12 +505,14 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
     Ok(Invocation { socket, command })
 }
 
-fn parse_filters(args: &[String]) -> Result<Vec<Filter>, CliError> {
+/// The filters of `list` (`what`: "filter") or `lookup` ("lookup"), named
+/// in errors as SmartOS names them.
+fn parse_filters(args: &[String], what: &str) -> Result<Vec<Filter>, CliError> {
     args.iter()
         .map(|a| {
             let f = Filter::parse(a, Tilde::Regex).map_err(CliError::failed)?;
             if !valid_filter_key(&f.key) {
-                return Err(CliError::failed(format!("Invalid filter key: \"{}\"", f.key)));
+                return Err(CliError::failed(format!("Invalid {what} key: \"{}\"", f.key)));
             }
             Ok(f)
         })
@@ -511,20 +527,33 @@ fn list_opts(p: &args::Parsed) -> Result<ListOpts, CliError> {
             return Err(CliError::failed("Invalid order key: \"\""));
         }
     }
+    // SmartOS's two checks: a `.*.` column first, then the field itself.
+    let any_element = |k: &str| ARRAY_KEYS.iter().any(|a| k.strip_prefix(a).is_some_and(|r| r.starts_with(".*")));
     for c in &opts.columns {
-        if list_column(c).is_none() {
+        if any_element(c) {
             return Err(CliError::failed(format!("Invalid order key: \"{c}\"")));
         }
     }
     if let Some(sort) = p.value("sort") {
         opts.sort = filter::parse_sort(sort);
     }
-    for k in &opts.sort {
-        if list_column(&k.key).is_none() {
-            return Err(CliError::failed(format!("Invalid sort key: \"{}\"", k.key)));
+    if let Some(sort) = p.value("sort") {
+        for raw in sort.split(',').filter(|k| any_element(k.trim_start_matches(['-', '+']))) {
+            return Err(CliError::failed(format!("Invalid sort key: \"{raw}\"")));
         }
     }
-    opts.filters = parse_filters(&p.positional)?;
+    let raws = p.value("sort").unwrap_or(DEFAULT_SORT).split(',').filter(|s| !s.is_empty() && *s != "-" && *s != "+");
+    for (k, raw) in opts.sort.iter().zip(raws) {
+        if list_column(&k.key).is_none() {
+            return Err(CliError::failed(format!("invalid sort field: {raw}")));
+        }
+    }
+    for c in &opts.columns {
+        if list_column(c).is_none() {
+            return Err(CliError::failed(format!("invalid order field: {c}")));
+        }
+    }
+    opts.filters = parse_filters(&p.positional, "filter")?;
     opts.style.parsable = p.has("parsable");
     opts.style.header = !opts.style.parsable && !p.has("noheader");
     Ok(opts)
@@ -628,12 +657,8 @@ pub fn render_lookup(vms: Vec<VmObject>, opts: &LookupOpts) -> Result<String, Cl
         if !filter::matches_all(&opts.filters, &vm) {
             continue;
         }
-        if opts.json && opts.output.is_none() {
-            // Full objects stay exactly what `vmadm get` prints.
-            for k in added {
-                vm.remove(k);
-            }
-        }
+        // SmartOS's lookup adds them too (its `addFakeFields` transform).
+        let _ = added;
         found.push(vm);
     }
     if opts.unique && found.len() != 1 {
@@ -864,6 +889,19 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                 Err(e) => return Err(client_err(e)),
             }
         }
+        Command::ValidateNoAction { action, file } => {
+            let payload = object_payload(args::read_json(file.as_deref(), io, "validate")?)?;
+            let mut errs = zonevisor_api::ValidationErrors::default();
+            for k in payload.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default() {
+                errs.bad_property(
+                    k,
+                    format!("is not valid for action {action:?} (only create and update have properties)"),
+                );
+            }
+            let json = serde_json::to_value(&errs).unwrap_or(Value::Null);
+            writeln!(io.err, "{}", pretty(&json))?;
+            return Err(CliError::Quiet(crate::EXIT_ERROR));
+        }
         Command::Get { uuid } => {
             let vm = client.get_vm(&uuid.to_string()).map_err(|e| not_found(e, &uuid))?;
             writeln!(io.out, "{}", pretty(&Value::Object(vm)))?;
@@ -881,7 +919,7 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
         // SmartOS prints success on stderr and leaves stdout empty.
         Command::Start { uuid } => match client.start_vm(&uuid.to_string()) {
             Ok(_) => writeln!(io.err, "Successfully started VM {uuid}")?,
-            Err(e) => match noop_conflict(&e, "already running") {
+            Err(e) => match noop_conflict(&e, "is already 'running'") {
                 Some(m) => writeln!(io.err, "{m}")?,
                 None => return Err(client_err(e)),
             },
@@ -889,7 +927,7 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
         Command::Stop { uuid, force, timeout_secs } => {
             match client.stop_vm(&uuid.to_string(), &StopRequest { force, timeout_secs }) {
                 Ok(_) => writeln!(io.err, "Successfully completed stop for VM {uuid}")?,
-                Err(e) => match noop_conflict(&e, "not running") {
+                Err(e) => match noop_conflict(&e, "is already not 'running'") {
                     Some(m) => writeln!(io.err, "{m}")?,
                     None => return Err(client_err(e)),
                 },
@@ -1082,7 +1120,7 @@ mod tests {
         assert_eq!(t.err(), "vmadm: Invalid or missing UUID for start\n");
         let mut t = TestIo::new();
         assert_eq!(t.run(&["vmadm", "list", "-o", "uuid,nope"]), 1, "SmartOS: an error, not usage");
-        assert_eq!(t.err(), "vmadm: Invalid order key: \"nope\"\n");
+        assert_eq!(t.err(), "vmadm: invalid order field: nope\n");
         let mut t = TestIo::new();
         assert_eq!(t.run(&["vmadm", "get", "-h"]), 0);
         assert!(t.out().starts_with("Usage: vmadm"));
@@ -1105,14 +1143,18 @@ mod tests {
         }
         assert!(usage_err(&["validate", "update"]).contains("brand"));
         assert!(usage_err(&["validate"]).contains("valid action"));
-        assert!(usage_err(&["validate", "destroy"]).contains("valid action"));
+        assert!(usage_err(&["validate"]).contains("valid action"));
+        assert!(matches!(parse_ok(&["validate", "destroy"]).command, Command::ValidateNoAction { .. }));
     }
 
     #[test]
     fn update_sources() {
         match parse_ok(&["update", U1, "alias=web", "max_physical_memory=1024", "autoboot=false"]).command {
             Command::Update { source: UpdateSource::Props(m), .. } => {
-                assert_eq!(Value::Object(m), json!({"alias": "web", "max_physical_memory": 1024, "autoboot": false}))
+                assert_eq!(
+                    Value::Object(m),
+                    json!({"alias": "web", "max_physical_memory": "1024", "autoboot": "false"})
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -1141,9 +1183,12 @@ mod tests {
         assert_eq!(opts.filters.len(), 1);
         assert_eq!(list_fetch_fields(&opts), s(&["uuid", "tags", "nics", "ram", "max_physical_memory", "state"]));
 
-        assert_eq!(failed_err(&["list", "-o", "uuid,bogus"]), "Invalid order key: \"bogus\"");
+        // SmartOS's two messages: `.*.` columns, then fields it does not know.
+        assert_eq!(failed_err(&["list", "-o", "uuid,bogus"]), "invalid order field: bogus");
         assert_eq!(failed_err(&["list", "-o", "nics.*.ip"]), "Invalid order key: \"nics.*.ip\"");
-        assert_eq!(failed_err(&["list", "-s", "-bogus"]), "Invalid sort key: \"bogus\"");
+        assert_eq!(failed_err(&["list", "-s", "-bogus"]), "invalid sort field: -bogus");
+        assert_eq!(failed_err(&["list", "-s", "nics.*.ip"]), "Invalid sort key: \"nics.*.ip\"");
+        assert_eq!(failed_err(&["lookup", "bogus=1"]), "Invalid lookup key: \"bogus\"");
         assert_eq!(failed_err(&["list", "bogus=1"]), "Invalid filter key: \"bogus\"");
         assert!(failed_err(&["list", "alias=~("]).contains("Invalid regular expression"));
         assert!(failed_err(&["list", "state"]).contains("property=value"));
@@ -1223,7 +1268,7 @@ mod tests {
         assert_eq!(j, json!([{"uuid": U1, "ram": 512, "type": "LX"}]));
         let j: Value = serde_json::from_str(&lookup_with(&["lookup", "-j", "alias=db01"]).unwrap()).unwrap();
         assert_eq!(j[0]["alias"], "db01");
-        assert!(j[0].get("type").is_none(), "full objects are left as get prints them");
+        assert_eq!((&j[0]["type"], &j[0]["ram"]), (&json!("LX"), &json!(512)), "SmartOS adds its fake fields");
         assert!(j[0]["tags"].is_object());
         assert!(failed_err(&["lookup", "-o", "uuid"]).contains("without -j"));
     }
@@ -1413,7 +1458,7 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Value>(&seen[1].body).unwrap(), json!({"force": true, "timeout_secs": 5}));
         assert_eq!(serde_json::from_str::<Value>(&seen[3].body).unwrap(), json!({"signal": "SIGTERM"}));
-        assert_eq!(serde_json::from_str::<Value>(&seen[5].body).unwrap(), json!({"alias": "web", "quota": 20}));
+        assert_eq!(serde_json::from_str::<Value>(&seen[5].body).unwrap(), json!({"alias": "web", "quota": "20"}));
 
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "get", U1]), 0);
@@ -1424,14 +1469,14 @@ mod tests {
     fn daemon_errors_and_noop_conflicts() {
         let d = FakeDaemon::start(|req| {
             if req.path.ends_with("/stop") {
-                (409, json!({"kind": "Conflict", "message": format!("VM {U1} is not running")}).to_string())
+                (409, json!({"kind": "Conflict", "message": format!("VM {U1} is already not 'running' (currently: stopped)")}).to_string())
             } else {
                 (404, json!({"kind": "NotFound", "message": format!("VM {U2} not found")}).to_string())
             }
         });
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "stop", U1]), 0, "stopping a stopped VM is not an error");
-        assert_eq!(t.err(), format!("VM {U1} is not running\n"));
+        assert_eq!(t.err(), format!("VM {U1} is already not 'running' (currently: stopped)\n"));
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "delete", U2]), 1);
         assert_eq!(t.err(), format!("vmadm: VM {U2} not found\n"));

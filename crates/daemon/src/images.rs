@@ -260,7 +260,7 @@ impl Daemon {
                 zpool: self.pool.name().to_string(),
                 clones: self.store.image_clones(uuid)?,
             }),
-            _ => Err(ApiError::not_found(format!("image {uuid} is not installed"))),
+            _ => Err(ApiError::not_found(format!("image \"{uuid}\" was not found on zpool \"{}\"", self.pool.name()))),
         }
     }
 
@@ -284,7 +284,18 @@ impl Daemon {
         self.image_record(uuid)?;
         let n = self.store.image_clones(uuid)?;
         if n > 0 {
-            return Err(ApiError::conflict(format!("image {uuid} is in use by {n} instance(s); delete them first")));
+            // SmartOS's words, naming the instances made from it.
+            let users: Vec<String> = self
+                .store
+                .list_vms()?
+                .into_iter()
+                .filter(|r| r.vm.get("image_uuid").and_then(Value::as_str) == Some(&uuid.to_string()))
+                .filter_map(|r| r.vm.get("uuid").and_then(Value::as_str).map(String::from))
+                .collect();
+            let users = if users.is_empty() { format!("{n} instance(s)") } else { users.join(", ") };
+            return Err(ApiError::conflict(format!(
+                "image \"{uuid}\" has dependent clones: {users}; delete them first"
+            )));
         }
         self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy image dataset", e))?;
         self.store.delete_image(uuid)?;

@@ -151,6 +151,9 @@ pub(crate) fn limits_of(vm: &VmObject) -> Limits {
     }
 }
 
+/// The properties [`Daemon::view`] adds to a stored VM object.
+const VIEW_ONLY: &[&str] = &["hvm", "server_uuid", "platform_buildstamp", "zfs_filesystem", "snapshots", "v"];
+
 impl Daemon {
     fn run_dir(&self, uuid: InstanceUuid) -> PathBuf {
         self.root.join("run").join("zones").join(uuid.to_string())
@@ -250,7 +253,25 @@ impl Daemon {
                 }
             }
         }
+        // A VM's disks from images: the image must be installed (zonevisor
+        // installs no zvol images yet, so none is).
+        for (i, disk) in vm.get("disks").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
+                if !img
+                    .parse()
+                    .ok()
+                    .and_then(|id| self.store.get_image(id).ok().flatten())
+                    .is_some_and(|r| r.phase == "ready")
+                {
+                    errs.bad_value(
+                        &format!("disks.{i}.image_uuid"),
+                        format!("image {img} is not installed (see imgadm list)"),
+                    );
+                }
+            }
+        }
         self.check_lofs_sources(vm, &mut errs);
+        zonevisor_spec::smartos_names(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
@@ -660,7 +681,8 @@ impl Daemon {
             Some(x) => {
                 let status = match x.code {
                     Some(c) => json!(c),
-                    None => json!(x.signal.map(|s| 128 + s).unwrap_or(0)),
+                    // SmartOS: the negated signal (-9 for SIGKILL).
+                    None => json!(x.signal.map(|s| -s).unwrap_or(0)),
                 };
                 fields.push(("exit_status", status));
                 fields.push(("exit_timestamp", json!(timestamp())));
@@ -698,7 +720,7 @@ impl Daemon {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let vm = self.vm_row(uuid)?;
         if self.is_running(uuid) {
-            return Err(ApiError::conflict(format!("VM {uuid} is already running")));
+            return Err(ApiError::conflict(format!("VM {uuid} is already 'running'")));
         }
         self.start_locked(uuid, &vm)?;
         self.set_fields(uuid, &[("autoboot", json!(true))], &[])?;
@@ -740,7 +762,12 @@ impl Daemon {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.vm_row(uuid)?;
+        let vm = self.vm_row(uuid)?;
+        if !self.is_running(uuid) {
+            // SmartOS's words; vmadm treats it as nothing to do.
+            let state = str_of(&vm, "state").unwrap_or("stopped");
+            return Err(ApiError::conflict(format!("VM {uuid} is already not 'running' (currently: {state})")));
+        }
         self.stop_locked(uuid, force, timeout)?;
         self.set_fields(uuid, &[("autoboot", json!(false))], &[])?;
         Ok(format!("Successfully completed stop for VM {uuid}"))
@@ -751,9 +778,10 @@ impl Daemon {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.vm_row(uuid)?;
+        let vm = self.vm_row(uuid)?;
         if !self.is_running(uuid) {
-            return Err(ApiError::conflict(format!("VM {uuid} is not running")));
+            let state = str_of(&vm, "state").unwrap_or("stopped");
+            return Err(ApiError::conflict(format!("Cannot reboot vm from state \"{state}\"")));
         }
         let st = MonitorClient::new(self.run_dir(uuid)).reboot(force).map_err(|e| step_error("reboot zone", e))?;
         self.set_fields(
@@ -770,7 +798,7 @@ impl Daemon {
         let uuid = parse_uuid(uuid)?;
         self.vm_row(uuid)?;
         if !self.is_running(uuid) {
-            return Err(ApiError::conflict(format!("VM {uuid} is not running")));
+            return Err(ApiError::conflict(format!("Cannot find running init PID for VM {uuid}")));
         }
         MonitorClient::new(self.run_dir(uuid)).kill(sig).map_err(|e| step_error("signal zone init", e))?;
         Ok(format!("Successfully sent signal {sig} to VM {uuid}"))
@@ -827,7 +855,18 @@ impl Daemon {
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.vm_row(uuid)?;
-        let plan = zonevisor_spec::validate_update(&current, payload).map_err(ApiError::validation)?;
+        // Judged against what `vmadm get` shows, so that its output given
+        // back changes nothing; what the view adds is not stored.
+        let shown = self.view(current.clone());
+        let mut plan = zonevisor_spec::validate_update(&shown, payload).map_err(ApiError::validation)?;
+        for k in VIEW_ONLY {
+            if !current.contains_key(*k) {
+                plan.vm.remove(*k);
+                plan.changed.retain(|c| c != k);
+                plan.live.retain(|c| c != k);
+                plan.needs_reboot.retain(|c| c != k);
+            }
+        }
         let mut errs = ValidationErrors::default();
         self.check_lofs_sources(&plan.vm, &mut errs);
         if !errs.is_empty() {

@@ -258,7 +258,7 @@ pub fn typed(u: &mut Unstructured, kind: &Kind, depth: u32) -> Result<Value> {
             _ => Value::from(u.int_in_range(*min..=*max)?),
         },
         Kind::Str(fmt) => Value::String(fitting(u, fmt)?),
-        Kind::List { item, max } => {
+        Kind::List { item, max } | Kind::Joined { item, max } => {
             let n = u.int_in_range(0..=(*max).min(4))?;
             Value::Array((0..n).map(|_| fitting(u, item).map(Value::String)).collect::<Result<_>>()?)
         }

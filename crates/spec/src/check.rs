@@ -42,7 +42,7 @@ pub(crate) fn expected(kind: &Kind) -> String {
         Kind::Int { min, max } if *max >= MIB_MAX => format!("an integer ≥ {min}"),
         Kind::Int { min, max } => format!("an integer from {min} to {max}"),
         Kind::Str(f) => f.form.into(),
-        Kind::List { item, max } => {
+        Kind::List { item, max } | Kind::Joined { item, max } => {
             format!("a list (array or comma-separated string) of at most {max} items, each {}", item.form)
         }
         Kind::Map { key, val: MapVal::Scalar } => {
@@ -98,6 +98,18 @@ pub(crate) fn value(
             Some(s) if (f.test)(s) => Some(Value::String(s.to_string())),
             _ => refuse(kind, name, v, errs),
         },
+        Kind::Joined { item, max } => {
+            let list = Kind::List { item: *item, max: *max };
+            // SmartOS: an item of an array may not hold a comma (the list is
+            // kept joined by commas).
+            if let Some(bad) = v.as_array().and_then(|a| a.iter().filter_map(Value::as_str).find(|s| s.contains(','))) {
+                errs.bad_value(name, format!("items of an array may not contain commas; got {bad:?}"));
+                return None;
+            }
+            let items = value(&list, name, v, brand, errs)?;
+            let items: Vec<&str> = items.as_array()?.iter().filter_map(Value::as_str).collect();
+            Some(Value::String(items.join(",")))
+        }
         Kind::List { item, max } => {
             let items: Option<Vec<String>> = match v {
                 Value::String(s) => {

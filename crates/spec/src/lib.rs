@@ -161,6 +161,54 @@ pub(crate) fn fatal(errs: &ValidationErrors) -> bool {
     errs.bad_brand.is_some() || !errs.bad_values.is_empty() || !errs.missing_properties.is_empty()
 }
 
+/// `name` as SmartOS reports it (see [`smartos_names`]).
+pub(crate) fn smartos_name(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    if let [coll, _, member] = parts.as_slice() {
+        let source = ["size", "image_size", "image_name", "image_uuid", "block_size"].contains(member);
+        if (*coll == "disks" || *coll == "add_disks") && source {
+            return name.to_string();
+        }
+    }
+    let starred: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i > 0 && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) { "*" } else { p })
+        .collect();
+    starred.join(".")
+}
+
+/// Names members of array elements as SmartOS does, `nics.*.mtu` rather
+/// than `nics.0.mtu` (scripts look for those names), keeping the element's
+/// index in the reason: `nics.0.mtu: must be ...`. SmartOS's own check of
+/// a disk's source (`size` against `image_uuid`) names the disk by index,
+/// and so do these.
+pub fn smartos_names(errs: &mut ValidationErrors) {
+    let mut reasons = std::collections::BTreeMap::new();
+    for (name, reason) in std::mem::take(&mut errs.reasons) {
+        let star = smartos_name(&name);
+        let reason = if star == name { reason } else { format!("{name}: {reason}") };
+        reasons
+            .entry(star)
+            .and_modify(|r: &mut String| {
+                r.push_str("; ");
+                r.push_str(&reason);
+            })
+            .or_insert(reason);
+    }
+    errs.reasons = reasons;
+    for list in [&mut errs.bad_values, &mut errs.bad_properties, &mut errs.missing_properties] {
+        let mut seen = Vec::new();
+        for name in list.drain(..) {
+            let star = smartos_name(&name);
+            if !seen.contains(&star) {
+                seen.push(star);
+            }
+        }
+        *list = seen;
+    }
+}
+
 /// The misplaced properties of `errs` as warnings (each has been left out).
 pub(crate) fn dropped(errs: &ValidationErrors, action: &str) -> Vec<PropertyWarning> {
     errs.bad_properties
@@ -228,7 +276,10 @@ fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWa
             }
         }
     }
-    let Some(brand) = brand else { return Err(errs) };
+    let Some(brand) = brand else {
+        smartos_names(&mut errs);
+        return Err(errs);
+    };
     vm.insert("brand".into(), Value::from(brand.as_str()));
     for p in PROPS.iter().filter(|p| p.required.has(brand) && p.name != "brand") {
         if obj.get(p.name).is_none_or(Value::is_null) {
@@ -236,6 +287,7 @@ fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWa
         }
     }
     normalize::constant_defaults(brand, &mut vm);
+    normalize::no_cap_is_absent(&mut vm);
     normalize::derive_create(brand, &mut vm);
     for coll in ["nics", "disks", "filesystems"] {
         let Some(Value::Array(list)) = vm.get(coll) else { continue };
@@ -251,6 +303,7 @@ fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWa
         let given = |n: &str| obj.get(n).is_some_and(|v| !v.is_null());
         normalize::clamp_memory(brand, &mut vm, &given, &mut notes);
     }
+    smartos_names(&mut errs);
     if fatal(&errs) {
         return Err(errs);
     }

@@ -70,6 +70,13 @@ pub(crate) fn constant_defaults(brand: Brand, vm: &mut VmObject) {
     }
 }
 
+/// SmartOS: `cpu_cap` 0 is no cap, and the property is left out.
+pub(crate) fn no_cap_is_absent(vm: &mut VmObject) {
+    if vm.get("cpu_cap").and_then(as_int) == Some(0) {
+        vm.remove("cpu_cap");
+    }
+}
+
 /// Fills the derived defaults of a new instance (after [`constant_defaults`]).
 pub(crate) fn derive_create(brand: Brand, vm: &mut VmObject) {
     if !vm.contains_key("uuid") {

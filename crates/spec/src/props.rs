@@ -94,6 +94,14 @@ pub enum Kind {
     },
     /// A string of the given form.
     Str(Fmt),
+    /// A list given as an array of strings or one comma-separated string,
+    /// kept as that string (SmartOS shows `limit_priv` and `fs_allowed` so).
+    Joined {
+        /// The form of each item.
+        item: Fmt,
+        /// Most items accepted.
+        max: usize,
+    },
     /// An array of strings (or one comma-separated string) of at most `max` items.
     List {
         /// The form of each item.
@@ -336,8 +344,9 @@ pub static PROPS: &[Prop] = &[
     p("routes", Kind::Map { key: ROUTE_DST, val: MapVal::Str(ROUTE_GW) }, B::ALL, Live).dflt(Dflt::EmptyMap),
     // metadata
     p("tags", Kind::Map { key: NONEMPTY, val: MapVal::Scalar }, B::ALL, Live).dflt(Dflt::EmptyMap),
-    p("customer_metadata", Kind::Map { key: NONEMPTY, val: MapVal::Str(ANY) }, B::ALL, Live).dflt(Dflt::EmptyMap),
-    p("internal_metadata", Kind::Map { key: NONEMPTY, val: MapVal::Str(ANY) }, B::ALL, Live).dflt(Dflt::EmptyMap),
+    // SmartOS's flat objects: string, number or boolean values.
+    p("customer_metadata", Kind::Map { key: NONEMPTY, val: MapVal::Scalar }, B::ALL, Live).dflt(Dflt::EmptyMap),
+    p("internal_metadata", Kind::Map { key: NONEMPTY, val: MapVal::Scalar }, B::ALL, Live).dflt(Dflt::EmptyMap),
     p("internal_metadata_namespaces", list(ATTR_VALUE, 32), B::ALL, Live),
     // zones
     p("filesystems", Kind::Objects { props: FS_PROPS, key: "target" }, B::LX, Reboot),
@@ -345,8 +354,8 @@ pub static PROPS: &[Prop] = &[
     p("init_name", s(ABS_PATH), B::LX, Reboot),
     p("restart_init", Kind::Bool, B::LX, Live),
     p("kernel_version", s(KERNEL_VERSION), B::LX, Reboot),
-    p("limit_priv", s(PRIV_LIST), B::ALL, Reboot).dflt(Dflt::Str("default")),
-    p("fs_allowed", list(NONEMPTY, 32), B::LX, Reboot),
+    p("limit_priv", Kind::Joined { item: PRIV, max: 64 }, B::ALL, Reboot).dflt(Dflt::Str("default")),
+    p("fs_allowed", Kind::Joined { item: NONEMPTY, max: 32 }, B::LX, Reboot),
     // hardware VMs
     p("disks", Kind::Objects { props: DISK_PROPS, key: "path" }, B::HVM, Reboot).dflt(Dflt::EmptyList),
     p("disk_driver", s(DISK_MODEL_KVM), B::KVM, Reboot),
@@ -515,8 +524,8 @@ fn clean_abs_path(s: &str) -> bool {
 
 fmt!(ANY, "any string", |_| true);
 fmt!(NONEMPTY, "a non-empty string", |s| !s.trim().is_empty());
-fmt!(ALIAS, "1 to 100 printable characters (no control characters)", |s| {
-    !s.is_empty() && s.chars().count() <= 100 && !s.chars().any(char::is_control)
+fmt!(ALIAS, "1 to 1024 printable characters (no control characters)", |s| {
+    !s.is_empty() && s.chars().count() <= 1024 && !s.chars().any(char::is_control)
 });
 fmt!(
     HOSTNAME,
@@ -562,9 +571,7 @@ fmt!(FS_OPTION, "one of ro, rw, nodevice, nodevices, nosuid, nosetuid, noexec", 
 ));
 fmt!(KERNEL_VERSION, "a Linux kernel version like 4.4 or 5.10.0", |s| regex(&KERNEL_RE, s));
 fmt!(ATTR_VALUE, "letters, digits, `.`, `_` or `-`", |s| regex(&ATTR_RE, s));
-fmt!(PRIV_LIST, "a comma-separated list of privilege names like default,-proc_fork", |s| {
-    !s.is_empty() && s.len() <= 1024 && s.split(',').all(|p| regex(&PRIV_RE, p))
-});
+fmt!(PRIV, "a privilege name like default, sys_mount or -proc_fork", |s| regex(&PRIV_RE, s));
 fmt!(BOOT_ORDER, "a boot spec like order=cd or order=c,once=d", |s| {
     !s.is_empty()
         && s.split(',').all(|kv| {

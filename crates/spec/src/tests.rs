@@ -29,9 +29,14 @@ fn assert_has(e: &ValidationErrors, which: &str, name: &str, says: &str) {
         "missing_properties" => &e.missing_properties,
         _ => panic!("no list {which}"),
     };
-    assert!(list.iter().any(|p| p == name), "{name} not in {which}: {}", e.summary());
-    let reason = e.reasons.get(name).map(String::as_str).unwrap_or("");
-    assert!(reason.contains(says), "reason for {name} is {reason:?}, wanted {says:?}");
+    // SmartOS names array members `nics.*.mtu`; the reason names the element.
+    let star = crate::smartos_name(name);
+    assert!(list.iter().any(|p| *p == star), "{star} not in {which}: {}", e.summary());
+    let reason = e.reasons.get(&star).map(String::as_str).unwrap_or("");
+    assert!(reason.contains(says), "reason for {star} is {reason:?}, wanted {says:?}");
+    if star != name {
+        assert!(reason.contains(&format!("{name}: ")), "the reason for {star} names {name}: {reason:?}");
+    }
 }
 
 fn lx(extra: Value) -> Value {
@@ -324,8 +329,8 @@ fn identity_values_are_checked() {
     assert_has(&e, "bad_values", "owner_uuid", "UUID");
     assert_has(&e, "bad_values", "hostname", "labels");
     assert_has(&e, "bad_values", "dns_domain", "labels");
-    assert_has(&e, "bad_values", "alias", "1 to 100 printable characters");
-    let e = refused(lx(json!({"alias": "a".repeat(101), "hostname": "a".repeat(64)})));
+    assert_has(&e, "bad_values", "alias", "1 to 1024 printable characters");
+    let e = refused(lx(json!({"alias": "a".repeat(1025), "hostname": "a".repeat(64)})));
     assert_has(&e, "bad_values", "alias", "got");
     assert_has(&e, "bad_values", "hostname", "1-63");
     let e = refused(lx(json!({"alias": "tab\there", "image_uuid": 42})));
@@ -430,7 +435,7 @@ fn resolvers_routes_and_maps_are_checked() {
     let e = refused(lx(json!({
         "resolvers": ["8.8.8.8", "dns.google"],
         "routes": {"10.2.0.0/16": "10.0.0.1", "bad": "10.0.0.1"},
-        "customer_metadata": {"n": 5},
+        "customer_metadata": {"n": {"nested": 5}},
         "tags": {"role": {"nested": true}}
     })));
     assert_has(&e, "bad_values", "resolvers", "\"dns.google\"");
@@ -501,7 +506,7 @@ fn every_problem_is_reported_at_once() {
     assert_eq!(bad_props, ["bogus", "state", "vcpus"]);
     let mut bad_values = e.bad_values.clone();
     bad_values.sort();
-    assert_eq!(bad_values, ["alias", "max_lwps", "nics.0.vlan_id"]);
+    assert_eq!(bad_values, ["alias", "max_lwps", "nics.*.vlan_id"], "SmartOS's names for array members");
     assert_eq!(e.missing_properties, ["image_uuid"]);
     for name in bad_props.iter().chain(&bad_values).chain(&e.missing_properties) {
         assert!(!e.reasons[name].is_empty(), "no reason for {name}");
@@ -610,11 +615,12 @@ fn never_changeable_and_runtime_properties_are_dropped() {
     );
     assert_eq!(plan.changed, ["alias"]);
     let warned: Vec<&str> = plan.warnings.iter().map(|w| w.property.as_str()).collect();
-    // uuid and zpool are given as they stand and state is runtime: silent.
-    assert_eq!(warned, ["brand", "image_uuid", "zpool", "vcpus", "bogus"]);
+    // uuid is given as it stands: silent.
+    assert_eq!(warned, ["brand", "image_uuid", "zpool", "state", "vcpus", "bogus"]);
     assert!(plan.warnings[0].message.contains("cannot be changed after the instance is created"));
-    assert!(plan.warnings[3].message.contains("not valid for brand lx"));
-    assert!(plan.warnings[4].message.contains("not a vmadm property"));
+    assert!(plan.warnings[3].message.contains("owned by zonevisor"));
+    assert!(plan.warnings[4].message.contains("not valid for brand lx"));
+    assert!(plan.warnings[5].message.contains("not a vmadm property"));
     let plan = updated(&vm, json!({"tags": {"x": 1}, "nics": vm["nics"].clone()}));
     assert!(plan.changed.is_empty());
     assert!(plan.warnings[0].message.contains("use set_tags / remove_tags"));
@@ -666,7 +672,10 @@ fn map_operators() {
     assert_eq!(plan.live, plan.changed);
     let plan = updated(&plan.vm, json!({"remove_routes": "10.9.0.0/16"}));
     assert_eq!(plan.vm["routes"], json!({}));
-    let e = update_refused(&vm, json!({"set_customer_metadata": {"n": 1}, "set_tags": "x"}));
+    // SmartOS's flat objects take numbers and booleans, not objects.
+    let plan = updated(&vm, json!({"set_customer_metadata": {"n": 1, "b": true}}));
+    assert_eq!((&plan.vm["customer_metadata"]["n"], &plan.vm["customer_metadata"]["b"]), (&json!(1), &json!(true)));
+    let e = update_refused(&vm, json!({"set_customer_metadata": {"n": [1]}, "set_tags": "x"}));
     assert_has(&e, "bad_values", "set_customer_metadata", "key \"n\"");
     assert_has(&e, "bad_values", "set_tags", "an object");
 }

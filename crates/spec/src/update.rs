@@ -92,6 +92,7 @@ pub fn validate_update(current: &VmObject, update: &Value) -> Result<UpdatePlan,
     let brand = payload_brand(current.get("brand"), &mut errs).ok_or_else(|| errs.clone())?;
     let mut notes = Vec::new();
     let vm = apply(brand, Some(current), update, &mut errs, &mut notes);
+    crate::smartos_names(&mut errs);
     if crate::fatal(&errs) {
         return Err(errs);
     }
@@ -126,6 +127,7 @@ pub fn check_update_payload(brand: &str, update: &Value) -> ValidationErrors {
         }
         Err(e) => errs.bad_brand(brand, e.to_string()),
     }
+    crate::smartos_names(&mut errs);
     errs
 }
 
@@ -160,6 +162,8 @@ fn apply(
                 _ => {}
             }
         }
+        // SmartOS: an empty string unsets a property, as null does.
+        let v = if v.as_str() == Some("") { &Value::Null } else { v };
         let p = match lookup(PROPS, k, Some(brand)) {
             Lookup::Found(p) => p,
             Lookup::Unknown => {
@@ -171,10 +175,10 @@ fn apply(
                 continue;
             }
         };
-        // What cannot change is dropped silently when it is runtime state
-        // or given as it stands (or cleared), so that `vmadm get` output can
-        // be fed back into `vmadm update`.
-        let inert = current.is_some_and(|c| p.update == Upd::ReadOnly || v.is_null() || c.get(k) == Some(v));
+        // What cannot change is dropped silently when it is given as it
+        // stands (or cleared), so that `vmadm get` output can be fed back
+        // into `vmadm update`; a different value is dropped with a warning.
+        let inert = current.is_some_and(|c| v.is_null() || c.get(k) == Some(v));
         match (p.update, p.kind) {
             (Upd::ReadOnly | Upd::Fixed, _) | (_, Kind::Map { .. } | Kind::Objects { .. }) if inert => {}
             (Upd::ReadOnly, _) => errs.bad_property(k, READ_ONLY),
@@ -217,6 +221,7 @@ fn apply(
     if !errs.bad_values.iter().any(|b| crate::MEMORY.contains(&b.as_str())) {
         normalize::clamp_memory(brand, &mut vm, &|n| given.contains(n), notes);
     }
+    normalize::no_cap_is_absent(&mut vm);
     vm
 }
 
@@ -287,6 +292,10 @@ fn apply_op(brand: Brand, known: bool, vm: &mut VmObject, op: &Op<'_>, errs: &mu
                     }
                     if coll == "nics" && !list.is_empty() {
                         normalize::settle_primary(list, None);
+                    }
+                    // SmartOS leaves out an emptied list that has no default.
+                    if list.is_empty() && op.target.default == Dflt::None {
+                        vm.remove(coll);
                     }
                 }
                 _ if known && !keys.is_empty() && matches!(kind, Kind::Objects { .. }) => {
