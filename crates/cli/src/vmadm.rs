@@ -538,7 +538,7 @@ fn list_opts(p: &args::Parsed) -> Result<ListOpts, CliError> {
         opts.sort = filter::parse_sort(sort);
     }
     if let Some(sort) = p.value("sort") {
-        for raw in sort.split(',').filter(|k| any_element(k.trim_start_matches(['-', '+']))) {
+        if let Some(raw) = sort.split(',').find(|k| any_element(k.trim_start_matches(['-', '+']))) {
             return Err(CliError::failed(format!("Invalid sort key: \"{raw}\"")));
         }
     }

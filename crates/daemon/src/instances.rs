@@ -257,12 +257,8 @@ impl Daemon {
         // installs no zvol images yet, so none is).
         for (i, disk) in vm.get("disks").and_then(Value::as_array).into_iter().flatten().enumerate() {
             if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
-                if !img
-                    .parse()
-                    .ok()
-                    .and_then(|id| self.store.get_image(id).ok().flatten())
-                    .is_some_and(|r| r.phase == "ready")
-                {
+                let row = img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
+                if row.is_none_or(|r| r.phase != "ready") {
                     errs.bad_value(
                         &format!("disks.{i}.image_uuid"),
                         format!("image {img} is not installed (see imgadm list)"),
