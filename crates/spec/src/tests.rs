@@ -31,7 +31,7 @@ fn assert_has(e: &ValidationErrors, which: &str, name: &str, says: &str) {
     };
     // SmartOS names array members `nics.*.mtu`; the reason names the element.
     let star = crate::smartos_name(name);
-    assert!(list.iter().any(|p| *p == star), "{star} not in {which}: {}", e.summary());
+    assert!(list.contains(&star), "{star} not in {which}: {}", e.summary());
     let reason = e.reasons.get(&star).map(String::as_str).unwrap_or("");
     assert!(reason.contains(says), "reason for {star} is {reason:?}, wanted {says:?}");
     if star != name {
