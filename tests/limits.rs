@@ -176,7 +176,7 @@ fn fork_bomb_stops_at_max_lwps_and_the_zone_recovers() {
         let mut pids: Vec<i32> = procs
             .lines()
             .filter_map(|l| l.parse().ok())
-            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\0600\0"))
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00600\x00"))
             .collect();
         pids.sort();
         pids
