@@ -28,6 +28,55 @@ fn zsh(h: &TestHost, uuid: &str, script: &str) -> String {
     format!("{}{}", r.stdout, r.stderr)
 }
 
+/// A host process (host root's credentials, the host's user namespace)
+/// inside the zone's pid namespace, as `nsenter --pid` from the host makes
+/// one: the zone names it, so only the user namespace stands between the
+/// zone and it. Killed when dropped (and with the zone's pid namespace).
+struct HostProcessInZone {
+    nsenter: std::process::Child,
+    /// Its pid on the host and in the zone.
+    host_pid: i64,
+    zone_pid: i64,
+}
+
+impl HostProcessInZone {
+    fn start(init: i64) -> HostProcessInZone {
+        let nsenter = std::process::Command::new("nsenter")
+            .args(["--target", &init.to_string(), "--pid", "--", "sleep", "600"])
+            .spawn()
+            .expect("nsenter");
+        // nsenter forks the process that is born in the pid namespace.
+        let parent = nsenter.id().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let host_pid = loop {
+            let child = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+                let pid: i64 = e.file_name().to_str()?.parse().ok()?;
+                (status_field(pid, "PPid:") == parent
+                    && std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim() == "sleep")
+                    .then_some(pid)
+            });
+            if let Some(pid) = child {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "nsenter --pid made no sleep");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let nspid = status_field(host_pid, "NSpid:");
+        let ids: Vec<i64> = nspid.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(ids.len(), 2, "not in the zone's pid namespace: NSpid {nspid}");
+        assert_eq!(status_field(host_pid, "Uid:").split_whitespace().next(), Some("0"), "not host root's");
+        HostProcessInZone { nsenter, host_pid, zone_pid: ids[1] }
+    }
+}
+
+impl Drop for HostProcessInZone {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.host_pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = self.nsenter.wait();
+    }
+}
+
 #[test]
 fn root_in_a_zone_is_not_root_on_the_host() {
     let Some(h) = TestHost::new() else { return };
@@ -154,19 +203,32 @@ fn escape_attempts_are_refused() {
     assert!(!r.contains("rc=0"), "read the host's disk {major}:{minor}: {r}");
     assert!(!zsh(&h, &uuid, "ls -A /root").contains("disk"), "a device node was made");
 
-    // Host processes: invisible, and cannot be signalled.
+    // Host processes: invisible (the pid namespace: ESRCH), and one the
+    // zone can name cannot be signalled (the user namespace: EPERM).
     let daemon = h.daemon.as_ref().unwrap().id();
     let me = std::process::id();
     let zone_pids: Vec<u32> = zsh(&h, &uuid, "ls /proc").split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert!(!zone_pids.is_empty() && zone_pids.len() < 10, "the zone sees {zone_pids:?}");
+    let mut tried = 0;
     for host_pid in [daemon, me, pid as u32] {
         if zone_pids.contains(&host_pid) {
             continue; // the same number names a zone process
         }
         let r = zsh(&h, &uuid, &format!("kill -0 {host_pid}; echo rc=$?"));
-        assert!(!r.contains("rc=0"), "signalled host pid {host_pid}: {r}");
+        assert!(r.contains("No such process") && r.contains("rc=1"), "kill -0 host pid {host_pid}: {r}");
+        tried += 1;
     }
+    assert!(tried >= 2, "every host pid tried names a zone process: {zone_pids:?}");
     assert!(!zsh(&h, &uuid, "ps").contains("zonevisord"), "the zone sees the daemon");
+    let host = HostProcessInZone::start(pid);
+    assert!(zsh(&h, &uuid, &format!("cat /proc/{}/comm", host.zone_pid)).contains("sleep"), "the zone does not see it");
+    let r = zsh(&h, &uuid, &format!("kill -0 {}; echo rc=$?", host.zone_pid));
+    assert!(r.contains("Operation not permitted") && r.contains("rc=1"), "kill -0 a host process in the zone: {r}");
+    assert!(alive(host.host_pid));
+    // The zone's own processes it may signal.
+    let r = zsh(&h, &uuid, "sleep 60 & kill -0 $!; echo rc=$?; kill $!");
+    assert!(r.contains("rc=0"), "kill -0 a process of the zone itself: {r}");
+    drop(host);
 
     // The zone still works: files, hostname, reboot, graceful stop.
     assert_eq!(zsh(&h, &uuid, "echo hi > /root/f && cat /root/f").trim(), "hi");
@@ -201,7 +263,8 @@ fn ptrace_reaches_only_the_zones_own_processes() {
     assert!(r.contains("attached"), "tracing a process of the zone itself: {r}");
 
     // Host processes, and the other zone's init, cannot be traced: their
-    // pids name nothing in the zone (or a zone process, then skipped).
+    // pids name nothing in the zone (ESRCH; a pid that names a zone
+    // process is not tried).
     let zone_pids: Vec<i64> = zsh(&h, &uuid, "ls /proc").split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let daemon = i64::from(h.daemon.as_ref().unwrap().id());
     let mut tried = 0;
@@ -210,10 +273,17 @@ fn ptrace_reaches_only_the_zones_own_processes() {
             continue;
         }
         let r = zsh(&h, &uuid, &format!("/probes/ptrace_attach {host_pid}; echo rc=$?"));
-        assert!(r.contains("refused") && r.contains("rc=1"), "traced host pid {host_pid}: {r}");
+        assert!(r.contains("refused: ESRCH") && r.contains("rc=1"), "ptrace host pid {host_pid}: {r}");
         tried += 1;
     }
     assert!(tried >= 2, "every host pid tried names a zone process: {zone_pids:?}");
+    // A host process in the zone's pid namespace: the zone names it, and
+    // the user namespace refuses (EPERM).
+    let init = h.get(&uuid)["pid"].as_i64().unwrap();
+    let host = HostProcessInZone::start(init);
+    let r = zsh(&h, &uuid, &format!("/probes/ptrace_attach {}; echo rc=$?", host.zone_pid));
+    assert!(r.contains("refused: EPERM") && r.contains("rc=1"), "ptrace a host process in the zone: {r}");
+    assert_eq!(status_field(host.host_pid, "TracerPid:"), "0");
 }
 
 #[test]

@@ -512,30 +512,73 @@ fn lofs_filesystems_are_bind_mounted_and_ro_is_read_only() {
     assert!(r.stderr.contains("Invalid value(s) for: filesystems.0.source"), "{}", r.stderr);
 }
 
+/// The zone's monitor pid, from its pid file.
+fn monitor_pid(h: &TestHost, uuid: &str) -> i64 {
+    let file = h.root.join("run/zones").join(uuid).join("monitor.pid");
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).trim().parse().unwrap()
+}
+
+/// The pty index (`/dev/pts/N`) of the console master `monitor` holds.
+fn console_pty(monitor: i64) -> u32 {
+    let fds = std::fs::read_dir(format!("/proc/{monitor}/fd")).unwrap();
+    let masters: Vec<u32> = fds
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().ends_with("/ptmx")))
+        .filter_map(|e| {
+            let info = std::fs::read_to_string(format!("/proc/{monitor}/fdinfo/{}", e.file_name().to_string_lossy()));
+            info.ok()?.lines().find_map(|l| l.strip_prefix("tty-index:")?.trim().parse().ok())
+        })
+        .collect();
+    assert_eq!(masters.len(), 1, "monitor {monitor} holds pty masters {masters:?}");
+    masters[0]
+}
+
+/// The pty index of `pid`'s standard output (a `/dev/pts/N`).
+fn stdout_pty(pid: i64) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/fd/1")).unwrap();
+    // Unix 98 pty slaves: majors 136-143, 256 indexes each.
+    let major = libc::major(m.rdev());
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/1"));
+    assert!((136..144).contains(&major), "{pid}'s stdout is no pty slave: {link:?}");
+    (major - 136) * 256 + libc::minor(m.rdev())
+}
+
 #[test]
 fn three_zones_keep_their_pids_and_consoles_across_a_daemon_kill() {
     let Some(mut h) = TestHost::new() else { return };
     let img = h.install(busybox());
     let uuids: Vec<String> =
         (0..3).map(|i| h.create_ok(&json!({"brand": "lx", "alias": format!("z{i}"), "image_uuid": img}))).collect();
-    let before: Vec<(i64, String)> = uuids
+    // Each zone's init writes to a pty whose master its monitor holds.
+    let before: Vec<(i64, i64, u32)> = uuids
         .iter()
         .map(|u| {
-            let pid = h.get(u)["pid"].as_i64().unwrap();
-            let console = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap().display().to_string();
-            (pid, console)
+            let (pid, monitor) = (h.get(u)["pid"].as_i64().unwrap(), monitor_pid(&h, u));
+            let pty = console_pty(monitor);
+            assert_eq!(stdout_pty(pid), pty, "{u}: init's console is not its monitor's pty");
+            (pid, monitor, pty)
         })
         .collect();
     h.kill_daemon();
     h.start_daemon();
-    for (u, (pid, console)) in uuids.iter().zip(&before) {
+    for (u, (pid, monitor, pty)) in uuids.iter().zip(&before) {
         let vm = h.get(u);
         assert_eq!((vm["state"].as_str(), vm["pid"].as_i64()), (Some("running"), Some(*pid)), "{u}");
-        let now = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap().display().to_string();
-        assert_eq!(&now, console, "{u}: init's console changed");
-        // The console is still served: the monitor keeps the pty's other end.
+        // The same monitor, not a new one, still holds the same pty.
+        assert_eq!(monitor_pid(&h, u), *monitor, "{u}: another monitor");
+        assert!(alive(*monitor), "{u}: the monitor died");
+        assert_eq!(console_pty(*monitor), *pty, "{u}: the monitor's console changed");
+        // And serves it: what the zone writes to its console after the
+        // restart reaches the log.
+        let mark = format!("after-the-restart-{u}");
+        h.cli("zlogin", &[u, &format!("echo {mark} > /dev/console")], None).ok();
         let log = h.root.join("run/zones").join(u).join("console.log");
-        assert!(log.exists(), "{u}: no console log");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(&mark) {
+            assert!(std::time::Instant::now() < deadline, "{u}: {mark} did not reach {}", log.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(h.cli("zlogin", &[u, "echo alive"], None).ok(), "alive\n");
     }
 }

@@ -622,6 +622,8 @@ mod tests {
     #[test]
     fn a_second_listener_is_refused_and_the_plain_filter_installed() {
         if abis().is_empty() {
+            assert!(std::env::var_os("CI").is_none(), "the filter has no table for this architecture (CI is set)");
+            eprintln!("SKIPPED: the filter has no table for this architecture");
             return;
         }
         let p = Profile::default();
@@ -643,7 +645,10 @@ mod tests {
                 assert_eq!(why.raw_os_error(), Some(libc::EBUSY), "{why}");
                 assert_eq!(filters.as_deref(), Some("2"), "the plain filter was installed too");
             }
-            (Installed::Plain(why), ..) => eprintln!("SKIPPED: no seccomp listener here: {why}"),
+            (Installed::Plain(why), ..) => {
+                assert!(std::env::var_os("CI").is_none(), "no seccomp listener here (CI is set): {why}");
+                eprintln!("SKIPPED: no seccomp listener here: {why}");
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -630,9 +630,19 @@ fn limits_written_and_rolled_back() {
     let read = |v1: &str, v2: &str| v1_or_v2(&cg, v1, v2);
     let v2 = cgroup::version() == CgroupVersion::V2;
     assert_eq!(read("memory.limit_in_bytes", "memory.max").unwrap(), (64 * MIB).to_string());
-    if let Some(sw) = read("memory.memsw.limit_in_bytes", "memory.swap.max") {
-        assert_eq!(sw, if v2 { 64 * MIB } else { 128 * MIB }.to_string());
-    }
+    // `swap_bytes` is memory and swap together (SmartOS's max_swap): v1's
+    // memsw limit holds it, v2's `memory.swap.max` the swap alone. Without
+    // swap accounting (v1 `swapaccount=0`, or no CONFIG_MEMCG_SWAP) the
+    // file is missing.
+    let swap = |memory: u64, swap: u64| match read("memory.memsw.limit_in_bytes", "memory.swap.max") {
+        Some(sw) => assert_eq!(sw, if v2 { swap - memory } else { swap }.to_string()),
+        None => {
+            let why = "the kernel has no swap accounting (memory.memsw.limit_in_bytes / memory.swap.max)";
+            assert!(std::env::var_os("CI").is_none(), "{why} (CI is set)");
+            eprintln!("SKIPPED the swap limit: {why}");
+        }
+    };
+    swap(64 * MIB, 128 * MIB);
     assert_eq!(read("pids.max", "pids.max").unwrap(), "100");
     assert_eq!(read("cpu.shares", "cpu.weight").unwrap(), if v2 { "50" } else { "512" });
     if v2 {
@@ -648,6 +658,7 @@ fn limits_written_and_rolled_back() {
         Limits { memory_bytes: Some(96 * MIB), swap_bytes: Some(192 * MIB), pids: Some(200), ..Limits::default() };
     z.client().set_limits(&new).unwrap();
     assert_eq!(read("memory.limit_in_bytes", "memory.max").unwrap(), (96 * MIB).to_string());
+    swap(96 * MIB, 192 * MIB);
     assert_eq!(read("pids.max", "pids.max").unwrap(), "200");
     // cpu_cap None means no cap.
     if v2 {
@@ -666,11 +677,14 @@ fn limits_written_and_rolled_back() {
     z.assert_gone();
 }
 
-/// Not a test on its own: the launcher process of `survives_its_launcher`.
+/// Not a test on its own (so ignored, and failing when run without
+/// `ZV_HELPER_SPEC`): the launcher process of `survives_its_launcher`,
+/// which runs it with `--ignored`.
 #[test]
-#[ignore = "the launcher process of survives_its_launcher, which runs it"]
+#[ignore = "not a test: the launcher process of survives_its_launcher, which runs it"]
 fn helper_launcher() {
-    let Some(spec) = std::env::var_os("ZV_HELPER_SPEC") else { return };
+    let spec = std::env::var_os("ZV_HELPER_SPEC")
+        .unwrap_or_else(|| panic!("not a test on its own: survives_its_launcher runs it with ZV_HELPER_SPEC set"));
     let spec: ZoneSpec = serde_json::from_slice(&fs::read(spec).unwrap()).unwrap();
     let start = Instant::now();
     let l = launch(&monitor_exe(), &spec).unwrap();
@@ -708,43 +722,77 @@ fn survives_its_launcher() {
     z.assert_gone();
 }
 
-/// Launches `n` trivial zones one after another, `gap` apart; returns the
-/// median launch and forced-stop times and a monitor's memory.
-fn measure(n: usize, gap: Duration) -> (Duration, Duration, Duration, String) {
-    let (mut times, mut stops, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+/// What [`measure`] saw of `n` launches.
+struct Launches {
+    /// Launch times, sorted.
+    launches: Vec<Duration>,
+    /// Forced-stop times, sorted.
+    stops: Vec<Duration>,
+    /// The largest monitor's `VmRSS` and `RssAnon`, in KiB.
+    rss_kib: u64,
+    anon_kib: u64,
+}
+
+/// A `/proc/<pid>/status` field in kB, as a number.
+fn status_kib(pid: i32, key: &str) -> u64 {
+    status_field(pid, key).trim_end_matches("kB").trim().parse().unwrap_or_else(|e| panic!("{key} of {pid}: {e}"))
+}
+
+/// Launches `n` trivial zones one after another, `gap` apart, and stops
+/// each by force; every one must be entirely gone after.
+fn measure(n: usize, gap: Duration) -> Launches {
+    let mut m = Launches { launches: Vec::new(), stops: Vec::new(), rss_kib: 0, anon_kib: 0 };
     for _ in 0..n {
         let mut z = Zone::new(&["/bin/sleep", "1000"]);
         std::thread::sleep(gap);
         let start = Instant::now();
         let l = z.launch();
-        times.push(start.elapsed());
-        rss.push(format!(
-            "{} (RssAnon {})",
-            status_field(l.monitor_pid, "VmRSS:"),
-            status_field(l.monitor_pid, "RssAnon:")
-        ));
+        m.launches.push(start.elapsed());
+        m.rss_kib = m.rss_kib.max(status_kib(l.monitor_pid, "VmRSS:"));
+        m.anon_kib = m.anon_kib.max(status_kib(l.monitor_pid, "RssAnon:"));
         let start = Instant::now();
         z.client().stop(true, None).unwrap();
-        stops.push(start.elapsed());
+        m.stops.push(start.elapsed());
         z.assert_gone();
     }
-    times.sort();
-    stops.sort();
-    (times[n / 2], times[n - 1], stops[n / 2], rss.swap_remove(n / 2))
+    m.launches.sort();
+    m.stops.sort();
+    m
 }
 
+/// Launches and forced stops, back to back and apart, within generous
+/// bounds (a hang, a lost wake-up or a leak fails; the speed figures are
+/// `bench/run`'s), and a monitor's memory within a generous bound too.
 #[test]
-fn launch_latency_and_monitor_rss() {
+fn launches_and_forced_stops_are_bounded() {
     let _g = serial();
     if !privileged() {
         return;
     }
-    let (median, max, stop, rss) = measure(20, Duration::ZERO);
-    eprintln!("launch latency, 20 back-to-back launches: median {median:?} (max {max:?}); forced stop median {stop:?}; monitor VmRSS {rss}");
     // Isolated launches pay a full RCU grace period for the v1 cgroup moves
     // (see cgroup::enable_favordynmods), which back-to-back ones share.
-    let (median, max, stop, _) = measure(10, Duration::from_millis(300));
-    eprintln!("launch latency, 10 isolated launches: median {median:?} (max {max:?}); forced stop median {stop:?}");
+    for (what, n, gap) in [("back-to-back", 20, Duration::ZERO), ("isolated", 10, Duration::from_millis(300))] {
+        let m = measure(n, gap);
+        let (launch, stop) = (m.launches[n / 2], m.stops[n / 2]);
+        eprintln!(
+            "{n} {what} launches: median {launch:?} (max {:?}); forced stop median {stop:?} (max {:?}); \
+             monitor VmRSS <= {} KiB (RssAnon <= {} KiB)",
+            m.launches[n - 1],
+            m.stops[n - 1],
+            m.rss_kib,
+            m.anon_kib
+        );
+        assert!(launch < Duration::from_millis(500), "{what}: median launch {launch:?}: {:?}", m.launches);
+        assert!(m.launches[n - 1] < Duration::from_secs(2), "{what}: a launch took {:?}", m.launches[n - 1]);
+        assert!(stop < Duration::from_millis(500), "{what}: median forced stop {stop:?}: {:?}", m.stops);
+        assert!(m.stops[n - 1] < Duration::from_secs(2), "{what}: a forced stop took {:?}", m.stops[n - 1]);
+        assert!(
+            m.rss_kib < 16 * 1024 && m.anon_kib < 4 * 1024,
+            "a monitor holds {} KiB ({} KiB anonymous)",
+            m.rss_kib,
+            m.anon_kib
+        );
+    }
 }
 
 /// Enters the zone whose init is `init` from a forked child, as `zlogin`

@@ -256,6 +256,7 @@ fn every_syscall_of_this_kernel_is_in_the_table() {
     let ci = std::env::var_os("CI").is_some();
     let host = abis();
     if host.is_empty() {
+        assert!(!ci, "the filter has no table for this architecture (CI is set)");
         eprintln!("SKIPPED: the filter has no table for this architecture");
         return;
     }
