@@ -110,6 +110,10 @@ pub(crate) struct Runtime {
     /// The CPUs each running zone with a `cpu_cap` is pinned to
     /// (`zonevisor_zone::cpuset`); zones without a pin are absent.
     cpus: Mutex<HashMap<InstanceUuid, Vec<u32>>>,
+    /// Each running zone's `zfs_io_priority`, read from the store once for
+    /// the fair I/O governor's ticks; an update that changes it drops the
+    /// entry.
+    io_priorities: Mutex<HashMap<InstanceUuid, u64>>,
 }
 
 impl Runtime {
@@ -545,11 +549,16 @@ impl Daemon {
     pub(crate) fn io_zones(&self) -> Vec<(String, u64)> {
         let running: Vec<InstanceUuid> =
             self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        let mut cache = self.runtime.io_priorities.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|u, _| running.contains(u));
         running
             .into_iter()
             .map(|uuid| {
-                let priority = self.store.get_vm(uuid).ok().flatten().and_then(|r| u64_of(&r.vm, "zfs_io_priority"));
-                (self.cgroup_of(uuid), priority.unwrap_or(100))
+                let priority = *cache.entry(uuid).or_insert_with(|| {
+                    let row = self.store.get_vm(uuid).ok().flatten();
+                    row.and_then(|r| u64_of(&r.vm, "zfs_io_priority")).unwrap_or(100)
+                });
+                (self.cgroup_of(uuid), priority)
             })
             .collect()
     }
@@ -891,6 +900,10 @@ impl Daemon {
         let mut vm = plan.vm;
         vm.insert("last_modified".into(), json!(timestamp()));
         self.store.put_vm(uuid, "ready", &vm)?;
+        // After the store has it: a governor tick re-reads it from there.
+        if plan.changed.iter().any(|c| c == "zfs_io_priority") {
+            self.runtime.io_priorities.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
+        }
         self.events.modified(&current, &vm);
         for w in &plan.warnings {
             tracing::warn!(vm = %uuid, property = %w.property, "{}", w.message);
