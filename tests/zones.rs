@@ -356,7 +356,7 @@ fn images_install_list_get_delete() {
     let vm = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "autoboot": false}));
     let r = h.imgadm(&["delete", &img]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("in use"), "{}", r.stderr);
+    assert!(r.stderr.contains("has dependent clones") && r.stderr.contains(&vm), "{}", r.stderr);
     h.vmadm(&["delete", &vm]).ok();
     h.imgadm(&["delete", &img]).ok();
     assert!(!h.pool().join(&img).exists());
@@ -509,7 +509,8 @@ fn lofs_filesystems_are_bind_mounted_and_ro_is_read_only() {
     let r = h.create(&json!({"brand": "lx", "image_uuid": img,
         "filesystems": [{"type": "lofs", "source": "relative/dir", "target": "/x"}]}));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("Invalid value(s) for: filesystems.0.source"), "{}", r.stderr);
+    assert!(r.stderr.contains("Invalid value(s) for: filesystems.*.source"), "{}", r.stderr);
+    assert!(r.stderr.contains("filesystems.0.source: must be an absolute path"), "{}", r.stderr);
 }
 
 /// The zone's monitor pid, from its pid file.

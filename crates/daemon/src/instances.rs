@@ -212,11 +212,28 @@ impl Daemon {
                     e.missing("brand", "validate update needs the brand of the VM");
                     return Err(ApiError::validation(e));
                 };
-                let errs = zonevisor_spec::check_update_payload(brand, &req.payload);
+                let mut errs = zonevisor_spec::check_update_payload(brand, &req.payload);
+                if let Some(obj) = req.payload.as_object() {
+                    self.check_disk_images("add_disks", obj, &mut errs);
+                }
                 if errs.is_empty() {
                     Ok(format!("VALID 'update' payload for {brand} brand VMs."))
                 } else {
                     Err(ApiError::validation(errs))
+                }
+            }
+        }
+    }
+
+    /// A VM's disks from images (`disks` or an update's `add_disks` of
+    /// `obj`): each image must be installed (zonevisor installs no zvol
+    /// images yet, so none is).
+    fn check_disk_images(&self, key: &str, obj: &serde_json::Map<String, Value>, errs: &mut ValidationErrors) {
+        for (i, disk) in obj.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
+                let row = img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
+                if row.is_none_or(|r| r.phase != "ready") {
+                    errs.bad_value(&format!("{key}.{i}.image_uuid"), format!("image {img} is not installed (see imgadm list)"));
                 }
             }
         }
@@ -257,19 +274,7 @@ impl Daemon {
                 }
             }
         }
-        // A VM's disks from images: the image must be installed (zonevisor
-        // installs no zvol images yet, so none is).
-        for (i, disk) in vm.get("disks").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
-                let row = img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
-                if row.is_none_or(|r| r.phase != "ready") {
-                    errs.bad_value(
-                        &format!("disks.{i}.image_uuid"),
-                        format!("image {img} is not installed (see imgadm list)"),
-                    );
-                }
-            }
-        }
+        self.check_disk_images("disks", vm, &mut errs);
         self.check_lofs_sources(vm, &mut errs);
         zonevisor_spec::smartos_names(&mut errs);
         if errs.is_empty() {
