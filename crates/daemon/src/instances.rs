@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
 use zonevisor_zone::control::MonitorClient;
 use zonevisor_zone::lofs::Protected;
-use zonevisor_zone::{BindMount, IdMap, Limits, ZoneSpec};
+use zonevisor_zone::{BindMount, ExitReason, IdMap, Limits, ZoneSpec};
 
 use crate::images::step_error;
 use crate::Daemon;
@@ -630,7 +630,14 @@ impl Daemon {
                 fields.push(("exit_status", status));
                 fields.push(("exit_timestamp", json!(timestamp())));
                 fields.push(("exit_reason", json!(x.message)));
-                tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+                // A zone that went down on its own for good (restart_init
+                // gave up, a restart failed) or by the OOM killer is the
+                // operator's business; the rest is the ordinary course.
+                if x.reason == ExitReason::Failed || x.oom_killed {
+                    tracing::warn!(vm = %uuid, reason = ?x.reason, oom_killed = x.oom_killed, "zone down: {}", x.message);
+                } else {
+                    tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+                }
             }
             None => {
                 let monitor_pid = monitor_pid.or_else(|| zonevisor_zone::control::recorded_monitor_pid(&run_dir));

@@ -641,7 +641,14 @@ mod tests {
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(text, r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7}"#);
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
-        let exit = ExitRecord { reason: ExitReason::Halted, code: None, signal: None, message: "m".into(), at: 1 };
+        let exit = ExitRecord {
+            reason: ExitReason::Halted,
+            code: None,
+            signal: None,
+            oom_killed: false,
+            message: "m".into(),
+            at: 1,
+        };
         let reply = Reply { ok: true, exit: Some(exit), ..Reply::default() };
         let back: Reply = serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap();
         assert_eq!(back, reply);
@@ -688,7 +695,14 @@ mod tests {
             let (sock, _) = listener.accept().unwrap();
             let mut line = String::new();
             BufReader::new(&sock).read_line(&mut line).unwrap();
-            let exit = ExitRecord { reason: ExitReason::Stopped, code: None, signal: None, message: "m".into(), at: 1 };
+            let exit = ExitRecord {
+                reason: ExitReason::Stopped,
+                code: None,
+                signal: None,
+                oom_killed: false,
+                message: "m".into(),
+                at: 1,
+            };
             let mut reply = serde_json::to_vec(&Reply { ok: true, exit: Some(exit), ..Reply::default() }).unwrap();
             reply.push(b'\n');
             (&sock).write_all(&reply).unwrap();

@@ -140,6 +140,16 @@ pub fn main() -> ! {
     }
 }
 
+/// How one init ended.
+struct Death {
+    reason: ExitReason,
+    code: Option<i32>,
+    signal: Option<i32>,
+    oom_killed: bool,
+    /// In words, for the logs and `exit_reason`.
+    how: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Intent {
     None,
@@ -218,6 +228,9 @@ struct Monitor {
     conns: Vec<Conn>,
     helpers: Vec<i32>,
     restarts: Vec<Instant>,
+    /// The zone's OOM kill count when the current init started (`None`:
+    /// the kernel does not count them).
+    oom_kills: Option<u64>,
     exit: Option<ExitRecord>,
 }
 
@@ -294,6 +307,7 @@ impl Monitor {
             conns: Vec::new(),
             helpers: Vec::new(),
             restarts: Vec::new(),
+            oom_kills: None,
             exit: None,
         };
         m.init_pid = m.spawn_init()?;
@@ -317,6 +331,7 @@ impl Monitor {
     fn spawn_init(&mut self) -> Result<i32, LaunchError> {
         // The previous init's filter is gone with its zone.
         self.listeners.drop_init();
+        self.oom_kills = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
         let plan = child::Plan::new(
             &self.spec,
             self.console.slave.as_raw_fd(),
@@ -543,58 +558,84 @@ impl Monitor {
         }
     }
 
+    /// How init ended (`status` from `waitpid`): a signal with the
+    /// zone's OOM kill counter up since it started is the OOM killer's.
+    fn death_of(&self, status: i32) -> Death {
+        if libc::WIFEXITED(status) {
+            let code = libc::WEXITSTATUS(status);
+            return Death {
+                reason: ExitReason::Exited,
+                code: Some(code),
+                signal: None,
+                oom_killed: false,
+                how: format!("init exited with status {code}"),
+            };
+        }
+        let sig = libc::WTERMSIG(status);
+        let (reason, mut how) = match sig {
+            libc::SIGHUP => (ExitReason::Rebooted, "init rebooted the zone".to_owned()),
+            libc::SIGINT => (ExitReason::Halted, "init halted the zone".to_owned()),
+            _ => (ExitReason::Signaled, format!("init was killed by signal {sig}")),
+        };
+        let oom_now = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
+        let oom_killed = sig == libc::SIGKILL && matches!((self.oom_kills, oom_now), (Some(a), Some(b)) if b > a);
+        if oom_killed {
+            how = format!("init was killed by the out-of-memory killer (signal {sig})");
+            // (v1's "unlimited" is a huge number.)
+            if let Some(limit) = cgroup::memory(&self.spec.cgroup).ok().and_then(|m| m.limit).filter(|l| *l < 1 << 50) {
+                how.push_str(&format!(": the zone used all of its memory ({} MiB)", limit >> 20));
+            }
+        }
+        Death { reason, code: None, signal: Some(sig), oom_killed, how }
+    }
+
     fn on_init_exit(&mut self, status: i32) {
         self.init_pid = 0;
         self.console.pump();
-        let (reason, code, signal) = if libc::WIFEXITED(status) {
-            (ExitReason::Exited, Some(libc::WEXITSTATUS(status)), None)
-        } else {
-            let sig = libc::WTERMSIG(status);
-            let reason = match sig {
-                libc::SIGHUP => ExitReason::Rebooted,
-                libc::SIGINT => ExitReason::Halted,
-                _ => ExitReason::Signaled,
-            };
-            (reason, None, Some(sig))
-        };
-        let how = match (reason, code, signal) {
-            (ExitReason::Rebooted, ..) => "init rebooted the zone".to_owned(),
-            (ExitReason::Halted, ..) => "init halted the zone".to_owned(),
-            (_, Some(c), _) => format!("init exited with status {c}"),
-            (_, _, Some(s)) => format!("init was killed by signal {s}"),
-            _ => "init ended".to_owned(),
-        };
-        log!("{how}");
-        match (self.intent, reason) {
-            (Intent::Stop, _) => {
+        let death = self.death_of(status);
+        log!("{}", death.how);
+        match (self.intent, death.reason) {
+            (Intent::Stop, reason) => {
                 let (code, signal) = if reason == ExitReason::Signaled || reason == ExitReason::Exited {
-                    (code, signal)
+                    (death.code, death.signal)
                 } else {
                     (None, None)
                 };
-                self.finish(ExitReason::Stopped, code, signal, format!("stopped on request ({how})"));
+                let message = format!("stopped on request ({})", death.how);
+                self.finish(ExitReason::Stopped, code, signal, death.oom_killed, message);
             }
-            (Intent::Reboot, _) => self.restart(false, "reboot requested"),
-            (Intent::None, ExitReason::Rebooted) => self.restart(true, &how),
-            (Intent::None, ExitReason::Halted) => self.finish(reason, None, None, how),
-            (Intent::None, _) if self.spec.restart_init => self.restart(true, &how),
-            (Intent::None, _) => self.finish(reason, code, signal, how),
+            (Intent::Reboot, _) => self.restart(None, "reboot requested"),
+            (Intent::None, ExitReason::Rebooted) => self.restart(Some(death), ""),
+            (Intent::None, ExitReason::Halted) => self.finish(ExitReason::Halted, None, None, false, death.how),
+            (Intent::None, _) if self.spec.restart_init => self.restart(Some(death), "restart_init"),
+            (Intent::None, reason) => self.finish(reason, death.code, death.signal, death.oom_killed, death.how),
         }
     }
 
-    fn restart(&mut self, automatic: bool, why: &str) {
-        if automatic {
+    /// Starts a new init: on request (`died` is `None`), or after the last
+    /// one died on its own (`died`), at most [`MAX_RESTARTS`] times per
+    /// [`RESTART_WINDOW`]; then the zone goes down, its exit record saying
+    /// how that last init died.
+    fn restart(&mut self, died: Option<Death>, why: &str) {
+        if let Some(d) = &died {
             let now = Instant::now();
             self.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
             if self.restarts.len() >= MAX_RESTARTS {
                 let msg = format!(
-                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({why})",
-                    RESTART_WINDOW.as_secs()
+                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({})",
+                    RESTART_WINDOW.as_secs(),
+                    d.how
                 );
-                return self.finish(ExitReason::Failed, None, None, msg);
+                let (code, signal) = if d.reason == ExitReason::Rebooted { (None, None) } else { (d.code, d.signal) };
+                return self.finish(ExitReason::Failed, code, signal, d.oom_killed, msg);
             }
             self.restarts.push(now);
         }
+        let why = match died {
+            Some(d) if !why.is_empty() => format!("{} ({why})", d.how),
+            Some(d) => d.how,
+            None => why.to_owned(),
+        };
         log!("restarting the zone: {why}");
         match self.spawn_init() {
             Ok(pid) => {
@@ -609,18 +650,25 @@ impl Monitor {
                     send(&w, &reply);
                 }
             }
-            Err(e) => self.finish(ExitReason::Failed, None, None, format!("restart failed: {e}")),
+            Err(e) => self.finish(ExitReason::Failed, None, None, false, format!("restart failed: {e}")),
         }
     }
 
     /// The zone is down for good: clean up, record why, answer, and let `run` return.
-    fn finish(&mut self, reason: ExitReason, code: Option<i32>, signal: Option<i32>, message: String) {
+    fn finish(
+        &mut self,
+        reason: ExitReason,
+        code: Option<i32>,
+        signal: Option<i32>,
+        oom_killed: bool,
+        message: String,
+    ) {
         log!("zone down: {message}");
         self.console.pump();
         if let Err(e) = cgroup::try_destroy(&self.spec.cgroup) {
             log!("removing cgroup {}: {e}", self.spec.cgroup);
         }
-        let rec = ExitRecord { reason, code, signal, message, at: now_secs() };
+        let rec = ExitRecord { reason, code, signal, oom_killed, message, at: now_secs() };
         let tmp = self.run_dir.join(".exit.json.tmp");
         let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
         if let Err(e) = fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, self.run_dir.join(control::EXIT_FILE))) {

@@ -1,0 +1,95 @@
+//! What a zone sees of its host, and what the host says of it:
+//! `exit_status` and `exit_reason` say how an init that `restart_init`
+//! gave up on died (a signal, the OOM killer).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The zone's root on the host (its dataset's `root`).
+fn zone_root(h: &TestHost, uuid: &str) -> PathBuf {
+    Path::new(h.get(uuid)["zonepath"].as_str().unwrap()).join("root")
+}
+
+/// Builds `tests/probes/<name>.c` into the test's directory.
+fn probe(h: &TestHost, name: &str) -> Option<PathBuf> {
+    let dir = h.dir.path().join("probes");
+    std::fs::create_dir_all(&dir).unwrap();
+    match build_probe(name, &dir) {
+        Ok(()) => Some(dir.join(name)),
+        Err(e) => {
+            skip(&format!("cannot build the {name} probe: {e}"));
+            None
+        }
+    }
+}
+
+/// Waits until the zone is stopped and returns its object.
+#[track_caller]
+fn stopped(h: &TestHost, uuid: &str) -> Value {
+    h.wait_state(uuid, "stopped", Duration::from_secs(60))
+}
+
+/// A zone whose init is the `die` probe under `name`, with `restart_init`;
+/// started, and stopped for good once `restart_init` gives up.
+fn dying_zone(h: &TestHost, img: &str, die: &Path, name: &str, more: Value) -> (String, Value) {
+    let mut p = json!({"brand": "lx", "image_uuid": img, "autoboot": false, "restart_init": true,
+                       "init_name": format!("/sbin/{name}")});
+    p.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    let uuid = h.create_ok(&p);
+    let target = zone_root(h, &uuid).join("sbin").join(name);
+    std::fs::copy(die, &target).unwrap();
+    h.vmadm(&["start", &uuid]).ok();
+    let vm = stopped(h, &uuid);
+    (uuid, vm)
+}
+
+#[test]
+fn restart_init_gives_up_saying_how_init_died() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let Some(die) = probe(&h, "die") else { return };
+
+    // Killed by a signal, again and again.
+    let (segv, vm) = dying_zone(&h, &img, &die, "die-segv", json!({}));
+    assert_eq!(vm["exit_status"], 128 + 11, "{vm}");
+    let reason = vm["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("giving up") && reason.contains("killed by signal 11"), "{vm}");
+
+    // An exit status.
+    let (_, vm) = dying_zone(&h, &img, &die, "die-exit", json!({}));
+    assert_eq!(vm["exit_status"], 3, "{vm}");
+    assert!(vm["exit_reason"].as_str().unwrap_or_default().contains("exited with status 3"), "{vm}");
+
+    // The OOM killer: init allocates beyond max_physical_memory.
+    let (oom, vm) = dying_zone(&h, &img, &die, "die-hog", json!({"max_physical_memory": 64}));
+    assert_eq!(vm["exit_status"], 128 + 9, "{vm}");
+    let reason = vm["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("giving up") && reason.contains("out-of-memory killer"), "{vm}");
+    assert!(reason.contains("64 MiB"), "the limit it ran into: {vm}");
+
+    // The daemon said so, as a warning naming the zone.
+    let log = h.log();
+    for (uuid, what) in [(&segv, "killed by signal 11"), (&oom, "out-of-memory")] {
+        assert!(
+            log.lines().any(|l| l.contains("WARN") && l.contains(uuid.as_str()) && l.contains(what)),
+            "no warning for {uuid} ({what}) in the daemon's log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn an_init_the_oom_killer_ends_says_so_without_restart_init() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let Some(die) = probe(&h, "die") else { return };
+    let (_, vm) = dying_zone(&h, &img, &die, "die-hog", json!({"max_physical_memory": 64, "restart_init": false}));
+    assert_eq!(vm["exit_status"], 137, "{vm}");
+    let reason = vm["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("init was killed by the out-of-memory killer"), "{vm}");
+    assert!(!reason.contains("giving up"), "{vm}");
+}
