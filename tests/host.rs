@@ -1,6 +1,7 @@
 //! What a zone sees of its host, and what the host says of it:
 //! `exit_status` and `exit_reason` say how an init that `restart_init`
-//! gave up on died (a signal, the OOM killer).
+//! gave up on died (a signal, the OOM killer), and `sysinfo`'s VM keys
+//! agree with what `vmadm create` accepts.
 
 mod common;
 
@@ -92,4 +93,43 @@ fn an_init_the_oom_killer_ends_says_so_without_restart_init() {
     let reason = vm["exit_reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("init was killed by the out-of-memory killer"), "{vm}");
     assert!(!reason.contains("giving up"), "{vm}");
+}
+
+#[test]
+fn sysinfo_claims_no_vm_capability_create_refuses() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let info = h.cli("sysinfo", &[], None).json();
+    let payloads = [
+        ("lx", json!({"brand": "lx", "image_uuid": img, "autoboot": false}), None),
+        ("kvm", json!({"brand": "kvm", "disks": [{"image_uuid": img, "image_size": 10240}]}), Some("VM Capable")),
+        (
+            "bhyve",
+            json!({"brand": "bhyve", "disks": [{"image_uuid": img, "image_size": 10240}]}),
+            Some("Bhyve Capable"),
+        ),
+    ];
+    let mut hvm = false;
+    for (brand, payload, key) in payloads {
+        let valid = h.cli("vmadm", &["validate", "create"], Some(&payload.to_string()));
+        assert_eq!(valid.code, 0, "{brand}: the payload is valid: {} {}", valid.stdout, valid.stderr);
+        let r = h.create(&payload);
+        let created = r.code == 0;
+        if !created {
+            assert!(format!("{}{}", r.stdout, r.stderr).contains("cannot run"), "{brand}: {} {}", r.stdout, r.stderr);
+        }
+        match key {
+            Some(key) => {
+                assert_eq!(info[key], created, "{brand}: create {} but sysinfo says {key} {}", created, info[key]);
+                hvm |= created;
+            }
+            None => assert!(created, "{brand}: {} {}", r.stdout, r.stderr),
+        }
+    }
+    assert_eq!(info["HVM API"], hvm, "{info}");
+    if !hvm {
+        assert_eq!(info["Bhyve Max Vcpus"], 0, "{info}");
+    }
+    // The hardware's side is said apart, and promises nothing.
+    assert!(["vmx", "svm", "none"].contains(&info["CPU Virtualization"].as_str().unwrap_or("")), "{info}");
 }

@@ -27,6 +27,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
+use zonevisor_spec::Brand;
 use zonevisor_zone::control::MonitorClient;
 use zonevisor_zone::lofs::Protected;
 use zonevisor_zone::{BindMount, ExitReason, IdMap, Limits, ZoneSpec};
@@ -40,6 +41,17 @@ const GIB: u64 = 1024 * MIB;
 const IDMAP_BASE: u32 = 1_000_000;
 /// Ids per zone: every uid and gid an image may use.
 const IDMAP_COUNT: u32 = 65_536;
+
+/// The brands `vmadm create` runs on this host; the others' payloads
+/// validate and are refused (hardware VMs come in a later release).
+/// `sysinfo`'s VM keys are read from here too, so they never promise what
+/// create refuses.
+pub(crate) const RUNNABLE_BRANDS: &[Brand] = &[Brand::Lx];
+
+/// Whether `vmadm create` runs VMs of `brand` here.
+pub(crate) fn runs(brand: Brand) -> bool {
+    RUNNABLE_BRANDS.contains(&brand)
+}
 
 /// What a create has made so far, so that its rollback undoes only that.
 #[derive(Clone, Copy, Debug, Default)]
@@ -264,7 +276,7 @@ impl Daemon {
         let mut vm = zonevisor_spec::validate_create(payload).map_err(ApiError::validation)?;
         self.check_create_refs(&vm).map_err(ApiError::validation)?;
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
-        if brand != "lx" {
+        if !brand.parse().is_ok_and(runs) {
             return Err(ApiError::unsupported(format!(
                 "brand {brand} payloads validate, but this host cannot run {brand} VMs yet"
             )));
