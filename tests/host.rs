@@ -1,7 +1,8 @@
-//! What a zone sees of its host, and what the host says of it:
-//! `exit_status` and `exit_reason` say how an init that `restart_init`
-//! gave up on died (a signal, the OOM killer), and `sysinfo`'s VM keys
-//! agree with what `vmadm create` accepts.
+//! What a zone sees of its host, and what the host says of it: `tmpfs`
+//! resizes a running zone's `/tmp`, `exit_status` and
+//! `exit_reason` say how an init that `restart_init` gave up on died
+//! (a signal, the OOM killer), and `sysinfo`'s VM keys agree with what
+//! `vmadm create` accepts.
 
 mod common;
 
@@ -11,9 +12,33 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// Runs a shell command in the zone; stdout and stderr together, and the status.
+fn zsh(h: &TestHost, uuid: &str, script: &str) -> (String, i32) {
+    let r = h.cli("zlogin", &[uuid, &format!("{{ {script}; }} 2>&1")], None);
+    (format!("{}{}", r.stdout, r.stderr), r.code)
+}
+
+/// `zsh` that must succeed.
+#[track_caller]
+fn zok(h: &TestHost, uuid: &str, script: &str) -> String {
+    let (out, code) = zsh(h, uuid, script);
+    assert_eq!(code, 0, "{script} in the zone: {out}");
+    out
+}
+
 /// The zone's root on the host (its dataset's `root`).
 fn zone_root(h: &TestHost, uuid: &str) -> PathBuf {
     Path::new(h.get(uuid)["zonepath"].as_str().unwrap()).join("root")
+}
+
+/// `df -P <path>` in the zone: (1K blocks, used, available).
+#[track_caller]
+fn df(h: &TestHost, uuid: &str, path: &str) -> (u64, u64, u64) {
+    let out = zok(h, uuid, &format!("df -P {path}"));
+    let line = out.lines().nth(1).unwrap_or_else(|| panic!("df -P {path}: {out}"));
+    let f: Vec<u64> = line.split_whitespace().skip(1).take(3).map(|v| v.parse().unwrap()).collect();
+    assert_eq!(f.len(), 3, "df -P {path}: {out}");
+    (f[0], f[1], f[2])
 }
 
 /// Builds `tests/probes/<name>.c` into the test's directory.
@@ -93,6 +118,57 @@ fn an_init_the_oom_killer_ends_says_so_without_restart_init() {
     let reason = vm["exit_reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("init was killed by the out-of-memory killer"), "{vm}");
     assert!(!reason.contains("giving up"), "{vm}");
+}
+
+#[test]
+fn tmpfs_follows_vmadm_update_live_and_is_refused_below_what_tmp_holds() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "tmpfs": 64}));
+    assert_eq!(df(&h, &uuid, "/tmp").0, 64 * 1024);
+    let flags = || {
+        let m = zok(&h, &uuid, "grep ' /tmp ' /proc/mounts");
+        let opts = m.split_whitespace().nth(3).unwrap_or_default().to_string();
+        let mut o: Vec<String> =
+            opts.split(',').filter(|o| !o.starts_with("size=") && !o.starts_with("uid=")).map(String::from).collect();
+        o.sort();
+        o
+    };
+    let before = flags();
+    assert!(before.iter().any(|o| o == "nosuid") && before.iter().any(|o| o == "nodev"), "{before:?}");
+
+    // Grown live.
+    h.vmadm(&["update", &uuid, "tmpfs=128"]).ok();
+    assert_eq!(h.get(&uuid)["tmpfs"], 128);
+    assert_eq!(df(&h, &uuid, "/tmp").0, 128 * 1024);
+    assert_eq!(flags(), before, "only the size changed");
+
+    // Below what /tmp holds: refused, naming tmpfs, nothing changed.
+    zok(&h, &uuid, "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>/dev/null");
+    let r = h.vmadm(&["update", &uuid, "tmpfs=64"]);
+    assert_ne!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("tmpfs") && said.contains("/tmp holds"), "{said}");
+    assert_eq!(h.get(&uuid)["tmpfs"], 128);
+    assert_eq!(df(&h, &uuid, "/tmp").0, 128 * 1024);
+
+    // Shrunk live once there is room.
+    zok(&h, &uuid, "rm /tmp/fill");
+    h.vmadm(&["update", &uuid, "tmpfs=96"]).ok();
+    assert_eq!(df(&h, &uuid, "/tmp").0, 96 * 1024);
+
+    // To 0 (no tmpfs), as SmartOS: recorded now, /tmp left as it is until
+    // the next boot, which a reboot in place is.
+    h.vmadm(&["update", &uuid, "tmpfs=0"]).ok();
+    assert_eq!(h.get(&uuid)["tmpfs"], 0);
+    assert_eq!(df(&h, &uuid, "/tmp").0, 96 * 1024);
+    h.vmadm(&["reboot", &uuid]).ok();
+    assert!(!zok(&h, &uuid, "cat /proc/mounts").contains(" /tmp "), "no tmpfs on /tmp after the reboot");
+    // And back from 0 at the next boot.
+    h.vmadm(&["update", &uuid, "tmpfs=32"]).ok();
+    assert!(!zok(&h, &uuid, "cat /proc/mounts").contains(" /tmp "));
+    h.vmadm(&["reboot", &uuid]).ok();
+    assert_eq!(df(&h, &uuid, "/tmp").0, 32 * 1024);
 }
 
 #[test]

@@ -804,8 +804,10 @@ impl Daemon {
     }
 
     /// `vmadm update`: validated against the current object; resource
-    /// changes apply live to a running zone first, and are undone if the
-    /// kernel refuses any of them, so a refused update changes nothing.
+    /// changes apply live to a running zone first (the size of `/tmp`,
+    /// `quota`, the cgroup's limits), and are undone if the kernel refuses
+    /// any of them, so a refused update changes nothing. A `tmpfs` below
+    /// what the running zone's `/tmp` holds is refused (`bad_values`).
     pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<VmObject, ApiError> {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
@@ -818,22 +820,48 @@ impl Daemon {
             return Err(ApiError::validation(errs));
         }
         let name = uuid.to_string();
+        let running = self.is_running(uuid);
+        let monitor = MonitorClient::new(self.run_dir(uuid));
+        // Live changes go in this order; a refusal undoes those before it.
+        let tmpfs_of = |vm: &VmObject| u64_of(vm, "tmpfs").unwrap_or(0) * MIB;
+        let tmpfs_changed = running && plan.changed.iter().any(|c| c == "tmpfs");
+        if tmpfs_changed {
+            monitor.set_tmpfs(tmpfs_of(&plan.vm)).map_err(|e| match e {
+                zonevisor_zone::control::ControlError::Refused(why) => {
+                    let mut errs = ValidationErrors::default();
+                    errs.bad_value("tmpfs", why);
+                    ApiError::validation(errs)
+                }
+                e => step_error("resize /tmp", e),
+            })?;
+        }
+        let undo_tmpfs = || {
+            if tmpfs_changed {
+                if let Err(e) = monitor.set_tmpfs(tmpfs_of(&current)) {
+                    tracing::warn!(vm = %uuid, error = %crate::chain(&e), "putting back the size of /tmp");
+                }
+            }
+        };
         let mut undo_quota = None;
         if plan.changed.iter().any(|c| c == "quota") && self.pool.capabilities().quota {
             let q = u64_of(&plan.vm, "quota").filter(|&q| q > 0).map(|q| q * GIB);
-            self.pool.set_quota(&name, q).map_err(|e| step_error("set quota", e))?;
+            self.pool.set_quota(&name, q).map_err(|e| {
+                undo_tmpfs();
+                step_error("set quota", e)
+            })?;
             undo_quota = Some(u64_of(&current, "quota").filter(|&q| q > 0).map(|q| q * GIB));
         }
         let limits_changed = limits_of(&current) != limits_of(&plan.vm);
-        if limits_changed && self.is_running(uuid) {
+        if limits_changed && running {
             let mut limits = limits_of(&plan.vm);
             let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
             limits.cpus = cpus;
-            if let Err(e) = MonitorClient::new(self.run_dir(uuid)).set_limits(&limits) {
+            if let Err(e) = monitor.set_limits(&limits) {
                 self.unplace_cpus(uuid, previous);
                 if let Some(q) = undo_quota {
                     let _ = self.pool.set_quota(&name, q);
                 }
+                undo_tmpfs();
                 return Err(ApiError::invalid(format!("the kernel refused the new limits: {}", crate::chain(&e))));
             }
         }

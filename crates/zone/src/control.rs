@@ -9,6 +9,7 @@
 //! {"op":"reboot","force":false}                    → {"ok":true,"monitor_pid":..,"init_pid":<new>,..} (once it runs again)
 //! {"op":"kill","signal":15}                        → {"ok":true}
 //! {"op":"set_limits","limits":{Limits}}            → {"ok":true} | {"ok":false,"error":"..."}
+//! {"op":"set_tmpfs","bytes":N}                     → {"ok":true} | {"ok":false,"error":"..."}
 //! {"op":"console"}                                 → {"ok":true}, then the console (below)
 //!                                                    | {"ok":false,"error":"console already in use ..."}
 //! {"op":"sysinfo_listener"}                        → {"ok":true}, then one byte from the client
@@ -133,6 +134,12 @@ pub enum Request {
     SetLimits {
         /// The limits.
         limits: Limits,
+    },
+    /// Set the size of the zone's `/tmp` tmpfs (`tmpfs`; 0: none): at
+    /// once where it has one and keeps one, else from its next boot.
+    SetTmpfs {
+        /// The size in bytes.
+        bytes: u64,
     },
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
@@ -301,6 +308,14 @@ impl MonitorClient {
     /// Applies `limits` to the running zone; on a refusal nothing changed.
     pub fn set_limits(&self, limits: &Limits) -> Result<(), ControlError> {
         self.request(&Request::SetLimits { limits: limits.clone() }, Duration::from_secs(30)).map(drop)
+    }
+
+    /// Sets the size of the zone's `/tmp` to `bytes` (0: no tmpfs): a
+    /// zone that has a tmpfs there and keeps one gets it resized at once
+    /// (refused when it holds more), any other change is kept for its next
+    /// boot, as SmartOS does. On a refusal nothing changed.
+    pub fn set_tmpfs(&self, bytes: u64) -> Result<(), ControlError> {
+        self.request(&Request::SetTmpfs { bytes }, Duration::from_secs(10)).map(drop)
     }
 
     /// Attaches to the zone's console and returns the connection, which
@@ -655,6 +670,10 @@ mod tests {
         let back: Reply = serde_json::from_str(r#"{"ok":false,"error":"no"}"#).unwrap();
         assert_eq!(back, Reply::error("no"));
         assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::SetTmpfs { bytes: 1 << 20 }).unwrap(),
+            r#"{"op":"set_tmpfs","bytes":1048576}"#
+        );
         assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
     }
 

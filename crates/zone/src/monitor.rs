@@ -86,6 +86,7 @@ macro_rules! log {
 
 mod console;
 mod sysinfo;
+mod tmpfs;
 
 use console::Console;
 
@@ -802,6 +803,20 @@ impl Monitor {
                     make_room(&mut self.conns);
                     self.conns.push(Conn::new(sock, true));
                 }
+            }
+            Request::SetTmpfs { bytes } => {
+                let old = self.spec.tmpfs_bytes.unwrap_or(0);
+                if old > 0 && bytes > 0 && old != bytes {
+                    if let Err(e) = tmpfs::resize(self.init_pid, bytes) {
+                        return send(&sock, &Reply::error(e.to_string()));
+                    }
+                    log!("/tmp resized to {} MiB", bytes >> 20);
+                } else if old != bytes {
+                    log!("tmpfs set to {} MiB from the zone's next boot", bytes >> 20);
+                }
+                // What a reboot in place mounts.
+                self.spec.tmpfs_bytes = Some(bytes).filter(|b| *b > 0);
+                send(&sock, &Reply { ok: true, ..Reply::default() })
             }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
