@@ -1,16 +1,20 @@
-//! What a zone sees of its host, and what the host says of it: `tmpfs`
-//! resizes a running zone's `/tmp`, `exit_status` and
+//! What a zone sees of its host, and what the host says of it: `df` and
+//! `statfs(2)` in a zone show its `quota` (and follow `vmadm update`),
+//! `tmpfs` resizes a running zone's `/tmp`, `exit_status` and
 //! `exit_reason` say how an init that `restart_init` gave up on died
 //! (a signal, the OOM killer), and `sysinfo`'s VM keys agree with what
 //! `vmadm create` accepts.
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+
+const GIB: u64 = 1 << 30;
 
 /// Runs a shell command in the zone; stdout and stderr together, and the status.
 fn zsh(h: &TestHost, uuid: &str, script: &str) -> (String, i32) {
@@ -208,4 +212,107 @@ fn sysinfo_claims_no_vm_capability_create_refuses() {
     }
     // The hardware's side is said apart, and promises nothing.
     assert!(["vmx", "svm", "none"].contains(&info["CPU Virtualization"].as_str().unwrap_or("")), "{info}");
+}
+
+/// The `key=value` fields of the statfs probe's line labelled `label`
+/// (`ok` or `err` under `result`).
+fn probe_line(out: &str, label: &str) -> HashMap<String, String> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label))
+        .unwrap_or_else(|| panic!("no {label} line in: {out}"));
+    let mut f: HashMap<String, String> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let result = line.split_whitespace().nth(1).unwrap_or_default();
+    f.insert("result".into(), if result.starts_with("err=") { "err".into() } else { result.into() });
+    f
+}
+
+fn num(f: &HashMap<String, String>, key: &str) -> u64 {
+    f.get(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} in {f:?}"))
+}
+
+/// Total bytes of a probe answer.
+fn total(f: &HashMap<String, String>) -> u64 {
+    assert_eq!(f["result"], "ok", "{f:?}");
+    num(f, "blocks") * num(f, "frsize")
+}
+
+/// The kernel's answer for `path` on the host: (type, total bytes).
+fn host_statfs(path: &Path) -> (i64, u64) {
+    let s = nix::sys::statfs::statfs(path).unwrap_or_else(|e| panic!("statfs {}: {e}", path.display()));
+    (s.filesystem_type().0 as i64, s.blocks() * s.block_size() as u64)
+}
+
+/// A zone of the busybox image with the statfs probe at `/probes`.
+fn statfs_zone(h: &TestHost, img: &str, probes: &Path, more: Value) -> String {
+    let mut p = json!({"brand": "lx", "image_uuid": img,
+                       "filesystems": [{"type": "lofs", "source": probes, "target": "/probes", "options": ["ro"]}]});
+    p.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    h.create_ok(&p)
+}
+
+#[test]
+fn df_in_a_zone_shows_its_quota_and_follows_vmadm_update() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let Some(probe) = probe(&h, "statfs") else { return };
+    let probes = probe.parent().unwrap().to_path_buf();
+    let uuid = statfs_zone(&h, &img, &probes, json!({"quota": 1, "tmpfs": 64}));
+    let (size, used, avail) = df(&h, &uuid, "/");
+    assert_eq!(size, GIB / 1024, "df -P / shows the quota");
+    assert_eq!(used + avail, size);
+    // busybox's stat -f: total blocks and their size.
+    let st = zok(&h, &uuid, "stat -f -c '%b %S' /");
+    let st: Vec<u64> = st.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(st[0] * st[1], GIB, "stat -f /");
+
+    // What the zone writes is used (btrfs charges it at its next commit: sync).
+    zok(&h, &uuid, "dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null && sync");
+    let (size, used2, avail2) = df(&h, &uuid, "/");
+    assert_eq!(size, GIB / 1024);
+    assert!(used2 >= used + 64 * 1024 && used2 < used + 80 * 1024, "used {used} -> {used2} KiB after 64 MiB");
+    assert_eq!(used2 + avail2, size);
+
+    // Followed live.
+    h.vmadm(&["update", &uuid, "quota=2"]).ok();
+    let (size, used3, _) = df(&h, &uuid, "/");
+    assert_eq!(size, 2 * GIB / 1024, "df -P / after quota=2");
+    assert_eq!(used3, used2);
+    let out = zok(&h, &uuid, "/probes/statfs path / /etc/passwd; /probes/statfs fd / /bin");
+    for label in ["/", "/etc/passwd", "/bin"] {
+        assert_eq!(total(&probe_line(&out, label)), 2 * GIB, "{label}: {out}");
+    }
+
+    // Other mounts: the kernel's answer, as the host sees them.
+    let pid = h.get(&uuid)["pid"].as_i64().unwrap();
+    let out = zok(&h, &uuid, "/probes/statfs path /proc /dev/shm /tmp /probes");
+    for label in ["/proc", "/dev/shm", "/tmp", "/probes"] {
+        let f = probe_line(&out, label);
+        let host = host_statfs(&Path::new(&format!("/proc/{pid}/root")).join(&label[1..]));
+        let ty = i64::from_str_radix(f["type"].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!((ty, total(&f)), host, "{label}: {out}");
+    }
+    assert_eq!(df(&h, &uuid, "/tmp").0, 64 * 1024);
+
+    // i386 programs get theirs, in i386's structs.
+    let out = zok(&h, &uuid, "/probes/statfs i386 /");
+    if out.contains("unsupported") || out.contains("i386-statfs64 err=") {
+        eprintln!("NOTE: no i386 calls here: {out}");
+    } else {
+        let f = probe_line(&out, "/");
+        assert_eq!(f["result"], "i386-statfs64", "{out}");
+        assert_eq!(num(&f, "blocks") * num(&f, "frsize"), 2 * GIB, "{out}");
+        assert!(out.contains("i386-statfs64-wrong-size EINVAL"), "{out}");
+        let s32 = out.lines().find(|l| l.contains("i386-statfs ok")).unwrap_or_else(|| panic!("{out}"));
+        assert!(s32.contains(&format!("blocks={}", 2 * GIB / 4096)), "{out}");
+    }
+
+    // A zone without a quota sees the pool, as before.
+    h.vmadm(&["update", &uuid, "quota=0"]).ok();
+    let root = zone_root(&h, &uuid);
+    assert_eq!(df(&h, &uuid, "/").0 * 1024, host_statfs(&root).1, "no quota: the pool");
 }

@@ -18,14 +18,15 @@
 //! ```
 //!
 //! `sysinfo_listener` is how a process entering the zone from the host
-//! (`zlogin`) gets the zone's answers to `sysinfo(2)`: once the monitor has
+//! (`zlogin`) gets the zone's answers to `sysinfo(2)` and `statfs(2)`
+//! (the name is from when `sysinfo` was the only one): once the monitor has
 //! agreed, it installs its seccomp filter with a listener and sends the
 //! listener, which the monitor serves until every process under that
-//! filter is gone (see `monitor/sysinfo.rs`). Asking first matters: a
-//! filter that sends `sysinfo` to a listener nobody serves fails the call
+//! filter is gone (see `monitor/notify.rs`). Asking first matters: a
+//! filter that sends calls to a listener nobody serves fails them
 //! (`ENOSYS`), and it cannot be taken back; a monitor that refuses (too
 //! many listeners) or does not know the request (an older monitor) means
-//! the plain filter, and the kernel's `sysinfo`.
+//! the plain filter, and the kernel's answers.
 //!
 //! A graceful stop runs the zone's own `poweroff` (or signals init), then
 //! kills the cgroup after `timeout_secs` (default 60); `force` kills at once.
@@ -144,7 +145,7 @@ pub enum Request {
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
     Console,
-    /// Serve the zone's `sysinfo` for a seccomp listener that the client
+    /// Serve the zone's `sysinfo` and `statfs` for a seccomp listener that the client
     /// sends after the reply (see the module documentation).
     SysinfoListener,
 }

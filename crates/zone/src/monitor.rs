@@ -10,7 +10,7 @@
 //! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
 //! its connections, the pty master and the attached console client, if any
 //! (`monitor/console.rs`), and the seccomp listeners through which it
-//! answers the zone's `sysinfo(2)` (`monitor/sysinfo.rs`) and the socket
+//! answers the zone's `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the socket
 //! they arrive on: no threads, no runtime.
 //!
 //! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
@@ -74,7 +74,7 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// that sends nothing or half a line is only holding a slot.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The poll set's first entries: signals, the listener, the console's master
-/// and client, the inbox; then the connections, then the sysinfo listeners.
+/// and client, the inbox; then the connections, then the seccomp listeners.
 const FIXED_FDS: usize = 5;
 const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
 
@@ -85,6 +85,8 @@ macro_rules! log {
 }
 
 mod console;
+mod notify;
+mod statfs;
 mod sysinfo;
 mod tmpfs;
 
@@ -216,7 +218,9 @@ struct Monitor {
     /// children inherit `inbox_tx` until they exec).
     inbox: OwnedFd,
     inbox_tx: OwnedFd,
-    listeners: sysinfo::Listeners,
+    listeners: notify::Listeners,
+    /// What the answers to the zone's notified calls need.
+    answers: notify::Answers,
     init_pid: i32,
     started_at: u64,
     /// `CLOCK_BOOTTIME` when init started: the zone's uptime counts from it.
@@ -287,6 +291,7 @@ impl Monitor {
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
         let (inbox, inbox_tx) = seqpacket_pair().map_err(step("seccomp listener"))?;
+        let root_fs = statfs::RootFs::open(&spec.zone_root, spec.idmap.map_or(0, |m| m.host_uid));
         let mut m = Monitor {
             run_dir,
             spec,
@@ -296,7 +301,8 @@ impl Monitor {
             console,
             inbox,
             inbox_tx,
-            listeners: sysinfo::Listeners::new(),
+            listeners: notify::Listeners::new(),
+            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
             init_pid: 0,
             started_at: 0,
             booted: Duration::ZERO,
@@ -332,6 +338,7 @@ impl Monitor {
     fn spawn_init(&mut self) -> Result<i32, LaunchError> {
         // The previous init's filter is gone with its zone.
         self.listeners.drop_init();
+        self.answers.sysinfo.refresh();
         self.oom_kills = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
         let plan = child::Plan::new(
             &self.spec,
@@ -411,7 +418,7 @@ impl Monitor {
             self.booted = sysinfo::boottime();
             self.drain_inbox();
             if handoff.is_ok() && !self.listeners.has_init() {
-                log!("init runs without a sysinfo listener: sysinfo(2) in the zone shows the host's memory");
+                log!("init runs without a seccomp listener: sysinfo(2) and statfs(2) in the zone show the host's memory and the pool");
             }
             return handoff.map(|()| pid);
         }
@@ -477,7 +484,8 @@ impl Monitor {
             }
             // First: nothing below changes the listeners before this reads their events.
             let zone = sysinfo::Zone { cgroup: &self.spec.cgroup, booted: self.booted };
-            self.listeners.on_events(&pfds[served_from..], &zone);
+            let answers = &mut self.answers;
+            self.listeners.on_events(&pfds[served_from..], &mut |call| answers.answer(call, &zone));
             if pfds[2].revents != 0 {
                 self.console.on_master(pfds[2].revents);
             }
@@ -796,7 +804,7 @@ impl Monitor {
             Request::Console => self.console.attach(sock, &[]),
             Request::SysinfoListener => {
                 if !self.listeners.has_room() {
-                    return send(&sock, &Reply::error("too many sysinfo listeners"));
+                    return send(&sock, &Reply::error("too many seccomp listeners"));
                 }
                 send(&sock, &Reply { ok: true, ..Reply::default() });
                 if sock.set_nonblocking(true).is_ok() {
@@ -820,7 +828,7 @@ impl Monitor {
             }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
-                    self.listeners.refresh();
+                    self.answers.sysinfo.refresh();
                     if let Some(n) = limits.locked_bytes {
                         // Init's limit, inherited by what it starts from now on.
                         set_memlock(self.init_pid, n);
