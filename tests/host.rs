@@ -265,10 +265,12 @@ fn df_in_a_zone_shows_its_quota_and_follows_vmadm_update() {
     let (size, used, avail) = df(&h, &uuid, "/");
     assert_eq!(size, GIB / 1024, "df -P / shows the quota");
     assert_eq!(used + avail, size);
-    // busybox's stat -f: total blocks and their size.
-    let st = zok(&h, &uuid, "stat -f -c '%b %S' /");
-    let st: Vec<u64> = st.split_whitespace().map(|v| v.parse().unwrap()).collect();
-    assert_eq!(st[0] * st[1], GIB, "stat -f /");
+    // busybox's stat -f: total blocks times their size.
+    let stat_f = || {
+        let st = zok(&h, &uuid, "stat -f -c '%b %S' /");
+        st.split_whitespace().map(|v| v.parse::<u64>().unwrap()).product::<u64>()
+    };
+    assert_eq!(stat_f(), GIB, "stat -f /");
 
     // What the zone writes is used (btrfs charges it at its next commit: sync).
     zok(&h, &uuid, "dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null && sync");
@@ -282,6 +284,7 @@ fn df_in_a_zone_shows_its_quota_and_follows_vmadm_update() {
     let (size, used3, _) = df(&h, &uuid, "/");
     assert_eq!(size, 2 * GIB / 1024, "df -P / after quota=2");
     assert_eq!(used3, used2);
+    assert_eq!(stat_f(), 2 * GIB, "stat -f / after quota=2");
     let out = zok(&h, &uuid, "/probes/statfs path / /etc/passwd; /probes/statfs fd / /bin");
     for label in ["/", "/etc/passwd", "/bin"] {
         assert_eq!(total(&probe_line(&out, label)), 2 * GIB, "{label}: {out}");
