@@ -297,22 +297,17 @@ impl RootFs {
     /// once), its usage read at most once per [`FRESH`] (btrfs updates it
     /// at its commits anyway); `None`: none.
     fn quota(&mut self) -> Option<Quota> {
-        let (limit, cache) = match self.source.as_ref()? {
-            Source::Qgroup { dir, subvol } => (qgroup::limit_item(as_fd(dir), *subvol).ok()??, Some((dir, *subvol))),
+        let (dir, subvol) = match self.source.as_ref()? {
+            Source::Qgroup { dir, subvol } => (dir, *subvol),
             #[cfg(test)]
             Source::Fixed(q) => return *q,
         };
+        let limit = qgroup::limit_item(as_fd(dir), subvol).ok()??;
         let now = Instant::now();
-        let info = match (&self.usage, cache) {
-            (Some((at, info)), _) if now.duration_since(*at) < FRESH => info.clone(),
-            (_, Some((dir, subvol))) => {
-                let info = qgroup::info_item(as_fd(dir), subvol).ok()?;
-                self.usage = Some((now, info.clone()));
-                info
-            }
-            (_, None) => return None,
-        };
-        qgroup::from_items(&limit, &info)
+        if self.usage.as_ref().is_none_or(|(at, _)| now.duration_since(*at) >= FRESH) {
+            self.usage = Some((now, qgroup::info_item(as_fd(dir), subvol).ok()?));
+        }
+        qgroup::from_items(&limit, self.usage.as_ref().map_or(&[][..], |(_, info)| info))
     }
 
     /// The answer to `call` (see the module documentation).
