@@ -20,6 +20,9 @@
 //! - `daemon`: the API's clients and a zone's monitor as the attacker's
 //!   tools: absurd numbers, stalled and flooding connections, a stop
 //!   against a frozen monitor, a monitor killed.
+//! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
+//!   zone, descriptors from outside, bad pointers, a swapped path, a
+//!   flood) and its resizing of `/tmp` (replaced by a symlink).
 
 mod common;
 
@@ -37,5 +40,7 @@ mod mounts;
 mod pool;
 #[path = "escape/probe.rs"]
 mod probe;
+#[path = "escape/statfs.rs"]
+mod statfs;
 #[path = "escape/syscalls.rs"]
 mod syscalls;

@@ -27,9 +27,10 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, Changed, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
+use zonevisor_spec::Brand;
 use zonevisor_zone::control::MonitorClient;
 use zonevisor_zone::lofs::Protected;
-use zonevisor_zone::{BindMount, IdMap, Limits, ZoneSpec};
+use zonevisor_zone::{BindMount, ExitReason, IdMap, Limits, ZoneSpec};
 
 use crate::images::step_error;
 use crate::Daemon;
@@ -40,6 +41,17 @@ const GIB: u64 = 1024 * MIB;
 const IDMAP_BASE: u32 = 1_000_000;
 /// Ids per zone: every uid and gid an image may use.
 const IDMAP_COUNT: u32 = 65_536;
+
+/// The brands `vmadm create` runs on this host; the others' payloads
+/// validate and are refused (hardware VMs come in a later release).
+/// `sysinfo`'s VM keys are read from here too, so they never promise what
+/// create refuses.
+pub(crate) const RUNNABLE_BRANDS: &[Brand] = &[Brand::Lx];
+
+/// Whether `vmadm create` runs VMs of `brand` here.
+pub(crate) fn runs(brand: Brand) -> bool {
+    RUNNABLE_BRANDS.contains(&brand)
+}
 
 /// What a create has made so far, so that its rollback undoes only that.
 #[derive(Clone, Copy, Debug, Default)]
@@ -233,7 +245,10 @@ impl Daemon {
             if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
                 let row = img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
                 if row.is_none_or(|r| r.phase != "ready") {
-                    errs.bad_value(&format!("{key}.{i}.image_uuid"), format!("image {img} is not installed (see imgadm list)"));
+                    errs.bad_value(
+                        &format!("{key}.{i}.image_uuid"),
+                        format!("image {img} is not installed (see imgadm list)"),
+                    );
                 }
             }
         }
@@ -291,7 +306,7 @@ impl Daemon {
         let (mut vm, warnings) = (accepted.vm, accepted.warnings);
         self.check_create_refs(&vm).map_err(ApiError::validation)?;
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
-        if brand != "lx" {
+        if !brand.parse().is_ok_and(runs) {
             return Err(ApiError::unsupported(format!(
                 "brand {brand} payloads validate, but this host cannot run {brand} VMs yet"
             )));
@@ -697,7 +712,14 @@ impl Daemon {
                 fields.push(("exit_status", status));
                 fields.push(("exit_timestamp", json!(timestamp())));
                 fields.push(("exit_reason", json!(x.message)));
-                tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+                // A zone that went down on its own for good (restart_init
+                // gave up, a restart failed) or by the OOM killer is the
+                // operator's business; the rest is the ordinary course.
+                if x.reason == ExitReason::Failed || x.oom_killed {
+                    tracing::warn!(vm = %uuid, reason = ?x.reason, oom_killed = x.oom_killed, "zone down: {}", x.message);
+                } else {
+                    tracing::info!(vm = %uuid, reason = ?x.reason, "{}", x.message);
+                }
             }
             None => {
                 let monitor_pid = monitor_pid.or_else(|| zonevisor_zone::control::recorded_monitor_pid(&run_dir));
@@ -858,8 +880,10 @@ impl Daemon {
     }
 
     /// `vmadm update`: validated against the current object; resource
-    /// changes apply live to a running zone first, and are undone if the
-    /// kernel refuses any of them, so a refused update changes nothing.
+    /// changes apply live to a running zone first (the size of `/tmp`,
+    /// `quota`, the cgroup's limits), and are undone if the kernel refuses
+    /// any of them, so a refused update changes nothing. A `tmpfs` below
+    /// what the running zone's `/tmp` holds is refused (`bad_values`).
     pub fn update_vm(&self, uuid: &str, payload: &Value) -> Result<Changed, ApiError> {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
@@ -883,22 +907,48 @@ impl Daemon {
             return Err(ApiError::validation(errs));
         }
         let name = uuid.to_string();
+        let running = self.is_running(uuid);
+        let monitor = MonitorClient::new(self.run_dir(uuid));
+        // Live changes go in this order; a refusal undoes those before it.
+        let tmpfs_of = |vm: &VmObject| u64_of(vm, "tmpfs").unwrap_or(0) * MIB;
+        let tmpfs_changed = running && plan.changed.iter().any(|c| c == "tmpfs");
+        if tmpfs_changed {
+            monitor.set_tmpfs(tmpfs_of(&plan.vm)).map_err(|e| match e {
+                zonevisor_zone::control::ControlError::Refused(why) => {
+                    let mut errs = ValidationErrors::default();
+                    errs.bad_value("tmpfs", why);
+                    ApiError::validation(errs)
+                }
+                e => step_error("resize /tmp", e),
+            })?;
+        }
+        let undo_tmpfs = || {
+            if tmpfs_changed {
+                if let Err(e) = monitor.set_tmpfs(tmpfs_of(&current)) {
+                    tracing::warn!(vm = %uuid, error = %crate::chain(&e), "putting back the size of /tmp");
+                }
+            }
+        };
         let mut undo_quota = None;
         if plan.changed.iter().any(|c| c == "quota") && self.pool.capabilities().quota {
             let q = u64_of(&plan.vm, "quota").filter(|&q| q > 0).map(|q| q * GIB);
-            self.pool.set_quota(&name, q).map_err(|e| step_error("set quota", e))?;
+            self.pool.set_quota(&name, q).map_err(|e| {
+                undo_tmpfs();
+                step_error("set quota", e)
+            })?;
             undo_quota = Some(u64_of(&current, "quota").filter(|&q| q > 0).map(|q| q * GIB));
         }
         let limits_changed = limits_of(&current) != limits_of(&plan.vm);
-        if limits_changed && self.is_running(uuid) {
+        if limits_changed && running {
             let mut limits = limits_of(&plan.vm);
             let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
             limits.cpus = cpus;
-            if let Err(e) = MonitorClient::new(self.run_dir(uuid)).set_limits(&limits) {
+            if let Err(e) = monitor.set_limits(&limits) {
                 self.unplace_cpus(uuid, previous);
                 if let Some(q) = undo_quota {
                     let _ = self.pool.set_quota(&name, q);
                 }
+                undo_tmpfs();
                 return Err(ApiError::invalid(format!("the kernel refused the new limits: {}", crate::chain(&e))));
             }
         }

@@ -1,13 +1,25 @@
 //! `sysinfo`: host facts in SmartOS's field names, plus what zonevisor
 //! chose on this host (pool backend, cgroup version, VM accelerator, what
 //! a zone's `/proc` shows).
+//!
+//! SmartOS's VM keys (`VM Capable`, `Bhyve Capable`, `Bhyve Max Vcpus`,
+//! `HVM API`) say what `vmadm create` accepts here, read from the table
+//! create itself uses ([`crate::instances::RUNNABLE_BRANDS`]); what the
+//! hardware could do is `CPU Virtualization` (vmx, svm or none) and `HVM
+//! Accelerator` (kvm or tcg, with the reason), which promise nothing.
 
 use std::fs;
 use std::os::fd::AsRawFd;
 
 use serde_json::{json, Map, Value};
 
+use zonevisor_spec::Brand;
+
+use crate::instances::runs;
 use crate::Daemon;
+
+/// The most `vcpus` a bhyve payload may ask for.
+const BHYVE_MAX_VCPUS: u32 = 256;
 
 fn read_trim(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -146,8 +158,12 @@ impl Daemon {
             "Manufacturer": read_trim("/sys/class/dmi/id/sys_vendor"),
             "Product": read_trim("/sys/class/dmi/id/product_name"),
             "Serial Number": read_trim("/sys/class/dmi/id/product_serial"),
-            "VM Capable": true,
-            "Bhyve Capable": true,
+            // What `vmadm create` accepts here (the same table it reads);
+            // the hardware's side is "CPU Virtualization" and "HVM Accelerator".
+            "VM Capable": runs(Brand::Kvm),
+            "Bhyve Capable": runs(Brand::Bhyve),
+            "Bhyve Max Vcpus": if runs(Brand::Bhyve) { BHYVE_MAX_VCPUS } else { 0 },
+            "HVM API": runs(Brand::Kvm) || runs(Brand::Bhyve),
             "HVM Accelerator": accel,
             "HVM Accelerator Reason": accel_why,
             "CPU Type": cpu_type,

@@ -326,7 +326,7 @@ pub static PROPS: &[Prop] = &[
     p("cpu_shares", int(1, 65_535), B::ALL, Live).dflt(Dflt::Int(100)),
     p("zfs_io_priority", int(1, 16_384), B::ALL, Live).dflt(Dflt::Int(100)),
     p("quota", int(0, MIB_MAX), B::ALL, Live).dflt(Dflt::Derived),
-    p("tmpfs", int(0, MIB_MAX), B::LX, Reboot).dflt(Dflt::Derived),
+    p("tmpfs", int(0, MIB_MAX), B::LX, Live).dflt(Dflt::Derived),
     p("flexible_disk_size", int(0, MIB_MAX), B::BHYVE, Live),
     p("zfs_root_compression", s(COMPRESSION), B::ALL, Live),
     p("zfs_data_compression", s(COMPRESSION), B::LX, Live),

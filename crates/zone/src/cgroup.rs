@@ -722,6 +722,24 @@ pub fn tasks(cgroup: &str) -> Result<u64, CgroupError> {
     tasks_in(&dirs(cgroup)?)
 }
 
+/// How many processes of the zone's cgroup the kernel's out-of-memory
+/// killer has killed (`oom_kill` in v2 `memory.events`, or in v1
+/// `memory.oom_control`, Linux 4.13+); `None` where the kernel does not
+/// count them.
+pub fn oom_kills(cgroup: &str) -> Result<Option<u64>, CgroupError> {
+    oom_kills_in(&dirs(cgroup)?)
+}
+
+fn oom_kills_in(dirs: &[PathBuf]) -> Result<Option<u64>, CgroupError> {
+    let Some(p) =
+        dirs.iter().flat_map(|d| [d.join("memory.events"), d.join("memory.oom_control")]).find(|p| p.exists())
+    else {
+        return Ok(None);
+    };
+    let text = fs::read_to_string(&p).map_err(io_err("read", &p))?;
+    Ok(text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()))
+}
+
 fn tasks_in(dirs: &[PathBuf]) -> Result<u64, CgroupError> {
     match dirs.iter().map(|d| d.join("pids.current")).find(|p| p.exists()) {
         Some(p) => Ok(memory_value(&p)?.unwrap_or(0)),
@@ -1110,6 +1128,24 @@ mod tests {
         assert_eq!((m.swap_limit, m.swap_usage), (None, None));
         // No memory controller at all: an error (the caller falls back to the kernel's answer).
         assert!(memory_in(&dirs[..2], 2, "zonevisor/z1").is_err());
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_v2_events_or_v1_oom_control() {
+        let t = tempfile::tempdir().unwrap();
+        let v2 = t.path().join("v2/zonevisor/z1");
+        cgroup_files(&v2, &[("memory.events", "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n")]);
+        assert_eq!(oom_kills_in(std::slice::from_ref(&v2)).unwrap(), Some(2), "oom_kill, not oom_group_kill");
+        let unified = t.path().join("unified/zonevisor/z1");
+        let v1 = t.path().join("memory/zonevisor/z1");
+        cgroup_files(&unified, &[("cgroup.procs", "")]);
+        cgroup_files(&v1, &[("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")]);
+        assert_eq!(oom_kills_in(&[unified.clone(), v1]).unwrap(), Some(5));
+        // A kernel that does not count them (v1 before 4.13), or no memory controller.
+        let old = t.path().join("old/zonevisor/z1");
+        cgroup_files(&old, &[("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n")]);
+        assert_eq!(oom_kills_in(&[old]).unwrap(), None);
+        assert_eq!(oom_kills_in(&[unified]).unwrap(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! {"op":"reboot","force":false}                    → {"ok":true,"monitor_pid":..,"init_pid":<new>,..} (once it runs again)
 //! {"op":"kill","signal":15}                        → {"ok":true}
 //! {"op":"set_limits","limits":{Limits}}            → {"ok":true} | {"ok":false,"error":"..."}
+//! {"op":"set_tmpfs","bytes":N}                     → {"ok":true} | {"ok":false,"error":"..."}
 //! {"op":"console"}                                 → {"ok":true}, then the console (below)
 //!                                                    | {"ok":false,"error":"console already in use ..."}
 //! {"op":"sysinfo_listener"}                        → {"ok":true}, then one byte from the client
@@ -17,14 +18,15 @@
 //! ```
 //!
 //! `sysinfo_listener` is how a process entering the zone from the host
-//! (`zlogin`) gets the zone's answers to `sysinfo(2)`: once the monitor has
+//! (`zlogin`) gets the zone's answers to `sysinfo(2)` and `statfs(2)`
+//! (the name is from when `sysinfo` was the only one): once the monitor has
 //! agreed, it installs its seccomp filter with a listener and sends the
 //! listener, which the monitor serves until every process under that
-//! filter is gone (see `monitor/sysinfo.rs`). Asking first matters: a
-//! filter that sends `sysinfo` to a listener nobody serves fails the call
+//! filter is gone (see `monitor/notify.rs`). Asking first matters: a
+//! filter that sends calls to a listener nobody serves fails them
 //! (`ENOSYS`), and it cannot be taken back; a monitor that refuses (too
 //! many listeners) or does not know the request (an older monitor) means
-//! the plain filter, and the kernel's `sysinfo`.
+//! the plain filter, and the kernel's answers.
 //!
 //! A graceful stop runs the zone's own `poweroff` (or signals init), then
 //! kills the cgroup after `timeout_secs` (default 60); `force` kills at once.
@@ -134,10 +136,16 @@ pub enum Request {
         /// The limits.
         limits: Limits,
     },
+    /// Set the size of the zone's `/tmp` tmpfs (`tmpfs`; 0: none): at
+    /// once where it has one and keeps one, else from its next boot.
+    SetTmpfs {
+        /// The size in bytes.
+        bytes: u64,
+    },
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
     Console,
-    /// Serve the zone's `sysinfo` for a seccomp listener that the client
+    /// Serve the zone's `sysinfo` and `statfs` for a seccomp listener that the client
     /// sends after the reply (see the module documentation).
     SysinfoListener,
 }
@@ -301,6 +309,14 @@ impl MonitorClient {
     /// Applies `limits` to the running zone; on a refusal nothing changed.
     pub fn set_limits(&self, limits: &Limits) -> Result<(), ControlError> {
         self.request(&Request::SetLimits { limits: limits.clone() }, Duration::from_secs(30)).map(drop)
+    }
+
+    /// Sets the size of the zone's `/tmp` to `bytes` (0: no tmpfs): a
+    /// zone that has a tmpfs there and keeps one gets it resized at once
+    /// (refused when it holds more), any other change is kept for its next
+    /// boot, as SmartOS does. On a refusal nothing changed.
+    pub fn set_tmpfs(&self, bytes: u64) -> Result<(), ControlError> {
+        self.request(&Request::SetTmpfs { bytes }, Duration::from_secs(10)).map(drop)
     }
 
     /// Attaches to the zone's console and returns the connection, which
@@ -641,13 +657,24 @@ mod tests {
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(text, r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7}"#);
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
-        let exit = ExitRecord { reason: ExitReason::Halted, code: None, signal: None, message: "m".into(), at: 1 };
+        let exit = ExitRecord {
+            reason: ExitReason::Halted,
+            code: None,
+            signal: None,
+            oom_killed: false,
+            message: "m".into(),
+            at: 1,
+        };
         let reply = Reply { ok: true, exit: Some(exit), ..Reply::default() };
         let back: Reply = serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap();
         assert_eq!(back, reply);
         let back: Reply = serde_json::from_str(r#"{"ok":false,"error":"no"}"#).unwrap();
         assert_eq!(back, Reply::error("no"));
         assert_eq!(serde_json::to_string(&Request::Console).unwrap(), r#"{"op":"console"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::SetTmpfs { bytes: 1 << 20 }).unwrap(),
+            r#"{"op":"set_tmpfs","bytes":1048576}"#
+        );
         assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
     }
 
@@ -688,7 +715,14 @@ mod tests {
             let (sock, _) = listener.accept().unwrap();
             let mut line = String::new();
             BufReader::new(&sock).read_line(&mut line).unwrap();
-            let exit = ExitRecord { reason: ExitReason::Stopped, code: None, signal: None, message: "m".into(), at: 1 };
+            let exit = ExitRecord {
+                reason: ExitReason::Stopped,
+                code: None,
+                signal: None,
+                oom_killed: false,
+                message: "m".into(),
+                at: 1,
+            };
             let mut reply = serde_json::to_vec(&Reply { ok: true, exit: Some(exit), ..Reply::default() }).unwrap();
             reply.push(b'\n');
             (&sock).write_all(&reply).unwrap();

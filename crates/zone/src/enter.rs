@@ -20,7 +20,7 @@
 //!                             groups, uid/gid 0 of a joined user namespace,
 //!                             [drop capabilities pid's bounding set lacks,
 //!                              install the zone's seccomp filter
-//!                              [with its sysinfo listener, sent to the monitor]]
+//!                              [with its listener (sysinfo, statfs), sent to the monitor]]
 //!        │
 //!  [open_pty()]               a pty of the zone's own devpts (zlogin on a terminal)
 //!        │
@@ -103,11 +103,11 @@ pub struct Entry {
     run_dir: Option<PathBuf>,
     /// Where the filter's listener goes: a connection to the zone's monitor
     /// that agreed to serve it, or the monitor's own socket for its helpers.
-    /// `None`: the filter has no sysinfo rule.
+    /// `None`: the filter has no rules for the monitor (`security::NOTIFIED`).
     sysinfo: Option<OwnedFd>,
 }
 
-/// The zone's filter, with and without the sysinfo notification rule.
+/// The zone's filter, with and without the rules that send calls to the monitor.
 #[derive(Debug)]
 struct Filters {
     plain: Vec<libc::sock_filter>,
@@ -207,13 +207,13 @@ impl Entry {
         Ok(self)
     }
 
-    /// Also gives what runs inside the zone's answers to `sysinfo(2)`
+    /// Also gives what runs inside the zone's answers to `sysinfo(2)` and `statfs(2)`
     /// (the zone's memory, not the host's; see [`crate::security`]): asks
     /// the zone's monitor, found by [`Entry::drop_capabilities`], to serve
     /// the listener of the filter [`Entry::enter`] installs. When there is
     /// no filter, no monitor, or the monitor does not agree within 2 s
     /// (an older monitor, one that is stopped), the filter has no such
-    /// rule and `sysinfo` is the kernel's: never an error, never a hang.
+    /// rules and the kernel answers those calls: never an error, never a hang.
     pub fn sysinfo_from_monitor(mut self) -> Entry {
         if let (Some(_), Some(run_dir)) = (&self.seccomp, &self.run_dir) {
             self.sysinfo =
@@ -279,7 +279,7 @@ impl Entry {
                     // The filter cannot be taken back: the monitor agreed,
                     // and only its death (which ends the zone) loses this.
                     control::send_fd(sink.as_fd(), control::LISTENER_ENTERED, listener.as_fd())
-                        .map_err(context("cannot hand the sysinfo listener to the zone's monitor"))?;
+                        .map_err(context("cannot hand the seccomp listener to the zone's monitor"))?;
                 }
                 // Dropping the sink tells the monitor there is nothing to serve.
                 Ok(security::Installed::Plain(_)) => {}

@@ -10,7 +10,7 @@
 //! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys` with
 //! [`lxcfs`]'s views of the zone's limits, a sized `/tmp`, bind mounts), a console
 //! pty whose output goes to a bounded log, and then waits on init. It answers
-//! [`control`] requests (status, stop, reboot, kill, console, sysinfo listeners) on a Unix socket in the
+//! [`control`] requests (status, stop, reboot, kill, limits, the size of `/tmp`, console, seccomp listeners) on a Unix socket in the
 //! zone's run directory, so the daemon can restart without touching zones.
 //!
 //! ```text
@@ -36,6 +36,7 @@ mod launch;
 pub mod lofs;
 pub mod lxcfs;
 pub mod monitor;
+mod qgroup;
 mod rootfs;
 pub mod security;
 mod spec;

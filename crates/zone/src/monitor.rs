@@ -10,7 +10,7 @@
 //! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
 //! its connections, the pty master and the attached console client, if any
 //! (`monitor/console.rs`), and the seccomp listeners through which it
-//! answers the zone's `sysinfo(2)` (`monitor/sysinfo.rs`) and the socket
+//! answers the zone's `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the socket
 //! they arrive on: no threads, no runtime.
 //!
 //! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
@@ -74,7 +74,7 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// that sends nothing or half a line is only holding a slot.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The poll set's first entries: signals, the listener, the console's master
-/// and client, the inbox; then the connections, then the sysinfo listeners.
+/// and client, the inbox; then the connections, then the seccomp listeners.
 const FIXED_FDS: usize = 5;
 const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
 
@@ -85,7 +85,10 @@ macro_rules! log {
 }
 
 mod console;
+mod notify;
+mod statfs;
 mod sysinfo;
+mod tmpfs;
 
 use console::Console;
 
@@ -138,6 +141,16 @@ pub fn main() -> ! {
             std::process::exit(1)
         }
     }
+}
+
+/// How one init ended.
+struct Death {
+    reason: ExitReason,
+    code: Option<i32>,
+    signal: Option<i32>,
+    oom_killed: bool,
+    /// In words, for the logs and `exit_reason`.
+    how: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +218,9 @@ struct Monitor {
     /// children inherit `inbox_tx` until they exec).
     inbox: OwnedFd,
     inbox_tx: OwnedFd,
-    listeners: sysinfo::Listeners,
+    listeners: notify::Listeners,
+    /// What the answers to the zone's notified calls need.
+    answers: notify::Answers,
     init_pid: i32,
     started_at: u64,
     /// `CLOCK_BOOTTIME` when init started: the zone's uptime counts from it.
@@ -218,6 +233,9 @@ struct Monitor {
     conns: Vec<Conn>,
     helpers: Vec<i32>,
     restarts: Vec<Instant>,
+    /// The zone's OOM kill count when the current init started (`None`:
+    /// the kernel does not count them).
+    oom_kills: Option<u64>,
     exit: Option<ExitRecord>,
 }
 
@@ -273,6 +291,7 @@ impl Monitor {
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
         let (inbox, inbox_tx) = seqpacket_pair().map_err(step("seccomp listener"))?;
+        let root_fs = statfs::RootFs::open(&spec.zone_root, spec.idmap.map_or(0, |m| m.host_uid));
         let mut m = Monitor {
             run_dir,
             spec,
@@ -282,7 +301,8 @@ impl Monitor {
             console,
             inbox,
             inbox_tx,
-            listeners: sysinfo::Listeners::new(),
+            listeners: notify::Listeners::new(),
+            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
             init_pid: 0,
             started_at: 0,
             booted: Duration::ZERO,
@@ -294,6 +314,7 @@ impl Monitor {
             conns: Vec::new(),
             helpers: Vec::new(),
             restarts: Vec::new(),
+            oom_kills: None,
             exit: None,
         };
         m.init_pid = m.spawn_init()?;
@@ -317,6 +338,8 @@ impl Monitor {
     fn spawn_init(&mut self) -> Result<i32, LaunchError> {
         // The previous init's filter is gone with its zone.
         self.listeners.drop_init();
+        self.answers.sysinfo.refresh();
+        self.oom_kills = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
         let plan = child::Plan::new(
             &self.spec,
             self.console.slave.as_raw_fd(),
@@ -395,7 +418,7 @@ impl Monitor {
             self.booted = sysinfo::boottime();
             self.drain_inbox();
             if handoff.is_ok() && !self.listeners.has_init() {
-                log!("init runs without a sysinfo listener: sysinfo(2) in the zone shows the host's memory");
+                log!("init runs without a seccomp listener: sysinfo(2) and statfs(2) in the zone show the host's memory and the pool");
             }
             return handoff.map(|()| pid);
         }
@@ -461,7 +484,8 @@ impl Monitor {
             }
             // First: nothing below changes the listeners before this reads their events.
             let zone = sysinfo::Zone { cgroup: &self.spec.cgroup, booted: self.booted };
-            self.listeners.on_events(&pfds[served_from..], &zone);
+            let answers = &mut self.answers;
+            self.listeners.on_events(&pfds[served_from..], &mut |call| answers.answer(call, &zone));
             if pfds[2].revents != 0 {
                 self.console.on_master(pfds[2].revents);
             }
@@ -543,58 +567,84 @@ impl Monitor {
         }
     }
 
+    /// How init ended (`status` from `waitpid`): a signal with the
+    /// zone's OOM kill counter up since it started is the OOM killer's.
+    fn death_of(&self, status: i32) -> Death {
+        if libc::WIFEXITED(status) {
+            let code = libc::WEXITSTATUS(status);
+            return Death {
+                reason: ExitReason::Exited,
+                code: Some(code),
+                signal: None,
+                oom_killed: false,
+                how: format!("init exited with status {code}"),
+            };
+        }
+        let sig = libc::WTERMSIG(status);
+        let (reason, mut how) = match sig {
+            libc::SIGHUP => (ExitReason::Rebooted, "init rebooted the zone".to_owned()),
+            libc::SIGINT => (ExitReason::Halted, "init halted the zone".to_owned()),
+            _ => (ExitReason::Signaled, format!("init was killed by signal {sig}")),
+        };
+        let oom_now = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
+        let oom_killed = sig == libc::SIGKILL && matches!((self.oom_kills, oom_now), (Some(a), Some(b)) if b > a);
+        if oom_killed {
+            how = format!("init was killed by the out-of-memory killer (signal {sig})");
+            // (v1's "unlimited" is a huge number.)
+            if let Some(limit) = cgroup::memory(&self.spec.cgroup).ok().and_then(|m| m.limit).filter(|l| *l < 1 << 50) {
+                how.push_str(&format!(": the zone used all of its memory ({} MiB)", limit >> 20));
+            }
+        }
+        Death { reason, code: None, signal: Some(sig), oom_killed, how }
+    }
+
     fn on_init_exit(&mut self, status: i32) {
         self.init_pid = 0;
         self.console.pump();
-        let (reason, code, signal) = if libc::WIFEXITED(status) {
-            (ExitReason::Exited, Some(libc::WEXITSTATUS(status)), None)
-        } else {
-            let sig = libc::WTERMSIG(status);
-            let reason = match sig {
-                libc::SIGHUP => ExitReason::Rebooted,
-                libc::SIGINT => ExitReason::Halted,
-                _ => ExitReason::Signaled,
-            };
-            (reason, None, Some(sig))
-        };
-        let how = match (reason, code, signal) {
-            (ExitReason::Rebooted, ..) => "init rebooted the zone".to_owned(),
-            (ExitReason::Halted, ..) => "init halted the zone".to_owned(),
-            (_, Some(c), _) => format!("init exited with status {c}"),
-            (_, _, Some(s)) => format!("init was killed by signal {s}"),
-            _ => "init ended".to_owned(),
-        };
-        log!("{how}");
-        match (self.intent, reason) {
-            (Intent::Stop, _) => {
+        let death = self.death_of(status);
+        log!("{}", death.how);
+        match (self.intent, death.reason) {
+            (Intent::Stop, reason) => {
                 let (code, signal) = if reason == ExitReason::Signaled || reason == ExitReason::Exited {
-                    (code, signal)
+                    (death.code, death.signal)
                 } else {
                     (None, None)
                 };
-                self.finish(ExitReason::Stopped, code, signal, format!("stopped on request ({how})"));
+                let message = format!("stopped on request ({})", death.how);
+                self.finish(ExitReason::Stopped, code, signal, death.oom_killed, message);
             }
-            (Intent::Reboot, _) => self.restart(false, "reboot requested"),
-            (Intent::None, ExitReason::Rebooted) => self.restart(true, &how),
-            (Intent::None, ExitReason::Halted) => self.finish(reason, None, None, how),
-            (Intent::None, _) if self.spec.restart_init => self.restart(true, &how),
-            (Intent::None, _) => self.finish(reason, code, signal, how),
+            (Intent::Reboot, _) => self.restart(None, "reboot requested"),
+            (Intent::None, ExitReason::Rebooted) => self.restart(Some(death), ""),
+            (Intent::None, ExitReason::Halted) => self.finish(ExitReason::Halted, None, None, false, death.how),
+            (Intent::None, _) if self.spec.restart_init => self.restart(Some(death), "restart_init"),
+            (Intent::None, reason) => self.finish(reason, death.code, death.signal, death.oom_killed, death.how),
         }
     }
 
-    fn restart(&mut self, automatic: bool, why: &str) {
-        if automatic {
+    /// Starts a new init: on request (`died` is `None`), or after the last
+    /// one died on its own (`died`), at most [`MAX_RESTARTS`] times per
+    /// [`RESTART_WINDOW`]; then the zone goes down, its exit record saying
+    /// how that last init died.
+    fn restart(&mut self, died: Option<Death>, why: &str) {
+        if let Some(d) = &died {
             let now = Instant::now();
             self.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
             if self.restarts.len() >= MAX_RESTARTS {
                 let msg = format!(
-                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({why})",
-                    RESTART_WINDOW.as_secs()
+                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({})",
+                    RESTART_WINDOW.as_secs(),
+                    d.how
                 );
-                return self.finish(ExitReason::Failed, None, None, msg);
+                let (code, signal) = if d.reason == ExitReason::Rebooted { (None, None) } else { (d.code, d.signal) };
+                return self.finish(ExitReason::Failed, code, signal, d.oom_killed, msg);
             }
             self.restarts.push(now);
         }
+        let why = match died {
+            Some(d) if !why.is_empty() => format!("{} ({why})", d.how),
+            Some(d) => d.how,
+            None => why.to_owned(),
+        };
         log!("restarting the zone: {why}");
         match self.spawn_init() {
             Ok(pid) => {
@@ -609,18 +659,25 @@ impl Monitor {
                     send(&w, &reply);
                 }
             }
-            Err(e) => self.finish(ExitReason::Failed, None, None, format!("restart failed: {e}")),
+            Err(e) => self.finish(ExitReason::Failed, None, None, false, format!("restart failed: {e}")),
         }
     }
 
     /// The zone is down for good: clean up, record why, answer, and let `run` return.
-    fn finish(&mut self, reason: ExitReason, code: Option<i32>, signal: Option<i32>, message: String) {
+    fn finish(
+        &mut self,
+        reason: ExitReason,
+        code: Option<i32>,
+        signal: Option<i32>,
+        oom_killed: bool,
+        message: String,
+    ) {
         log!("zone down: {message}");
         self.console.pump();
         if let Err(e) = cgroup::try_destroy(&self.spec.cgroup) {
             log!("removing cgroup {}: {e}", self.spec.cgroup);
         }
-        let rec = ExitRecord { reason, code, signal, message, at: now_secs() };
+        let rec = ExitRecord { reason, code, signal, oom_killed, message, at: now_secs() };
         let tmp = self.run_dir.join(".exit.json.tmp");
         let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
         if let Err(e) = fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, self.run_dir.join(control::EXIT_FILE))) {
@@ -747,7 +804,7 @@ impl Monitor {
             Request::Console => self.console.attach(sock, &[]),
             Request::SysinfoListener => {
                 if !self.listeners.has_room() {
-                    return send(&sock, &Reply::error("too many sysinfo listeners"));
+                    return send(&sock, &Reply::error("too many seccomp listeners"));
                 }
                 send(&sock, &Reply { ok: true, ..Reply::default() });
                 if sock.set_nonblocking(true).is_ok() {
@@ -755,9 +812,23 @@ impl Monitor {
                     self.conns.push(Conn::new(sock, true));
                 }
             }
+            Request::SetTmpfs { bytes } => {
+                let old = self.spec.tmpfs_bytes.unwrap_or(0);
+                if old > 0 && bytes > 0 && old != bytes {
+                    if let Err(e) = tmpfs::resize(self.init_pid, bytes) {
+                        return send(&sock, &Reply::error(e.to_string()));
+                    }
+                    log!("/tmp resized to {} MiB", bytes >> 20);
+                } else if old != bytes {
+                    log!("tmpfs set to {} MiB from the zone's next boot", bytes >> 20);
+                }
+                // What a reboot in place mounts.
+                self.spec.tmpfs_bytes = Some(bytes).filter(|b| *b > 0);
+                send(&sock, &Reply { ok: true, ..Reply::default() })
+            }
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
                 Ok(()) => {
-                    self.listeners.refresh();
+                    self.answers.sysinfo.refresh();
                     if let Some(n) = limits.locked_bytes {
                         // Init's limit, inherited by what it starts from now on.
                         set_memlock(self.init_pid, n);

@@ -59,14 +59,18 @@
 //!   The filter is installed without `no_new_privs` (the caller holds
 //!   `CAP_SYS_ADMIN` in the zone's user namespace), so setuid programs in
 //!   the zone keep working.
-//! - **`sysinfo(2)`** (native numbers only) is sent to the zone's monitor
-//!   as a seccomp user notification ([`install_seccomp_with_listener`]: the
-//!   filter comes with a listener descriptor, which the installer hands to
-//!   the monitor), and answered there with the zone's memory, tasks and
-//!   uptime instead of the host's (`monitor/sysinfo.rs`). Where no listener
-//!   can be had (the installer already runs under one: nested seccomp
-//!   notifiers are refused with `EBUSY`) or the monitor cannot take it,
-//!   the filter is installed without that rule and `sysinfo` is the kernel's.
+//! - **[`NOTIFIED`] calls** go to the zone's monitor as seccomp user
+//!   notifications ([`install_seccomp_with_listener`]: the filter comes
+//!   with a listener descriptor, which the installer hands to the
+//!   monitor): `sysinfo(2)` (native numbers only), answered with the
+//!   zone's memory, tasks and uptime instead of the host's
+//!   (`monitor/sysinfo.rs`), and `statfs(2)`/`fstatfs(2)` (and i386's
+//!   `statfs64`/`fstatfs64`), answered with the zone's `quota` for its
+//!   root file system and left to the kernel for anything else
+//!   (`monitor/statfs.rs`). Where no listener can be had (the installer
+//!   already runs under one: nested seccomp notifiers are refused with
+//!   `EBUSY`) or the monitor cannot take it, the filter is installed
+//!   without those rules and the kernel answers them.
 //!
 //! `limit_priv` opt-ins (off by default; other names, such as SmartOS's
 //! `default`, are accepted and ignored):
@@ -92,7 +96,7 @@
 //! | allowed | the rest of 0–469 | the rest of 0–469 | the rest of 0–469 |
 //! | `EPERM` unless opted in | the refused calls above | the same but `kexec_file_load`, with `umount`, `stime`, `clock_settime64` | the same but `iopl`, `ioperm` |
 //! | the `ioctl` rule | 16 | 54 | 29 |
-//! | `sysinfo` to the monitor, when asked | 99 | — (the kernel answers) | 179 |
+//! | to the monitor, when asked | 99 `sysinfo`, 137 `statfs`, 138 `fstatfs` | 99 `statfs`, 100 `fstatfs`, 268 `statfs64`, 269 `fstatfs64` (not `sysinfo`, whose i386 struct is another) | 43 `statfs`, 44 `fstatfs`, 179 `sysinfo` |
 //! | `ENOSYS` | 337–423, 17 numbers of removed or never-implemented calls, 470 and above, x32 | 387–392, 28 others, 470 and above | 18, 42, 244–259, 295–423, 470 and above |
 //!
 //! **When a kernel adds a system call**, the test
@@ -190,6 +194,23 @@ pub const RULES: &[Rule] = &[
     Rule { opt_in: Some("userfaultfd"), names: &["userfaultfd"] },
 ];
 
+/// The calls the zone's monitor answers (with the listener of a filter
+/// from [`Profile::seccomp_program`] with `notify`): on the native ABI
+/// (`.0`) and on i386 (`.1`, x86-64 hosts), by the kernel's names.
+/// `sysinfo` is native only: i386's `struct sysinfo` is another, and its
+/// own `statfs` structs are answered in their own layouts.
+pub const NOTIFIED: (&[&str], &[&str]) =
+    (&["sysinfo", "statfs", "fstatfs"], &["statfs", "fstatfs", "statfs64", "fstatfs64"]);
+
+/// [`NOTIFIED`]'s calls of `abi`.
+fn notified(abi: &Abi) -> &'static [&'static str] {
+    if abi.native {
+        NOTIFIED.0
+    } else {
+        NOTIFIED.1
+    }
+}
+
 /// The `ioctl` requests refused with `EPERM` (low 32 bits), with their
 /// names in `linux/btrfs.h`: they create btrfs subvolumes and snapshots.
 pub const REFUSED_IOCTLS: [(u32, &str); 4] = [
@@ -213,8 +234,7 @@ pub struct Abi {
     /// Numbers with this bit set belong to another ABI of the same
     /// architecture (x86-64's x32), refused whole with `ENOSYS`.
     pub x32_bit: Option<u32>,
-    /// Whether it is the host's native ABI (only there does `sysinfo` go
-    /// to the monitor: the i386 `struct sysinfo` is another).
+    /// Whether it is the host's native ABI (see [`NOTIFIED`]).
     pub native: bool,
 }
 
@@ -273,9 +293,6 @@ pub fn abis() -> &'static [Abi] {
     HOST_ABIS
 }
 
-/// The architecture of the native system call numbers in `struct seccomp_data`.
-pub(crate) const AUDIT_ARCH_NATIVE: u32 = if HOST_ABIS.is_empty() { 0 } else { HOST_ABIS[0].audit_arch };
-
 /// What the filter does with a system call number of an ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -285,7 +302,8 @@ pub enum Verdict {
     Refuse,
     /// `ENOSYS`: a number the table does not know.
     Unknown,
-    /// Sent to the filter's listener (`SECCOMP_RET_USER_NOTIF`): native `sysinfo`, when asked.
+    /// Sent to the filter's listener (`SECCOMP_RET_USER_NOTIF`), when
+    /// asked: the [`NOTIFIED`] calls.
     Notify,
     /// `ioctl`: allowed but for [`REFUSED_IOCTLS`] (`EPERM`).
     Ioctl,
@@ -318,12 +336,12 @@ impl Profile {
     }
 
     /// What the filter of this profile does with call `nr` of `abi`
-    /// (`notify_sysinfo`: whether the program sends `sysinfo` to a listener).
-    pub fn verdict(&self, abi: &Abi, nr: u32, notify_sysinfo: bool) -> Verdict {
+    /// (`notify`: whether the program sends the [`NOTIFIED`] calls to a listener).
+    pub fn verdict(&self, abi: &Abi, nr: u32, notify: bool) -> Verdict {
         match abi.name_of(nr) {
             None => Verdict::Unknown,
             Some("ioctl") => Verdict::Ioctl,
-            Some("sysinfo") if notify_sysinfo && abi.native => Verdict::Notify,
+            Some(name) if notify && notified(abi).contains(&name) => Verdict::Notify,
             Some(name) => match RULES.iter().find(|r| r.names.contains(&name)) {
                 Some(r) if r.opt_in.is_none_or(|o| !self.opt_ins.contains(&o)) => Verdict::Refuse,
                 _ => Verdict::Allow,
@@ -332,12 +350,12 @@ impl Profile {
     }
 
     /// The seccomp program: each call of this host's [`abis`] gets its
-    /// [`Profile::verdict`]. With `notify_sysinfo`, native `sysinfo` calls
-    /// go to the filter's listener (install it with
+    /// [`Profile::verdict`]. With `notify`, the [`NOTIFIED`] calls go to
+    /// the filter's listener (install it with
     /// [`install_seccomp_with_listener`]: without a listener they would
     /// fail with `ENOSYS`). Empty (no filter) where no table exists.
-    pub fn seccomp_program(&self, notify_sysinfo: bool) -> Vec<libc::sock_filter> {
-        filter::program(self, abis(), notify_sysinfo)
+    pub fn seccomp_program(&self, notify: bool) -> Vec<libc::sock_filter> {
+        filter::program(self, abis(), notify)
     }
 }
 
@@ -390,7 +408,7 @@ pub enum Installed {
 }
 
 /// Installs `notifying` (a program from [`Profile::seccomp_program`] with
-/// `notify_sysinfo`) with a new listener and returns the listener; when
+/// `notify`) with a new listener and returns the listener; when
 /// the kernel refuses that (a filter with a listener is already installed
 /// on this process, `EBUSY`; a kernel without listeners), installs `plain`
 /// (the same profile without the rule) instead. Like [`install_seccomp`],
@@ -471,6 +489,12 @@ mod tests {
         }
         for opt_in in RULES.iter().filter_map(|r| r.opt_in) {
             assert!(OPT_INS.contains(&opt_in), "{opt_in}");
+        }
+        for name in NOTIFIED.0 {
+            assert!([&X86_64, &AARCH64].iter().all(|abi| abi.number_of(name).is_some()), "native {name}");
+        }
+        for name in NOTIFIED.1 {
+            assert!(I386.number_of(name).is_some(), "i386 {name}");
         }
     }
 
@@ -572,16 +596,25 @@ mod tests {
     }
 
     #[test]
-    fn only_native_sysinfo_is_notified_and_only_when_asked() {
+    fn sysinfo_and_statfs_are_notified_only_when_asked() {
         let p = Profile::default();
-        assert_eq!(p.verdict(&X86_64, 99, true), Verdict::Notify);
-        assert_eq!(p.verdict(&X86_64, 99, false), Verdict::Allow);
-        assert_eq!(p.verdict(&AARCH64, 179, true), Verdict::Notify);
-        // i386's struct sysinfo is another: the kernel answers it.
+        // sysinfo statfs fstatfs, by the kernel's numbers.
+        let native: [(&Abi, &[u32]); 2] = [(&X86_64, &[99, 137, 138]), (&AARCH64, &[179, 43, 44])];
+        for (abi, nrs) in native {
+            for nr in nrs {
+                assert_eq!(p.verdict(abi, *nr, true), Verdict::Notify, "{} {nr}", abi.name);
+                assert_eq!(p.verdict(abi, *nr, false), Verdict::Allow, "{} {nr}", abi.name);
+            }
+        }
+        // i386: statfs fstatfs statfs64 fstatfs64; its struct sysinfo is
+        // another: the kernel answers it.
+        for nr in [99, 100, 268, 269] {
+            assert_eq!(p.verdict(&I386, nr, true), Verdict::Notify, "i386 {nr}");
+        }
         assert_eq!(p.verdict(&I386, 116, true), Verdict::Allow);
         for abi in [&X86_64, &I386, &AARCH64] {
             let notified = (0..abi.end()).filter(|nr| p.verdict(abi, *nr, true) == Verdict::Notify).count();
-            assert_eq!(notified, usize::from(abi.native), "{}", abi.name);
+            assert_eq!(notified, if abi.native { 3 } else { 4 }, "{}", abi.name);
             assert_eq!(p.verdict(abi, abi.number_of("ioctl").unwrap(), true), Verdict::Ioctl);
         }
     }

@@ -136,7 +136,9 @@ pub enum ExitReason {
     Exited,
     /// init was killed by a signal.
     Signaled,
-    /// The monitor could not (re)start the zone.
+    /// The monitor could not (re)start the zone, or gave up restarting
+    /// an init that kept dying (`restart_init`): `code`, `signal` and
+    /// `oom_killed` then say how the last one died.
     Failed,
 }
 
@@ -145,12 +147,16 @@ pub enum ExitReason {
 pub struct ExitRecord {
     /// Why.
     pub reason: ExitReason,
-    /// Exit status, for [`ExitReason::Exited`].
+    /// init's exit status, when it exited.
     #[serde(default)]
     pub code: Option<i32>,
-    /// Signal number, for [`ExitReason::Signaled`].
+    /// The signal that killed init, when one did.
     #[serde(default)]
     pub signal: Option<i32>,
+    /// init was killed by the kernel's out-of-memory killer (the zone's
+    /// cgroup counted an OOM kill while it ran, and it died of `SIGKILL`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     /// A sentence for the operator.
     pub message: String,
     /// Seconds since the epoch.

@@ -98,7 +98,7 @@ pub(super) struct Plan {
     tmpfs_bytes: u64,
     locked: Option<u64>,
     seccomp: Vec<libc::sock_filter>,
-    /// The same filter, sending `sysinfo` to its listener.
+    /// The same filter, sending `sysinfo` and `statfs` to its listener.
     seccomp_notifying: Vec<libc::sock_filter>,
     /// The monitor's socket for the listener (inherited from the monitor).
     inbox: RawFd,
@@ -293,7 +293,7 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     // The listener goes to the monitor before exec, so it is waiting there
     // by the time the monitor learns that init runs. Without one (the
     // monitor itself runs under a seccomp listener) the zone gets the
-    // kernel's sysinfo, and the monitor says so in its log.
+    // kernel's sysinfo and statfs, and the monitor says so in its log.
     match security::install_seccomp_with_listener(&p.seccomp_notifying, &p.seccomp).map_err(step("seccomp"))? {
         security::Installed::Listener(listener) => {
             // SAFETY: the monitor's socket, inherited and open until our exec.

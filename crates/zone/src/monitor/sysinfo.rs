@@ -1,36 +1,8 @@
 //! The zone's answers to `sysinfo(2)`: the monitor serves the seccomp
-//! notifications the zone's filter sends for it (see [`crate::security`]),
-//! so busybox's `free`, `uptime`, and runtimes that size themselves with
-//! `sysinfo` see the zone's memory, tasks and uptime, not the host's.
-//!
-//! Every filter has its own listener. init's child sends its listener to
-//! the monitor on a socket pair (the inbox) just before `execve`; a new
-//! init (a reboot, `restart_init`) brings a new one, which replaces the
-//! old. Processes entered from the host install their own filter: the
-//! monitor's shutdown helper sends its listener to the inbox too, `zlogin`
-//! over the control socket (`sysinfo_listener`, see [`crate::control`]).
-//! The monitor polls every listener with its other descriptors and drops
-//! one at `POLLHUP`, when no process runs under its filter any more.
-//!
-//! One notification, without blocking the loop (a few file reads):
-//!
-//! ```text
-//!  NOTIF_RECV ── not the native sysinfo ───────────────────────> error ENOSYS
-//!    │ host's sysinfo() with the zone's memory, swap, tasks (cgroup) and
-//!    │ uptime (since init started)
-//!    │   └ the cgroup cannot be read ────────────────────────────> CONTINUE (the kernel's answer)
-//!    │ open /proc/<pid>/mem ── refused ──────────────────────────> CONTINUE
-//!    │ NOTIF_ID_VALID ── the caller is gone (killed) ────────────> nothing to answer
-//!    │ pwrite(struct sysinfo) at args[0] ── fails ───────────────> error EFAULT
-//!    └ NOTIF_SEND val 0
-//! ```
-//!
-//! `/proc/<pid>/mem` is opened before `NOTIF_ID_VALID` confirms the caller
-//! still waits, so the descriptor is the caller's memory even if its pid
-//! is reused right after (the way `seccomp_unotify(2)` and Incus do it).
-//! Unlike the kernel's `copy_to_user`, a write there goes through
-//! read-only pages of the caller (as a debugger's would): only an
-//! unmapped address gets `EFAULT`.
+//! notifications the zone's filter sends for it (see `notify.rs`), so
+//! busybox's `free`, `uptime`, and runtimes that size themselves with
+//! `sysinfo` see the zone's memory, tasks and uptime, not the host's. A
+//! cgroup the monitor cannot read lets the kernel answer (`CONTINUE`).
 //!
 //! The numbers are lxcfs's, so `free` and the zone's `/proc/meminfo`
 //! agree: `totalram` = the lowest memory limit of the zone's cgroup and its
@@ -47,23 +19,14 @@
 //! A zone calling `sysinfo` in a loop makes the monitor, outside the
 //! zone's cgroup, work for it. So the cgroup's numbers are read at most
 //! once per [`FRESH`] (again at once after `set_limits` or a new init),
-//! and the monitor answers at most [`BUDGET`] notifications per
-//! [`WINDOW`]; beyond that the callers wait for the next window (they are
-//! not refused).
+//! and `notify.rs` bounds the notifications answered per second.
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io;
 use std::time::{Duration, Instant};
 
-use crate::{cgroup, security};
+use super::notify::Answer;
+use crate::cgroup;
 
-/// Listeners of processes entered from the host served at once; more are
-/// refused (those processes get the kernel's `sysinfo`).
-pub(super) const MAX_ENTERED: usize = 256;
-/// Notifications answered per [`WINDOW`].
-const BUDGET: u32 = 256;
-/// See [`BUDGET`].
-const WINDOW: Duration = Duration::from_millis(100);
 /// How long the cgroup's numbers are reused (usage moves on meanwhile;
 /// limits are read again as soon as they change).
 const FRESH: Duration = Duration::from_millis(50);
@@ -193,194 +156,49 @@ pub(super) struct Zone<'a> {
 }
 
 /// The cgroup's numbers last read, and when.
-type Cached = Option<(Instant, cgroup::Memory, u64)>;
+#[derive(Default)]
+pub(super) struct Cache(Option<(Instant, cgroup::Memory, u64)>);
+
+impl Cache {
+    /// Reads the cgroup again at the next call (its limits changed, or init).
+    pub(super) fn refresh(&mut self) {
+        self.0 = None;
+    }
+}
 
 impl Zone<'_> {
     /// The zone's `struct sysinfo` now (the cgroup's numbers from `cache`
-    /// when fresh), or `None` when it cannot be read (the caller then gets
-    /// the kernel's answer).
-    fn answer(&self, cache: &mut Cached) -> Option<Sysinfo> {
+    /// when fresh), or `None` when it cannot be read.
+    fn sysinfo(&self, cache: &mut Cache) -> Option<Sysinfo> {
         let host = Sysinfo::host().ok()?;
         let now = Instant::now();
-        let (memory, tasks) = match *cache {
+        let (memory, tasks) = match cache.0 {
             Some((at, memory, tasks)) if now.duration_since(at) < FRESH => (memory, tasks),
             _ => {
                 let read = (cgroup::memory(self.cgroup).ok()?, cgroup::tasks(self.cgroup).ok()?);
-                *cache = Some((now, read.0, read.1));
+                cache.0 = Some((now, read.0, read.1));
                 read
             }
         };
         let uptime_secs = boottime().saturating_sub(self.booted).as_secs();
         Some(compute(&host, &ZoneView { memory, tasks, uptime_secs }))
     }
-}
 
-struct Listener {
-    fd: OwnedFd,
-    /// The listener of init's filter (the others are entered processes').
-    init: bool,
-}
-
-/// The listeners the monitor serves, and its budget.
-pub(super) struct Listeners {
-    list: Vec<Listener>,
-    window: Instant,
-    served: u32,
-    cache: Cached,
-}
-
-impl Listeners {
-    pub(super) fn new() -> Listeners {
-        Listeners { list: Vec::new(), window: Instant::now(), served: 0, cache: None }
-    }
-
-    /// Reads the cgroup again at the next notification (its limits changed).
-    pub(super) fn refresh(&mut self) {
-        self.cache = None;
-    }
-
-    /// Serves `fd` from now on, if it is a seccomp listener (anything else
-    /// is closed); init's replaces the previous init's.
-    pub(super) fn add(&mut self, fd: OwnedFd, init: bool) {
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
-        if link.as_os_str() != "anon_inode:seccomp notify" {
-            log!("ignoring a sysinfo listener that is not one: {}", link.display());
-            return;
-        }
-        if init {
-            self.drop_init();
-        }
-        self.list.push(Listener { fd, init });
-    }
-
-    /// Stops serving init's listener (init is gone, a new one comes).
-    pub(super) fn drop_init(&mut self) {
-        self.list.retain(|l| !l.init);
-        self.cache = None;
-    }
-
-    /// Whether init's listener is served.
-    pub(super) fn has_init(&self) -> bool {
-        self.list.iter().any(|l| l.init)
-    }
-
-    /// Whether another entered process's listener may be added.
-    pub(super) fn has_room(&self) -> bool {
-        self.list.iter().filter(|l| !l.init).count() < MAX_ENTERED
-    }
-
-    fn exhausted(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window) >= WINDOW {
-            self.window = now;
-            self.served = 0;
-        }
-        self.served >= BUDGET
-    }
-
-    /// Appends one pollfd per listener, in order: `POLLIN`, or nothing
-    /// but hang-ups while the budget is spent.
-    pub(super) fn push_pollfds(&mut self, pfds: &mut Vec<libc::pollfd>) {
-        let events = if self.exhausted(Instant::now()) { 0 } else { libc::POLLIN };
-        pfds.extend(self.list.iter().map(|l| libc::pollfd { fd: l.fd.as_raw_fd(), events, revents: 0 }));
-    }
-
-    /// When the loop must wake up to serve again (the budget is spent).
-    pub(super) fn wake_at(&self) -> Option<Instant> {
-        (self.served >= BUDGET).then(|| self.window + WINDOW)
-    }
-
-    /// Handles the pollfds [`Listeners::push_pollfds`] appended, after
-    /// `poll`: one notification per ready listener, and listeners whose
-    /// processes are all gone dropped.
-    pub(super) fn on_events(&mut self, pfds: &[libc::pollfd], zone: &Zone) {
-        for i in (0..pfds.len().min(self.list.len())).rev() {
-            let ev = pfds[i].revents;
-            if ev & libc::POLLIN != 0 {
-                self.served += 1;
-                let cache = &mut self.cache;
-                if let Err(e) = serve(self.list[i].fd.as_fd(), || zone.answer(cache)) {
-                    log!("sysinfo listener: {e}; dropped");
-                    self.list.swap_remove(i);
-                }
-            } else if ev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                self.list.swap_remove(i);
-            }
+    /// The answer to `sysinfo(buf)`: the zone's struct at `buf`, or the
+    /// kernel's when the cgroup cannot be read.
+    pub(super) fn answer(&self, cache: &mut Cache, buf: u64) -> Answer {
+        match self.sysinfo(cache) {
+            Some(s) => Answer::Write { addr: buf, bytes: s.to_bytes().to_vec() },
+            None => Answer::Continue,
         }
     }
-}
-
-/// How a write into the caller's memory went.
-enum Written {
-    Yes,
-    /// The notification is gone (the caller was killed): nothing to answer.
-    Gone,
-    /// The memory could not be opened: let the kernel answer.
-    Refused,
-    /// The address is not writable memory.
-    Fault,
-}
-
-/// Writes `bytes` at `addr` in the memory of `pid`, the caller of
-/// notification `id`, once the listener confirms it still waits.
-fn write_to_caller(listener: BorrowedFd, id: u64, pid: u32, addr: u64, bytes: &[u8]) -> Written {
-    let Ok(path) = std::ffi::CString::new(format!("/proc/{pid}/mem")) else { return Written::Refused };
-    // SAFETY: a valid C string; the descriptor is owned below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Written::Refused;
-    }
-    // SAFETY: just opened, owned by nobody else.
-    let mem = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: NOTIF_ID_VALID reads the u64 we pass.
-    if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) } != 0 {
-        return Written::Gone;
-    }
-    let Ok(offset) = i64::try_from(addr) else { return Written::Fault };
-    // SAFETY: pwrite reads `bytes` (live) into the file at `offset`.
-    let n = unsafe { libc::pwrite64(mem.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), offset) };
-    if n == bytes.len() as isize {
-        Written::Yes
-    } else {
-        // Unmapped memory reads as EIO through /proc/<pid>/mem.
-        Written::Fault
-    }
-}
-
-/// Receives one notification on `listener` and answers it with `answer`'s
-/// `struct sysinfo` (see the module documentation). An error means the
-/// listener itself failed and should be dropped.
-pub(super) fn serve(listener: BorrowedFd, answer: impl FnOnce() -> Option<Sysinfo>) -> io::Result<()> {
-    // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
-    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-    // SAFETY: NOTIF_RECV fills the struct we own.
-    if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
-        let e = io::Error::last_os_error();
-        // ENOENT: the caller was killed before we got to it.
-        return match e.raw_os_error() {
-            Some(libc::ENOENT | libc::EINTR) => Ok(()),
-            _ => Err(e),
-        };
-    }
-    let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: 0, flags: 0 };
-    if libc::c_long::from(req.data.nr) != libc::SYS_sysinfo || req.data.arch != security::AUDIT_ARCH_NATIVE {
-        // The filter sends nothing else: never let an unexpected call through.
-        resp.error = -libc::ENOSYS;
-    } else {
-        match answer().map(|s| write_to_caller(listener, req.id, req.pid, req.data.args[0], &s.to_bytes())) {
-            Some(Written::Yes) => {}
-            Some(Written::Gone) => return Ok(()),
-            Some(Written::Fault) => resp.error = -libc::EFAULT,
-            None | Some(Written::Refused) => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
-        }
-    }
-    // SAFETY: NOTIF_SEND reads the struct we pass. It fails (ENOENT) when
-    // the caller was killed meanwhile: nothing left to do then.
-    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+    use super::super::notify::{self, Listeners};
     use super::*;
     use crate::security::{install_seccomp_with_listener, Installed, Profile};
 
@@ -493,28 +311,6 @@ mod tests {
         assert!(b[82..88].iter().chain(&b[108..]).all(|x| *x == 0), "padding is zero");
     }
 
-    #[test]
-    fn the_budget_pauses_serving_until_the_window_ends() {
-        let mut l = Listeners::new();
-        let (r, _w) = std::os::unix::net::UnixStream::pair().unwrap();
-        l.list.push(Listener { fd: OwnedFd::from(r), init: false });
-        let events = |l: &mut Listeners| {
-            let mut pfds = Vec::new();
-            l.push_pollfds(&mut pfds);
-            pfds[0].events
-        };
-        assert_eq!((events(&mut l), l.wake_at()), (libc::POLLIN, None));
-        l.served = BUDGET;
-        assert_eq!(events(&mut l), 0, "spent: only hang-ups are watched");
-        assert_eq!(l.wake_at(), Some(l.window + WINDOW));
-        l.window -= WINDOW;
-        assert_eq!((events(&mut l), l.served, l.wake_at()), (libc::POLLIN, 0, None), "a new window");
-        // Not a seccomp listener: refused.
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        l.add(OwnedFd::from(a), true);
-        assert!(!l.has_init() && l.list.len() == 1);
-    }
-
     fn wait_readable(fd: BorrowedFd) {
         let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one live pollfd.
@@ -579,7 +375,11 @@ mod tests {
         // 1: answered with ours; 2: NULL: EFAULT; 3: no answer: the kernel's.
         for answer in [Some(fake), Some(fake), None] {
             wait_readable(listener.as_fd());
-            serve(listener.as_fd(), || answer).unwrap();
+            notify::serve(listener.as_fd(), &mut |call| match answer {
+                Some(s) => Answer::Write { addr: call.args[0], bytes: s.to_bytes().to_vec() },
+                None => Answer::Continue,
+            })
+            .unwrap();
         }
         let seen = caller.join().unwrap();
         let (r, _, s) = seen[0];
