@@ -466,17 +466,22 @@ fn init_that_dies_is_restarted_when_restart_init_is_set() {
     let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img}));
     let vm = h.get(&uuid);
     assert!(vm.get("restart_init").is_none(), "absent unless given, as in SmartOS: {vm}");
+    assert_eq!(vm["init_restarts"], 0, "{vm}");
     let pid = vm["pid"].as_i64().unwrap();
     h.vmadm(&["kill", "-s", "KILL", &uuid]).ok();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let vm = h.get(&uuid);
         if vm["state"] == "running" && vm["pid"].as_i64().is_some_and(|p| p != pid) {
+            assert_eq!(vm["init_restarts"], 1, "SmartOS counts the restart: {vm}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "init was not restarted: {vm}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A reboot starts the count again.
+    h.vmadm(&["reboot", &uuid]).ok();
+    assert_eq!(h.wait_state(&uuid, "running", Duration::from_secs(30))["init_restarts"], 0);
 }
 
 #[test]

@@ -168,7 +168,8 @@ pub(crate) fn limits_of(vm: &VmObject) -> Limits {
 }
 
 /// The properties [`Daemon::view`] adds to a stored VM object.
-const VIEW_ONLY: &[&str] = &["hvm", "server_uuid", "platform_buildstamp", "zfs_filesystem", "snapshots", "v"];
+const VIEW_ONLY: &[&str] =
+    &["hvm", "server_uuid", "platform_buildstamp", "zfs_filesystem", "snapshots", "v", "init_restarts"];
 
 impl Daemon {
     fn run_dir(&self, uuid: InstanceUuid) -> PathBuf {
@@ -434,6 +435,8 @@ impl Daemon {
             ("zfs_filesystem", dataset.map(Value::from)),
             ("snapshots", Some(json!([]))),
             ("v", Some(json!(1))),
+            // The running count comes from the monitor (`get_vm`).
+            ("init_restarts", Some(json!(0))),
         ];
         for (k, v) in derived {
             if let Some(v) = v {
@@ -450,6 +453,7 @@ impl Daemon {
         if str_of(&vm, "state") == Some("running") {
             if let Ok(st) = MonitorClient::new(self.run_dir(uuid)).status() {
                 vm.insert("pid".into(), json!(st.init_pid));
+                vm.insert("init_restarts".into(), json!(st.init_restarts));
             }
         }
         Ok(vm)

@@ -171,6 +171,10 @@ pub struct MonitorStatus {
     pub state: ZoneState,
     /// When the current init started, in seconds since the epoch.
     pub started_at: u64,
+    /// How many times `restart_init` has started init again since the
+    /// zone booted (SmartOS's `init_restarts`).
+    #[serde(default)]
+    pub init_restarts: u32,
 }
 
 /// A reply line.
@@ -652,7 +656,8 @@ mod tests {
         assert_eq!(r, Request::Status);
         let r: Request = serde_json::from_str(r#"{"op":"stop","force":true}"#).unwrap();
         assert_eq!(r, Request::Stop { force: true, timeout_secs: None });
-        let st = MonitorStatus { monitor_pid: 5, init_pid: 6, state: ZoneState::Running, started_at: 7 };
+        let st =
+            MonitorStatus { monitor_pid: 5, init_pid: 6, state: ZoneState::Running, started_at: 7, init_restarts: 2 };
         let reply = Reply { ok: true, status: Some(st.clone()), ..Reply::default() };
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(text, r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7}"#);

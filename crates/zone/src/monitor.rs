@@ -233,6 +233,8 @@ struct Monitor {
     conns: Vec<Conn>,
     helpers: Vec<i32>,
     restarts: Vec<Instant>,
+    /// Automatic restarts of init since the zone booted.
+    init_restarts: u32,
     /// The zone's OOM kill count when the current init started (`None`:
     /// the kernel does not count them).
     oom_kills: Option<u64>,
@@ -314,6 +316,7 @@ impl Monitor {
             conns: Vec::new(),
             helpers: Vec::new(),
             restarts: Vec::new(),
+            init_restarts: 0,
             oom_kills: None,
             exit: None,
         };
@@ -640,6 +643,13 @@ impl Monitor {
             }
             self.restarts.push(now);
         }
+        // `init_restarts` counts restart_init's restarts since the zone
+        // (re)booted; a reboot starts the count again.
+        if died.is_some() && why == "restart_init" {
+            self.init_restarts = self.init_restarts.saturating_add(1);
+        } else {
+            self.init_restarts = 0;
+        }
         let why = match died {
             Some(d) if !why.is_empty() => format!("{} ({why})", d.how),
             Some(d) => d.how,
@@ -702,6 +712,7 @@ impl Monitor {
             init_pid: self.init_pid,
             state: if self.intent == Intent::None { ZoneState::Running } else { ZoneState::Stopping },
             started_at: self.started_at,
+            init_restarts: self.init_restarts,
         }
     }
 
