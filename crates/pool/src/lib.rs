@@ -25,6 +25,14 @@ use std::path::{Path, PathBuf};
 
 pub use error::PoolError;
 
+/// Reading a btrfs file system's trees, for what outside the pool needs to
+/// know of a dataset (the zone's monitor answers `statfs(2)` with its
+/// qgroup): the subvolume holding a descriptor, one item of a tree, and
+/// the little-endian numbers in it.
+pub mod btrfs_tree {
+    pub use crate::sys::{le_u64, search_item, subvol_id};
+}
+
 /// Result of pool operations.
 pub type Result<T> = std::result::Result<T, PoolError>;
 
