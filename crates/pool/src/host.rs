@@ -218,6 +218,35 @@ pub(crate) fn io_scheduler(device: &Path) -> io::Result<(String, bool)> {
     Ok((chosen, bfq))
 }
 
+/// Whether cgroup v2's iocost controller is enabled for the disk under
+/// `device` (its line in the root cgroup's `io.cost.qos` says `enable=1`).
+pub(crate) fn iocost_enabled(device: &Path) -> bool {
+    let Some(majmin) = disk_number(device) else { return false };
+    ["/sys/fs/cgroup/io.cost.qos", "/sys/fs/cgroup/unified/io.cost.qos"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .any(|qos| iocost_on(&qos, &majmin))
+}
+
+/// Whether `qos` (the text of `io.cost.qos`) enables iocost for the disk
+/// numbered `majmin`.
+pub(crate) fn iocost_on(qos: &str, majmin: &str) -> bool {
+    qos.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some(majmin) && words.any(|w| w == "enable=1")
+    })
+}
+
+/// The `major:minor` of the disk holding `device` (a partition's disk).
+fn disk_number(device: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(device).ok()?;
+    let mut block = Path::new("/sys/class/block").join(real.file_name()?);
+    if block.join("partition").exists() {
+        block = std::fs::canonicalize(&block).ok()?.parent()?.to_path_buf();
+    }
+    Some(std::fs::read_to_string(block.join("dev")).ok()?.trim().to_string())
+}
+
 /// Opens `/dev/loopN`, creating the node when the host's /dev lacks it.
 fn open_loop_node(path: &Path, n: u32) -> io::Result<File> {
     let open = || OpenOptions::new().read(true).write(true).open(path);
@@ -265,6 +294,16 @@ fn unescape_mount_path(field: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iocost_is_on_only_for_the_device_whose_line_enables_it() {
+        let qos = "8:0 enable=1 ctrl=auto rpct=0.00 rlat=250000 wpct=0.00 wlat=250000 min=1.00 max=10000.00\n\
+                   7:3 enable=0 ctrl=auto rpct=0.00 rlat=250000 wpct=0.00 wlat=250000 min=1.00 max=10000.00\n";
+        assert!(iocost_on(qos, "8:0"));
+        assert!(!iocost_on(qos, "7:3"), "listed but off");
+        assert!(!iocost_on(qos, "7:30"), "not listed");
+        assert!(!iocost_on("", "8:0"));
+    }
 
     #[test]
     fn the_innermost_mount_names_the_source() {

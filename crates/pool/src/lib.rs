@@ -246,7 +246,14 @@ impl Pool {
         };
         match host::io_scheduler(&device) {
             Ok((_, true)) => Ok(format!("bfq on {}", device.display())),
-            Ok((scheduler, false)) => Err(format!("{} uses the {scheduler} I/O scheduler, not bfq", device.display())),
+            // cgroup v2's iocost weighs the zones' io.weight on any
+            // scheduler, where the host's administrator has turned it on
+            // for the device (zonevisord does not: it is host-wide policy).
+            Ok((_, false)) if host::iocost_enabled(&device) => Ok(format!("iocost on {}", device.display())),
+            Ok((scheduler, false)) => Err(format!(
+                "{} uses the {scheduler} I/O scheduler, not bfq, and cgroup v2's iocost is off for it",
+                device.display()
+            )),
             Err(e) => Err(format!("cannot read the I/O scheduler of {}: {e}", device.display())),
         }
     }

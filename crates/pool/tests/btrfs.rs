@@ -48,7 +48,10 @@ fn the_loop_device_gets_bfq_for_fair_io() {
         // governs zones' I/O by throttling: tests/limits.rs), and what it
         // reports is the device the governor throttles on.
         let current = scheduler.split_whitespace().find(|s| s.starts_with('[')).unwrap().trim_matches(['[', ']']);
-        assert_eq!(t.pool.fair_io(), Err(format!("{device} uses the {current} I/O scheduler, not bfq")));
+        assert_eq!(
+            t.pool.fair_io(),
+            Err(format!("{device} uses the {current} I/O scheduler, not bfq, and cgroup v2's iocost is off for it"))
+        );
         let (path, number) = t.pool.block_device().expect("the pool's block device");
         assert_eq!(path.display().to_string(), device);
         assert_eq!(fs::read_to_string(format!("/sys/block/{name}/dev")).unwrap().trim(), number);
@@ -60,7 +63,10 @@ fn the_loop_device_gets_bfq_for_fair_io() {
 
     // Another scheduler: the pool says the weights are not enforced, and why.
     fs::write(format!("/sys/block/{name}/queue/scheduler"), "none").unwrap();
-    assert_eq!(t.pool.fair_io(), Err(format!("{device} uses the none I/O scheduler, not bfq")));
+    assert_eq!(
+        t.pool.fair_io(),
+        Err(format!("{device} uses the none I/O scheduler, not bfq, and cgroup v2's iocost is off for it"))
+    );
 }
 
 #[test]
