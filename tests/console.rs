@@ -27,6 +27,9 @@ struct Session {
     master: Arc<File>,
     /// The test's own copy of the slave, to read the terminal's modes.
     slave: OwnedFd,
+    /// The terminal's modes before the tool started (read after the start
+    /// they may already be the tool's raw ones).
+    before: libc::termios,
     out: Arc<Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
@@ -62,6 +65,7 @@ impl Session {
                 Ok(())
             });
         }
+        let before = modes(&pty.slave);
         let child = cmd.spawn().expect("spawn the CLI on a pty");
         let master = Arc::new(File::from(pty.master));
         let out = Arc::new(Mutex::new(Vec::new()));
@@ -83,7 +87,7 @@ impl Session {
                 }
             })
         };
-        Session { child, master, slave: pty.slave, out, stop, reader: Some(reader), mark: 0 }
+        Session { child, master, slave: pty.slave, before, out, stop, reader: Some(reader), mark: 0 }
     }
 
     fn output(&self) -> String {
@@ -189,7 +193,7 @@ fn console_attach_type_detach_replay_and_log() {
     wait_log(&h, &uuid, "zone booted");
 
     let mut s = Session::start(&h, "vmadm", &["console", &uuid], 33, 99);
-    let before = modes(&s.slave);
+    let before = s.before;
     s.expect(&format!("[Connected to zone {uuid} console; CTRL-] to detach]"));
     // What the zone printed before anyone attached is replayed.
     s.expect("zone booted");
@@ -256,7 +260,7 @@ fn console_attach_type_detach_replay_and_log() {
 
     // A SIGTERM to the CLI detaches too, the terminal restored.
     let mut s = Session::start(&h, "vmadm", &["console", &uuid], 24, 80);
-    let before = modes(&s.slave);
+    let before = s.before;
     s.expect("[Connected");
     s.send(b"echo term-$((6*7))\r");
     s.expect("term-42");
@@ -356,7 +360,7 @@ fn zlogin_on_a_terminal_gets_a_pty_of_the_zone() {
     // A command on a terminal: a pty of the zone's own devpts.
     let script = format!("tty; test -t 0 && echo stdin-is-a-tty; {WHICH_DEVPTS}; exit 7");
     let mut s = Session::start(&h, "zlogin", &[&uuid, &script], 24, 80);
-    let before = modes(&s.slave);
+    let before = s.before;
     s.expect("/dev/pts/");
     s.expect("stdin-is-a-tty");
     s.expect("on-the-zone-devpts");
@@ -394,7 +398,7 @@ fn zlogin_on_a_terminal_gets_a_pty_of_the_zone() {
     // SIGHUP to zlogin (its terminal went away): the zone's session is
     // hung up, the terminal restored, the shell's status reported.
     let mut s = Session::start(&h, "zlogin", &[&uuid], 24, 80);
-    let before = modes(&s.slave);
+    let before = s.before;
     s.send(b"echo up-$((6*7))\r");
     s.expect("up-42");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
