@@ -660,8 +660,14 @@ mod tests {
             MonitorStatus { monitor_pid: 5, init_pid: 6, state: ZoneState::Running, started_at: 7, init_restarts: 2 };
         let reply = Reply { ok: true, status: Some(st.clone()), ..Reply::default() };
         let text = serde_json::to_string(&reply).unwrap();
-        assert_eq!(text, r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7}"#);
+        assert_eq!(
+            text,
+            r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7,"init_restarts":2}"#
+        );
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
+        // A monitor started before init_restarts was counted answers without it.
+        let older = r#"{"ok":true,"monitor_pid":5,"init_pid":6,"state":"running","started_at":7}"#;
+        assert_eq!(serde_json::from_str::<Reply>(older).unwrap().status.map(|s| s.init_restarts), Some(0));
         let exit = ExitRecord {
             reason: ExitReason::Halted,
             code: None,
