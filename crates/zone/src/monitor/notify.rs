@@ -40,9 +40,11 @@
 //!
 //! A zone calling these in a loop makes the monitor, outside the zone's
 //! cgroup, work for it. So the monitor answers at most [`BUDGET`]
-//! notifications per [`WINDOW`] (for all its listeners together); beyond
-//! that the callers wait for the next window (they are not refused), and
-//! the monitor goes on serving its control socket and console.
+//! notifications per [`WINDOW`], and spends at most [`TIME_BUDGET`] of
+//! each window answering them (for all its listeners together; the time
+//! bound holds on a slow host, where each answer costs more); beyond that
+//! the callers wait for the next window (they are not refused), and the
+//! monitor goes on serving its control socket and console.
 
 use std::ffi::{CStr, CString};
 use std::io::{self, Write};
@@ -59,6 +61,9 @@ pub(super) const MAX_ENTERED: usize = 256;
 const BUDGET: u32 = 256;
 /// See [`BUDGET`].
 const WINDOW: Duration = Duration::from_millis(100);
+/// The time per [`WINDOW`] the monitor may spend answering (a quarter of
+/// a CPU).
+const TIME_BUDGET: Duration = Duration::from_millis(25);
 
 /// A call the monitor answers, from its ABI and number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,11 +235,13 @@ pub(super) struct Listeners {
     list: Vec<Listener>,
     window: Instant,
     served: u32,
+    /// Time spent answering in this window.
+    spent: Duration,
 }
 
 impl Listeners {
     pub(super) fn new() -> Listeners {
-        Listeners { list: Vec::new(), window: Instant::now(), served: 0 }
+        Listeners { list: Vec::new(), window: Instant::now(), served: 0, spent: Duration::ZERO }
     }
 
     /// Serves `fd` from now on, if it is a seccomp listener (anything else
@@ -270,8 +277,13 @@ impl Listeners {
         if now.duration_since(self.window) >= WINDOW {
             self.window = now;
             self.served = 0;
+            self.spent = Duration::ZERO;
         }
-        self.served >= BUDGET
+        self.spent_all()
+    }
+
+    fn spent_all(&self) -> bool {
+        self.served >= BUDGET || self.spent >= TIME_BUDGET
     }
 
     /// Appends one pollfd per listener, in order: `POLLIN`, or nothing
@@ -283,7 +295,7 @@ impl Listeners {
 
     /// When the loop must wake up to serve again (the budget is spent).
     pub(super) fn wake_at(&self) -> Option<Instant> {
-        (self.served >= BUDGET).then(|| self.window + WINDOW)
+        self.spent_all().then(|| self.window + WINDOW)
     }
 
     /// Handles the pollfds [`Listeners::push_pollfds`] appended, after
@@ -294,7 +306,10 @@ impl Listeners {
             let ev = pfds[i].revents;
             if ev & libc::POLLIN != 0 {
                 self.served += 1;
-                if let Err(e) = serve(self.list[i].fd.as_fd(), answer) {
+                let started = Instant::now();
+                let served = serve(self.list[i].fd.as_fd(), answer);
+                self.spent += started.elapsed();
+                if let Err(e) = served {
                     log!("seccomp listener: {e}; dropped");
                     self.list.swap_remove(i);
                 }
@@ -370,6 +385,11 @@ mod tests {
         assert_eq!(l.wake_at(), Some(l.window + WINDOW));
         l.window -= WINDOW;
         assert_eq!((events(&mut l), l.served, l.wake_at()), (libc::POLLIN, 0, None), "a new window");
+        // Time spent answering counts too, whatever the number of calls.
+        l.spent = TIME_BUDGET;
+        assert_eq!((events(&mut l), l.wake_at()), (0, Some(l.window + WINDOW)), "time spent");
+        l.window -= WINDOW;
+        assert_eq!((events(&mut l), l.spent), (libc::POLLIN, Duration::ZERO), "a new window");
         // Not a seccomp listener: refused.
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         l.add(OwnedFd::from(a), true);
