@@ -395,6 +395,8 @@ pub static PROPS: &[Prop] = &[
     ro("transition_expire"),
     ro("init_restarts"),
     ro("free_space"),
+    ro("zfs_filesystem"),
+    ro("v"),
 ];
 
 /// What [`lookup`] found.
