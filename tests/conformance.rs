@@ -20,8 +20,9 @@
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
 //! need work not done yet (networking, hardware VMs, metadata, snapshots
-//! and image servers) are written in full and `#[ignore]`d with the issue
-//! that will turn them on: `cargo test --test conformance -- --ignored`.
+//! and image servers) are written in full and ignored with a reason that
+//! names the issue that will turn them on (`pending issue N: ...`):
+//! `cargo test --test conformance -- --ignored` runs them.
 //!
 //! Run as root: `CI=1 ZONEVISOR_FIXTURES=/var/cache/zonevisor/fixtures
 //! cargo test --test conformance`.
