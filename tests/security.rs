@@ -18,8 +18,13 @@ fn parse_map(text: &str) -> (u32, u32, u32) {
 }
 
 fn status_field(pid: i64, key: &str) -> String {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim().to_owned()
+    read_status_field(pid, key).unwrap_or_else(|| panic!("process {pid} has no status (gone?)"))
+}
+
+/// [`status_field`] of a process that may be gone by now (`None` then).
+fn read_status_field(pid: i64, key: &str) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(s.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim().to_owned())
 }
 
 /// Runs a shell command in the zone and returns its combined output.
@@ -51,7 +56,8 @@ impl HostProcessInZone {
         let host_pid = loop {
             let child = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
                 let pid: i64 = e.file_name().to_str()?.parse().ok()?;
-                (status_field(pid, "PPid:") == parent
+                // Processes come and go while /proc is read.
+                (read_status_field(pid, "PPid:")? == parent
                     && std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim() == "sleep")
                     .then_some(pid)
             });
