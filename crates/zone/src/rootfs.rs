@@ -74,27 +74,39 @@ pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     owned(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }.into())
 }
 
-/// `openat2(root, rel)` resolved as if `root` were `/`, refusing magic links.
-pub(crate) fn open_in(root: BorrowedFd, rel: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-    let rel = relative(rel)?;
-    let c = cstring(if rel.as_os_str().is_empty() { b"." } else { rel.as_os_str().as_bytes() })?;
+/// `openat2(2)`: `path` opened under `dir` with `flags` (plus
+/// `O_CLOEXEC`), `mode` (for `O_CREAT`) and the `RESOLVE_*` bits `resolve`.
+pub(crate) fn openat2(
+    dir: BorrowedFd,
+    path: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain data; zeroed is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.mode = if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 };
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
+    // SAFETY: pointers to a live C string and an open_how of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    owned(r)
+}
+
+/// `openat2(root, rel)` resolved as if `root` were `/`, refusing magic links.
+pub(crate) fn open_in(root: BorrowedFd, rel: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    let rel = relative(rel)?;
+    let c = cstring(if rel.as_os_str().is_empty() { b"." } else { rel.as_os_str().as_bytes() })?;
     loop {
-        // SAFETY: pointers to a live C string and open_how of the size passed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        match owned(r) {
+        match openat2(root, &c, flags, mode, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS) {
             // EAGAIN: a concurrent rename raced the lookup; retry.
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             r => return r,

@@ -382,25 +382,7 @@ fn fstatfs(fd: BorrowedFd) -> io::Result<Statfs> {
 }
 
 fn openat2(dir: BorrowedFd, path: &CStr, resolve: u64) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain data; zeroed is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
-    // SAFETY: pointers to a live C string and an open_how of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+    crate::rootfs::openat2(dir, path, libc::O_PATH, 0, resolve)
 }
 
 /// `path`, named by `caller`, resolved as the caller would (see the

@@ -83,23 +83,9 @@ pub(super) fn resize(init_pid: i32, bytes: u64) -> Result<(), ResizeError> {
 
 /// The zone's `/tmp`, checked to be the root of a tmpfs mount.
 fn open_tmp(root: BorrowedFd) -> Result<OwnedFd, ResizeError> {
-    // SAFETY: open_how is plain data; zeroed is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: pointers to a live C string and an open_how of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c"tmp".as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    let fd = cvt(r).map_err(|e| ResizeError::NotTmpfs(format!("/tmp: {e}")))?;
-    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    let tmp = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    let tmp = crate::rootfs::openat2(root, c"tmp", libc::O_PATH | libc::O_DIRECTORY, 0, resolve)
+        .map_err(|e| ResizeError::NotTmpfs(format!("/tmp: {e}")))?;
     // SAFETY: statfs/statx fill the zeroed structs we own.
     let (fs, stx) = unsafe {
         let mut fs: libc::statfs = std::mem::zeroed();
