@@ -181,7 +181,15 @@ fn fork_bomb_stops_at_max_lwps_and_the_zone_recovers() {
         pids.sort();
         pids
     };
-    let running = sleepers();
+    // The shell has forked them all; the last may not have exec'd sleep yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = loop {
+        let running = sleepers();
+        if running.len() >= 100 || Instant::now() > deadline {
+            break running;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(running.len(), 100, "{running:?}");
     h.vmadm(&["update", &uuid, "max_lwps=50"]).ok();
     assert_eq!(cg_read(&h, &uuid, ("pids", "pids.max"), "pids.max"), "50");
