@@ -414,6 +414,10 @@ impl Backend for BtrfsBackend {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 sys::subvol_id(&subvol).and_then(|id| sys::qgroup_create(&subvol, true, id)).and_then(|()| limit())
             }
+            // A dataset at its quota: the ioctl's own transaction can find
+            // the qgroup's reservations spent until the pending writes are
+            // committed. Commit them, then set the (raised) limit.
+            Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => sys::fs_sync(&subvol).and_then(|()| limit()),
             r => r,
         }
         .map_err(|e| PoolError::io("set qgroup limit", path, e))
