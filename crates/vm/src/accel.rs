@@ -1,0 +1,1 @@
+//! Which accelerator this host can use (KVM or TCG), and why.

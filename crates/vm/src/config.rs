@@ -1,0 +1,1 @@
+//! The typed VM configuration and the QEMU command line built from it.

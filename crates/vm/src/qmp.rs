@@ -1,0 +1,1 @@
+//! A blocking client of QEMU's machine protocol (QMP).
