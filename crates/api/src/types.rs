@@ -346,6 +346,12 @@ pub struct VmInfo {
     /// The host's pressure (when `pressure_source` is `host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_pressure: Option<PressureInfo>,
+    /// What a hardware VM adds, as SmartOS's `vmadm info` shows it (QEMU's
+    /// `block`, `blockstats`, `chardev`, `cpus`, `pci`, `status`, `version`,
+    /// `vnc`, and the `accelerator`); nothing for a zone.
+    #[serde(default, flatten)]
+    #[schema(additional_properties)]
+    pub guest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use zonevisor_api::{Event, EventChange, EventType, VmObject};
 
-use crate::instances::timestamp;
+use crate::instance::timestamp;
 
 /// Events a subscriber may fall behind by before it is cut off.
 pub(crate) const CAPACITY: usize = 4096;

@@ -15,7 +15,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod images;
-mod instances;
+mod instance;
 mod lxcfs;
 mod request;
 mod server;
@@ -86,13 +86,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// The daemon's shared state.
 pub struct Daemon {
     root: PathBuf,
-    pool: Pool,
+    pool: Arc<Pool>,
     store: store::Store,
-    monitor_exe: PathBuf,
+    /// Everything the instance lifecycle does to the kernel.
+    host: Box<dyn instance::host::Host>,
     cgroup_parent: String,
-    runtime: instances::Runtime,
+    runtime: instance::Runtime,
     events: events::Events,
-    lxcfs: lxcfs::Lxcfs,
+    lxcfs: Arc<lxcfs::Lxcfs>,
     rt: tokio::runtime::Handle,
     me: Weak<Daemon>,
     started: std::time::Instant,
@@ -199,6 +200,35 @@ async fn govern_io(d: Arc<Daemon>, dev: String) {
     }
 }
 
+#[cfg(test)]
+impl Daemon {
+    /// A daemon on `dir` (a `dir` pool, a store) whose instances live on
+    /// `host`, for the lifecycle's tests: no root, no lxcfs, no server.
+    pub(crate) fn for_tests(
+        dir: &Path,
+        host: Box<dyn instance::host::Host>,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<Daemon> {
+        let config = PoolConfig { name: "zones".into(), mountpoint: dir.join("zones"), source: PoolSource::Dir };
+        let pool = Arc::new(Pool::open(&config).expect("a dir pool opens"));
+        let store = store::Store::open(&dir.join("zonevisor.db")).expect("the store opens");
+        Arc::new_cyclic(|me| Daemon {
+            root: dir.to_path_buf(),
+            pool,
+            store,
+            host,
+            cgroup_parent: "zonevisor-test".into(),
+            runtime: instance::Runtime::default(),
+            events: events::Events::default(),
+            lxcfs: Arc::new(lxcfs::Lxcfs::new(&dir.join("run"))),
+            rt,
+            me: me.clone(),
+            started: std::time::Instant::now(),
+            io_governor: None,
+        })
+    }
+}
+
 impl Daemon {
     /// Refreshes the pool's reserve (see [`Pool::keep_reserve`]); a
     /// failure is logged, and the previous limit stays.
@@ -258,17 +288,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());
     let socket = config.socket.clone().unwrap_or_else(|| zonevisor_api::socket_path(&root));
 
+    let pool = Arc::new(pool);
+    let lxcfs = Arc::new(lxcfs::Lxcfs::new(&root.join("run")));
+    let host = instance::host::RealHost { pool: pool.clone(), monitor_exe, lxcfs: lxcfs.clone() };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(64).enable_all().build()?;
     let daemon = Arc::new_cyclic(|me| Daemon {
         root: root.clone(),
         pool,
         store,
-        monitor_exe,
+        host: Box::new(host),
         cgroup_parent: config.cgroup_parent.clone(),
-        runtime: instances::Runtime::default(),
+        runtime: instance::Runtime::default(),
         events: events::Events::default(),
-        lxcfs: lxcfs::Lxcfs::new(&root.join("run")),
+        lxcfs,
         rt: rt.handle().clone(),
         me: me.clone(),
         started: std::time::Instant::now(),

@@ -381,6 +381,7 @@ pub(crate) fn info_of(uuid: InstanceUuid, vm: &VmObject, pid: Option<i64>, stats
         pressure_source: pressure_source.to_string(),
         pressure,
         host_pressure,
+        guest: serde_json::Map::new(),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! SmartOS's VM keys (`VM Capable`, `Bhyve Capable`, `Bhyve Max Vcpus`,
 //! `HVM API`) say what `vmadm create` accepts here, read from the table
-//! create itself uses ([`crate::instances::RUNNABLE_BRANDS`]); what the
+//! create itself uses ([`crate::instance::RUNNABLE_BRANDS`]); what the
 //! hardware could do is `CPU Virtualization` (vmx, svm or none) and `HVM
 //! Accelerator` (kvm or tcg, with the reason), which promise nothing.
 
@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use zonevisor_spec::Brand;
 
-use crate::instances::runs;
+use crate::instance::runs;
 use crate::Daemon;
 
 /// The most `vcpus` a bhyve payload may ask for.

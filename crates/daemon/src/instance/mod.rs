@@ -20,7 +20,6 @@
 //! (`Transition`): no error leaves a row half-way.
 
 use std::collections::HashMap;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -28,24 +27,28 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use zonevisor_api::{ApiError, Changed, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
 use zonevisor_spec::Brand;
-use zonevisor_zone::control::MonitorClient;
-use zonevisor_zone::lofs::Protected;
-use zonevisor_zone::{BindMount, ExitReason, IdMap, Limits, ZoneSpec};
+use zonevisor_zone::ExitReason;
 
 use crate::images::step_error;
 use crate::Daemon;
 
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
-/// The first host id of zones' user namespaces (well above normal users).
-const IDMAP_BASE: u32 = 1_000_000;
-/// Ids per zone: every uid and gid an image may use.
-const IDMAP_COUNT: u32 = 65_536;
+mod driver;
+pub(crate) mod host;
+pub(crate) mod spec;
+mod vm;
+mod zone;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod faults;
+
+use driver::{driver_of, Made};
+use spec::{InstanceSpec, GIB};
 
 /// The brands `vmadm create` runs on this host; the others' payloads
-/// validate and are refused (hardware VMs come in a later release).
-/// `sysinfo`'s VM keys are read from here too, so they never promise what
-/// create refuses.
+/// validate and are refused. `sysinfo`'s VM keys are read from here too,
+/// so they never promise what create refuses.
 pub(crate) const RUNNABLE_BRANDS: &[Brand] = &[Brand::Lx];
 
 /// Whether `vmadm create` runs VMs of `brand` here.
@@ -53,14 +56,7 @@ pub(crate) fn runs(brand: Brand) -> bool {
     RUNNABLE_BRANDS.contains(&brand)
 }
 
-/// What a create has made so far, so that its rollback undoes only that.
-#[derive(Clone, Copy, Debug, Default)]
-struct Made {
-    /// The instance's dataset (its clone of the image).
-    dataset: bool,
-}
-
-/// What the daemon knows of a running zone.
+/// What the daemon knows of a running instance.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Running {
     pub monitor_pid: i32,
@@ -152,20 +148,9 @@ fn str_of<'a>(vm: &'a VmObject, key: &str) -> Option<&'a str> {
     vm.get(key).and_then(Value::as_str)
 }
 
-/// The resource limits a VM object asks for.
-pub(crate) fn limits_of(vm: &VmObject) -> Limits {
-    Limits {
-        memory_bytes: u64_of(vm, "max_physical_memory").map(|m| m * MIB),
-        swap_bytes: u64_of(vm, "max_swap").map(|m| m * MIB),
-        locked_bytes: u64_of(vm, "max_locked_memory").map(|m| m * MIB),
-        pids: u64_of(vm, "max_lwps"),
-        cpu_shares: u64_of(vm, "cpu_shares"),
-        cpu_cap_pct: u64_of(vm, "cpu_cap").filter(|&c| c > 0),
-        // Chosen with the host's other zones in view: see `place_cpus`.
-        cpus: None,
-        io_priority: u64_of(vm, "zfs_io_priority"),
-    }
-}
+/// The properties whose change alters an instance's cgroup limits.
+const LIMIT_PROPS: &[&str] =
+    &["max_physical_memory", "max_swap", "max_locked_memory", "max_lwps", "cpu_shares", "cpu_cap", "zfs_io_priority"];
 
 /// The properties [`Daemon::view`] adds to a stored VM object.
 const VIEW_ONLY: &[&str] =
@@ -241,7 +226,12 @@ impl Daemon {
     /// A VM's disks from images (`disks` or an update's `add_disks` of
     /// `obj`): each image must be installed (zonevisor installs no zvol
     /// images yet, so none is).
-    fn check_disk_images(&self, key: &str, obj: &serde_json::Map<String, Value>, errs: &mut ValidationErrors) {
+    pub(crate) fn check_disk_images(
+        &self,
+        key: &str,
+        obj: &serde_json::Map<String, Value>,
+        errs: &mut ValidationErrors,
+    ) {
         for (i, disk) in obj.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
             if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
                 let row = img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten());
@@ -270,28 +260,13 @@ impl Daemon {
                     "uuid",
                     format!("{uuid} is the uuid of an installed image; a VM needs a uuid of its own"),
                 );
-            } else if self.pool.exists(&uuid.to_string()) {
+            } else if self.host.dataset_exists(&uuid.to_string()) {
                 errs.bad_value("uuid", format!("a dataset named {uuid} already exists in pool {}", self.pool.name()));
             }
         }
-        if str_of(vm, "brand") == Some("lx") {
-            if let Some(img) = str_of(vm, "image_uuid") {
-                match img.parse().ok().and_then(|id| self.store.get_image(id).ok().flatten()) {
-                    Some(row) if row.phase == "ready" => {
-                        let ty = row.manifest.get("type").and_then(Value::as_str).unwrap_or("");
-                        if ty != "lx-dataset" {
-                            errs.bad_value(
-                                "image_uuid",
-                                format!("image {img} is of type {ty}; brand lx needs an lx-dataset image"),
-                            );
-                        }
-                    }
-                    _ => errs.bad_value("image_uuid", format!("image {img} is not installed (see imgadm list)")),
-                }
-            }
+        if let Some(brand) = str_of(vm, "brand").and_then(|b| b.parse::<Brand>().ok()) {
+            driver::driver_of_brand(brand).check_create(self, vm, &mut errs);
         }
-        self.check_disk_images("disks", vm, &mut errs);
-        self.check_lofs_sources(vm, &mut errs);
         zonevisor_spec::smartos_names(&mut errs);
         if errs.is_empty() {
             Ok(())
@@ -359,28 +334,29 @@ impl Daemon {
         Ok(Changed { vm: self.view(self.vm_row(uuid)?), warnings })
     }
 
+    /// Makes the instance's dataset (through its driver), sets its quota,
+    /// marks it ready and, with `autoboot`, starts it.
     fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
-        let name = uuid.to_string();
-        let image = str_of(vm, "image_uuid").unwrap_or_default().to_string();
-        self.pool.clone_from(&image, &name).map_err(|e| self.pool_step_error("clone image", e))?;
-        made.dataset = true;
-        match u64_of(vm, "quota") {
-            Some(q) if q > 0 => {
-                if self.pool.capabilities().quota {
-                    self.pool.set_quota(&name, Some(q * GIB)).map_err(|e| step_error("set quota", e))?;
-                } else {
-                    tracing::warn!(vm = %uuid, "the {} pool backend cannot enforce quota {q} GiB", self.pool.capabilities().backend);
-                }
+        let spec = InstanceSpec::from_vm(vm)?;
+        driver_of(&spec.kind).provision(self, &spec, made)?;
+        if let Some(q) = spec.quota_bytes {
+            if self.host.quotas() {
+                self.host.set_quota(&spec.dataset(), Some(q))?;
+            } else {
+                tracing::warn!(vm = %uuid, "the {} pool backend cannot enforce quota {} GiB", self.pool.capabilities().backend, q / GIB);
             }
-            _ => {}
         }
         let before = vm.clone();
         vm.insert("state".into(), json!("stopped"));
-        self.store.put_vm(uuid, "ready", vm)?;
+        self.store.put_vm(uuid, "provisioning", vm)?;
         self.events.modified(&before, vm);
-        if vm.get("autoboot").and_then(Value::as_bool).unwrap_or(true) {
-            self.start_locked(uuid, vm).map_err(|e| ApiError { message: format!("start zone: {}", e.message), ..e })?;
+        if spec.autoboot {
+            *vm =
+                self.start_locked(uuid, vm).map_err(|e| ApiError { message: format!("start: {}", e.message), ..e })?;
         }
+        // Only now is the create done: a crash before this line leaves a
+        // `provisioning` row, which the next start undoes entirely.
+        self.store.put_vm(uuid, "ready", vm)?;
         Ok(())
     }
 
@@ -391,17 +367,17 @@ impl Daemon {
     /// take an instance's uuid.)
     pub(crate) fn rollback_vm(&self, uuid: InstanceUuid, dataset: bool) {
         let run_dir = self.run_dir(uuid);
-        if let Some(st) = zonevisor_zone::control::find_monitor(&run_dir) {
-            let _ = MonitorClient::new(&run_dir).stop(true, None);
-            tracing::warn!(vm = %uuid, monitor = st.monitor_pid, "rollback: stopped a zone left running");
+        if let Some(st) = self.host.find_monitor(&run_dir) {
+            let _ = self.host.stop(&run_dir, true, None);
+            tracing::warn!(vm = %uuid, monitor = st.monitor_pid, "rollback: stopped an instance left running");
         }
-        zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
+        self.host.destroy_cgroup(&self.cgroup_of(uuid));
         if dataset {
-            if let Err(e) = self.pool.destroy(&uuid.to_string()) {
-                tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: destroy dataset");
+            if let Err(e) = self.host.destroy_dataset(&uuid.to_string(), false) {
+                tracing::error!(vm = %uuid, error = %e, "rollback: destroy dataset");
             }
         }
-        let _ = std::fs::remove_dir_all(&run_dir);
+        self.host.remove_run_dir(&run_dir);
         let row = self.store.get_vm(uuid).ok().flatten();
         match self.store.delete_vm(uuid) {
             Err(e) => tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: delete row"),
@@ -425,7 +401,7 @@ impl Daemon {
 
     /// [`Daemon::view`] on the host whose uuid is `server_uuid`.
     fn view_on(&self, mut vm: VmObject, server_uuid: &str) -> VmObject {
-        let hvm = str_of(&vm, "brand").is_some_and(|b| b != "lx");
+        let hvm = str_of(&vm, "brand").and_then(|b| b.parse::<Brand>().ok()).is_some_and(Brand::is_hvm);
         let dataset = str_of(&vm, "uuid").map(|u| format!("{}/{u}", self.pool.name()));
         vm.remove("type");
         let derived = [
@@ -451,7 +427,7 @@ impl Daemon {
         let uuid = parse_uuid(uuid)?;
         let mut vm = self.view(self.vm_row(uuid)?);
         if str_of(&vm, "state") == Some("running") {
-            if let Ok(st) = MonitorClient::new(self.run_dir(uuid)).status() {
+            if let Ok(st) = self.host.status(&self.run_dir(uuid)) {
                 vm.insert("pid".into(), json!(st.init_pid));
                 vm.insert("init_restarts".into(), json!(st.init_restarts));
             }
@@ -472,100 +448,6 @@ impl Daemon {
                 None => self.view_on(r.vm, &server),
             })
             .collect())
-    }
-
-    fn zone_spec(&self, uuid: InstanceUuid, vm: &VmObject) -> ZoneSpec {
-        let name = uuid.to_string();
-        let resolvers: Vec<String> = vm
-            .get("resolvers")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        let mounts = vm
-            .get("filesystems")
-            .and_then(Value::as_array)
-            .map(|fs| {
-                fs.iter()
-                    .filter(|f| f.get("type").and_then(Value::as_str) == Some("lofs"))
-                    .filter_map(|f| {
-                        let opts: Vec<&str> = f
-                            .get("options")
-                            .and_then(Value::as_array)
-                            .map(|o| o.iter().filter_map(Value::as_str).collect())
-                            .unwrap_or_default();
-                        Some(BindMount {
-                            source: PathBuf::from(f.get("source")?.as_str()?),
-                            target: PathBuf::from(f.get("target")?.as_str()?),
-                            readonly: opts.contains(&"ro"),
-                            nosuid: opts.contains(&"nosuid"),
-                            nodev: opts.contains(&"nodevice"),
-                            noexec: opts.contains(&"noexec"),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ZoneSpec {
-            uuid: name.clone(),
-            zone_root: self.pool.dataset_path(&name).join("root"),
-            run_dir: self.run_dir(uuid),
-            hostname: str_of(vm, "hostname").unwrap_or(&name).to_string(),
-            dns_domain: str_of(vm, "dns_domain").map(String::from),
-            resolvers: (!resolvers.is_empty()).then_some(resolvers),
-            init: vec![str_of(vm, "init_name").unwrap_or("/sbin/init").to_string()],
-            tmpfs_bytes: u64_of(vm, "tmpfs").filter(|&t| t > 0).map(|t| t * MIB),
-            mounts,
-            cgroup: self.cgroup_of(uuid),
-            limits: limits_of(vm),
-            // SmartOS: init is restarted unless restart_init is false.
-            restart_init: vm.get("restart_init").and_then(Value::as_bool).unwrap_or(true),
-            idmap: None,
-            lxcfs: None,
-            // A comma-separated string, as SmartOS keeps it (older records: an array).
-            limit_priv: match vm.get("limit_priv") {
-                Some(Value::String(s)) => s.split(',').filter(|p| !p.is_empty()).map(String::from).collect(),
-                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-                _ => Vec::new(),
-            },
-            protected: self.protected(),
-        }
-    }
-
-    /// What `lofs` sources may not reach: the daemon's root and the pool,
-    /// wherever its filesystem is mounted (see `zonevisor_zone::lofs`).
-    fn protected(&self) -> Protected {
-        Protected::of(&[&self.root, self.pool.mountpoint()])
-    }
-
-    /// Refuses `lofs` sources that reach into the pool, the daemon's root,
-    /// or through a symlink a zone could have made (`filesystems.N.source`);
-    /// one that does not exist yet is left for the start to report.
-    fn check_lofs_sources(&self, vm: &VmObject, errs: &mut ValidationErrors) {
-        let Some(fs) = vm.get("filesystems").and_then(Value::as_array) else { return };
-        let protected = self.protected();
-        for (i, f) in fs.iter().enumerate() {
-            let Some(source) = f.get("source").and_then(Value::as_str) else { continue };
-            if f.get("type").and_then(Value::as_str) != Some("lofs") {
-                continue;
-            }
-            match zonevisor_zone::lofs::resolve(std::path::Path::new(source), &protected) {
-                Err(e) if !e.is_not_found() => errs.bad_value(&format!("filesystems.{i}.source"), e.to_string()),
-                _ => {}
-            }
-        }
-    }
-
-    /// The zone's user-namespace id range, allocated on its first start
-    /// and kept in the store with its row (freed when the row goes):
-    /// `IDMAP_BASE + slot * IDMAP_COUNT`, for uids and gids alike.
-    fn idmap_of(&self, uuid: InstanceUuid) -> Result<IdMap, ApiError> {
-        let max = (u32::MAX - IDMAP_BASE) / IDMAP_COUNT - 1;
-        let slot = self
-            .store
-            .idmap_slot(uuid, max)?
-            .ok_or_else(|| ApiError::internal(format!("no free user id range for VM {uuid}")))?;
-        let host = IDMAP_BASE + slot * IDMAP_COUNT;
-        Ok(IdMap { host_uid: host, host_gid: host, count: IDMAP_COUNT })
     }
 
     /// The running zones' cgroups and `zfs_io_priority` (default 100), for
@@ -592,7 +474,7 @@ impl Daemon {
     /// Records the choice at once, so zones starting side by side spread
     /// too, and returns it with the previous one (for [`Self::unplace_cpus`]).
     fn place_cpus(&self, uuid: InstanceUuid, cap_pct: Option<u64>) -> (Option<Vec<u32>>, Option<Vec<u32>>) {
-        let available = zonevisor_zone::cgroup::available_cpus(&self.cgroup_parent);
+        let available = self.host.available_cpus(&self.cgroup_parent);
         let mut pinned = self.runtime.cpus.lock().unwrap_or_else(|p| p.into_inner());
         let current = pinned.get(&uuid).cloned();
         let others: Vec<&[u32]> = pinned.iter().filter(|(u, _)| **u != uuid).map(|(_, c)| c.as_slice()).collect();
@@ -615,16 +497,15 @@ impl Daemon {
         };
     }
 
-    /// Starts a zone; the caller holds its lock.
+    /// Starts an instance; the caller holds its lock.
     fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject) -> Result<VmObject, ApiError> {
-        let mut spec = self.zone_spec(uuid, vm);
-        spec.idmap = Some(self.idmap_of(uuid)?);
-        spec.lxcfs = self.lxcfs.ensure();
-        let (cpus, previous) = self.place_cpus(uuid, spec.limits.cpu_cap_pct);
-        spec.limits.cpus = cpus;
-        let launched = zonevisor_zone::launch(&self.monitor_exe, &spec).map_err(|e| {
+        let spec = InstanceSpec::from_vm(vm)?;
+        let driver = driver_of(&spec.kind);
+        let mut limits = driver.limits(&spec);
+        let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
+        limits.cpus = cpus;
+        let launched = driver.launch(self, &spec, limits).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
             self.unplace_cpus(uuid, previous);
-            ApiError::internal(format!("{}: {}", e.step, e.message))
         })?;
         self.watch(uuid, launched.monitor_pid);
         self.set_fields(
@@ -639,20 +520,16 @@ impl Daemon {
         )
     }
 
-    /// Watches a monitor: when it exits, the zone is marked stopped.
+    /// Watches a monitor: when it exits, the instance is marked stopped.
     pub(crate) fn watch(&self, uuid: InstanceUuid, monitor_pid: i32) {
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, Running { monitor_pid });
         let Some(me) = self.me.upgrade() else { return };
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor_pid, 0) };
-        if fd < 0 {
+        let Some(fd) = self.host.pidfd(monitor_pid) else {
             // Already gone: recorded on the blocking pool, once the caller
-            // (which may hold the zone's lock) is done.
+            // (which may hold the instance's lock) is done.
             drop(self.rt.spawn_blocking(move || me.on_monitor_exit(uuid, monitor_pid)));
             return;
-        }
-        // SAFETY: fd is a new pidfd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        };
         self.rt.spawn(async move {
             // SAFETY: the AsyncFd owns the pidfd and nothing else uses or closes it.
             let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
@@ -706,7 +583,7 @@ impl Daemon {
     fn mark_stopped(&self, uuid: InstanceUuid, monitor_pid: Option<i32>, host_rebooted: bool) {
         let run_dir = self.run_dir(uuid);
         let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
-        match zonevisor_zone::control::read_exit(&run_dir) {
+        match self.host.read_exit(&run_dir) {
             Some(x) => {
                 let status = match x.code {
                     Some(c) => json!(c),
@@ -726,12 +603,12 @@ impl Daemon {
                 }
             }
             None => {
-                let monitor_pid = monitor_pid.or_else(|| zonevisor_zone::control::recorded_monitor_pid(&run_dir));
+                let monitor_pid = monitor_pid.or_else(|| self.host.recorded_monitor_pid(&run_dir));
                 let cgroup = self.cgroup_of(uuid);
-                if let Err(e) = zonevisor_zone::cgroup::try_destroy(&cgroup) {
-                    tracing::error!(vm = %uuid, cgroup, error = %crate::chain(&e), "removing a dead monitor's cgroup");
+                if let Err(e) = self.host.try_destroy_cgroup(&cgroup) {
+                    tracing::error!(vm = %uuid, cgroup, error = %e, "removing a dead monitor's cgroup");
                 }
-                zonevisor_zone::control::remove_stale_files(&run_dir);
+                self.host.remove_stale_files(&run_dir);
                 let reason = monitor_death_reason(monitor_pid, host_rebooted);
                 tracing::warn!(vm = %uuid, "{reason}");
                 fields.push(("exit_timestamp", json!(timestamp())));
@@ -779,10 +656,10 @@ impl Daemon {
             Some(Transition::enter(self, uuid, &[("state", json!("stopping")), ("zone_state", json!("shutting_down"))]))
         };
         let run_dir = self.run_dir(uuid);
-        if let Err(e) = MonitorClient::new(&run_dir).stop(force, timeout) {
+        if let Err(e) = self.host.stop(&run_dir, force, timeout) {
             // The monitor may have exited between our check and the request
             // (its exit record says why); if it is still there, the stop failed.
-            if zonevisor_zone::control::live_monitor_pid(&run_dir).is_some() {
+            if self.host.live_monitor_pid(&run_dir).is_some() {
                 return Err(step_error("stop zone", e));
             }
         }
@@ -819,7 +696,7 @@ impl Daemon {
             let state = str_of(&vm, "state").unwrap_or("stopped");
             return Err(ApiError::conflict(format!("Cannot reboot vm from state \"{state}\"")));
         }
-        let st = MonitorClient::new(self.run_dir(uuid)).reboot(force).map_err(|e| step_error("reboot zone", e))?;
+        let st = self.host.reboot(&self.run_dir(uuid), force).map_err(|e| step_error("reboot", e))?;
         self.set_fields(
             uuid,
             &[("pid", json!(st.init_pid)), ("boot_timestamp", json!(timestamp())), ("state", json!("running"))],
@@ -836,7 +713,7 @@ impl Daemon {
         if !self.is_running(uuid) {
             return Err(ApiError::conflict(format!("Cannot find running init PID for VM {uuid}")));
         }
-        MonitorClient::new(self.run_dir(uuid)).kill(sig).map_err(|e| step_error("signal zone init", e))?;
+        self.host.kill(&self.run_dir(uuid), sig).map_err(|e| step_error("send signal", e))?;
         Ok(format!("Successfully sent signal {sig} to VM {uuid}"))
     }
 
@@ -847,16 +724,20 @@ impl Daemon {
         if !self.is_running(uuid) {
             let state = str_of(&vm, "state").unwrap_or("stopped");
             return Err(ApiError::conflict(format!(
-                "VM {uuid} is not running (state {state}); info needs a running zone"
+                "VM {uuid} is not running (state {state}); info needs a running instance"
             )));
         }
-        let stats = zonevisor_zone::cgroup::stats(&self.cgroup_of(uuid)).map_err(|e| step_error("read cgroup", e))?;
-        let pid = MonitorClient::new(self.run_dir(uuid))
-            .status()
+        let stats = self.host.cgroup_stats(&self.cgroup_of(uuid))?;
+        let pid = self
+            .host
+            .status(&self.run_dir(uuid))
             .map(|st| i64::from(st.init_pid))
             .ok()
             .or_else(|| vm.get("pid").and_then(Value::as_i64));
-        Ok(crate::server::info_of(uuid, &vm, pid, &stats))
+        let spec = InstanceSpec::from_vm(&vm)?;
+        let mut info = crate::server::info_of(uuid, &vm, pid, &stats);
+        info.guest = driver_of(&spec.kind).info(self, &spec)?;
+        Ok(info)
     }
 
     /// `vmadm console`: where the zone's console is served (its monitor's
@@ -864,12 +745,9 @@ impl Daemon {
     pub fn console_info(&self, uuid: &str) -> Result<zonevisor_api::ConsoleInfo, ApiError> {
         let uuid = parse_uuid(uuid)?;
         let vm = self.vm_row(uuid)?;
+        // A zone's /dev/console and a VM's first serial port alike: the
+        // monitor's pty.
         let brand = str_of(&vm, "brand").unwrap_or("").to_string();
-        if matches!(brand.as_str(), "kvm" | "bhyve") {
-            return Err(ApiError::unsupported(format!(
-                "vmadm console is not supported for brand {brand} yet (VM {uuid}): only zones have a console here"
-            )));
-        }
         let run_dir = self.run_dir(uuid);
         let path = |f: &str| run_dir.join(f).display().to_string();
         Ok(zonevisor_api::ConsoleInfo {
@@ -910,49 +788,36 @@ impl Daemon {
         if !errs.is_empty() {
             return Err(ApiError::validation(errs));
         }
-        let name = uuid.to_string();
+        let before = InstanceSpec::from_vm(&current)?;
+        let after = InstanceSpec::from_vm(&plan.vm)?;
+        let driver = driver_of(&before.kind);
         let running = self.is_running(uuid);
-        let monitor = MonitorClient::new(self.run_dir(uuid));
-        // Live changes go in this order; a refusal undoes those before it.
-        let tmpfs_of = |vm: &VmObject| u64_of(vm, "tmpfs").unwrap_or(0) * MIB;
-        let tmpfs_changed = running && plan.changed.iter().any(|c| c == "tmpfs");
-        if tmpfs_changed {
-            monitor.set_tmpfs(tmpfs_of(&plan.vm)).map_err(|e| match e {
-                zonevisor_zone::control::ControlError::Refused(why) => {
-                    let mut errs = ValidationErrors::default();
-                    errs.bad_value("tmpfs", why);
-                    ApiError::validation(errs)
-                }
-                e => step_error("resize /tmp", e),
-            })?;
-        }
-        let undo_tmpfs = || {
-            if tmpfs_changed {
-                if let Err(e) = monitor.set_tmpfs(tmpfs_of(&current)) {
-                    tracing::warn!(vm = %uuid, error = %crate::chain(&e), "putting back the size of /tmp");
-                }
+        let live = |p: &str| plan.live.iter().any(|c| c == p);
+        // The plan's live changes go in this order; a refusal undoes those
+        // before it. What needs a reboot is only recorded.
+        let undo_driver = if running { driver.apply_live(self, &before, &after, &plan.live)? } else { None };
+        let undo_driver = std::cell::Cell::new(undo_driver);
+        let undo_driver = || {
+            if let Some(undo) = undo_driver.take() {
+                undo();
             }
         };
         let mut undo_quota = None;
-        if plan.changed.iter().any(|c| c == "quota") && self.pool.capabilities().quota {
-            let q = u64_of(&plan.vm, "quota").filter(|&q| q > 0).map(|q| q * GIB);
-            self.pool.set_quota(&name, q).map_err(|e| {
-                undo_tmpfs();
-                step_error("set quota", e)
-            })?;
-            undo_quota = Some(u64_of(&current, "quota").filter(|&q| q > 0).map(|q| q * GIB));
+        if live("quota") && self.host.quotas() {
+            self.host.set_quota(&after.dataset(), after.quota_bytes).inspect_err(|_| undo_driver())?;
+            undo_quota = Some(before.quota_bytes);
         }
-        let limits_changed = limits_of(&current) != limits_of(&plan.vm);
-        if limits_changed && running {
-            let mut limits = limits_of(&plan.vm);
+        let limits = driver.limits(&after);
+        if running && LIMIT_PROPS.iter().any(|p| live(p)) && driver.limits(&before) != limits {
+            let mut limits = limits;
             let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
             limits.cpus = cpus;
-            if let Err(e) = monitor.set_limits(&limits) {
+            if let Err(e) = self.host.set_limits(&self.run_dir(uuid), &limits) {
                 self.unplace_cpus(uuid, previous);
                 if let Some(q) = undo_quota {
-                    let _ = self.pool.set_quota(&name, q);
+                    let _ = self.host.set_quota(&after.dataset(), q);
                 }
-                undo_tmpfs();
+                undo_driver();
                 return Err(ApiError::invalid(format!("the kernel refused the new limits: {}", crate::chain(&e))));
             }
         }
@@ -987,15 +852,12 @@ impl Daemon {
         if self.is_running(uuid) {
             self.stop_locked(uuid, true, None)?;
         }
-        zonevisor_zone::cgroup::destroy(&self.cgroup_of(uuid));
+        self.host.destroy_cgroup(&self.cgroup_of(uuid));
         // btrfs frees a deleted dataset's space in the background; when the
         // pool is (nearly) full, wait for it, so that what comes next (a
         // create) finds the space.
-        let nearly_full = self.pool.stats().is_ok_and(|s| s.free_bytes < s.reserved_bytes);
-        let name = uuid.to_string();
-        if nearly_full { self.pool.destroy_and_wait(&name) } else { self.pool.destroy(&name) }
-            .map_err(|e| step_error("destroy dataset", e))?;
-        let _ = std::fs::remove_dir_all(self.run_dir(uuid));
+        self.host.destroy_dataset(&uuid.to_string(), self.host.pool_nearly_full())?;
+        self.host.remove_run_dir(&self.run_dir(uuid));
         let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
         self.store.delete_vm(uuid)?;
         self.events.deleted(&last);
@@ -1024,11 +886,11 @@ impl Daemon {
                 self.rollback_vm(uuid, true);
                 continue;
             }
-            match zonevisor_zone::control::find_monitor(&self.run_dir(uuid)) {
+            match self.host.find_monitor(&self.run_dir(uuid)) {
                 Some(st) => {
                     tracing::info!(vm = %uuid, monitor = st.monitor_pid, init = st.init_pid, "re-adopted running zone");
-                    let available = zonevisor_zone::cgroup::available_cpus(&self.cgroup_parent);
-                    if let Some(cpus) = zonevisor_zone::cgroup::cpus(&self.cgroup_of(uuid), &available) {
+                    let available = self.host.available_cpus(&self.cgroup_parent);
+                    if let Some(cpus) = self.host.cgroup_cpus(&self.cgroup_of(uuid), &available) {
                         self.runtime.cpus.lock().unwrap_or_else(|p| p.into_inner()).insert(uuid, cpus);
                     }
                     self.set_fields(
@@ -1038,7 +900,7 @@ impl Daemon {
                     )?;
                     self.watch(uuid, st.monitor_pid);
                 }
-                None => match zonevisor_zone::control::live_monitor_pid(&self.run_dir(uuid)) {
+                None => match self.host.live_monitor_pid(&self.run_dir(uuid)) {
                     // Alive but not answering (busy, or stopped by a
                     // debugger): still the zone's owner, so watched, never
                     // cleaned up after.
@@ -1090,18 +952,5 @@ mod tests {
         assert_eq!(monitor_death_reason(Some(42), false), "the zone's monitor (pid 42) died; the zone was stopped");
         assert!(monitor_death_reason(None, false).contains("monitor died"));
         assert!(monitor_death_reason(Some(42), true).contains("host rebooted"));
-    }
-
-    #[test]
-    fn limits_convert_mib_and_ignore_zero_cap() {
-        let vm: VmObject = json!({"max_physical_memory": 512, "max_swap": 1024, "max_lwps": 100, "cpu_cap": 0})
-            .as_object()
-            .unwrap()
-            .clone();
-        let l = limits_of(&vm);
-        assert_eq!(l.memory_bytes, Some(512 * MIB));
-        assert_eq!(l.swap_bytes, Some(1024 * MIB));
-        assert_eq!(l.pids, Some(100));
-        assert_eq!(l.cpu_cap_pct, None);
     }
 }

@@ -1,0 +1,80 @@
+//! The drivers: what differs between a zone and a hardware VM.
+//!
+//! The lifecycle (`mod.rs`) is written once: rows, locks, events, quota,
+//! cgroup limits, CPU placement, watching monitors, stop, reboot, kill,
+//! delete and recovery. It asks the instance's driver, chosen by the
+//! typed spec's [`Kind`], only for what differs: what a create refers to,
+//! how the dataset is filled, what the monitor runs, which live changes
+//! only this kind has, and what `vmadm info` adds. The monitor is the
+//! same program for both (it runs a zone's init or QEMU behind one guest
+//! trait), so stop, reboot, kill and the console need no driver.
+
+use serde_json::{Map, Value};
+use zonevisor_api::{ApiError, ValidationErrors, VmObject};
+use zonevisor_spec::Brand;
+use zonevisor_zone::Limits;
+
+use super::host::Launch;
+use super::spec::{InstanceSpec, Kind};
+use super::zone::ZoneDriver;
+use crate::Daemon;
+
+/// What a create has made so far, so that its rollback undoes only that.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Made {
+    /// The instance's dataset.
+    pub dataset: bool,
+}
+
+/// A live change to put back when a later one is refused.
+pub(crate) type Undo<'a> = Box<dyn FnOnce() + 'a>;
+
+/// One kind of instance.
+pub(crate) trait Driver: Sync {
+    /// Checks what a create payload refers to that only this kind has
+    /// (its image, its disks' images, host paths), adding problems to `errs`.
+    fn check_create(&self, d: &Daemon, vm: &VmObject, errs: &mut ValidationErrors);
+
+    /// Makes the instance's dataset and what it holds, recording in `made`
+    /// what a rollback must undo.
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, made: &mut Made) -> Result<(), ApiError>;
+
+    /// The cgroup limits the instance runs under (a VM's memory follows
+    /// its `ram`, a zone's its `max_physical_memory`).
+    fn limits(&self, spec: &InstanceSpec) -> Limits;
+
+    /// What the monitor runs, with `limits` (CPUs placed).
+    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits) -> Result<Launch, ApiError>;
+
+    /// Applies the live changes (`live`, from the update plan) that only
+    /// this kind has to the running instance; the returned undo puts them
+    /// back if a later change is refused.
+    fn apply_live<'a>(
+        &self,
+        d: &'a Daemon,
+        current: &'a InstanceSpec,
+        next: &InstanceSpec,
+        live: &[String],
+    ) -> Result<Option<Undo<'a>>, ApiError>;
+
+    /// What `vmadm info` shows of a running instance beyond its cgroup's
+    /// figures (a VM: QEMU's answers), as top-level keys.
+    fn info(&self, d: &Daemon, spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError>;
+}
+
+/// The driver of instances of `brand`.
+pub(crate) fn driver_of_brand(brand: Brand) -> &'static dyn Driver {
+    if brand.is_hvm() {
+        &super::vm::VmDriver
+    } else {
+        &ZoneDriver
+    }
+}
+
+/// The driver of an instance of this kind.
+pub(crate) fn driver_of(kind: &Kind) -> &'static dyn Driver {
+    match kind {
+        Kind::Zone(_) => &ZoneDriver,
+        Kind::Vm(_) => &super::vm::VmDriver,
+    }
+}

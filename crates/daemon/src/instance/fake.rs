@@ -1,0 +1,281 @@
+//! A fake [`Host`] for the lifecycle's unit tests: the same state as the
+//! host's (datasets, quotas, cgroups, run directories, monitors), kept in
+//! memory, and a fault that can be put on any step: an error returned, or
+//! a panic standing for the daemon dying there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use zonevisor_api::ApiError;
+use zonevisor_zone::cgroup::Stats;
+use zonevisor_zone::control::{ControlError, MonitorStatus, ZoneState};
+use zonevisor_zone::{ExitReason, ExitRecord, Launched, Limits};
+
+use super::host::{Host, Launch};
+
+/// What a fault does at its step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The step fails with an error.
+    Error,
+    /// The daemon dies at the step (a panic the test catches).
+    Crash,
+}
+
+/// A fake monitor: its guest runs until it is stopped.
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    pub pid: i32,
+    pub init_pid: i32,
+    pub cgroup: String,
+    pub limits: Limits,
+    /// The write end of the pipe whose read end stands for the monitor's
+    /// pidfd: dropped when the monitor exits.
+    alive: Option<OwnedFd>,
+    exited: OwnedFd,
+}
+
+/// The fake host's state.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub datasets: BTreeSet<String>,
+    pub quotas: BTreeMap<String, Option<u64>>,
+    pub cgroups: BTreeSet<String>,
+    pub run_dirs: BTreeSet<PathBuf>,
+    pub monitors: BTreeMap<PathBuf, Monitor>,
+    pub exits: BTreeMap<PathBuf, ExitRecord>,
+    /// The steps taken, in order (for the tests to enumerate them).
+    pub steps: Vec<&'static str>,
+    fault: Option<(&'static str, Fault)>,
+    next_pid: i32,
+}
+
+/// The fake host; clones share one state (a "restarted daemon" sees what
+/// the crashed one left).
+#[derive(Clone, Default)]
+pub(crate) struct FakeHost(pub Arc<Mutex<State>>);
+
+impl FakeHost {
+    /// The state, locked.
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `fault` on the next time `step` is taken.
+    pub(crate) fn fail(&self, step: &'static str, fault: Fault) {
+        self.state().fault = Some((step, fault));
+    }
+
+    /// Takes `step`: recorded, and failed if a fault is on it.
+    fn step(&self, step: &'static str) -> Result<(), String> {
+        let mut st = self.state();
+        st.steps.push(step);
+        match st.fault {
+            Some((s, fault)) if s == step => {
+                st.fault = None;
+                drop(st);
+                match fault {
+                    Fault::Error => Err(format!("{step}: injected fault")),
+                    Fault::Crash => panic!("injected crash at {step}"),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn api_step(&self, step: &'static str) -> Result<(), ApiError> {
+        self.step(step).map_err(ApiError::internal)
+    }
+
+    fn control_step(&self, step: &'static str) -> Result<(), ControlError> {
+        self.step(step).map_err(ControlError::Refused)
+    }
+
+    /// The guest of the monitor in `run_dir` goes down on its own with
+    /// `exit` (what a real monitor writes to `exit.json` before exiting).
+    pub(crate) fn guest_exits(&self, run_dir: &Path, exit: ExitRecord) {
+        let mut st = self.state();
+        if let Some(m) = st.monitors.remove(run_dir) {
+            st.cgroups.remove(&m.cgroup);
+            st.exits.insert(run_dir.to_path_buf(), exit);
+        }
+    }
+
+    fn status_of(m: &Monitor) -> MonitorStatus {
+        MonitorStatus {
+            monitor_pid: m.pid,
+            init_pid: m.init_pid,
+            state: ZoneState::Running,
+            started_at: 0,
+            init_restarts: 0,
+        }
+    }
+}
+
+fn stopped() -> ExitRecord {
+    ExitRecord {
+        reason: ExitReason::Stopped,
+        code: None,
+        signal: Some(9),
+        message: "stopped by the fake host".into(),
+        oom_killed: false,
+        at: 0,
+    }
+}
+
+fn not_running(run_dir: &Path) -> ControlError {
+    ControlError::NotRunning {
+        path: run_dir.join("monitor.sock"),
+        source: std::io::Error::from_raw_os_error(libc::ECONNREFUSED),
+    }
+}
+
+impl Host for FakeHost {
+    fn clone_dataset(&self, image: &str, name: &str) -> Result<(), ApiError> {
+        self.api_step("clone_dataset")?;
+        let mut st = self.state();
+        assert!(!st.datasets.contains(name), "clone over an existing dataset {name} (from {image})");
+        st.datasets.insert(name.to_string());
+        Ok(())
+    }
+
+    fn dataset_exists(&self, name: &str) -> bool {
+        self.state().datasets.contains(name)
+    }
+
+    fn destroy_dataset(&self, name: &str, _wait: bool) -> Result<(), ApiError> {
+        self.api_step("destroy_dataset")?;
+        let mut st = self.state();
+        st.datasets.remove(name);
+        st.quotas.remove(name);
+        Ok(())
+    }
+
+    fn quotas(&self) -> bool {
+        true
+    }
+
+    fn set_quota(&self, name: &str, bytes: Option<u64>) -> Result<(), ApiError> {
+        self.api_step("set_quota")?;
+        self.state().quotas.insert(name.to_string(), bytes);
+        Ok(())
+    }
+
+    fn pool_nearly_full(&self) -> bool {
+        false
+    }
+
+    fn launch(&self, launch: &Launch) -> Result<Launched, ApiError> {
+        self.api_step("launch")?;
+        let (run_dir, cgroup, limits) = match launch {
+            Launch::Zone(z) => (z.run_dir.clone(), z.cgroup.clone(), z.limits.clone()),
+        };
+        let (exited, alive) = nix::unistd::pipe().map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut st = self.state();
+        st.next_pid += 2;
+        let pid = 10_000 + st.next_pid;
+        st.cgroups.insert(cgroup.clone());
+        st.run_dirs.insert(run_dir.clone());
+        st.exits.remove(&run_dir);
+        let m = Monitor { pid, init_pid: pid + 1, cgroup, limits, alive: Some(alive), exited };
+        let launched = Launched { monitor_pid: m.pid, init_pid: m.init_pid };
+        st.monitors.insert(run_dir, m);
+        Ok(launched)
+    }
+
+    fn status(&self, run_dir: &Path) -> Result<MonitorStatus, ControlError> {
+        self.state().monitors.get(run_dir).map(Self::status_of).ok_or_else(|| not_running(run_dir))
+    }
+
+    fn stop(&self, run_dir: &Path, _force: bool, _timeout: Option<u64>) -> Result<ExitRecord, ControlError> {
+        self.control_step("stop")?;
+        if !self.state().monitors.contains_key(run_dir) {
+            return Err(not_running(run_dir));
+        }
+        self.guest_exits(run_dir, stopped());
+        Ok(stopped())
+    }
+
+    fn reboot(&self, run_dir: &Path, _force: bool) -> Result<MonitorStatus, ControlError> {
+        self.control_step("reboot")?;
+        let mut st = self.state();
+        let m = st.monitors.get_mut(run_dir).ok_or_else(|| not_running(run_dir))?;
+        m.init_pid += 100;
+        Ok(Self::status_of(m))
+    }
+
+    fn kill(&self, run_dir: &Path, _signal: i32) -> Result<(), ControlError> {
+        self.control_step("kill")?;
+        self.status(run_dir).map(drop)
+    }
+
+    fn set_limits(&self, run_dir: &Path, limits: &Limits) -> Result<(), ControlError> {
+        self.control_step("set_limits")?;
+        let mut st = self.state();
+        let m = st.monitors.get_mut(run_dir).ok_or_else(|| not_running(run_dir))?;
+        m.limits = limits.clone();
+        Ok(())
+    }
+
+    fn set_tmpfs(&self, run_dir: &Path, _bytes: u64) -> Result<(), ControlError> {
+        self.control_step("set_tmpfs")?;
+        self.status(run_dir).map(drop)
+    }
+
+    fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus> {
+        self.status(run_dir).ok()
+    }
+
+    fn live_monitor_pid(&self, run_dir: &Path) -> Option<i32> {
+        self.state().monitors.get(run_dir).map(|m| m.pid)
+    }
+
+    fn recorded_monitor_pid(&self, run_dir: &Path) -> Option<i32> {
+        self.live_monitor_pid(run_dir)
+    }
+
+    fn read_exit(&self, run_dir: &Path) -> Option<ExitRecord> {
+        self.state().exits.get(run_dir).cloned()
+    }
+
+    fn remove_stale_files(&self, _run_dir: &Path) {}
+
+    fn remove_run_dir(&self, run_dir: &Path) {
+        let mut st = self.state();
+        st.run_dirs.remove(run_dir);
+        st.exits.remove(run_dir);
+    }
+
+    fn pidfd(&self, pid: i32) -> Option<OwnedFd> {
+        let st = self.state();
+        let m = st.monitors.values().find(|m| m.pid == pid && m.alive.is_some())?;
+        m.exited.as_fd().try_clone_to_owned().ok()
+    }
+
+    fn destroy_cgroup(&self, cgroup: &str) {
+        self.state().cgroups.remove(cgroup);
+    }
+
+    fn try_destroy_cgroup(&self, cgroup: &str) -> Result<(), ApiError> {
+        self.destroy_cgroup(cgroup);
+        Ok(())
+    }
+
+    fn available_cpus(&self, _parent: &str) -> Vec<u32> {
+        vec![0, 1]
+    }
+
+    fn cgroup_cpus(&self, _cgroup: &str, _available: &[u32]) -> Option<Vec<u32>> {
+        None
+    }
+
+    fn cgroup_stats(&self, _cgroup: &str) -> Result<Stats, ApiError> {
+        Ok(Stats::default())
+    }
+
+    fn lxcfs(&self) -> Option<PathBuf> {
+        None
+    }
+}

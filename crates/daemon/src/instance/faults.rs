@@ -1,0 +1,300 @@
+//! The lifecycle under faults, on a fake host (no root): every step of
+//! create, start, stop and delete fails once, and the daemon dies once at
+//! every step. After the error, or after a new daemon's recovery, nothing
+//! is left behind that no row accounts for, and each row's state is what
+//! the host shows.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use zonevisor_api::InstanceUuid;
+
+use super::fake::{FakeHost, Fault};
+use crate::Daemon;
+
+const IMAGE: &str = "2b9ae6b5-7a0c-4d3e-9c39-3e7d8c2f1a00";
+const VM: &str = "7c3f9f2e-6a8b-4c1d-9e2f-0a1b2c3d4e5f";
+
+/// A daemon on a fake host, with its own tokio runtime.
+struct Env {
+    dir: tempfile::TempDir,
+    host: FakeHost,
+    daemon: Option<(Arc<Daemon>, tokio::runtime::Runtime)>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let mut env = Env { dir, host, daemon: None };
+        env.restart(false);
+        let d = env.d();
+        let manifest =
+            json!({"v": 2, "uuid": IMAGE, "name": "busybox", "version": "1", "type": "lx-dataset", "os": "linux"});
+        d.store.insert_image(IMAGE.parse().unwrap(), "ready", &manifest).unwrap();
+        env
+    }
+
+    fn d(&self) -> Arc<Daemon> {
+        self.daemon.as_ref().expect("a daemon runs").0.clone()
+    }
+
+    /// A new daemon on the same store and host, as after a crash; with
+    /// `recover`, it runs start-up recovery.
+    fn restart(&mut self, recover: bool) {
+        if let Some((d, rt)) = self.daemon.take() {
+            drop(d);
+            rt.shutdown_background();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let d = Daemon::for_tests(self.dir.path(), Box::new(self.host.clone()), rt.handle().clone());
+        if recover {
+            d.recover().unwrap();
+        }
+        self.daemon = Some((d, rt));
+    }
+
+    fn create(&self, autoboot: bool) -> Result<(), String> {
+        let payload = json!({"uuid": VM, "brand": "lx", "image_uuid": IMAGE, "quota": 1, "autoboot": autoboot});
+        self.d().create_vm(&payload).map(drop).map_err(|e| e.message)
+    }
+
+    fn row(&self) -> Option<(String, Value)> {
+        let row = self.d().store.get_vm(VM.parse::<InstanceUuid>().unwrap()).unwrap()?;
+        Some((row.phase, row.vm.get("state").cloned().unwrap_or(Value::Null)))
+    }
+
+    fn run_dir(&self) -> std::path::PathBuf {
+        self.d().run_dir(VM.parse().unwrap())
+    }
+
+    /// Nothing of the VM anywhere.
+    fn assert_clean(&self, when: &str) {
+        assert_eq!(self.row(), None, "{when}: row left");
+        let st = self.host.state();
+        assert!(st.datasets.is_empty(), "{when}: datasets left: {:?}", st.datasets);
+        assert!(st.cgroups.is_empty(), "{when}: cgroups left: {:?}", st.cgroups);
+        assert!(st.monitors.is_empty(), "{when}: monitors left: {:?}", st.monitors.keys());
+        assert!(st.run_dirs.is_empty(), "{when}: run dirs left: {:?}", st.run_dirs);
+    }
+
+    /// The row is ready with `state`, and the host agrees: a dataset, and a
+    /// monitor and cgroup exactly when running.
+    fn assert_state(&self, state: &str, when: &str) {
+        assert_eq!(self.row(), Some(("ready".into(), json!(state))), "{when}: row");
+        let running = state == "running";
+        let run_dir = self.run_dir();
+        let st = self.host.state();
+        assert!(st.datasets.contains(VM), "{when}: the dataset is gone");
+        assert_eq!(st.monitors.contains_key(&run_dir), running, "{when}: monitor");
+        assert_eq!(!st.cgroups.is_empty(), running, "{when}: cgroups {:?}", st.cgroups);
+        drop(st);
+        assert_eq!(self.d().is_running(VM.parse().unwrap()), running, "{when}: the daemon's view");
+    }
+
+    /// The host steps `f` takes, fault-free, on a fresh environment.
+    fn steps_of(set_up: impl Fn(&Env), f: impl Fn(&Env) -> Result<(), String>) -> Vec<&'static str> {
+        let env = Env::new();
+        set_up(&env);
+        env.host.state().steps.clear();
+        f(&env).expect("fault-free run");
+        let steps = env.host.state().steps.clone();
+        let mut seen = Vec::new();
+        for s in steps {
+            if !seen.contains(&s) {
+                seen.push(s);
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some((_, rt)) = self.daemon.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f`, which the injected crash makes panic.
+fn crashes(f: impl FnOnce() -> Result<(), String>) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    assert!(r.is_err(), "the injected crash did not happen");
+}
+
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.to_string().contains("injected crash") {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn wait_for(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_create_that_fails_at_any_step_leaves_nothing() {
+    let steps = Env::steps_of(|_| {}, |e| e.create(true));
+    assert_eq!(steps, ["clone_dataset", "set_quota", "launch"], "the steps of a create");
+    for step in steps {
+        let env = Env::new();
+        env.host.fail(step, Fault::Error);
+        let err = env.create(true).expect_err(step);
+        assert!(err.contains(step), "the error names the step {step}: {err}");
+        env.assert_clean(&format!("error at {step}"));
+    }
+}
+
+#[test]
+fn a_daemon_dying_at_any_step_of_a_create_leaves_nothing_after_recovery() {
+    quiet_panics();
+    for step in Env::steps_of(|_| {}, |e| e.create(true)) {
+        let mut env = Env::new();
+        env.host.fail(step, Fault::Crash);
+        crashes(|| env.create(true));
+        env.restart(true);
+        env.assert_clean(&format!("crash at {step}"));
+        // And the same uuid can be created again.
+        env.create(true).unwrap();
+        env.assert_state("running", &format!("create again after a crash at {step}"));
+    }
+}
+
+#[test]
+fn a_start_that_fails_leaves_the_vm_stopped() {
+    quiet_panics();
+    let stopped = |e: &Env| e.create(false).unwrap();
+    let start = |e: &Env| e.d().start_vm(VM).map(drop).map_err(|e| e.message);
+    for step in Env::steps_of(stopped, start) {
+        for fault in [Fault::Error, Fault::Crash] {
+            let mut env = Env::new();
+            stopped(&env);
+            env.host.fail(step, fault);
+            let when = format!("{fault:?} at {step} of start");
+            if fault == Fault::Crash {
+                crashes(|| start(&env));
+                env.restart(true);
+            } else {
+                start(&env).expect_err(&when);
+            }
+            env.assert_state("stopped", &when);
+            start(&env).unwrap();
+            env.assert_state("running", &format!("start after {when}"));
+        }
+    }
+}
+
+#[test]
+fn a_stop_that_fails_leaves_the_vm_running() {
+    quiet_panics();
+    let running = |e: &Env| e.create(true).unwrap();
+    let stop = |e: &Env| e.d().stop_vm(VM, false, None).map(drop).map_err(|e| e.message);
+    for step in Env::steps_of(running, stop) {
+        for fault in [Fault::Error, Fault::Crash] {
+            let mut env = Env::new();
+            running(&env);
+            env.host.fail(step, fault);
+            let when = format!("{fault:?} at {step} of stop");
+            if fault == Fault::Crash {
+                crashes(|| stop(&env));
+                env.restart(true);
+            } else {
+                stop(&env).expect_err(&when);
+            }
+            env.assert_state("running", &when);
+            stop(&env).unwrap();
+            env.assert_state("stopped", &format!("stop after {when}"));
+        }
+    }
+}
+
+#[test]
+fn a_delete_that_fails_can_be_done_again_and_then_leaves_nothing() {
+    quiet_panics();
+    let running = |e: &Env| e.create(true).unwrap();
+    let delete = |e: &Env| e.d().delete_vm(VM).map(drop).map_err(|e| e.message);
+    for step in Env::steps_of(running, delete) {
+        for fault in [Fault::Error, Fault::Crash] {
+            let mut env = Env::new();
+            running(&env);
+            env.host.fail(step, fault);
+            let when = format!("{fault:?} at {step} of delete");
+            if fault == Fault::Crash {
+                crashes(|| delete(&env));
+                env.restart(true);
+            } else {
+                delete(&env).expect_err(&when);
+            }
+            // Half-deleted is not a state: the row says what the host has.
+            let (phase, state) = env.row().expect("the row is still there");
+            assert_eq!(phase, "ready", "{when}");
+            let state = state.as_str().unwrap().to_string();
+            env.assert_state(&state, &when);
+            delete(&env).unwrap();
+            env.assert_clean(&format!("delete after {when}"));
+        }
+    }
+}
+
+#[test]
+fn a_guest_going_down_on_its_own_is_recorded_with_its_exit() {
+    let env = Env::new();
+    env.create(true).unwrap();
+    let exit = zonevisor_zone::ExitRecord {
+        reason: zonevisor_zone::ExitReason::Exited,
+        code: Some(3),
+        signal: None,
+        message: "init exited with status 3".into(),
+        oom_killed: false,
+        at: 0,
+    };
+    env.host.guest_exits(&env.run_dir(), exit);
+    wait_for(|| env.row().is_some_and(|(_, s)| s == "stopped"), "the exit to be recorded");
+    env.assert_state("stopped", "after the guest exited");
+    let vm = env.d().get_vm(VM).unwrap();
+    assert_eq!(vm.get("exit_status"), Some(&json!(3)));
+    assert_eq!(vm.get("exit_reason"), Some(&json!("init exited with status 3")));
+}
+
+#[test]
+fn an_update_refused_by_the_kernel_puts_back_what_it_changed() {
+    let env = Env::new();
+    env.create(true).unwrap();
+    env.host.fail("set_limits", Fault::Error);
+    let err = env.d().update_vm(VM, &json!({"quota": 5, "max_lwps": 500})).unwrap_err();
+    assert!(err.message.contains("refused the new limits"), "{}", err.message);
+    let st = env.host.state();
+    assert_eq!(st.quotas.get(VM), Some(&Some(super::spec::GIB)), "the quota is put back to 1 GiB");
+    drop(st);
+    let vm = env.d().get_vm(VM).unwrap();
+    assert_eq!(vm.get("quota"), Some(&json!(1)));
+    // Without the fault, both apply.
+    env.d().update_vm(VM, &json!({"quota": 5, "max_lwps": 500})).unwrap();
+    let st = env.host.state();
+    assert_eq!(st.quotas.get(VM), Some(&Some(5 * super::spec::GIB)));
+    assert_eq!(st.monitors.get(&env.run_dir()).unwrap().limits.pids, Some(500));
+}
+
+#[test]
+fn only_live_changes_reach_a_running_instance() {
+    let env = Env::new();
+    env.create(true).unwrap();
+    env.host.state().steps.clear();
+    // hostname needs a reboot: recorded, nothing sent to the monitor.
+    env.d().update_vm(VM, &json!({"hostname": "web"})).unwrap();
+    assert!(env.host.state().steps.is_empty(), "{:?}", env.host.state().steps);
+    // max_lwps is live: the monitor gets the new limits.
+    env.d().update_vm(VM, &json!({"max_lwps": 300})).unwrap();
+    assert_eq!(env.host.state().steps, ["set_limits"]);
+}

@@ -1,0 +1,227 @@
+//! The host facilities the lifecycle uses, behind one narrow trait.
+//!
+//! Everything the lifecycle does to the kernel goes through [`Host`]:
+//! datasets and quotas in the pool, starting a monitor, asking a monitor
+//! to stop, reboot or signal its guest, reading what a monitor left, and
+//! removing cgroups. [`RealHost`] does it (the pool crate, the zone
+//! crate's monitor client and cgroups); the lifecycle's unit tests use a
+//! fake (`fake.rs`) that keeps the same state in memory and can fail any
+//! step, so that every step's failure and every crash is tested without
+//! root.
+//!
+//! Errors are [`ApiError`]s that already name the step.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zonevisor_api::ApiError;
+use zonevisor_pool::Pool;
+use zonevisor_zone::cgroup::Stats;
+use zonevisor_zone::control::{ControlError, MonitorClient, MonitorStatus};
+use zonevisor_zone::{ExitRecord, Launched, Limits, ZoneSpec};
+
+use crate::images::step_error;
+
+/// What a monitor is started with.
+#[derive(Clone, Debug)]
+pub(crate) enum Launch {
+    /// A zone.
+    Zone(Box<ZoneSpec>),
+}
+
+/// The host, as the lifecycle sees it.
+pub(crate) trait Host: Send + Sync {
+    /// Makes dataset `name` a writable clone of image dataset `image`.
+    fn clone_dataset(&self, image: &str, name: &str) -> Result<(), ApiError>;
+    /// Whether a dataset `name` exists.
+    fn dataset_exists(&self, name: &str) -> bool;
+    /// Destroys dataset `name`; with `wait`, until its space is free again.
+    fn destroy_dataset(&self, name: &str, wait: bool) -> Result<(), ApiError>;
+    /// Whether the pool enforces quotas.
+    fn quotas(&self) -> bool;
+    /// Sets (or, with `None`, clears) dataset `name`'s quota.
+    fn set_quota(&self, name: &str, bytes: Option<u64>) -> Result<(), ApiError>;
+    /// Whether the pool is (nearly) full: its free space is below its reserve.
+    fn pool_nearly_full(&self) -> bool;
+
+    /// Starts a monitor for `launch`; returns once the guest runs.
+    fn launch(&self, launch: &Launch) -> Result<Launched, ApiError>;
+    /// The status of the monitor in `run_dir`.
+    fn status(&self, run_dir: &Path) -> Result<MonitorStatus, ControlError>;
+    /// Asks the monitor in `run_dir` to stop its guest.
+    fn stop(&self, run_dir: &Path, force: bool, timeout: Option<u64>) -> Result<ExitRecord, ControlError>;
+    /// Asks the monitor in `run_dir` to reboot its guest.
+    fn reboot(&self, run_dir: &Path, force: bool) -> Result<MonitorStatus, ControlError>;
+    /// Sends `signal` to the guest's init (a zone) or QEMU (a VM).
+    fn kill(&self, run_dir: &Path, signal: i32) -> Result<(), ControlError>;
+    /// Applies new limits to the running guest's cgroup.
+    fn set_limits(&self, run_dir: &Path, limits: &Limits) -> Result<(), ControlError>;
+    /// Resizes a running zone's `/tmp`.
+    fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError>;
+    /// The monitor in `run_dir`, if one answers.
+    fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus>;
+    /// The pid of a live monitor in `run_dir`, answering or not.
+    fn live_monitor_pid(&self, run_dir: &Path) -> Option<i32>;
+    /// The pid the monitor in `run_dir` recorded, alive or not.
+    fn recorded_monitor_pid(&self, run_dir: &Path) -> Option<i32>;
+    /// The exit record a monitor left in `run_dir`.
+    fn read_exit(&self, run_dir: &Path) -> Option<ExitRecord>;
+    /// Removes what a dead monitor left in `run_dir` (socket, pid file).
+    fn remove_stale_files(&self, run_dir: &Path);
+    /// Removes `run_dir` and everything in it.
+    fn remove_run_dir(&self, run_dir: &Path);
+    /// A descriptor that becomes readable when process `pid` exits;
+    /// `None` when it is already gone.
+    fn pidfd(&self, pid: i32) -> Option<OwnedFd>;
+
+    /// Kills what is left in `cgroup` and removes it (errors logged).
+    fn destroy_cgroup(&self, cgroup: &str);
+    /// [`Host::destroy_cgroup`], reporting failure.
+    fn try_destroy_cgroup(&self, cgroup: &str) -> Result<(), ApiError>;
+    /// The CPUs the instances' parent cgroup may use.
+    fn available_cpus(&self, parent: &str) -> Vec<u32>;
+    /// The CPUs `cgroup` is pinned to, if it is pinned.
+    fn cgroup_cpus(&self, cgroup: &str, available: &[u32]) -> Option<Vec<u32>>;
+    /// `cgroup`'s live usage.
+    fn cgroup_stats(&self, cgroup: &str) -> Result<Stats, ApiError>;
+    /// Where the daemon's lxcfs serves (started if it is not), for zones.
+    fn lxcfs(&self) -> Option<PathBuf>;
+}
+
+/// The host itself.
+pub(crate) struct RealHost {
+    /// The pool (shared with image management).
+    pub pool: Arc<Pool>,
+    /// The monitor binary.
+    pub monitor_exe: PathBuf,
+    /// The daemon's lxcfs.
+    pub lxcfs: Arc<crate::lxcfs::Lxcfs>,
+}
+
+impl RealHost {
+    fn pool_error(&self, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
+        if e.is_no_space() {
+            ApiError::internal(format!(
+                "{step}: pool {} is full (free space for datasets: none; delete instances or images): {}",
+                self.pool.name(),
+                crate::chain(&e)
+            ))
+        } else {
+            step_error(step, e)
+        }
+    }
+}
+
+impl Host for RealHost {
+    fn clone_dataset(&self, image: &str, name: &str) -> Result<(), ApiError> {
+        Pool::clone_from(&self.pool, image, name).map(drop).map_err(|e| self.pool_error("clone image", e))
+    }
+
+    fn dataset_exists(&self, name: &str) -> bool {
+        self.pool.exists(name)
+    }
+
+    fn destroy_dataset(&self, name: &str, wait: bool) -> Result<(), ApiError> {
+        if wait { self.pool.destroy_and_wait(name) } else { self.pool.destroy(name) }
+            .map_err(|e| step_error("destroy dataset", e))
+    }
+
+    fn quotas(&self) -> bool {
+        self.pool.capabilities().quota
+    }
+
+    fn set_quota(&self, name: &str, bytes: Option<u64>) -> Result<(), ApiError> {
+        self.pool.set_quota(name, bytes).map_err(|e| step_error("set quota", e))
+    }
+
+    fn pool_nearly_full(&self) -> bool {
+        self.pool.stats().is_ok_and(|s| s.free_bytes < s.reserved_bytes)
+    }
+
+    fn launch(&self, launch: &Launch) -> Result<Launched, ApiError> {
+        let launched = match launch {
+            Launch::Zone(spec) => zonevisor_zone::launch(&self.monitor_exe, spec),
+        };
+        launched.map_err(|e| ApiError::internal(format!("{}: {}", e.step, e.message)))
+    }
+
+    fn status(&self, run_dir: &Path) -> Result<MonitorStatus, ControlError> {
+        MonitorClient::new(run_dir).status()
+    }
+
+    fn stop(&self, run_dir: &Path, force: bool, timeout: Option<u64>) -> Result<ExitRecord, ControlError> {
+        MonitorClient::new(run_dir).stop(force, timeout)
+    }
+
+    fn reboot(&self, run_dir: &Path, force: bool) -> Result<MonitorStatus, ControlError> {
+        MonitorClient::new(run_dir).reboot(force)
+    }
+
+    fn kill(&self, run_dir: &Path, signal: i32) -> Result<(), ControlError> {
+        MonitorClient::new(run_dir).kill(signal)
+    }
+
+    fn set_limits(&self, run_dir: &Path, limits: &Limits) -> Result<(), ControlError> {
+        MonitorClient::new(run_dir).set_limits(limits)
+    }
+
+    fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError> {
+        MonitorClient::new(run_dir).set_tmpfs(bytes)
+    }
+
+    fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus> {
+        zonevisor_zone::control::find_monitor(run_dir)
+    }
+
+    fn live_monitor_pid(&self, run_dir: &Path) -> Option<i32> {
+        zonevisor_zone::control::live_monitor_pid(run_dir)
+    }
+
+    fn recorded_monitor_pid(&self, run_dir: &Path) -> Option<i32> {
+        zonevisor_zone::control::recorded_monitor_pid(run_dir)
+    }
+
+    fn read_exit(&self, run_dir: &Path) -> Option<ExitRecord> {
+        zonevisor_zone::control::read_exit(run_dir)
+    }
+
+    fn remove_stale_files(&self, run_dir: &Path) {
+        zonevisor_zone::control::remove_stale_files(run_dir);
+    }
+
+    fn remove_run_dir(&self, run_dir: &Path) {
+        let _ = std::fs::remove_dir_all(run_dir);
+    }
+
+    fn pidfd(&self, pid: i32) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: fd is a new pidfd that nothing else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    fn destroy_cgroup(&self, cgroup: &str) {
+        zonevisor_zone::cgroup::destroy(cgroup);
+    }
+
+    fn try_destroy_cgroup(&self, cgroup: &str) -> Result<(), ApiError> {
+        zonevisor_zone::cgroup::try_destroy(cgroup).map_err(|e| step_error("remove cgroup", e))
+    }
+
+    fn available_cpus(&self, parent: &str) -> Vec<u32> {
+        zonevisor_zone::cgroup::available_cpus(parent)
+    }
+
+    fn cgroup_cpus(&self, cgroup: &str, available: &[u32]) -> Option<Vec<u32>> {
+        zonevisor_zone::cgroup::cpus(cgroup, available)
+    }
+
+    fn cgroup_stats(&self, cgroup: &str) -> Result<Stats, ApiError> {
+        zonevisor_zone::cgroup::stats(cgroup).map_err(|e| step_error("read cgroup", e))
+    }
+
+    fn lxcfs(&self) -> Option<PathBuf> {
+        self.lxcfs.ensure()
+    }
+}
