@@ -212,7 +212,10 @@ fn idmap_slots(tx: &Transaction<'_>) -> Result<()> {
 }
 
 /// Version 3: which images each instance depends on (`imgadm delete`
-/// refuses an image while any does), filled from the existing rows.
+/// refuses an image while any does), filled from the existing rows by the
+/// same [`images_of`] the writes use, so a migrated database records what
+/// a new one would. (A change to what `images_of` finds therefore needs a
+/// migration that fills the table again.)
 fn instance_images(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
         "CREATE TABLE instance_images (
