@@ -123,10 +123,7 @@ fn build_release(commit: &str) -> Result<Release, String> {
 
 /// A test host whose first daemon is the previous release's: its own
 /// root, pool and network namespace, as `TestHost::new` makes them.
-fn old_host(old: &Release) -> Option<TestHost> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return skip("needs root");
-    }
+fn old_host(old: &Release) -> TestHost {
     let dir = tempfile::Builder::new().prefix("zvtest-").tempdir().expect("tempdir");
     let root = dir.path().join("root");
     let tag = dir.path().file_name().unwrap().to_string_lossy().replace("zvtest-", "");
@@ -143,7 +140,7 @@ fn old_host(old: &Release) -> Option<TestHost> {
         pool_size: "8G".into(),
     };
     start_old_daemon(&mut h, old);
-    Some(h)
+    h
 }
 
 /// Starts the previous release's daemon on `h`, as `TestHost::start_daemon`
@@ -249,6 +246,11 @@ fn wait_gone(pid: i64, what: &str) {
 
 #[test]
 fn a_pool_of_the_previous_release_upgrades_with_its_zones_running() {
+    // Before the build, which takes minutes the first time.
+    if !nix::unistd::Uid::effective().is_root() {
+        skip("needs root");
+        return;
+    }
     let old = match build_release(PREVIOUS_RELEASE) {
         Ok(old) => old,
         Err(why) => {
@@ -256,7 +258,7 @@ fn a_pool_of_the_previous_release_upgrades_with_its_zones_running() {
             return;
         }
     };
-    let Some(mut h) = old_host(&old) else { return };
+    let mut h = old_host(&old);
 
     // The previous release makes the pool and two zones.
     let fixture = busybox();
