@@ -282,19 +282,13 @@ impl Daemon {
     /// `imgadm delete`: refused while any instance was cloned from it.
     pub fn delete_image(&self, uuid: ImageUuid) -> Result<(), ApiError> {
         self.image_record(uuid)?;
-        let n = self.store.image_clones(uuid)?;
-        if n > 0 {
+        let users = self.store.instances_using_image(uuid)?;
+        if !users.is_empty() {
             // SmartOS's words, naming the instances made from it.
-            let users: Vec<String> = self
-                .store
-                .list_vms()?
-                .into_iter()
-                .filter(|r| r.vm.get("image_uuid").and_then(Value::as_str) == Some(&uuid.to_string()))
-                .filter_map(|r| r.vm.get("uuid").and_then(Value::as_str).map(String::from))
-                .collect();
-            let users = if users.is_empty() { format!("{n} instance(s)") } else { users.join(", ") };
+            let users: Vec<String> = users.iter().map(ToString::to_string).collect();
             return Err(ApiError::conflict(format!(
-                "image \"{uuid}\" has dependent clones: {users}; delete them first"
+                "image \"{uuid}\" has dependent clones: {}; delete them first",
+                users.join(", ")
             )));
         }
         self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy image dataset", e))?;

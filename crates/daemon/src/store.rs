@@ -5,11 +5,33 @@
 //! transaction. Rows carry a lifecycle `phase` so that a crash half-way
 //! through a create or an image install is found and undone at the next
 //! start: `provisioning` / `installing` rows are rolled back.
+//!
+//! # Schema versions
+//!
+//! The schema is built by numbered migrations (`MIGRATIONS`); the
+//! database's `PRAGMA user_version` is the last one applied. [`Store::open`]
+//! applies the missing ones in order, each in its own transaction together
+//! with the new `user_version`, so a crash leaves the database at one
+//! version or the next, never between. An applied migration is never
+//! edited: a schema change is a new entry at the end.
+//!
+//! | version | what it adds                                                        |
+//! |---------|---------------------------------------------------------------------|
+//! | 1       | `vms`, `images`, `host`, and the triggers that keep instance and image uuids apart |
+//! | 2       | `vms.idmap_slot` and its unique index (each zone's id range)        |
+//! | 3       | `instance_images`: every image each instance depends on             |
+//!
+//! Releases before versioning left `user_version` at 0 with the tables of
+//! versions 1 and 2 (or 1 alone) in place; migrations 1 and 2 recognise
+//! what is already there and keep every row. A database at a version
+//! above [`SCHEMA_VERSION`] was written by a newer zonevisord: it is
+//! refused before anything in it is changed.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use zonevisor_api::{ImageUuid, InstanceUuid, VmObject};
 
@@ -31,6 +53,46 @@ pub enum StoreError {
         uuid: String,
         /// `"an image"` or `"an instance"`.
         owner: &'static str,
+    },
+    /// A uuid column holds something that is not a uuid.
+    #[error("the state database holds {uuid:?} where a uuid belongs")]
+    BadUuid {
+        /// What it holds.
+        uuid: String,
+        /// Why it is not a uuid.
+        #[source]
+        source: uuid::Error,
+    },
+    /// The database was written by a newer zonevisord; it is left as it is.
+    #[error(
+        "the state database is at schema version {found}; this zonevisord knows up to {known}: upgrade zonevisord"
+    )]
+    TooNew {
+        /// The database's `user_version`.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        known: u32,
+    },
+    /// A table the schema expects has other columns than it should: the
+    /// file is not a state database zonevisord made.
+    #[error("the state database's table {table} has no column {column}: not a database zonevisord made")]
+    Unrecognized {
+        /// The table.
+        table: &'static str,
+        /// The column it lacks.
+        column: &'static str,
+    },
+    /// A migration failed; it was rolled back, and the database stays at
+    /// the version before it.
+    #[error("schema migration {version} ({name})")]
+    Migration {
+        /// The version it would have reached.
+        version: u32,
+        /// What it does.
+        name: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<StoreError>,
     },
 }
 
@@ -60,7 +122,37 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
+/// The schema version this build creates and understands: the last
+/// migration's.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// One schema step: applied inside the transaction that also records its
+/// version. Code rather than bare SQL, as some steps must look first (a
+/// column added only where a release before versioning has not added it
+/// yet) or derive rows from the stored JSON.
+type Migrate = fn(&Transaction<'_>) -> Result<()>;
+
+/// The migrations, in order: `(version, what it does, how)`. Entry `i`
+/// takes the database from version `i` to `i + 1`.
+const MIGRATIONS: &[(u32, &str, Migrate)] = &[
+    (1, "instances, images and host settings", base_tables),
+    (2, "an id range slot per instance", idmap_slots),
+    (3, "the images each instance depends on", instance_images),
+];
+
+// The table is numbered 1, 2, 3, ... and ends at SCHEMA_VERSION.
+const _: () = {
+    let mut i = 0;
+    while i < MIGRATIONS.len() {
+        assert!(MIGRATIONS[i].0 as usize == i + 1, "MIGRATIONS must be numbered 1, 2, 3, ...");
+        i += 1;
+    }
+    assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION, "SCHEMA_VERSION must be the last migration's");
+};
+
+/// Version 1: the tables as the releases before versioning created them
+/// (hence `IF NOT EXISTS`: such a database has them, with its rows).
+const BASE_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS vms (
     uuid TEXT PRIMARY KEY,
     alias TEXT,
@@ -89,8 +181,95 @@ WHEN EXISTS (SELECT 1 FROM vms WHERE uuid = NEW.uuid)
 BEGIN SELECT RAISE(ABORT, 'the uuid is an instance''s'); END;
 ";
 
+fn base_tables(tx: &Transaction<'_>) -> Result<()> {
+    // Tables already there (an unversioned release's) must be the ones
+    // zonevisord made.
+    let expected: [(&'static str, &[&'static str]); 3] = [
+        ("vms", &["uuid", "alias", "brand", "image_uuid", "phase", "obj"]),
+        ("images", &["uuid", "phase", "manifest"]),
+        ("host", &["key", "value"]),
+    ];
+    for (table, columns) in expected {
+        let present: i64 = tx.query_row("SELECT COUNT(*) FROM pragma_table_info(?1)", [table], |r| r.get(0))?;
+        for &column in columns {
+            if present > 0 && !has_column(tx, table, column)? {
+                return Err(StoreError::Unrecognized { table, column });
+            }
+        }
+    }
+    tx.execute_batch(BASE_TABLES)?;
+    Ok(())
+}
+
+/// Version 2: each zone's id range. Releases before versioning added the
+/// column at every start, so it may be there already, slots and all.
+fn idmap_slots(tx: &Transaction<'_>) -> Result<()> {
+    if !has_column(tx, "vms", "idmap_slot")? {
+        tx.execute_batch("ALTER TABLE vms ADD COLUMN idmap_slot INTEGER")?;
+    }
+    tx.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS vms_idmap_slot ON vms(idmap_slot)")?;
+    Ok(())
+}
+
+/// Version 3: which images each instance depends on (`imgadm delete`
+/// refuses an image while any does), filled from the existing rows by the
+/// same [`images_of`] the writes use, so a migrated database records what
+/// a new one would. (A change to what `images_of` finds therefore needs a
+/// migration that fills the table again.)
+fn instance_images(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE instance_images (
+             instance_uuid TEXT NOT NULL,
+             image_uuid TEXT NOT NULL,
+             PRIMARY KEY (instance_uuid, image_uuid)
+         ) WITHOUT ROWID;
+         CREATE INDEX instance_images_image ON instance_images(image_uuid);
+         -- Whatever deletes an instance's row forgets what it used.
+         CREATE TRIGGER vms_deleted_forget_images AFTER DELETE ON vms
+         BEGIN DELETE FROM instance_images WHERE instance_uuid = OLD.uuid; END;",
+    )?;
+    let rows: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT uuid, obj FROM vms")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (uuid, obj) in rows {
+        let vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
+        record_images(tx, &uuid, &vm)?;
+    }
+    Ok(())
+}
+
 fn str_of<'a>(vm: &'a VmObject, key: &str) -> Option<&'a str> {
     vm.get(key).and_then(Value::as_str)
+}
+
+/// Every image an instance depends on: its `image_uuid` (an lx zone's
+/// root) and each `disks[].image_uuid` (a hardware VM's disks).
+fn images_of(vm: &VmObject) -> BTreeSet<ImageUuid> {
+    let disks = vm.get("disks").and_then(Value::as_array).into_iter().flatten();
+    let disk_images = disks.filter_map(|d| d.get("image_uuid").and_then(Value::as_str));
+    str_of(vm, "image_uuid").into_iter().chain(disk_images).filter_map(|u| u.parse().ok()).collect()
+}
+
+/// Records (replacing what was recorded) the images instance `uuid` uses.
+fn record_images(c: &Connection, uuid: &str, vm: &VmObject) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM instance_images WHERE instance_uuid = ?1", [uuid])?;
+    let mut insert = c.prepare_cached("INSERT INTO instance_images (instance_uuid, image_uuid) VALUES (?1, ?2)")?;
+    for image in images_of(vm) {
+        insert.execute(params![uuid, image.to_string()])?;
+    }
+    Ok(())
+}
+
+fn has_column(c: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    c.query_row("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2", [table, column], |r| {
+        r.get::<_, i64>(0).map(|n| n > 0)
+    })
+}
+
+fn user_version(c: &Connection) -> rusqlite::Result<u32> {
+    c.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
 /// Whether `table` (`vms` or `images`) has a row for `uuid`.
@@ -98,24 +277,55 @@ fn exists(c: &Connection, table: &str, uuid: &str) -> rusqlite::Result<bool> {
     c.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE uuid = ?1)"), [uuid], |r| r.get(0))
 }
 
+/// Refuses a database a newer zonevisord wrote.
+fn check_not_newer(c: &Connection) -> Result<u32> {
+    let found = user_version(c)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found, known: SCHEMA_VERSION });
+    }
+    Ok(found)
+}
+
+/// Applies the migrations the database lacks, each in its own
+/// transaction. The write lock is taken first and the version read again
+/// under it, so two daemons opening one database never both apply a step.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    for &(version, name, step) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if check_not_newer(&tx)? >= version {
+            continue;
+        }
+        step(&tx).map_err(|e| StoreError::Migration { version, name, source: Box::new(e) })?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, migration = name, "state database migrated");
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating) the database at `path`.
+    /// Opens (creating) the database at `path` and brings its schema to
+    /// [`SCHEMA_VERSION`]. A database from a newer zonevisord is refused
+    /// ([`StoreError::TooNew`]) before anything in it changes.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Before the journal mode, which writes to the file.
+        let found = check_not_newer(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
-        // Added with user namespaces: each zone's id range (see `idmap_slot`).
-        let has_slot: bool =
-            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('vms') WHERE name = 'idmap_slot'", [], |r| {
-                r.get::<_, i64>(0).map(|n| n > 0)
-            })?;
-        if !has_slot {
-            conn.execute_batch("ALTER TABLE vms ADD COLUMN idmap_slot INTEGER")?;
+        if found < SCHEMA_VERSION {
+            migrate(&mut conn)?;
         }
-        conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS vms_idmap_slot ON vms(idmap_slot)")?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let store = Store { conn: Mutex::new(conn) };
+        tracing::info!(path = %path.display(), version = store.schema_version()?, "state database open");
+        Ok(store)
+    }
+
+    /// The database's schema version (its `PRAGMA user_version`):
+    /// [`SCHEMA_VERSION`] once open.
+    pub fn schema_version(&self) -> Result<u32> {
+        self.with(|c| Ok(user_version(c)?))
     }
 
     /// The id-range slot of an instance: allocated (the lowest free one,
@@ -182,19 +392,26 @@ impl Store {
                     obj
                 ],
             )?;
+            record_images(&tx, &uuid.to_string(), vm)?;
             tx.commit()?;
             Ok(())
         })
     }
 
-    /// Replaces an instance's object (and phase).
+    /// Replaces an instance's object (and phase); false when the row is
+    /// gone.
     pub fn put_vm(&self, uuid: InstanceUuid, phase: &str, vm: &VmObject) -> Result<bool> {
         let obj = serde_json::to_string(vm).expect("a JSON map serializes");
         self.with(|c| {
-            let n = c.execute(
+            let tx = c.transaction()?;
+            let n = tx.execute(
                 "UPDATE vms SET alias = ?2, phase = ?3, obj = ?4 WHERE uuid = ?1",
                 params![uuid.to_string(), str_of(vm, "alias"), phase, obj],
             )?;
+            if n == 1 {
+                record_images(&tx, &uuid.to_string(), vm)?;
+            }
+            tx.commit()?;
             Ok(n == 1)
         })
     }
@@ -214,6 +431,7 @@ impl Store {
                 "UPDATE vms SET alias = ?2, obj = ?3 WHERE uuid = ?1",
                 params![uuid.to_string(), str_of(&vm, "alias"), obj],
             )?;
+            record_images(&tx, &uuid.to_string(), &vm)?;
             tx.commit()?;
             Ok(Some(vm))
         })
@@ -250,7 +468,8 @@ impl Store {
         })
     }
 
-    /// Deletes an instance row.
+    /// Deletes an instance row (and, by a trigger, the record of the
+    /// images it used).
     pub fn delete_vm(&self, uuid: InstanceUuid) -> Result<()> {
         self.with(|c| {
             c.execute("DELETE FROM vms WHERE uuid = ?1", [uuid.to_string()])?;
@@ -258,12 +477,35 @@ impl Store {
         })
     }
 
-    /// How many instances use an image.
+    /// How many instances use an image (as an lx zone's root or as a
+    /// VM's disk).
     pub fn image_clones(&self, image: ImageUuid) -> Result<u64> {
         self.with(|c| {
             let n: i64 =
-                c.query_row("SELECT COUNT(*) FROM vms WHERE image_uuid = ?1", [image.to_string()], |r| r.get(0))?;
+                c.query_row("SELECT COUNT(*) FROM instance_images WHERE image_uuid = ?1", [image.to_string()], |r| {
+                    r.get(0)
+                })?;
             Ok(n as u64)
+        })
+    }
+
+    /// The instances that use an image (as an lx zone's root or as a
+    /// VM's disk), in uuid order: those `imgadm delete` names as the
+    /// image's dependent clones.
+    pub fn instances_using_image(&self, image: ImageUuid) -> Result<Vec<InstanceUuid>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT instance_uuid FROM instance_images WHERE image_uuid = ?1 ORDER BY instance_uuid",
+            )?;
+            let uuids = stmt.query_map([image.to_string()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for uuid in uuids {
+                let uuid = uuid?;
+                // Written only from typed uuids (`record_images`).
+                let id = uuid.parse().map_err(|e| StoreError::BadUuid { uuid, source: e })?;
+                out.push(id);
+            }
+            Ok(out)
         })
     }
 
@@ -410,5 +652,313 @@ mod tests {
         store.host_set("k", "1").unwrap();
         store.host_set("k", "2").unwrap();
         assert_eq!(store.host_get("k").unwrap().as_deref(), Some("2"));
+    }
+
+    /// The schema as the release before versioning (commit df84e2b, the
+    /// last release) created it at every start, word for word.
+    const DF84E2B_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vms (
+    uuid TEXT PRIMARY KEY,
+    alias TEXT,
+    brand TEXT NOT NULL,
+    image_uuid TEXT,
+    phase TEXT NOT NULL,
+    obj TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vms_image ON vms(image_uuid);
+CREATE TABLE IF NOT EXISTS images (
+    uuid TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    manifest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS host (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- An instance and an image never share a uuid: each names a dataset in
+-- the pool, and a rollback of one must never destroy the other's.
+CREATE TRIGGER IF NOT EXISTS vms_uuid_not_an_image BEFORE INSERT ON vms
+WHEN EXISTS (SELECT 1 FROM images WHERE uuid = NEW.uuid)
+BEGIN SELECT RAISE(ABORT, 'the uuid is an image''s'); END;
+CREATE TRIGGER IF NOT EXISTS images_uuid_not_an_instance BEFORE INSERT ON images
+WHEN EXISTS (SELECT 1 FROM vms WHERE uuid = NEW.uuid)
+BEGIN SELECT RAISE(ABORT, 'the uuid is an instance''s'); END;
+";
+
+    /// The schema before user namespaces (commit 67c4e2f's parent): no
+    /// `idmap_slot`, no uuid triggers.
+    const BEFORE_USERNS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vms (
+    uuid TEXT PRIMARY KEY,
+    alias TEXT,
+    brand TEXT NOT NULL,
+    image_uuid TEXT,
+    phase TEXT NOT NULL,
+    obj TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vms_image ON vms(image_uuid);
+CREATE TABLE IF NOT EXISTS images (
+    uuid TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    manifest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS host (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+    /// Opens `path` as release df84e2b's `Store::open` did (with
+    /// `idmap_slot`) or as the one before user namespaces (without).
+    fn unversioned_db(path: &Path, with_slot: bool) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        if with_slot {
+            conn.execute_batch(DF84E2B_SCHEMA).unwrap();
+            conn.execute_batch("ALTER TABLE vms ADD COLUMN idmap_slot INTEGER").unwrap();
+            conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS vms_idmap_slot ON vms(idmap_slot)").unwrap();
+        } else {
+            conn.execute_batch(BEFORE_USERNS_SCHEMA).unwrap();
+        }
+        conn
+    }
+
+    fn vm_of(v: Value) -> VmObject {
+        v.as_object().unwrap().clone()
+    }
+
+    /// Writes an instance row as the old releases' `insert_vm` did.
+    fn old_insert(c: &Connection, uuid: InstanceUuid, phase: &str, vm: &VmObject) {
+        c.execute(
+            "INSERT INTO vms (uuid, alias, brand, image_uuid, phase, obj) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                uuid.to_string(),
+                str_of(vm, "alias"),
+                str_of(vm, "brand").unwrap_or(""),
+                str_of(vm, "image_uuid"),
+                phase,
+                serde_json::to_string(vm).unwrap()
+            ],
+        )
+        .unwrap();
+    }
+
+    fn raw_version(path: &Path) -> u32 {
+        user_version(&Connection::open(path).unwrap()).unwrap()
+    }
+
+    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_new_database_is_at_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION as usize, MIGRATIONS.len());
+        drop(store);
+        assert_eq!(raw_version(&path), SCHEMA_VERSION);
+    }
+
+    /// Rows as the previous releases left them: two lx zones on image `a`
+    /// (one with an id-range slot, one without), a provisioning one on `b`
+    /// and a hardware VM whose disks come from `b` and `c`.
+    fn upgrade_keeps_rows(with_slot: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (img_a, img_b, img_c) = (ImageUuid::new_random(), ImageUuid::new_random(), ImageUuid::new_random());
+        let ids: Vec<InstanceUuid> = sorted((0..4).map(|_| InstanceUuid::new_random()).collect());
+        let (slotted, unslotted, provisioning, hvm) = (ids[0], ids[1], ids[2], ids[3]);
+        let lx = |id: InstanceUuid, img: ImageUuid| {
+            vm_of(json!({"uuid": id.to_string(), "brand": "lx", "alias": id.to_string(), "image_uuid": img.to_string(),
+                         "state": "running", "autoboot": true}))
+        };
+        let kvm = vm_of(json!({"uuid": hvm.to_string(), "brand": "kvm", "state": "stopped",
+            "disks": [{"image_uuid": img_b.to_string(), "boot": true}, {"image_uuid": img_c.to_string()},
+                      {"size": 1024}, {"image_uuid": img_b.to_string()}]}));
+        let before = [
+            (slotted, "ready", lx(slotted, img_a)),
+            (unslotted, "ready", lx(unslotted, img_a)),
+            (provisioning, "provisioning", lx(provisioning, img_b)),
+            (hvm, "ready", kvm),
+        ];
+        {
+            let c = unversioned_db(&path, with_slot);
+            for (id, phase, vm) in &before {
+                old_insert(&c, *id, phase, vm);
+            }
+            if with_slot {
+                c.execute("UPDATE vms SET idmap_slot = 1 WHERE uuid = ?1", [slotted.to_string()]).unwrap();
+            }
+            for img in [img_a, img_b, img_c] {
+                c.execute(
+                    "INSERT INTO images (uuid, phase, manifest) VALUES (?1, 'ready', ?2)",
+                    params![img.to_string(), json!({"uuid": img.to_string()}).to_string()],
+                )
+                .unwrap();
+            }
+            c.execute("INSERT INTO host (key, value) VALUES ('boot_id', 'b1')", []).unwrap();
+            assert_eq!(user_version(&c).unwrap(), 0);
+        }
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let rows = store.list_vms().unwrap();
+        assert_eq!(rows.len(), before.len());
+        for (row, (_, phase, vm)) in rows.iter().zip(&before) {
+            assert_eq!((&row.phase, &row.vm), (&phase.to_string(), vm));
+        }
+        assert_eq!(store.list_images().unwrap().len(), 3);
+        assert_eq!(store.host_get("boot_id").unwrap().as_deref(), Some("b1"));
+        // Every dependency recorded, each once.
+        assert_eq!(store.instances_using_image(img_a).unwrap(), [slotted, unslotted]);
+        assert_eq!(store.instances_using_image(img_b).unwrap(), [provisioning, hvm]);
+        assert_eq!(store.instances_using_image(img_c).unwrap(), [hvm]);
+        assert_eq!(store.image_clones(img_b).unwrap(), 2);
+        // Slots: the one set is kept, the unset one gets the lowest free.
+        if with_slot {
+            assert_eq!(store.idmap_slot(slotted, 10).unwrap(), Some(1), "the slot survived");
+            assert_eq!(store.idmap_slot(unslotted, 10).unwrap(), Some(0));
+        } else {
+            assert_eq!(store.idmap_slot(slotted, 10).unwrap(), Some(0));
+            assert_eq!(store.idmap_slot(unslotted, 10).unwrap(), Some(1));
+        }
+        assert!(
+            store
+                .with(|c| Ok(c.execute("UPDATE vms SET idmap_slot = 0 WHERE uuid = ?1", [hvm.to_string()])))
+                .unwrap()
+                .is_err(),
+            "slots are unique after the upgrade"
+        );
+        drop(store);
+
+        // Reopening applies nothing again and changes nothing.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.list_vms().unwrap().len(), before.len());
+        assert_eq!(store.instances_using_image(img_b).unwrap(), [provisioning, hvm]);
+        assert_eq!(store.idmap_slot(slotted, 10).unwrap(), if with_slot { Some(1) } else { Some(0) });
+    }
+
+    #[test]
+    fn a_database_of_the_previous_release_upgrades_with_its_rows_and_slots() {
+        upgrade_keeps_rows(true);
+    }
+
+    #[test]
+    fn a_database_from_before_id_range_slots_upgrades_with_its_rows() {
+        upgrade_keeps_rows(false);
+    }
+
+    #[test]
+    fn instance_images_follow_inserts_updates_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (img_a, img_b) = (ImageUuid::new_random(), ImageUuid::new_random());
+        let (zone, hvm) = (InstanceUuid::new_random(), InstanceUuid::new_random());
+        store.insert_vm(zone, "provisioning", &vm_of(json!({"brand": "lx", "image_uuid": img_a.to_string()}))).unwrap();
+        let disks = |imgs: &[ImageUuid]| {
+            let disks: Vec<Value> = imgs.iter().map(|i| json!({"image_uuid": i.to_string()})).collect();
+            vm_of(json!({"brand": "bhyve", "disks": disks}))
+        };
+        store.insert_vm(hvm, "provisioning", &disks(&[img_a])).unwrap();
+        assert_eq!(store.instances_using_image(img_a).unwrap(), sorted(vec![zone, hvm]));
+        // An update that adds a disk (put_vm) and one that removes it (modify_vm).
+        assert!(store.put_vm(hvm, "ready", &disks(&[img_a, img_b])).unwrap());
+        assert_eq!(store.instances_using_image(img_b).unwrap(), [hvm]);
+        store
+            .modify_vm(hvm, |vm| {
+                *vm = disks(&[img_b]);
+            })
+            .unwrap();
+        assert_eq!(store.instances_using_image(img_a).unwrap(), [zone]);
+        assert_eq!(store.image_clones(img_b).unwrap(), 1);
+        // A put for a row that is gone records nothing.
+        let gone = InstanceUuid::new_random();
+        assert!(!store.put_vm(gone, "ready", &disks(&[img_a])).unwrap());
+        assert_eq!(store.image_clones(img_a).unwrap(), 1);
+        // An insert refused (the uuid is an image's) records nothing.
+        let shared = InstanceUuid::new_random();
+        store.insert_image(shared.to_string().parse().unwrap(), "ready", &json!({})).unwrap();
+        assert!(store.insert_vm(shared, "provisioning", &disks(&[img_a])).is_err());
+        assert_eq!(store.image_clones(img_a).unwrap(), 1);
+        store.delete_vm(zone).unwrap();
+        store.delete_vm(hvm).unwrap();
+        assert!(store.instances_using_image(img_a).unwrap().is_empty());
+        assert!(store.instances_using_image(img_b).unwrap().is_empty());
+        let left: i64 =
+            store.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM instance_images", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_zonevisord_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE vms (uuid TEXT PRIMARY KEY, shape TEXT); INSERT INTO vms VALUES ('x', 'new');",
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let files = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            names
+        };
+        let before = files();
+        let err = Store::open(&path).err().expect("a newer database must be refused");
+        assert!(
+            matches!(err, StoreError::TooNew { found, known } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION)
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the state database is at schema version {}; this zonevisord knows up to {SCHEMA_VERSION}: upgrade zonevisord",
+                SCHEMA_VERSION + 1
+            )
+        );
+        assert!(std::fs::read(&path).unwrap() == bytes, "the refused database was modified");
+        assert_eq!(files(), before, "files appeared beside the refused database");
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_version_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let c = unversioned_db(&path, true);
+            c.execute(
+                "INSERT INTO vms (uuid, brand, phase, obj) VALUES (?1, 'lx', 'ready', '{not json')",
+                [InstanceUuid::new_random().to_string()],
+            )
+            .unwrap();
+        }
+        let err = Store::open(&path).err().expect("a corrupt row stops migration 3");
+        assert!(matches!(err, StoreError::Migration { version: 3, .. }), "{err:?}");
+        assert_eq!(raw_version(&path), 2, "migrations 1 and 2 are kept, 3 is rolled back");
+        let c = Connection::open(&path).unwrap();
+        assert!(!has_column(&c, "instance_images", "image_uuid").unwrap(), "migration 3's table was kept");
+    }
+
+    #[test]
+    fn tables_zonevisord_did_not_make_are_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE vms (uuid TEXT PRIMARY KEY, name TEXT)").unwrap();
+        let err = Store::open(&path).err().expect("a foreign vms table must be refused");
+        assert!(
+            matches!(&err, StoreError::Migration { version: 1, source, .. }
+                if matches!(**source, StoreError::Unrecognized { table: "vms", column: "alias" })),
+            "{err:?}"
+        );
+        assert_eq!(raw_version(&path), 0);
     }
 }
