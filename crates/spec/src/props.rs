@@ -371,6 +371,11 @@ pub static PROPS: &[Prop] = &[
     p("bhyve_extra_opts", s(NONEMPTY), B::BHYVE, Reboot),
     p("virtio_txburst", int(0, i32::MAX as i64), B::KVM, Reboot),
     p("virtio_txtimer", int(0, i32::MAX as i64), B::KVM, Reboot),
+    // zonevisor's own (SmartOS has none): a direct kernel boot for fast
+    // Linux guests, as QEMU's -kernel, -initrd and -append.
+    p("boot_kernel", s(ABS_PATH), B::HVM, Reboot),
+    p("boot_initrd", s(ABS_PATH), B::HVM, Reboot),
+    p("boot_args", s(ANY), B::HVM, Reboot),
     // owned by the daemon
     ro("state"),
     ro("zone_state"),

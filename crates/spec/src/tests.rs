@@ -857,3 +857,21 @@ fn property_names_for_the_cli() {
         assert!(!is_property(no), "{no}");
     }
 }
+
+#[test]
+fn a_direct_kernel_boot_is_for_hardware_vms_only() {
+    let vm = created(json!({"brand": "kvm", "boot_kernel": "/srv/vmlinuz", "boot_initrd": "/srv/initrd.img",
+                            "boot_args": "console=ttyS0 quiet"}));
+    assert_eq!(vm["boot_kernel"], "/srv/vmlinuz");
+    assert_eq!(vm["boot_args"], "console=ttyS0 quiet");
+    let e = refused(json!({"brand": "kvm", "boot_kernel": "vmlinuz"}));
+    assert_eq!(e.bad_values, ["boot_kernel"], "a relative path");
+    let e = lx_refused(json!({"boot_kernel": "/srv/vmlinuz"}));
+    assert!(e.bad_properties.contains(&"boot_kernel".to_string()), "{e:?}");
+}
+
+fn lx_refused(extra: Value) -> ValidationErrors {
+    let mut p = json!({"brand": "lx", "image_uuid": IMG});
+    p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    crate::validate_create(&p).unwrap_err()
+}
