@@ -1,15 +1,42 @@
-//! Images: SmartOS manifest v2 plus a root filesystem tarball, installed as
-//! a read-only dataset that zones clone in O(1).
+//! Images: SmartOS manifest v2 plus one file, installed as a read-only
+//! dataset named by the image's uuid.
+//!
+//! ```text
+//! <pool>/<image-uuid>/            the image's dataset, read-only once installed (SmartOS's @final)
+//!   root/                         lx-dataset: the root filesystem, which zones clone in O(1)
+//!   disk.raw                      zvol: the disk, raw and sparse, exactly image_size MiB long,
+//!                                 which a VM's disk clones by reflink (pool volumes)
+//! ```
 //!
 //! An install verifies the manifest and the file's size and SHA-1 before it
-//! touches the pool, records the image as `installing`, extracts the
-//! tarball into `<dataset>/root`, marks the dataset read-only (SmartOS's
-//! `@final`) and only then records it `ready`. Any failure destroys the
-//! dataset and the row: a failed install leaves nothing.
+//! touches the pool, records the image as `installing`, fills the dataset,
+//! marks it read-only and only then records it `ready`. Any failure
+//! destroys the dataset and the row: a failed install leaves nothing.
+//!
+//! - **lx-dataset**: the file is a tarball (plain, gzip, xz or zstd, told
+//!   by its magic), extracted into `root/`.
+//! - **zvol** (a hardware VM's disk): the file, decompressed the same way,
+//!   is a raw disk or a qcow2 one, told by its magic (`QFI\xfb`), never by
+//!   its name. A raw disk is written with its zero blocks left as holes; a
+//!   qcow2 one is converted by `qemu-img convert -O raw` (bounded in time,
+//!   its stderr in the error; no backing file, external data file or
+//!   encryption is accepted, so an image can read nothing of the host's).
+//!   Then the disk is padded (sparse) to `image_size` MiB, the disk size
+//!   SmartOS's manifests give and VMs' disks start from.
+//!
+//! A decompression bomb cannot fill the pool past its reserve (every
+//! dataset is in the pool's datasets qgroup); a zvol's disk is bounded
+//! tighter, by its manifest: a raw disk may not exceed `image_size`, a
+//! qcow2 disk's virtual size may not either (and its compressed-away file
+//! not by more than its metadata could need), and the install stops as
+//! soon as the stream says otherwise, refusing `image_size`.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha1::{Digest, Sha1};
@@ -20,9 +47,17 @@ use crate::Daemon;
 /// Image types a manifest may declare (IMGAPI).
 const IMAGE_TYPES: &[&str] = &["zone-dataset", "lx-dataset", "zvol", "docker", "other"];
 /// Image types this host can install today.
-const INSTALLABLE_TYPES: &[&str] = &["lx-dataset"];
+const INSTALLABLE_TYPES: &[&str] = &["lx-dataset", "zvol"];
 /// Operating systems a manifest may declare.
 const IMAGE_OS: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "other"];
+/// The volume, in a zvol image's dataset, holding its disk.
+pub(crate) const IMAGE_VOLUME: &str = "disk.raw";
+/// Where a compressed qcow2 disk is decompressed to before its conversion
+/// (in the image's dataset, so a failed install takes it along).
+const QCOW2_VOLUME: &str = "disk.qcow2";
+/// The largest `image_size` accepted, in MiB (1 PiB).
+const MAX_IMAGE_SIZE_MIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
 
 /// A manifest that passed validation, with what the daemon needs from it.
 pub struct Manifest {
@@ -30,6 +65,10 @@ pub struct Manifest {
     pub value: Value,
     pub sha1: String,
     pub size: u64,
+    /// `type` (one of the installable types).
+    pub image_type: String,
+    /// `image_size` in MiB: a zvol's disk size (required for zvol images).
+    pub image_size_mib: Option<u64>,
 }
 
 /// Checks a manifest (v2) and returns its identity and file facts, or the
@@ -71,10 +110,30 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
         Some(t) if !IMAGE_TYPES.contains(&t) => {
             errs.bad_value("type", format!("must be one of {}", IMAGE_TYPES.join(", ")))
         }
-        Some(t) if !INSTALLABLE_TYPES.contains(&t) => errs
-            .bad_value("type", format!("{t} images cannot be installed on this host yet; zones use lx-dataset images")),
+        Some(t) if !INSTALLABLE_TYPES.contains(&t) => errs.bad_value(
+            "type",
+            format!(
+                "{t} images cannot be installed on this host yet; zones use lx-dataset images, \
+                 hardware VMs zvol images"
+            ),
+        ),
         Some(_) => {}
     }
+    let zvol = s("type") == Some("zvol");
+    let image_size_mib = match obj.get("image_size") {
+        None if zvol => {
+            errs.missing("image_size", "is required for images of type zvol (the disk's size in MiB)");
+            None
+        }
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_IMAGE_SIZE_MIB).contains(&n) => Some(n),
+            _ => {
+                errs.bad_value("image_size", format!("must be a whole number of MiB from 1 to {MAX_IMAGE_SIZE_MIB}"));
+                None
+            }
+        },
+    };
     match s("os") {
         None => errs.missing("os", "is required"),
         Some(o) if !IMAGE_OS.contains(&o) => errs.bad_value("os", format!("must be one of {}", IMAGE_OS.join(", "))),
@@ -112,15 +171,28 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
             }
         }
     }
-    if let Some(req) = obj.get("requirements") {
-        match req.get("brand").map(Value::as_str) {
-            None | Some(Some("lx")) => {}
-            Some(_) if !req.is_object() => errs.bad_value("requirements", "must be an object"),
-            Some(_) => errs.bad_value("requirements.brand", "lx-dataset images can only require brand lx"),
+    if let Some(brand) = obj.get("requirements").and_then(|r| r.get("brand")) {
+        match (s("type"), brand.as_str()) {
+            (Some("zvol"), Some("kvm" | "bhyve")) | (Some("lx-dataset"), Some("lx")) => {}
+            (Some("zvol"), _) => {
+                errs.bad_value("requirements.brand", "zvol images (disks) can only require brand kvm or bhyve")
+            }
+            (Some("lx-dataset"), _) => {
+                errs.bad_value("requirements.brand", "lx-dataset images can only require brand lx")
+            }
+            // Another type, refused above already.
+            _ => {}
         }
     }
     match (errs.is_empty(), uuid) {
-        (true, Some(uuid)) => Ok(Manifest { uuid, value: m.clone(), sha1, size }),
+        (true, Some(uuid)) => Ok(Manifest {
+            uuid,
+            value: m.clone(),
+            sha1,
+            size,
+            image_type: s("type").unwrap_or_default().to_string(),
+            image_size_mib,
+        }),
         _ => Err(errs),
     }
 }
@@ -154,33 +226,38 @@ fn verify_file(file: &mut File, path: &Path, m: &Manifest) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Extracts a (possibly compressed) tarball into `dest`, keeping owners,
-/// modes, xattrs and special files; members may not escape `dest`.
-fn extract(file: File, dest: &Path) -> std::io::Result<()> {
+/// The file's stream, decompressed as its first bytes say (gzip, xz,
+/// zstd; anything else is read as it is), and the compression's name.
+fn decompress(file: File) -> std::io::Result<(Box<dyn Read>, Option<&'static str>)> {
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 6];
     let n = {
-        use std::io::BufRead;
         let buf = reader.fill_buf()?;
         let n = buf.len().min(6);
         magic[..n].copy_from_slice(&buf[..n]);
         n
     };
     let magic = &magic[..n];
-    let stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        (Box::new(flate2::read::MultiGzDecoder::new(reader)), Some("gzip"))
     } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(xz2::read::XzDecoder::new_multi_decoder(reader))
+        (Box::new(xz2::read::XzDecoder::new_multi_decoder(reader)), Some("xz"))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
+        (Box::new(zstd::stream::read::Decoder::with_buffer(reader)?), Some("zstd"))
     } else if magic.starts_with(b"BZh") {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "bzip2 image files are not supported; recompress with gzip, xz or zstd",
         ));
     } else {
-        Box::new(reader)
-    };
+        (Box::new(reader), None)
+    })
+}
+
+/// Extracts a (possibly compressed) tarball into `dest`, keeping owners,
+/// modes, xattrs and special files; members may not escape `dest`.
+fn extract(file: File, dest: &Path) -> std::io::Result<()> {
+    let (stream, _) = decompress(file)?;
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -188,6 +265,183 @@ fn extract(file: File, dest: &Path) -> std::io::Result<()> {
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
     archive.unpack(dest)
+}
+
+/// The first bytes of a qcow2 disk (any version).
+const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+
+/// Why a bounded copy stopped.
+#[derive(Debug)]
+enum CopyError {
+    /// The stream held more than the bound.
+    TooBig,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+}
+
+/// Writes `stream` into the empty file `out` from its start, leaving
+/// all-zero blocks as holes, and gives the file the stream's length.
+/// Stops with [`CopyError::TooBig`] as soon as the stream passes `max`
+/// bytes (a decompression bomb reads no further). Returns the length.
+fn copy_sparse(stream: &mut dyn Read, out: &File, max: u64) -> Result<u64, CopyError> {
+    const BLOCK: usize = 64 << 10;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        // Fill the buffer (a decoder returns short reads).
+        let mut n = 0;
+        while n < buf.len() {
+            match stream.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Io(e)),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if at + n as u64 > max {
+            return Err(CopyError::TooBig);
+        }
+        for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+            if block.iter().any(|&b| b != 0) {
+                out.write_all_at(block, at + (i * BLOCK) as u64).map_err(CopyError::Io)?;
+            }
+        }
+        at += n as u64;
+    }
+    out.set_len(at).map_err(CopyError::Io)?;
+    Ok(at)
+}
+
+/// A host tool's run that ended: its exit status, stdout and stderr (each
+/// cut at a bound).
+struct ToolRun {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Why a host tool's run did not give an answer.
+#[derive(Debug, thiserror::Error)]
+enum ToolError {
+    /// It could not start.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran out of time and was killed.
+    #[error("{program} did not finish within {} s and was killed", limit.as_secs())]
+    TimedOut {
+        /// The program.
+        program: String,
+        /// Its time.
+        limit: Duration,
+    },
+}
+
+/// Reads `pipe` to its end, keeping the first `keep` bytes.
+fn drain(mut pipe: impl Read + Send + 'static, keep: usize) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = keep.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        String::from_utf8_lossy(&kept).trim().to_string()
+    })
+}
+
+/// Runs `program args…` with no stdin for at most `limit`, killing it
+/// then. Keeps 1 MiB of its stdout and 16 KiB of its stderr.
+fn run_bounded(program: &str, args: &[&OsStr], limit: Duration) -> Result<ToolRun, ToolError> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ToolError::Spawn { program: program.to_string(), source })?;
+    let stdout = child.stdout.take().map(|p| drain(p, 1 << 20));
+    let stderr = child.stderr.take().map(|p| drain(p, 16 << 10));
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < limit => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => {
+                if let Err(e) = &other {
+                    tracing::warn!(program, error = %e, "cannot wait for a host tool; killing it");
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ToolError::TimedOut { program: program.to_string(), limit });
+            }
+        }
+    };
+    let joined = |h: Option<std::thread::JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(ToolRun { status, stdout: joined(stdout), stderr: joined(stderr) })
+}
+
+/// What `qemu-img info` says of a qcow2 disk that matters here.
+#[derive(Debug, PartialEq, Eq)]
+struct Qcow2Info {
+    virtual_size: u64,
+    /// Why the disk cannot be installed, if it cannot: it reads other
+    /// files (a backing file, an external data file) or is encrypted.
+    refused: Option<String>,
+}
+
+/// Reads `qemu-img info --output=json`'s answer.
+fn parse_qcow2_info(json: &str) -> Result<Qcow2Info, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("unreadable qemu-img info output: {e}"))?;
+    let virtual_size =
+        v.get("virtual-size").and_then(Value::as_u64).ok_or("qemu-img info gave no virtual-size".to_string())?;
+    let data = v.pointer("/format-specific/data");
+    let refused = if let Some(backing) = v.get("backing-filename").and_then(Value::as_str) {
+        Some(format!("it has a backing file ({backing}); an image must hold its whole disk"))
+    } else if let Some(file) = data.and_then(|d| d.get("data-file")).and_then(Value::as_str) {
+        Some(format!("its data is in an external file ({file}); an image must hold its whole disk"))
+    } else if v.get("encrypted").and_then(Value::as_bool) == Some(true) {
+        Some("it is encrypted".to_string())
+    } else {
+        None
+    };
+    Ok(Qcow2Info { virtual_size, refused })
+}
+
+/// `qemu-img`'s `json:` name for the qcow2 disk at `path` opened with no
+/// backing file whatever its header says (so a disk swapped after
+/// `qemu-img info` still reads nothing but itself), as an argument.
+fn qcow2_source(path: &Path) -> std::ffi::OsString {
+    let spec = serde_json::json!({
+        "driver": "qcow2",
+        "backing": null,
+        "file": {"driver": "file", "filename": path.to_string_lossy()},
+    });
+    format!("json:{spec}").into()
+}
+
+/// How long `qemu-img convert` may take for a disk of `bytes`: 2 minutes,
+/// and a minute more per GiB (a slow disk writes 20 MB/s).
+fn convert_time(bytes: u64) -> Duration {
+    Duration::from_secs(120 + 60 * bytes.div_ceil(1 << 30))
 }
 
 impl Daemon {
@@ -213,15 +467,13 @@ impl Daemon {
         let result = (|| -> Result<(), ApiError> {
             let ds = self.pool.create(&name).map_err(|e| self.pool_step_error("create image dataset", e))?;
             made = true;
-            let root = ds.join("root");
-            std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
-            extract(file, &root).map_err(|e| {
-                if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-                    ApiError::internal(format!("extract image: pool {} is full", self.pool.name()))
-                } else {
-                    step_error("extract image", e)
-                }
-            })?;
+            if m.image_type == "zvol" {
+                self.install_disk(&m, file, path)?;
+            } else {
+                let root = ds.join("root");
+                std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
+                extract(file, &root).map_err(|e| self.write_error("extract image", e))?;
+            }
             self.pool.set_readonly(&name, true).map_err(|e| step_error("make image read-only", e))?;
             self.store.set_image_phase(m.uuid, "ready")?;
             Ok(())
@@ -233,6 +485,143 @@ impl Daemon {
         self.keep_reserve();
         tracing::info!(image = %m.uuid, "installed image");
         self.image_record(m.uuid)
+    }
+
+    /// An I/O error while filling an image's dataset, saying so plainly
+    /// when the pool is full.
+    fn write_error(&self, step: &str, e: std::io::Error) -> ApiError {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            ApiError::internal(format!("{step}: pool {} is full", self.pool.name()))
+        } else {
+            step_error(step, e)
+        }
+    }
+
+    /// Fills a zvol image's (new, empty) dataset with its disk,
+    /// [`IMAGE_VOLUME`], from the verified `file` at `path`: see the
+    /// module doc.
+    fn install_disk(&self, m: &Manifest, file: File, path: &Path) -> Result<(), ApiError> {
+        let name = m.uuid.to_string();
+        let mib = m.image_size_mib.ok_or_else(|| ApiError::internal("a zvol manifest without image_size"))?;
+        let size = mib * MIB;
+        let too_big = |what: String| {
+            let mut errs = ValidationErrors::default();
+            errs.bad_value("image_size", format!("{what} is larger than image_size ({mib} MiB, {size} bytes)"));
+            ApiError::validation(errs)
+        };
+        let read_error = |e: std::io::Error| ApiError::invalid(format!("reading image file {}: {e}", path.display()));
+        let (mut stream, compression) = decompress(file).map_err(read_error)?;
+        // Told by its first bytes, whatever the file is called.
+        let mut head = [0u8; 4];
+        let mut n = 0;
+        while n < head.len() {
+            match stream.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_error(e)),
+            }
+        }
+        let mut stream = std::io::Cursor::new(head[..n].to_vec()).chain(stream);
+        let create = |volume: &str, bytes: u64| -> Result<(PathBuf, File), ApiError> {
+            let at = self
+                .pool
+                .create_volume(&name, volume, bytes)
+                .map_err(|e| self.pool_step_error("create image disk", e))?;
+            let f = File::options().write(true).open(&at).map_err(|e| step_error("open image disk", e))?;
+            Ok((at, f))
+        };
+        if head[..n] != *QCOW2_MAGIC {
+            let (_, out) = create(IMAGE_VOLUME, 0)?;
+            match copy_sparse(&mut stream, &out, size) {
+                Ok(_) => {}
+                Err(CopyError::TooBig) => return Err(too_big(format!("the raw disk in {}", path.display()))),
+                Err(CopyError::Io(e)) => return Err(self.write_error("write image disk", e)),
+            }
+            // The disk is image_size long, the end a hole where the file stopped short.
+            out.set_len(size).map_err(|e| self.write_error("size image disk", e))?;
+            return out.sync_all().map_err(|e| self.write_error("write image disk", e));
+        }
+        let source = match compression {
+            None => path.to_path_buf(),
+            Some(_) => {
+                // qemu-img reads a disk, not a stream. The bound: the disk
+                // plus all the metadata a qcow2 file could need for it.
+                let (at, out) = create(QCOW2_VOLUME, 0)?;
+                match copy_sparse(&mut stream, &out, size + size / 16 + 64 * MIB) {
+                    Ok(_) => at,
+                    Err(CopyError::TooBig) => {
+                        return Err(too_big(format!("the qcow2 file decompressed from {}", path.display())))
+                    }
+                    Err(CopyError::Io(e)) => return Err(self.write_error("decompress image disk", e)),
+                }
+            }
+        };
+        let info = qemu_img(
+            "read the qcow2 disk",
+            path,
+            &[
+                OsStr::new("info"),
+                OsStr::new("--output=json"),
+                OsStr::new("-f"),
+                OsStr::new("qcow2"),
+                source.as_os_str(),
+            ],
+            Duration::from_secs(60),
+        )?;
+        let info =
+            parse_qcow2_info(&info).map_err(|e| ApiError::internal(format!("image file {}: {e}", path.display())))?;
+        if let Some(why) = info.refused {
+            return Err(ApiError::invalid(format!(
+                "image file {}: its qcow2 disk cannot be installed: {why}",
+                path.display()
+            )));
+        }
+        if info.virtual_size > size {
+            return Err(too_big(format!("the qcow2 disk in {} ({} bytes)", path.display(), info.virtual_size)));
+        }
+        let (disk, out) = create(IMAGE_VOLUME, size)?;
+        let target =
+            serde_json::json!({"driver": "raw", "file": {"driver": "file", "filename": disk.to_string_lossy()}});
+        let target = std::ffi::OsString::from(format!("json:{target}"));
+        let args = [
+            OsStr::new("convert"),
+            OsStr::new("-q"),
+            OsStr::new("-n"),
+            OsStr::new("--target-is-zero"),
+            OsStr::new("-f"),
+            OsStr::new("qcow2"),
+            OsStr::new("-O"),
+            OsStr::new("raw"),
+            &qcow2_source(&source),
+            &target,
+        ];
+        qemu_img("convert the qcow2 disk to raw", path, &args, convert_time(size)).map_err(|e| {
+            if e.message.contains("Disk quota exceeded") || e.message.contains("No space left") {
+                ApiError::internal(format!("convert image disk: pool {} is full: {}", self.pool.name(), e.message))
+            } else {
+                e
+            }
+        })?;
+        out.sync_all().map_err(|e| self.write_error("write image disk", e))?;
+        if compression.is_some() {
+            self.pool.destroy_volume(&name, QCOW2_VOLUME).map_err(|e| step_error("remove the qcow2 file", e))?;
+        }
+        Ok(())
+    }
+
+    /// An installed zvol image's disk, for a VM's disk to clone
+    /// ([`zonevisor_pool::Pool::clone_volume`]); `None` when `uuid` is no
+    /// installed zvol image.
+    pub fn image_volume(&self, uuid: ImageUuid) -> Option<ImageVolume> {
+        let row = self.store.get_image(uuid).ok().flatten().filter(|r| r.phase == "ready")?;
+        if row.manifest.get("type").and_then(Value::as_str) != Some("zvol") {
+            return None;
+        }
+        let name = uuid.to_string();
+        let path = self.pool.volume_path(&name, IMAGE_VOLUME).ok()?;
+        let size_bytes = self.pool.volume_size(&name, IMAGE_VOLUME).ok()?;
+        Some(ImageVolume { path, size_bytes })
     }
 
     /// Removes whatever an image install left: its row, and its dataset
@@ -256,9 +645,9 @@ impl Daemon {
     pub fn image_record(&self, uuid: ImageUuid) -> Result<ImageRecord, ApiError> {
         match self.store.get_image(uuid)? {
             Some(row) if row.phase == "ready" => Ok(ImageRecord {
-                manifest: row.manifest,
                 zpool: self.pool.name().to_string(),
                 clones: self.store.image_clones(uuid)?,
+                manifest: row.manifest,
             }),
             _ => Err(ApiError::not_found(format!("image \"{uuid}\" was not found on zpool \"{}\"", self.pool.name()))),
         }
@@ -270,16 +659,17 @@ impl Daemon {
         for (uuid, row) in self.store.list_images()? {
             if row.phase == "ready" {
                 out.push(ImageRecord {
-                    manifest: row.manifest,
                     zpool: self.pool.name().to_string(),
                     clones: self.store.image_clones(uuid)?,
+                    manifest: row.manifest,
                 });
             }
         }
         Ok(out)
     }
 
-    /// `imgadm delete`: refused while any instance was cloned from it.
+    /// `imgadm delete`: refused while any instance was cloned from it
+    /// (a zone's root, or a VM's disk).
     pub fn delete_image(&self, uuid: ImageUuid) -> Result<(), ApiError> {
         self.image_record(uuid)?;
         let users = self.store.instances_using_image(uuid)?;
@@ -295,6 +685,40 @@ impl Daemon {
         self.store.delete_image(uuid)?;
         tracing::info!(image = %uuid, "deleted image");
         Ok(())
+    }
+}
+
+/// An installed zvol image's disk ([`Daemon::image_volume`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageVolume {
+    /// The raw disk file (read-only: the image's dataset is).
+    pub path: PathBuf,
+    /// Its size in bytes: the manifest's `image_size` MiB.
+    pub size_bytes: u64,
+}
+
+/// Runs `qemu-img args…` (bounded by `limit`) on the image file at
+/// `path` for `what`; its stdout, or an error with its stderr.
+fn qemu_img(what: &str, path: &Path, args: &[&OsStr], limit: Duration) -> Result<String, ApiError> {
+    match run_bounded("qemu-img", args, limit) {
+        Ok(run) if run.status.success() => Ok(run.stdout),
+        Ok(run) => {
+            use std::os::unix::process::ExitStatusExt;
+            let how = match (run.status.code(), run.status.signal()) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(signal)) => format!("was killed by signal {signal}"),
+                (None, None) => run.status.to_string(),
+            };
+            Err(ApiError::invalid(format!(
+                "image file {}: cannot {what}: qemu-img {how}: {}",
+                path.display(),
+                run.stderr
+            )))
+        }
+        Err(e @ ToolError::Spawn { .. }) => {
+            Err(ApiError::internal(format!("{what}: {e} (qemu-img comes with Debian's qemu-utils)")))
+        }
+        Err(e) => Err(ApiError::internal(format!("image file {}: cannot {what}: {e}", path.display()))),
     }
 }
 
@@ -342,7 +766,7 @@ mod tests {
         let mut m = good();
         m["v"] = json!(1);
         m["uuid"] = json!("nope");
-        m["type"] = json!("zvol");
+        m["type"] = json!("docker");
         m["files"][0]["sha1"] = json!("xyz");
         m.as_object_mut().unwrap().remove("name");
         let e = check_manifest(&m).err().unwrap();
@@ -424,5 +848,107 @@ mod tests {
         let mut m = good();
         m["os"] = json!("smartos");
         assert_eq!(check_manifest(&m).err().unwrap().bad_values, vec!["os"]);
+    }
+
+    fn zvol() -> Value {
+        let mut m = good();
+        m["type"] = json!("zvol");
+        m["image_size"] = json!(10240);
+        m["requirements"] = json!({"brand": "bhyve"});
+        m
+    }
+
+    #[test]
+    fn zvol_manifests_need_image_size_and_a_vm_brand() {
+        let m = check_manifest(&zvol()).unwrap();
+        assert_eq!((m.image_type.as_str(), m.image_size_mib), ("zvol", Some(10240)));
+        let mut any_os = zvol();
+        any_os["os"] = json!("windows");
+        any_os["requirements"] = json!({"brand": "kvm"});
+        check_manifest(&any_os).unwrap();
+
+        let mut no_size = zvol();
+        no_size.as_object_mut().unwrap().remove("image_size");
+        let e = check_manifest(&no_size).err().unwrap();
+        assert_eq!(e.missing_properties, ["image_size"]);
+        assert!(e.reasons["image_size"].contains("type zvol"), "{:?}", e.reasons);
+        for bad in [json!(0), json!(-1), json!(1.5), json!("10240"), json!(1u64 << 31)] {
+            let mut m = zvol();
+            m["image_size"] = bad.clone();
+            assert_eq!(check_manifest(&m).err().unwrap().bad_values, ["image_size"], "{bad}");
+        }
+        let mut lx = zvol();
+        lx["requirements"] = json!({"brand": "lx"});
+        let e = check_manifest(&lx).err().unwrap();
+        assert_eq!(e.bad_values, ["requirements.brand"]);
+        assert!(e.reasons["requirements.brand"].contains("kvm or bhyve"), "{:?}", e.reasons);
+        // An lx-dataset image may not require a VM brand, and its image_size is optional.
+        let mut zone = good();
+        zone["requirements"] = json!({"brand": "kvm"});
+        assert_eq!(check_manifest(&zone).err().unwrap().bad_values, ["requirements.brand"]);
+        assert_eq!(check_manifest(&good()).unwrap().image_size_mib, None);
+        // Other types are still refused, naming what this host installs.
+        let mut docker = zvol();
+        docker["type"] = json!("docker");
+        let e = check_manifest(&docker).err().unwrap();
+        assert!(e.reasons["type"].contains("zvol") && e.reasons["type"].contains("lx-dataset"), "{:?}", e.reasons);
+    }
+
+    #[test]
+    fn copy_sparse_leaves_zero_blocks_as_holes_and_stops_at_the_bound() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut disk = vec![0u8; 8 << 20];
+        disk[..4].copy_from_slice(b"boot");
+        disk[5 << 20..(5 << 20) + 3].copy_from_slice(b"mid");
+        let out = File::options().read(true).write(true).create_new(true).open(dir.path().join("d")).unwrap();
+        let n = copy_sparse(&mut &disk[..], &out, 8 << 20).unwrap();
+        assert_eq!(n, 8 << 20);
+        let md = out.metadata().unwrap();
+        assert_eq!(md.len(), 8 << 20);
+        assert!(md.blocks() * 512 <= 256 << 10, "{} bytes allocated for two blocks", md.blocks() * 512);
+        assert_eq!(std::fs::read(dir.path().join("d")).unwrap(), disk);
+
+        // One byte over: refused, having read no more than the bound and a buffer.
+        let out = File::options().write(true).create_new(true).open(dir.path().join("e")).unwrap();
+        let mut endless = std::io::repeat(1).take(1 << 40);
+        assert!(matches!(copy_sparse(&mut endless, &out, (8 << 20) - 1), Err(CopyError::TooBig)));
+        assert!(endless.limit() > (1 << 40) - (16 << 20), "read {} bytes", (1u64 << 40) - endless.limit());
+    }
+
+    #[test]
+    fn qcow2_info_refuses_disks_that_read_other_files() {
+        let plain = r#"{"virtual-size": 8388608, "format": "qcow2",
+            "format-specific": {"type": "qcow2", "data": {"compat": "1.1", "corrupt": false}}}"#;
+        assert_eq!(parse_qcow2_info(plain).unwrap(), Qcow2Info { virtual_size: 8 << 20, refused: None });
+        let backing = r#"{"virtual-size": 1, "backing-filename": "/etc/shadow", "format": "qcow2"}"#;
+        assert!(parse_qcow2_info(backing).unwrap().refused.unwrap().contains("backing file (/etc/shadow)"));
+        let data_file = r#"{"virtual-size": 1, "format-specific": {"data": {"data-file": "/dev/sda"}}}"#;
+        assert!(parse_qcow2_info(data_file).unwrap().refused.unwrap().contains("external file (/dev/sda)"));
+        let encrypted = r#"{"virtual-size": 1, "encrypted": true}"#;
+        assert!(parse_qcow2_info(encrypted).unwrap().refused.unwrap().contains("encrypted"));
+        assert!(parse_qcow2_info("{}").unwrap_err().contains("virtual-size"));
+        assert!(parse_qcow2_info("qemu-img: oops").is_err());
+        // The source qemu-img converts never opens a backing file.
+        let arg = qcow2_source(Path::new("/pool/x/disk \"q\".qcow2"));
+        let spec: Value = serde_json::from_str(arg.to_str().unwrap().strip_prefix("json:").unwrap()).unwrap();
+        assert_eq!(spec["backing"], Value::Null);
+        assert_eq!(spec["file"]["filename"], "/pool/x/disk \"q\".qcow2");
+    }
+
+    #[test]
+    fn host_tools_run_bounded_in_time_with_their_stderr() {
+        let sh = |script: &str, limit| run_bounded("sh", &[OsStr::new("-c"), OsStr::new(script)], limit);
+        let run = sh("echo out; echo err >&2; exit 3", Duration::from_secs(10)).unwrap();
+        assert_eq!((run.status.code(), run.stdout.as_str(), run.stderr.as_str()), (Some(3), "out", "err"));
+        let start = Instant::now();
+        let err = sh("sleep 30", Duration::from_millis(200)).err().unwrap();
+        assert!(matches!(err, ToolError::TimedOut { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        let err = run_bounded("/nonexistent/qemu-img", &[], Duration::from_secs(1)).err().unwrap();
+        assert!(matches!(err, ToolError::Spawn { .. }), "{err}");
+        // A flood of stderr neither blocks the tool nor the daemon's memory.
+        let run = sh("head -c 4000000 /dev/zero | tr '\\0' x >&2", Duration::from_secs(30)).unwrap();
+        assert!(run.status.success() && run.stderr.len() == 16 << 10, "{}", run.stderr.len());
     }
 }

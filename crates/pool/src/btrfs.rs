@@ -4,7 +4,7 @@
 //!
 //! The dataset hot path (create, clone, read-only, destroy, quota, usage)
 //! uses btrfs ioctls ([`crate::sys`]), never the `btrfs` command: a clone is
-//! one `BTRFS_IOC_SNAP_CREATE_V2`. Quotas are simple quotas where the kernel
+//! one `BTRFS_IOC_SNAP_CREATE_V2`, a volume's clone one `FICLONE`. Quotas are simple quotas where the kernel
 //! has them (6.7+), otherwise classic qgroups.
 
 use std::ffi::OsStr;
@@ -322,6 +322,12 @@ impl Backend for BtrfsBackend {
         let origin = open_subvol(origin)?;
         let (dir, name) = parent_and_name(path)?;
         created(path, "snapshot subvolume", sys::snap_create(&dir, name, &origin, false, &[DATASETS_QGROUP]))
+    }
+
+    fn clone_file(&self, src: &File, dst: &File, path: &Path) -> Result<()> {
+        // Never a copy: that would take time and space in the disk's size,
+        // all charged to the dataset's quota.
+        sys::ficlone(dst, src).map_err(|e| PoolError::io("reflink (FICLONE) into", path, e))
     }
 
     fn destroy_and_wait(&self, path: &Path) -> Result<()> {

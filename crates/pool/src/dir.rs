@@ -1,7 +1,9 @@
 //! The dir backend, for hosts without btrfs: datasets are plain directories
 //! under the mountpoint, clones are `cp -a --reflink=auto` copies, the
 //! read-only flag is a marker file next to the dataset (`.<name>.readonly`;
-//! dot names are never datasets), and quotas are refused.
+//! dot names are never datasets), and quotas are refused. A volume's clone
+//! is a reflink where the filesystem has them (XFS, btrfs), else a copy of
+//! its data ranges, holes kept: time and space in what the disk holds.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -102,6 +104,20 @@ impl Backend for DirBackend {
             let _ = std::fs::remove_dir_all(path);
         }
         copied.map(drop)
+    }
+
+    fn clone_file(&self, src: &std::fs::File, dst: &std::fs::File, path: &Path) -> Result<()> {
+        match crate::sys::ficlone(dst, src) {
+            Ok(()) => Ok(()),
+            // No reflinks here (ext4, tmpfs: EOPNOTSUPP or ENOTTY; EINVAL
+            // for files the filesystem will not share): copy.
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::EXDEV)) =>
+            {
+                crate::volume::sparse_copy(src, dst).map_err(|e| PoolError::io("copy volume into", path, e))
+            }
+            Err(e) => Err(PoolError::io("reflink (FICLONE) into", path, e)),
+        }
     }
 
     fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()> {

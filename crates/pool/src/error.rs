@@ -14,6 +14,28 @@ pub enum PoolError {
     /// The dataset does not exist.
     #[error("dataset {0} does not exist")]
     NotFound(PathBuf),
+    /// A volume file name that is not allowed.
+    #[error("invalid volume name {0:?}")]
+    BadVolumeName(String),
+    /// The volume already exists.
+    #[error("volume {0} already exists")]
+    VolumeExists(PathBuf),
+    /// The volume does not exist (or what is there is not a regular file).
+    #[error("volume {0} does not exist")]
+    VolumeNotFound(PathBuf),
+    /// Making a volume smaller than it is, unasked: its end would be lost.
+    #[error(
+        "volume {path} is {current} bytes; shrinking it to {requested} bytes would discard its end \
+         (refused unless forced)"
+    )]
+    Shrink {
+        /// The volume (for a clone: its source).
+        path: PathBuf,
+        /// Its size now, in bytes.
+        current: u64,
+        /// The size asked for, in bytes.
+        requested: u64,
+    },
     /// The backend cannot do this.
     #[error("the {backend} pool backend cannot {what}")]
     Unsupported {

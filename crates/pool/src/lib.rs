@@ -14,16 +14,22 @@
 //! - **dir**: plain directories, for hosts without btrfs. Clones are copies
 //!   (reflinked where the filesystem can), and quotas are not enforced:
 //!   [`Capabilities`] says so and [`Pool::set_quota`] refuses.
+//!
+//! A dataset may also hold **volumes**, a hardware VM's disks: sparse
+//! files in its top directory, cloned from an image's by reflink
+//! (`volume.rs` has the layout and the rules).
 
 mod btrfs;
 mod dir;
 mod error;
 mod host;
 mod sys;
+mod volume;
 
 use std::path::{Path, PathBuf};
 
 pub use error::PoolError;
+pub use volume::check_volume_name;
 
 /// Reading a btrfs file system's trees, for what outside the pool needs to
 /// know of a dataset (the zone's monitor answers `statfs(2)` with its
@@ -127,6 +133,10 @@ pub(crate) trait Backend: Send + Sync {
     fn create(&self, path: &Path) -> Result<()>;
     /// A writable clone of `origin` at `path`; fails if `path` exists.
     fn clone_from(&self, origin: &Path, path: &Path) -> Result<()>;
+    /// Makes `dst` (a new, empty file at `path`) a copy of `src`: a
+    /// reflink sharing its blocks where the backend can, O(1) where
+    /// [`Capabilities::o1_clone`] says so.
+    fn clone_file(&self, src: &std::fs::File, dst: &std::fs::File, path: &Path) -> Result<()>;
     /// Marks a dataset read-only or writable.
     fn set_readonly(&self, path: &Path, readonly: bool) -> Result<()>;
     /// Whether a dataset is read-only.
@@ -283,7 +293,10 @@ impl Pool {
         check_name(name).is_ok() && self.backend.is_dataset(&self.dataset_path(name))
     }
 
-    /// Creates an empty dataset (its top directory root's alone).
+    /// Creates an empty dataset (its top directory root's alone), a member
+    /// of the pool's datasets from its first byte (on btrfs: of the
+    /// qgroup that keeps the reserve): an image's, or an instance's
+    /// without an image (a VM whose disks are all new volumes).
     pub fn create(&self, name: &str) -> Result<PathBuf> {
         let path = self.checked_path(name)?;
         self.backend.create(&path)?;
