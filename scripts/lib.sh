@@ -13,6 +13,7 @@ ZONEVISOR_APT_PACKAGES=(
     btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap lxcfs
     xz-utils zstd ca-certificates gcc libc6-dev pkg-config util-linux
     man-db groff-base bash-completion zsh systemd
+    qemu-utils qemu-system-x86 ovmf seabios
 )
 
 phase() { printf '\n==> %s\n' "$*" >&2; }
