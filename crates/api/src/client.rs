@@ -174,8 +174,13 @@ impl Client {
     }
 
     /// `POST /v1/vms/{uuid}/start`.
-    pub fn start_vm(&self, uuid: &str) -> Result<Done, ClientError> {
-        self.call("POST", &with_uuid(routes::VM_START, uuid), Some(&serde_json::json!({})))
+    pub fn start_vm(&self, uuid: &str, req: &StartRequest) -> Result<Done, ClientError> {
+        self.call("POST", &with_uuid(routes::VM_START, uuid), Some(req))
+    }
+
+    /// `POST /v1/vms/{uuid}/sysrq`.
+    pub fn sysrq_vm(&self, uuid: &str, req: &SysrqRequest) -> Result<Done, ClientError> {
+        self.call("POST", &with_uuid(routes::VM_SYSRQ, uuid), Some(req))
     }
 
     /// `POST /v1/vms/{uuid}/stop`.

@@ -43,9 +43,15 @@ fn delete_vm() {}
               (status = 400, body = ApiError)))]
 fn update_vm() {}
 
-#[utoipa::path(post, path = "/v1/vms/{uuid}/start", params(("uuid" = String, Path)),
-    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/vms/{uuid}/start", params(("uuid" = String, Path)), request_body = StartRequest,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
 fn start_vm() {}
+
+/// A hardware VM's NMI (`nmi`) or a screenshot of its display
+/// (`screenshot`, written to `<zonepath>/root/tmp/vm.ppm`).
+#[utoipa::path(post, path = "/v1/vms/{uuid}/sysrq", params(("uuid" = String, Path)), request_body = SysrqRequest,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+fn sysrq_vm() {}
 
 #[utoipa::path(post, path = "/v1/vms/{uuid}/stop", params(("uuid" = String, Path)), request_body = StopRequest,
     responses((status = 200, body = Done), (status = 409, body = ApiError)))]
@@ -113,6 +119,7 @@ fn delete_image() {}
         stop_vm,
         reboot_vm,
         kill_vm,
+        sysrq_vm,
         vm_info,
         vm_console,
         events,
@@ -128,6 +135,9 @@ fn delete_image() {}
         StopRequest,
         RebootRequest,
         KillRequest,
+        StartRequest,
+        AttachDisk,
+        SysrqRequest,
         ValidateRequest,
         ValidateAction,
         ImageInstallRequest,

@@ -23,6 +23,8 @@ pub const VM_STOP: &str = "/v1/vms/{uuid}/stop";
 pub const VM_REBOOT: &str = "/v1/vms/{uuid}/reboot";
 /// `POST`: send a signal to init.
 pub const VM_KILL: &str = "/v1/vms/{uuid}/kill";
+/// `POST`: a running hardware VM's NMI or screenshot (`vmadm sysrq`).
+pub const VM_SYSRQ: &str = "/v1/vms/{uuid}/sysrq";
 /// `GET`: a running zone's live usage.
 pub const VM_INFO: &str = "/v1/vms/{uuid}/info";
 /// `GET`: where a zone's console is served and logged (`vmadm console`).

@@ -56,6 +56,50 @@ pub struct RebootRequest {
     pub force: bool,
 }
 
+/// `POST /v1/vms/{uuid}/start`: SmartOS's one-off boot options of a
+/// hardware VM (`vmadm start <uuid> order=cd,once=d cdrom=/x.iso,ide`);
+/// a zone takes none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StartRequest {
+    /// The boot order for this boot (`c` disk, `d` CD-ROM, `n` network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// The boot order for the first boot only (a reboot from inside goes
+    /// back to `order`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<String>,
+    /// CD-ROMs attached for this boot: a path inside the VM's zone root
+    /// (`<zonepath>/root`) and a model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdrom: Vec<AttachDisk>,
+    /// Disks attached for this boot, likewise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk: Vec<AttachDisk>,
+}
+
+impl StartRequest {
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &StartRequest::default()
+    }
+}
+
+/// A disk or CD-ROM attached for one boot (`cdrom=/x.iso,ide`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttachDisk {
+    /// The file, inside the VM's zone root.
+    pub path: String,
+    /// `ide`, `scsi`, `virtio`, ...
+    pub model: String,
+}
+
+/// `POST /v1/vms/{uuid}/sysrq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SysrqRequest {
+    /// `nmi` or `screenshot`.
+    pub request: String,
+}
+
 /// `POST /v1/vms/{uuid}/kill`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct KillRequest {

@@ -197,11 +197,26 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "start",
         aliases: &["boot"],
-        usage: &["start <uuid>"],
-        summary: "Start the zone and set autoboot.",
-        description: &[],
+        usage: &["start <uuid> [order=cdn[,once=d]] [cdrom=/path.iso,model ...] [disk=/path,model ...]"],
+        summary: "Start the instance and set autoboot.",
+        description: &[
+            "A hardware VM takes SmartOS's boot options for this boot only: order= sets the boot order (c: disk, \
+             d: CD-ROM, n: network) and ,once= the order of the first boot only; cdrom= and disk= attach an ISO or \
+             a disk file for this boot, a path inside the VM's zone root (<zonepath>/root) with a model (ide, \
+             scsi, virtio, ahci, nvme). A zone takes none.",
+        ],
         options: &[],
-        operands: &[Kind::Instance],
+        operands: &[Kind::Instance, Kind::Any],
+    },
+    CommandDoc {
+        name: "sysrq",
+        aliases: &[],
+        usage: &["sysrq <uuid> nmi|screenshot"],
+        summary: "Send a running hardware VM an NMI, or take a screenshot of its display.",
+        description: &["nmi sends the guest's kernel a non-maskable interrupt. screenshot writes the VM's display to \
+             <zonepath>/root/tmp/vm.ppm, as SmartOS does."],
+        options: &[],
+        operands: &[Kind::RunningInstance, Kind::Word(&["nmi", "screenshot"])],
     },
     CommandDoc {
         name: "stop",

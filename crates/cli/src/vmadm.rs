@@ -10,8 +10,8 @@
 
 use serde_json::{Map, Value};
 use zonevisor_api::{
-    ClientError, ErrorKind, Event, EventType, InstanceUuid, KillRequest, RebootRequest, StopRequest, ValidateAction,
-    ValidateRequest, VmObject,
+    AttachDisk, ClientError, ErrorKind, Event, EventType, InstanceUuid, KillRequest, RebootRequest, StartRequest,
+    StopRequest, SysrqRequest, ValidateAction, ValidateRequest, VmObject,
 };
 
 use crate::args::{self, Mode, Opt};
@@ -187,10 +187,19 @@ pub enum Command {
     List(ListOpts),
     /// `lookup ...`.
     Lookup(LookupOpts),
-    /// `start <uuid>`.
+    /// `start <uuid> [order=cdn[,once=d]] [cdrom=path,model] [disk=path,model]`.
     Start {
         /// The instance.
         uuid: InstanceUuid,
+        /// A hardware VM's one-off boot options.
+        options: StartRequest,
+    },
+    /// `sysrq <uuid> nmi|screenshot`.
+    Sysrq {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `nmi` or `screenshot`.
+        request: String,
     },
     /// `stop <uuid> [-F] [-t secs]`.
     Stop {
@@ -297,6 +306,56 @@ fn usage(message: impl Into<String>) -> CliError {
     CliError::usage(message)
 }
 
+/// `vmadm start`'s boot options (SmartOS's): `order=cdn[,once=d]`,
+/// `once=d`, and any number of `cdrom=<path>,<model>` and
+/// `disk=<path>,<model>`, paths inside the VM's zone root.
+fn start_options(args: &[String]) -> Result<StartRequest, CliError> {
+    let mut req = StartRequest::default();
+    let boot_letters = |key: &str, v: &str| {
+        if v.is_empty() || !v.chars().all(|c| matches!(c, 'c' | 'd' | 'n')) {
+            Err(usage(format!("Invalid value for {key}: \"{v}\" (letters of c: disk, d: CD-ROM, n: network)")))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(usage(format!("Invalid argument to start: \"{arg}\" (option=value)")));
+        };
+        match key {
+            "order" => {
+                if req.order.is_some() {
+                    return Err(usage("The order= option can only be specified once per boot".to_string()));
+                }
+                let (order, once) = match value.split_once(",once=") {
+                    Some((o, once)) => (o, Some(once)),
+                    None => (value, None),
+                };
+                req.order = Some(boot_letters("order", order)?);
+                if let Some(once) = once {
+                    req.once = Some(boot_letters("once", once)?);
+                }
+            }
+            "once" => req.once = Some(boot_letters("once", value)?),
+            "cdrom" | "disk" => {
+                let (path, model) =
+                    value.split_once(',').unwrap_or((value, if key == "cdrom" { "ide" } else { "virtio" }));
+                if !path.starts_with('/') {
+                    return Err(usage(format!("Invalid value for {key}: \"{path}\" is not an absolute path")));
+                }
+                let attach = AttachDisk { path: path.to_string(), model: model.to_string() };
+                if key == "cdrom" {
+                    req.cdrom.push(attach)
+                } else {
+                    req.disk.push(attach)
+                }
+            }
+            _ => return Err(usage(format!("Invalid argument to start: \"{arg}\" (order, once, cdrom or disk)"))),
+        }
+    }
+    Ok(req)
+}
+
 fn no_more(rest: &[String], command: &str) -> Result<(), CliError> {
     match rest.first() {
         None => Ok(()),
@@ -398,12 +457,8 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         "start" | "boot" => {
             let p = parse(rest, &opts(cmd))?;
             let uuid = args::instance_uuid(p.positional.first(), cmd)?;
-            if let Some(extra) = p.positional.get(1) {
-                return Err(usage(format!(
-                    "Invalid argument to start: \"{extra}\" (boot options are for HVM VMs, not supported yet)"
-                )));
-            }
-            (p, Command::Start { uuid })
+            let options = start_options(&p.positional[1..])?;
+            (p, Command::Start { uuid, options })
         }
         "stop" | "halt" => {
             let p = parse(rest, &opts(cmd))?;
@@ -446,6 +501,17 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 None => dash_signal,
             };
             (p, Command::Kill { uuid, signal })
+        }
+        "sysrq" => {
+            let p = parse(rest, &opts(cmd))?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            let request = match p.positional.get(1).map(String::as_str) {
+                Some(r @ ("nmi" | "screenshot")) => r.to_string(),
+                Some(other) => return Err(usage(format!("Invalid sysrq request: \"{other}\" (nmi or screenshot)"))),
+                None => return Err(usage("sysrq needs a request: nmi or screenshot".to_string())),
+            };
+            no_more(&p.positional[2..], cmd)?;
+            (p, Command::Sysrq { uuid, request })
         }
         "delete" | "destroy" => {
             let p = parse(rest, &opts(cmd))?;
@@ -917,7 +983,7 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             io.out.write_all(render_lookup(vms, &opts)?.as_bytes())?;
         }
         // SmartOS prints success on stderr and leaves stdout empty.
-        Command::Start { uuid } => match client.start_vm(&uuid.to_string()) {
+        Command::Start { uuid, options } => match client.start_vm(&uuid.to_string(), &options) {
             Ok(_) => writeln!(io.err, "Successfully started VM {uuid}")?,
             Err(e) => match noop_conflict(&e, "is already 'running'") {
                 Some(m) => writeln!(io.err, "{m}")?,
@@ -942,6 +1008,10 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let signal = signal.unwrap_or_else(|| "SIGTERM".to_string());
             client.kill_vm(&uuid.to_string(), &KillRequest { signal: Some(signal.clone()) }).map_err(client_err)?;
             writeln!(io.err, "Sent signal \"{signal}\" to init process for VM {uuid}")?;
+        }
+        Command::Sysrq { uuid, request } => {
+            let done = client.sysrq_vm(&uuid.to_string(), &SysrqRequest { request }).map_err(client_err)?;
+            writeln!(io.err, "{}", done.message)?;
         }
         Command::Delete { uuid } => {
             client.delete_vm(&uuid.to_string()).map_err(client_err)?;
@@ -1040,6 +1110,33 @@ mod tests {
     }
 
     #[test]
+    fn start_takes_smartos_boot_options() {
+        let Command::Start { options, .. } =
+            parse_ok(&["start", U1, "order=cd,once=d", "cdrom=/install.iso,ide", "disk=/extra.img"]).command
+        else {
+            panic!("a start")
+        };
+        assert_eq!(options.order.as_deref(), Some("cd"));
+        assert_eq!(options.once.as_deref(), Some("d"));
+        assert_eq!(options.cdrom, [AttachDisk { path: "/install.iso".into(), model: "ide".into() }]);
+        assert_eq!(options.disk, [AttachDisk { path: "/extra.img".into(), model: "virtio".into() }]);
+        let Command::Start { options, .. } = parse_ok(&["start", U1]).command else { panic!("a start") };
+        assert!(options.is_empty());
+        assert!(usage_err(&["start", U1, "order=cx"]).contains("Invalid value for order"));
+        assert!(usage_err(&["start", U1, "order=c", "order=d"]).contains("only be specified once"));
+        assert!(usage_err(&["start", U1, "cdrom=relative.iso"]).contains("not an absolute path"));
+    }
+
+    #[test]
+    fn sysrq_takes_nmi_or_screenshot() {
+        assert!(
+            matches!(parse_ok(&["sysrq", U1, "nmi"]).command, Command::Sysrq { ref request, .. } if request == "nmi")
+        );
+        assert!(usage_err(&["sysrq", U1, "reboot"]).contains("Invalid sysrq request"));
+        assert!(usage_err(&["sysrq", U1]).contains("nmi or screenshot"));
+    }
+
+    #[test]
     fn command_aliases() {
         assert!(matches!(parse_ok(&["get", U1]).command, Command::Get { .. }));
         assert!(matches!(parse_ok(&["json", U1]).command, Command::Get { .. }));
@@ -1102,7 +1199,8 @@ mod tests {
         assert!(usage_err(&["frobnicate"]).starts_with("Invalid command: \"frobnicate\""));
         assert!(usage_err(&[]).contains("missing command"));
         assert!(usage_err(&["get", U1, U2]).contains("Unexpected argument"));
-        assert!(usage_err(&["start", U1, "order=cd"]).contains("Invalid argument to start"));
+        assert!(usage_err(&["start", U1, "bogus"]).contains("Invalid argument to start"));
+        assert!(usage_err(&["start", U1, "speed=fast"]).contains("Invalid argument to start"));
         assert!(usage_err(&["list", "-x"]).contains("unknown option -x"));
         assert!(usage_err(&["--bogus", "list"]).contains("unknown option --bogus"));
         match parse_args(&s(&["send", U1])) {

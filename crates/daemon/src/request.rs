@@ -29,8 +29,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest, RebootRequest, StopRequest,
-    ValidateRequest,
+    routes, ApiError, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest, RebootRequest, StartRequest,
+    StopRequest, SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -64,7 +64,19 @@ pub enum ApiRequest {
         payload: Value,
     },
     /// `POST /v1/vms/{uuid}/start`.
-    StartVm(InstanceUuid),
+    StartVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// A hardware VM's one-off boot options.
+        options: StartRequest,
+    },
+    /// `POST /v1/vms/{uuid}/sysrq`.
+    SysrqVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// `nmi` or `screenshot`.
+        request: String,
+    },
     /// `POST /v1/vms/{uuid}/stop`.
     StopVm {
         /// The VM.
@@ -263,8 +275,9 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
         ["vms", id, verb] if !id.is_empty() => {
-            let verb =
-                ["update", "start", "stop", "reboot", "kill", "info", "console"].into_iter().find(|v| v == verb)?;
+            let verb = ["update", "start", "stop", "reboot", "kill", "info", "console", "sysrq"]
+                .into_iter()
+                .find(|v| v == verb)?;
             (Route::VmVerb(verb), Some(*id))
         }
         _ => return None,
@@ -295,7 +308,15 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
             let uuid = vm()?;
             ApiRequest::UpdateVm { uuid, payload: body(bytes, "the update payload")? }
         }
-        (Route::VmVerb("start"), "POST") => ApiRequest::StartVm(vm()?),
+        (Route::VmVerb("start"), "POST") => {
+            let uuid = vm()?;
+            ApiRequest::StartVm { uuid, options: body(bytes, "the start request")? }
+        }
+        (Route::VmVerb("sysrq"), "POST") => {
+            let uuid = vm()?;
+            let r: SysrqRequest = body(bytes, "the sysrq request")?;
+            ApiRequest::SysrqVm { uuid, request: r.request }
+        }
         (Route::VmVerb("stop"), "POST") => {
             let uuid = vm()?;
             let r: StopRequest = body(bytes, "the stop request")?;
@@ -373,7 +394,10 @@ mod tests {
             ok("POST", &with(routes::VM_UPDATE), None, r#"{"alias":"a"}"#),
             ApiRequest::UpdateVm { uuid, payload: json!({"alias": "a"}) }
         );
-        assert_eq!(ok("POST", &with(routes::VM_START), None, ""), ApiRequest::StartVm(uuid));
+        assert_eq!(
+            ok("POST", &with(routes::VM_START), None, ""),
+            ApiRequest::StartVm { uuid, options: StartRequest::default() }
+        );
         assert_eq!(
             ok("POST", &with(routes::VM_STOP), None, r#"{"force":true,"timeout_secs":5}"#),
             ApiRequest::StopVm { uuid, force: true, timeout_secs: Some(5) }

@@ -303,8 +303,11 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::UpdateVm { uuid, payload } => {
             blocking(d, move |d| d.update_vm(&uuid.to_string(), &payload)).await.into_response()
         }
-        ApiRequest::StartVm(uuid) => {
-            blocking(d, move |d| d.start_vm(&uuid.to_string()).map(done)).await.into_response()
+        ApiRequest::StartVm { uuid, options } => {
+            blocking(d, move |d| d.start_vm(&uuid.to_string(), &options).map(done)).await.into_response()
+        }
+        ApiRequest::SysrqVm { uuid, request } => {
+            blocking(d, move |d| d.sysrq_vm(&uuid.to_string(), &request).map(done)).await.into_response()
         }
         ApiRequest::StopVm { uuid, force, timeout_secs } => {
             blocking(d, move |d| d.stop_vm(&uuid.to_string(), force, timeout_secs).map(done)).await.into_response()

@@ -10,7 +10,7 @@
 //! trait), so stop, reboot, kill and the console need no driver.
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ApiError, ValidationErrors, VmObject};
+use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
 use zonevisor_spec::Brand;
 use zonevisor_zone::Limits;
 
@@ -43,8 +43,9 @@ pub(crate) trait Driver: Sync {
     /// its `ram`, a zone's its `max_physical_memory`).
     fn limits(&self, spec: &InstanceSpec) -> Limits;
 
-    /// What the monitor runs, with `limits` (CPUs placed).
-    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits) -> Result<Launch, ApiError>;
+    /// What the monitor runs, with `limits` (CPUs placed) and this boot's
+    /// options (`vmadm start`'s `order=`, `cdrom=`, ...; empty for zones).
+    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError>;
 
     /// Applies the live changes (`live`, from the update plan) that only
     /// this kind has to the running instance; the returned undo puts them
@@ -56,6 +57,10 @@ pub(crate) trait Driver: Sync {
         next: &InstanceSpec,
         live: &[String],
     ) -> Result<Option<Undo<'a>>, ApiError>;
+
+    /// `vmadm sysrq`: `nmi` or `screenshot` to the running instance; the
+    /// message for the operator.
+    fn sysrq(&self, d: &Daemon, spec: &InstanceSpec, request: &str) -> Result<String, ApiError>;
 
     /// What `vmadm info` shows of a running instance beyond its cgroup's
     /// figures (a VM: QEMU's answers), as top-level keys.

@@ -175,7 +175,7 @@ fn a_daemon_dying_at_any_step_of_a_create_leaves_nothing_after_recovery() {
 fn a_start_that_fails_leaves_the_vm_stopped() {
     quiet_panics();
     let stopped = |e: &Env| e.create(false).unwrap();
-    let start = |e: &Env| e.d().start_vm(VM).map(drop).map_err(|e| e.message);
+    let start = |e: &Env| e.d().start_vm(VM, &Default::default()).map(drop).map_err(|e| e.message);
     for step in Env::steps_of(stopped, start) {
         for fault in [Fault::Error, Fault::Crash] {
             let mut env = Env::new();

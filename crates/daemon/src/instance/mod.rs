@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
-use zonevisor_api::{ApiError, Changed, InstanceUuid, ValidateAction, ValidateRequest, ValidationErrors, VmObject};
+use zonevisor_api::{
+    ApiError, Changed, InstanceUuid, StartRequest, ValidateAction, ValidateRequest, ValidationErrors, VmObject,
+};
 use zonevisor_spec::Brand;
 use zonevisor_zone::ExitReason;
 
@@ -351,8 +353,9 @@ impl Daemon {
         self.store.put_vm(uuid, "provisioning", vm)?;
         self.events.modified(&before, vm);
         if spec.autoboot {
-            *vm =
-                self.start_locked(uuid, vm).map_err(|e| ApiError { message: format!("start: {}", e.message), ..e })?;
+            *vm = self
+                .start_locked(uuid, vm, &StartRequest::default())
+                .map_err(|e| ApiError { message: format!("start: {}", e.message), ..e })?;
         }
         // Only now is the create done: a crash before this line leaves a
         // `provisioning` row, which the next start undoes entirely.
@@ -498,15 +501,16 @@ impl Daemon {
     }
 
     /// Starts an instance; the caller holds its lock.
-    fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject) -> Result<VmObject, ApiError> {
+    fn start_locked(&self, uuid: InstanceUuid, vm: &VmObject, opts: &StartRequest) -> Result<VmObject, ApiError> {
         let spec = InstanceSpec::from_vm(vm)?;
         let driver = driver_of(&spec.kind);
         let mut limits = driver.limits(&spec);
         let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
         limits.cpus = cpus;
-        let launched = driver.launch(self, &spec, limits).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
-            self.unplace_cpus(uuid, previous);
-        })?;
+        let launched =
+            driver.launch(self, &spec, limits, opts).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
+                self.unplace_cpus(uuid, previous);
+            })?;
         self.watch(uuid, launched.monitor_pid);
         self.set_fields(
             uuid,
@@ -626,8 +630,9 @@ impl Daemon {
         self.runtime.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&uuid)
     }
 
-    /// `vmadm start`: also sets `autoboot`, as SmartOS does.
-    pub fn start_vm(&self, uuid: &str) -> Result<String, ApiError> {
+    /// `vmadm start`: also sets `autoboot`, as SmartOS does; a hardware
+    /// VM takes this boot's options.
+    pub fn start_vm(&self, uuid: &str, opts: &StartRequest) -> Result<String, ApiError> {
         let uuid = parse_uuid(uuid)?;
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -635,7 +640,7 @@ impl Daemon {
         if self.is_running(uuid) {
             return Err(ApiError::conflict(format!("VM {uuid} is already 'running'")));
         }
-        self.start_locked(uuid, &vm)?;
+        self.start_locked(uuid, &vm, opts)?;
         self.set_fields(uuid, &[("autoboot", json!(true))], &[])?;
         Ok(format!("Successfully started VM {uuid}"))
     }
@@ -715,6 +720,24 @@ impl Daemon {
         }
         self.host.kill(&self.run_dir(uuid), sig).map_err(|e| step_error("send signal", e))?;
         Ok(format!("Successfully sent signal {sig} to VM {uuid}"))
+    }
+
+    /// `vmadm sysrq`: a running hardware VM's NMI (`nmi`) or a screenshot
+    /// of its display (`screenshot`).
+    pub fn sysrq_vm(&self, uuid: &str, request: &str) -> Result<String, ApiError> {
+        let uuid = parse_uuid(uuid)?;
+        let lock = self.runtime.lock_of(uuid);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let vm = self.vm_row(uuid)?;
+        let spec = InstanceSpec::from_vm(&vm)?;
+        if !matches!(request, "nmi" | "screenshot") {
+            return Err(ApiError::invalid(format!("Invalid sysrq request: \"{request}\" (nmi or screenshot)")));
+        }
+        if !self.is_running(uuid) {
+            let state = str_of(&vm, "state").unwrap_or("stopped");
+            return Err(ApiError::conflict(format!("Unable to send sysrq to VM {uuid} in state \"{state}\"")));
+        }
+        driver_of(&spec.kind).sysrq(self, &spec, request)
     }
 
     /// `vmadm info`: a running zone's live usage from its cgroups.
@@ -925,7 +948,7 @@ impl Daemon {
         for uuid in autoboot {
             let lock = self.runtime.lock_of(uuid);
             let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            match self.vm_row(uuid).and_then(|vm| self.start_locked(uuid, &vm)) {
+            match self.vm_row(uuid).and_then(|vm| self.start_locked(uuid, &vm, &StartRequest::default())) {
                 Ok(_) => tracing::info!(vm = %uuid, "autoboot: started"),
                 Err(e) => tracing::error!(vm = %uuid, error = %e, "autoboot: start failed"),
             }

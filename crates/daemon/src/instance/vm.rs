@@ -2,7 +2,7 @@
 //! with its disks as volumes in the instance's dataset.
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ApiError, ValidationErrors, VmObject};
+use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
 use zonevisor_zone::Limits;
 
 use super::driver::{Driver, Made, Undo};
@@ -30,7 +30,13 @@ impl Driver for VmDriver {
         spec.limits.clone()
     }
 
-    fn launch(&self, _d: &Daemon, spec: &InstanceSpec, _limits: Limits) -> Result<Launch, ApiError> {
+    fn launch(
+        &self,
+        _d: &Daemon,
+        spec: &InstanceSpec,
+        _limits: Limits,
+        _opts: &StartRequest,
+    ) -> Result<Launch, ApiError> {
         Err(not_here(spec))
     }
 
@@ -42,6 +48,10 @@ impl Driver for VmDriver {
         _live: &[String],
     ) -> Result<Option<Undo<'a>>, ApiError> {
         Ok(None)
+    }
+
+    fn sysrq(&self, _d: &Daemon, spec: &InstanceSpec, _request: &str) -> Result<String, ApiError> {
+        Err(not_here(spec))
     }
 
     fn info(&self, _d: &Daemon, spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError> {

@@ -2,7 +2,7 @@
 //! run by the monitor as a set of namespaces around the image's init.
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ApiError, ValidationErrors, VmObject};
+use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
 use zonevisor_zone::control::ControlError;
 use zonevisor_zone::lofs::Protected;
 use zonevisor_zone::{IdMap, Limits, ZoneSpec};
@@ -58,8 +58,15 @@ impl Driver for ZoneDriver {
         spec.limits.clone()
     }
 
-    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits) -> Result<Launch, ApiError> {
+    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError> {
         let zone = part(spec)?;
+        if !opts.is_empty() {
+            // SmartOS: "For OS VMs, this doesn't take any arguments."
+            return Err(ApiError::invalid(format!(
+                "VM {} is a zone: start options (order, once, cdrom, disk) are for hardware VMs",
+                spec.uuid
+            )));
+        }
         let name = spec.dataset();
         Ok(Launch::Zone(Box::new(ZoneSpec {
             uuid: name.clone(),
@@ -107,6 +114,11 @@ impl Driver for ZoneDriver {
                 tracing::warn!(vm = %current.uuid, error = %crate::chain(&e), "putting back the size of /tmp");
             }
         })))
+    }
+
+    fn sysrq(&self, _d: &Daemon, spec: &InstanceSpec, _request: &str) -> Result<String, ApiError> {
+        // SmartOS: "This command is only available for KVM VMs."
+        Err(ApiError::invalid(format!("VM {} is a zone: sysrq is for hardware VMs", spec.uuid)))
     }
 
     fn info(&self, _d: &Daemon, _spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError> {
