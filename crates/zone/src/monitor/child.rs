@@ -224,8 +224,8 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     // the zone's root: our ids are still the host's, which own the path.
     let mountpoint = rootfs::open_dir(&p.zone_root)
         .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", p.zone_root.display())))?;
-    // The monitor writes our user namespace's maps and makes the root tree
-    // idmapped, then says go.
+    // We were cloned into the zone's user namespace, which the monitor
+    // holds with its maps written; it says go once it has set our limits.
     wait_go(&mut go, "user namespace")?;
     if p.userns {
         become_zone_root().map_err(step("user namespace"))?;
