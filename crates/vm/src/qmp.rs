@@ -23,7 +23,9 @@
 //!   [`Qmp::flush`] / [`Qmp::wants_write`] and [`Qmp::read_available`]
 //!   (every message that has arrived, without waiting), and its descriptor
 //!   ([`AsRawFd`]). The socket is nonblocking underneath; the blocking calls
-//!   wait with `poll(2)` up to their timeout.
+//!   wait with `poll(2)` up to their timeout. A caller that must watch
+//!   something else while QEMU starts connects with [`connect_socket`]
+//!   and speaks with [`Qmp::handshake`].
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -219,6 +221,9 @@ pub struct Qmp {
     next_id: u64,
     timeout: Duration,
     closed: bool,
+    /// An error met after messages that [`Qmp::read_available`] returned
+    /// first: the next call's.
+    deferred: Option<QmpError>,
 }
 
 impl Qmp {
@@ -229,7 +234,7 @@ impl Qmp {
     pub fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
         let deadline = Deadline::after(timeout);
         let sock = loop {
-            match connect_unix(path) {
+            match connect_socket(path) {
                 Ok(s) => break s,
                 Err(e)
                     if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
@@ -260,6 +265,7 @@ impl Qmp {
             next_id: 0,
             timeout: DEFAULT_TIMEOUT,
             closed: false,
+            deferred: None,
         };
         q.greeting = loop {
             match q.next_blocking(deadline, "greeting")? {
@@ -364,6 +370,13 @@ impl Qmp {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                // QEMU closed while our last bytes were unread (it quits as
+                // soon as it has parsed `quit`, before its line end): what
+                // it sent before is all there is.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    self.closed = true;
+                    return Ok(true);
+                }
                 Err(e) => return Err(QmpError::Io(e)),
             }
         }
@@ -426,15 +439,39 @@ impl Qmp {
     /// calls after that fail with [`QmpError::Closed`].
     pub fn read_available(&mut self) -> Result<Vec<Message>, QmpError> {
         let mut out: Vec<Message> = self.events.drain(..).map(Message::Event).collect();
+        if let Some(e) = self.deferred.take() {
+            if out.is_empty() {
+                return Err(e);
+            }
+            self.deferred = Some(e);
+            return Ok(out);
+        }
         if self.closed && self.decoder.pending() == 0 && out.is_empty() {
             return Err(QmpError::Closed);
         }
         loop {
             while let Some(m) = self.decoder.next_message() {
-                out.push(m?);
+                match m {
+                    Ok(m) => out.push(m),
+                    // What came before is not lost; the error comes next time.
+                    Err(e) if !out.is_empty() => {
+                        self.deferred = Some(e);
+                        return Ok(out);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            if self.closed || !self.fill()? {
+            if self.closed {
                 return Ok(out);
+            }
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return Ok(out),
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => {
+                    self.deferred = Some(e);
+                    return Ok(out);
+                }
             }
         }
     }
@@ -474,9 +511,10 @@ impl Deadline {
     }
 }
 
-/// Connects to the Unix socket at `path`; a path too long for a socket
-/// address (108 bytes) is reached through its directory's descriptor.
-fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+/// Connects to the Unix socket at `path` once, without waiting for it to
+/// appear (then [`Qmp::handshake`]); a path too long for a socket address
+/// (108 bytes) is reached through its directory's descriptor.
+pub fn connect_socket(path: &Path) -> io::Result<UnixStream> {
     if path.as_os_str().len() < 100 {
         return UnixStream::connect(path);
     }
@@ -673,6 +711,40 @@ mod tests {
             assert!(q.read_available().unwrap().is_empty());
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(matches!(q.read_available(), Err(QmpError::Closed)));
+    }
+
+    #[test]
+    fn what_came_before_a_reset_connection_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reset.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut w = sock.try_clone().unwrap();
+            let mut r = BufReader::new(sock);
+            writeln!(w, "{GREETING}").unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            // Reads up to the closing brace of `quit`, not its line end, as QEMU may.
+            let mut byte = [0u8; 1];
+            while byte[0] != b'}' {
+                r.read_exact(&mut byte).unwrap();
+            }
+            writeln!(w, r#"{{"event": "SHUTDOWN", "data": {{"reason": "host-qmp-quit"}}}}"#).unwrap();
+            writeln!(w, r#"{{"return": {{}}, "id": 6}}"#).unwrap();
+            // Closing with our line end unread resets the connection.
+        });
+        let mut q = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        q.send("quit", None, &json!(6)).unwrap();
+        server.join().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let got = q.read_available().unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Message::Event(e) if e["data"]["reason"] == "host-qmp-quit"));
+        assert_eq!(got[1], Message::Return { id: Some(json!(6)), value: json!({}) });
+        assert!(q.is_closed());
         assert!(matches!(q.read_available(), Err(QmpError::Closed)));
     }
 

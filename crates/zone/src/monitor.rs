@@ -1,6 +1,6 @@
-//! The per-instance monitor process: `zonevisor-monitor <run_dir>`.
+//! The per-instance monitor process (a zone's or a VM's): `zonevisor-monitor <run_dir>`.
 //!
-//! Started by [`crate::launch()`], it reads `spec.json`, writes
+//! Started by [`crate::launch()`] or [`crate::launch_qemu()`], it reads `spec.json`, writes
 //! `monitor.pid`, creates the instance's cgroup with its limits (the
 //! monitor itself stays outside it), opens the console pty (output
 //! appended to `console.log`, rotated to `console.log.1` past 1 MiB) and
@@ -16,16 +16,19 @@
 //! What every instance shares is here: the loop, the control requests
 //! (status, stop, reboot, kill, limits, console), the console, the restart
 //! policy, the exit record and the cgroup. What differs sits behind the
-//! [`Guest`] trait:
+//! `Guest` trait:
 //!
-//! | | [`zone::ZoneGuest`] (`monitor/zone.rs`) |
-//! |---|---|
-//! | main process | the zone's init, in new pid/mount/uts/ipc/cgroup namespaces, inside the user and network namespaces the monitor holds for the zone's whole life |
-//! | graceful shutdown | the zone's own `poweroff` run inside it (SIGPWR to init without one) |
-//! | forced | SIGKILL to init (and `cgroup.kill` for a stop) |
-//! | forced reboot | kill init, start a new one |
-//! | own descriptors | the seccomp listeners answering `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the inbox they arrive on |
-//! | own requests | `set_tmpfs`, `sysinfo_listener` |
+//! | | `ZoneGuest` (`monitor/zone.rs`) | `QemuGuest` (`monitor/qemu.rs`) |
+//! |---|---|---|
+//! | main process | the zone's init, in new pid/mount/uts/ipc/cgroup namespaces, inside the user and network namespaces the monitor holds for the zone's whole life | QEMU, jailed (`monitor/jail.rs`: its own mount namespace on an empty read-only root, an unprivileged uid, no capabilities, `no_new_privs`), running once it answers on QMP |
+//! | console | the pty slave is init's stdio and `/dev/console` | the pty slave is QEMU's stdin and stdout (`-chardev stdio`: the first serial port) |
+//! | graceful shutdown | the zone's own `poweroff` run inside it (SIGPWR to init without one) | QMP `system_powerdown` (the ACPI power button) |
+//! | forced | SIGKILL to init (and `cgroup.kill` for a stop) | QMP `quit`, SIGKILL 10 s later |
+//! | forced reboot | kill init, start a new one | QMP `system_reset`, in place |
+//! | how it ended | SIGHUP: a reboot; SIGINT: a halt; else its status or signal | the last `SHUTDOWN` event's reason, QEMU's status or signal, its stderr |
+//! | restarts on its own | with `restart_init` | never |
+//! | own descriptors | the seccomp listeners answering `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the inbox they arrive on | the QMP connection |
+//! | own requests | `set_tmpfs`, `sysinfo_listener` | `qmp` |
 //!
 //! ```text
 //!              spawn ──> main process runs ─────────────── it ends on its own ──┐
@@ -65,7 +68,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::control::{self, MonitorStatus, Reply, Request, ZoneState};
 use crate::launch::{LaunchError, Report, STATUS_FD_ENV};
 use crate::rootfs::cvt;
-use crate::{cgroup, ExitReason, ExitRecord, Limits, ZoneSpec};
+use crate::spec::InstanceSpec;
+use crate::{cgroup, ExitReason, ExitRecord, Limits};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -107,7 +111,9 @@ macro_rules! log {
 }
 
 mod console;
+mod jail;
 mod notify;
+mod qemu;
 mod statfs;
 mod sysinfo;
 mod tmpfs;
@@ -349,10 +355,10 @@ fn step(name: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
     move |e| LaunchError::new(name, e)
 }
 
-fn read_spec(run_dir: &Path) -> Result<ZoneSpec, LaunchError> {
+fn read_spec(run_dir: &Path) -> Result<InstanceSpec, LaunchError> {
     fs::read(run_dir.join(control::SPEC_FILE))
         .map_err(step("read spec"))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| LaunchError::new("read spec", e)))
+        .and_then(|b| InstanceSpec::from_json(&b).map_err(|e| LaunchError::new("read spec", e)))
 }
 
 impl Monitor {
@@ -360,7 +366,7 @@ impl Monitor {
         // SAFETY: umask has no preconditions. Everything the monitor creates is root-only.
         unsafe { libc::umask(0o077) };
         let spec = read_spec(&run_dir)?;
-        let cgroup = spec.cgroup.clone();
+        let cgroup = spec.cgroup().to_owned();
         let mut cgroup_made = false;
         let res = Self::start_inner(&run_dir, spec, &mut cgroup_made);
         if res.is_err() {
@@ -378,19 +384,20 @@ impl Monitor {
         res
     }
 
-    fn start_inner(run_dir: &Path, spec: ZoneSpec, cgroup_made: &mut bool) -> Result<Monitor, LaunchError> {
+    fn start_inner(run_dir: &Path, spec: InstanceSpec, cgroup_made: &mut bool) -> Result<Monitor, LaunchError> {
         fs::write(run_dir.join(control::PID_FILE), format!("{}\n", std::process::id()))
             .map_err(step("write monitor.pid"))?;
         let sigfd = signalfd().map_err(step("signals"))?;
-        cgroup::create(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        let cgroup = spec.cgroup();
+        cgroup::create(cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
         *cgroup_made = true;
-        cgroup::apply_limits(&spec.cgroup, &spec.limits).map_err(|e| LaunchError::new("apply limits", e))?;
-        let procs = cgroup::procs_files(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        cgroup::apply_limits(cgroup, spec.limits()).map_err(|e| LaunchError::new("apply limits", e))?;
+        let procs = cgroup::procs_files(cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
         let console = Console::open(run_dir).map_err(step("console"))?;
         let core = Core {
             run_dir: run_dir.to_owned(),
-            uuid: spec.uuid.clone(),
-            cgroup: spec.cgroup.clone(),
+            uuid: spec.uuid().to_owned(),
+            cgroup: cgroup.to_owned(),
             procs,
             console,
             pid: 0,
@@ -403,7 +410,10 @@ impl Monitor {
         let listener = control::with_socket_path(run_dir, |p| UnixListener::bind(p))
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
-        let guest: Box<dyn Guest> = Box::new(zone::ZoneGuest::new(spec, &core)?);
+        let guest: Box<dyn Guest> = match spec {
+            InstanceSpec::Zone(z) => Box::new(zone::ZoneGuest::new(z, &core)?),
+            InstanceSpec::Qemu(q) => Box::new(qemu::QemuGuest::new(q)),
+        };
         let mut m = Monitor {
             core,
             guest,
@@ -572,11 +582,11 @@ impl Monitor {
         log!("{}", death.how);
         match (self.core.intent, death.reason) {
             (Intent::Stop, reason) => {
-                let (code, signal) = if reason == ExitReason::Signaled || reason == ExitReason::Exited {
-                    (death.code, death.signal)
-                } else {
-                    (None, None)
-                };
+                // A zone's halt or reboot is init's signal, not its status; a
+                // VM's guest powering off is QEMU's status 0.
+                let code = death.code;
+                let signal =
+                    if reason == ExitReason::Signaled || reason == ExitReason::Exited { death.signal } else { None };
                 let message = format!("stopped on request ({})", death.how);
                 self.finish(ExitReason::Stopped, code, signal, death.oom_killed, message);
             }
