@@ -342,6 +342,11 @@ fn a_qemu_that_fails_to_start_leaves_nothing_and_says_why() {
     bad.spec.jail.uid = 0;
     assert_eq!(launch_qemu(&monitor_exe(), &bad.spec).unwrap_err().step, "check spec");
     bad.spec.jail.uid = 3_999_999;
+    let sandbox = bad.spec.argv.iter().position(|a| a == "-sandbox").unwrap();
+    bad.spec.argv.drain(sandbox..sandbox + 2);
+    let err = launch_qemu(&monitor_exe(), &bad.spec).unwrap_err();
+    assert!(err.message.contains("-sandbox on"), "{err}");
+    bad.spec.argv.extend(["-sandbox".into(), "on".into()]);
     bad.spec.jail.devices = vec!["/etc/passwd".into()];
     assert_eq!(launch_qemu(&monitor_exe(), &bad.spec).unwrap_err().step, "check spec");
     bad.spec.jail.devices = vec!["/dev/shm".into()];

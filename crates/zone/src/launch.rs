@@ -103,6 +103,10 @@ fn check_qemu(spec: &QemuSpec) -> Result<(), LaunchError> {
             ));
         }
     }
+    let sandboxed = spec.argv.windows(2).any(|w| w[0] == "-sandbox" && (w[1] == "on" || w[1].starts_with("on,")));
+    if !sandboxed {
+        return bad("QEMU's arguments must turn its seccomp sandbox on (-sandbox on,...)".into());
+    }
     if let Some(d) = spec.jail.devices.iter().find(|d| !d.starts_with("/dev/") || d.components().count() < 3) {
         return bad(format!("{} is not a device under /dev", d.display()));
     }

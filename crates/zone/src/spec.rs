@@ -75,7 +75,8 @@ pub struct ZoneSpec {
 /// `/dev/zero`, `/dev/urandom`, [`Jail::devices`] and [`Jail::binds`], as
 /// the unprivileged [`Jail::uid`]/[`Jail::gid`] without supplementary
 /// groups, capabilities or a way to gain privileges (`no_new_privs`).
-/// `argv` should carry QEMU's own `-sandbox on,...`.
+/// `argv` must turn QEMU's own seccomp sandbox on (`-sandbox on,...`;
+/// [`crate::launch_qemu()`] refuses it otherwise).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QemuSpec {
     /// The instance UUID.
