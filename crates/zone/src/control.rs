@@ -15,7 +15,21 @@
 //! {"op":"sysinfo_listener"}                        → {"ok":true}, then one byte from the client
 //!                                                    carrying a seccomp listener (SCM_RIGHTS)
 //!                                                    | {"ok":false,"error":"..."}
+//! {"op":"qmp","command":"query-status","arguments":{..}}
+//!                                                  → {"ok":true,"return":<QEMU's return>}
+//!                                                    | {"ok":false,"error":"QMP command failed: <class>: <desc>"}
 //! ```
+//!
+//! The same requests serve zones and VMs (the monitor's guest decides what
+//! they mean, see `monitor.rs`); `set_tmpfs` and `sysinfo_listener` are a
+//! zone's only, `qmp` a VM's only. For a VM, `init_pid` is QEMU's pid;
+//! a graceful `stop` presses the ACPI power button (`system_powerdown`)
+//! and, after `timeout_secs`, has QEMU `quit` (SIGKILL 10 s later);
+//! `force` quits at once; a graceful `reboot` is a power-off and a new
+//! QEMU (the console stays), a forced one `system_reset`; `kill` signals
+//! QEMU. `qmp` passes any command to QEMU's QMP and returns its `return`
+//! member (the daemon's `vmadm info`, `sysrq nmi` and `screenshot`): the
+//! socket is root's only, and QEMU is jailed whatever it is asked.
 //!
 //! `sysinfo_listener` is how a process entering the zone from the host
 //! (`zlogin`) gets the zone's answers to `sysinfo(2)` and `statfs(2)`
@@ -85,6 +99,9 @@ pub const CONSOLE_FILE: &str = "console.log";
 /// The previous console log, in a zone's run directory.
 pub const CONSOLE_PREVIOUS_FILE: &str = "console.log.1";
 
+/// How long the monitor waits for QEMU's answer to a `qmp` request.
+pub const QMP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default grace period of a graceful stop or reboot.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -148,6 +165,14 @@ pub enum Request {
     /// Serve the zone's `sysinfo` and `statfs` for a seccomp listener that the client
     /// sends after the reply (see the module documentation).
     SysinfoListener,
+    /// Run a QMP command in the VM's QEMU; the reply carries its `return`.
+    Qmp {
+        /// The command (`query-status`, `inject-nmi`, `screendump`, ...).
+        command: String,
+        /// Its arguments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments: Option<serde_json::Value>,
+    },
 }
 
 /// Whether the zone is up or on its way down.
@@ -191,6 +216,9 @@ pub struct Reply {
     /// For `stop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitRecord>,
+    /// For `qmp`: QEMU's `return` member.
+    #[serde(default, rename = "return", skip_serializing_if = "Option::is_none")]
+    pub qmp_return: Option<serde_json::Value>,
 }
 
 impl Reply {
@@ -321,6 +349,15 @@ impl MonitorClient {
     /// boot, as SmartOS does. On a refusal nothing changed.
     pub fn set_tmpfs(&self, bytes: u64) -> Result<(), ControlError> {
         self.request(&Request::SetTmpfs { bytes }, Duration::from_secs(10)).map(drop)
+    }
+
+    /// Runs `command` (with `arguments`) in the VM's QEMU over QMP and
+    /// returns its `return` member; QEMU's refusal is
+    /// [`ControlError::Refused`] with its class and description.
+    pub fn qmp(&self, command: &str, arguments: Option<serde_json::Value>) -> Result<serde_json::Value, ControlError> {
+        let req = Request::Qmp { command: command.to_owned(), arguments };
+        let reply = self.request(&req, QMP_TIMEOUT.saturating_add(Duration::from_secs(10)))?;
+        Ok(reply.qmp_return.unwrap_or(serde_json::Value::Null))
     }
 
     /// Attaches to the zone's console and returns the connection, which
@@ -687,6 +724,18 @@ mod tests {
             r#"{"op":"set_tmpfs","bytes":1048576}"#
         );
         assert_eq!(serde_json::to_string(&Request::SysinfoListener).unwrap(), r#"{"op":"sysinfo_listener"}"#);
+        let r: Request = serde_json::from_str(r#"{"op":"qmp","command":"query-status"}"#).unwrap();
+        assert_eq!(r, Request::Qmp { command: "query-status".into(), arguments: None });
+        let r =
+            Request::Qmp { command: "screendump".into(), arguments: Some(serde_json::json!({"filename": "/vm/s"})) };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"qmp","command":"screendump","arguments":{"filename":"/vm/s"}}"#
+        );
+        let reply = Reply { ok: true, qmp_return: Some(serde_json::json!({"status": "running"})), ..Reply::default() };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(text, r#"{"ok":true,"return":{"status":"running"}}"#);
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Starting a zone: spawning its detached monitor and waiting for its verdict.
+//! Starting an instance: spawning its detached monitor and waiting for its verdict.
 //!
-//! `launch` writes `spec.json`, then spawns `monitor_exe <run_dir>` through an
+//! [`launch`] (a zone) and [`launch_qemu`] (a VM) write `spec.json`, then spawn `monitor_exe <run_dir>` through an
 //! intermediate child that calls `setsid` and forks the real monitor before
 //! exiting, so the monitor is reparented (never the caller's child, never a
 //! zombie of the caller) and survives the caller. The monitor reports on a
 //! pipe whose descriptor number is in `ZONEVISOR_STATUS_FD`: one JSON line
-//! once init has been exec'd or a step failed, then end-of-file. On failure
-//! the monitor has undone everything before closing the pipe (by exiting).
+//! once the main process runs (a zone's init has been exec'd, a VM's QEMU
+//! answers on QMP) or a step failed, then end-of-file. On failure the
+//! monitor has undone everything before closing the pipe (by exiting).
 
 use std::fs;
 use std::io::Read;
@@ -18,7 +19,8 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use crate::rootfs::cvt;
-use crate::{cgroup, control, ZoneSpec};
+use crate::spec::InstanceSpec;
+use crate::{cgroup, control, QemuSpec, ZoneSpec};
 
 /// Environment variable naming the status pipe's descriptor in the monitor.
 pub(crate) const STATUS_FD_ENV: &str = "ZONEVISOR_STATUS_FD";
@@ -27,16 +29,16 @@ pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:
 /// How long `launch` waits for the monitor's verdict.
 const LAUNCH_TIMEOUT_MS: i32 = 120_000;
 
-/// A started zone.
+/// A started instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Launched {
     /// The monitor's PID (reparented away from the caller; watch it with `pidfd_open`).
     pub monitor_pid: i32,
-    /// The zone init's PID on the host.
+    /// The main process's PID on the host: the zone's init, the VM's QEMU.
     pub init_pid: i32,
 }
 
-/// Why a zone did not start: the step that failed and the error.
+/// Why an instance did not start: the step that failed and the error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{step}: {message}")]
 pub struct LaunchError {
@@ -70,7 +72,49 @@ pub(crate) struct Report {
 /// its init has been exec'd. Blocking. On error nothing is left behind but
 /// `run_dir/monitor.log` (and `console.log` when something was written).
 pub fn launch(monitor_exe: &Path, spec: &ZoneSpec) -> Result<Launched, LaunchError> {
-    let run_dir = &spec.run_dir;
+    start_monitor(monitor_exe, &InstanceSpec::Zone(spec.clone()))
+}
+
+/// Starts `spec`'s VM under a new, detached `monitor_exe` and returns once
+/// its QEMU runs, jailed, and answers on QMP (`init_pid` is QEMU's pid).
+/// Blocking. On error nothing is left behind but `run_dir/monitor.log`
+/// and `qemu.log`, and a QEMU that failed has its stderr's last lines in
+/// the message.
+pub fn launch_qemu(monitor_exe: &Path, spec: &QemuSpec) -> Result<Launched, LaunchError> {
+    check_qemu(spec)?;
+    start_monitor(monitor_exe, &InstanceSpec::Qemu(spec.clone()))
+}
+
+/// Refuses a VM spec the monitor could not jail as documented.
+fn check_qemu(spec: &QemuSpec) -> Result<(), LaunchError> {
+    let bad = |m: String| Err(LaunchError::new("check spec", m));
+    if spec.jail.uid == 0 || spec.jail.gid == 0 {
+        return bad("QEMU must run as an unprivileged uid and gid, not 0".into());
+    }
+    if !spec.qemu.is_absolute() || !spec.qmp.is_absolute() {
+        return bad(format!("{} and {} must be absolute host paths", spec.qemu.display(), spec.qmp.display()));
+    }
+    for b in &spec.jail.binds {
+        if !b.source.is_absolute() || !b.target.is_absolute() || b.target.parent().is_none() {
+            return bad(format!(
+                "a jail bind needs an absolute source and a target below /: {} -> {}",
+                b.source.display(),
+                b.target.display()
+            ));
+        }
+    }
+    let sandboxed = spec.argv.windows(2).any(|w| w[0] == "-sandbox" && (w[1] == "on" || w[1].starts_with("on,")));
+    if !sandboxed {
+        return bad("QEMU's arguments must turn its seccomp sandbox on (-sandbox on,...)".into());
+    }
+    if let Some(d) = spec.jail.devices.iter().find(|d| !d.starts_with("/dev/") || d.components().count() < 3) {
+        return bad(format!("{} is not a device under /dev", d.display()));
+    }
+    Ok(())
+}
+
+fn start_monitor(monitor_exe: &Path, spec: &InstanceSpec) -> Result<Launched, LaunchError> {
+    let run_dir = spec.run_dir();
     fs::create_dir_all(run_dir)
         .map_err(|e| LaunchError::new("create run_dir", format!("{}: {e}", run_dir.display())))?;
     if let Some(pid) = control::live_monitor_pid(run_dir) {
@@ -79,7 +123,7 @@ pub fn launch(monitor_exe: &Path, spec: &ZoneSpec) -> Result<Launched, LaunchErr
     for f in [control::EXIT_FILE, control::SOCKET_FILE, control::PID_FILE] {
         let _ = fs::remove_file(run_dir.join(f));
     }
-    let json = serde_json::to_vec_pretty(spec).map_err(|e| LaunchError::new("write spec.json", e))?;
+    let json = spec.to_json().map_err(|e| LaunchError::new("write spec.json", e))?;
     fs::write(run_dir.join(control::SPEC_FILE), json).map_err(|e| LaunchError::new("write spec.json", e))?;
     let log = fs::OpenOptions::new()
         .create(true)
@@ -201,12 +245,16 @@ fn wait_gone(pid: i32) {
 }
 
 /// Removes what a failed start may have left (the monitor normally did already).
-fn cleanup_failed(spec: &ZoneSpec) {
-    cgroup::destroy(&spec.cgroup);
+fn cleanup_failed(spec: &InstanceSpec) {
+    cgroup::destroy(spec.cgroup());
+    let run_dir = spec.run_dir();
     for f in [control::SPEC_FILE, control::PID_FILE, control::SOCKET_FILE, control::EXIT_FILE] {
-        let _ = fs::remove_file(spec.run_dir.join(f));
+        let _ = fs::remove_file(run_dir.join(f));
     }
-    let console = spec.run_dir.join(control::CONSOLE_FILE);
+    if let InstanceSpec::Qemu(q) = spec {
+        let _ = fs::remove_file(&q.qmp);
+    }
+    let console = run_dir.join(control::CONSOLE_FILE);
     if fs::metadata(&console).is_ok_and(|m| m.len() == 0) {
         let _ = fs::remove_file(console);
     }

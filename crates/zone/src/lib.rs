@@ -1,28 +1,40 @@
-//! The zone runtime.
+//! The instance runtime: zones, and the supervision of QEMU VMs.
 //!
-//! Each running zone is owned by one **monitor** process (`zonevisor-monitor`,
-//! SmartOS's zoneadmd): the daemon writes a [`ZoneSpec`] and calls
-//! [`launch()`], which starts a detached monitor and returns once the zone's
-//! init has been exec'd (or with the step that failed, having undone
-//! everything). The monitor creates the zone's cgroup, its namespaces (user,
-//! pid, mount, uts, ipc, net, cgroup; root in the zone is an unprivileged
-//! host uid, see [`security`]), its root (`pivot_root` into an idmapped
-//! mount of the dataset, minimal `/dev`, masked `/proc` and `/sys` with
-//! [`lxcfs`]'s views of the zone's limits, a sized `/tmp`, bind mounts), a console
-//! pty whose output goes to a bounded log, and then waits on init. It answers
-//! [`control`] requests (status, stop, reboot, kill, limits, the size of `/tmp`, console, seccomp listeners) on a Unix socket in the
-//! zone's run directory, so the daemon can restart without touching zones.
+//! Each running instance is owned by one **monitor** process
+//! (`zonevisor-monitor`, SmartOS's zoneadmd): the daemon writes a
+//! [`ZoneSpec`] and calls [`launch()`], or a [`QemuSpec`] and calls
+//! [`launch_qemu()`], which start a detached monitor and return once the
+//! instance's main process runs (or with the step that failed, having
+//! undone everything). The monitor creates the cgroup with its limits and a
+//! console pty whose output goes to a bounded log, has its guest start
+//! the main process, and then waits on it:
+//!
+//! - a **zone**: its user and network namespaces, held for its whole life,
+//!   and per boot its pid, mount, uts, ipc and cgroup namespaces (root in
+//!   the zone is an unprivileged host uid, see [`security`]), its root
+//!   (`pivot_root` into an idmapped mount of the dataset, minimal `/dev`,
+//!   masked `/proc` and `/sys` with [`lxcfs`]'s views of the zone's limits,
+//!   a sized `/tmp`, bind mounts), and init;
+//! - a **VM**: QEMU in a jail (its own mount namespace showing only `/usr`,
+//!   its disks and sockets; an unprivileged uid; no capabilities), spoken
+//!   to over QMP (`zonevisor_vm::qmp`).
+//!
+//! It answers [`control`] requests (status, stop, reboot, kill, limits,
+//! console; a zone's `/tmp` and seccomp listeners; a VM's QMP commands) on
+//! a Unix socket in the instance's run directory, so the daemon can
+//! restart without touching instances.
 //!
 //! ```text
-//!   daemon ── launch() ──> monitor ── clone(NEW*) ──> init (PID 1 in the zone)
-//!     │                      │  cgroup, pty, waitpid
-//!     └── control socket ────┘  run_dir/{monitor.sock,monitor.pid,console.log,exit.json}
+//!   daemon ── launch() ──────> monitor ── spawner ── clone(NEW*) ──> init (PID 1 in the zone)
+//!          ── launch_qemu() ─>   │  cgroup, pty, waitpid ── fork, jail ──> QEMU ── QMP ──┐
+//!     │                          │<──────────────────────────────────────────────────────┘
+//!     └── control socket ────────┘  run_dir/{monitor.sock,monitor.pid,console.log,exit.json,qemu.log}
 //! ```
 //!
-//! When init exits the monitor records why in `exit.json` (halt, reboot,
-//! exit code, signal), restarts the zone where init asked for a reboot (or
-//! `restart_init` asks), or else kills what is left in the cgroup, removes
-//! it, and exits.
+//! When the main process exits the monitor records why in `exit.json`
+//! (halt or power-off, reboot, exit code, signal), starts it again where
+//! the instance rebooted (or `restart_init` asks), or else kills what is
+//! left in the cgroup, removes it, and exits.
 //!
 //! [`enter`] is the way into a running zone from the host: `zlogin` uses it,
 //! and so does the monitor to run the zone's `poweroff` for a graceful stop.
@@ -41,6 +53,6 @@ mod rootfs;
 pub mod security;
 mod spec;
 
-pub use launch::{launch, LaunchError, Launched};
+pub use launch::{launch, launch_qemu, LaunchError, Launched};
 pub use rootfs::unescape_mountinfo;
-pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Limits, ZoneSpec};
+pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Jail, JailBind, Limits, QemuSpec, ZoneSpec};

@@ -1,47 +1,75 @@
-//! The per-zone monitor process: `zonevisor-monitor <run_dir>`.
+//! The per-instance monitor process (a zone's or a VM's): `zonevisor-monitor <run_dir>`.
 //!
-//! Started by [`crate::launch()`], it reads `spec.json`, writes `monitor.pid`,
-//! creates the cgroup (the monitor itself stays outside it), opens the
-//! console pty (output appended to `console.log`, rotated to `console.log.1`
-//! past 1 MiB), clones init into new user/pid/mount/uts/ipc/net/cgroup
-//! namespaces (writing the user namespace's maps and idmapping the zone
-//! root for it: see ARCHITECTURE.md) and reports to `launch` once init has
-//! been exec'd. It then runs a single
-//! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket and
-//! its connections, the pty master and the attached console client, if any
-//! (`monitor/console.rs`), and the seccomp listeners through which it
-//! answers the zone's `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the socket
-//! they arrive on: no threads, no runtime.
+//! Started by [`crate::launch()`] or [`crate::launch_qemu()`], it reads `spec.json`, writes
+//! `monitor.pid`, creates the instance's cgroup with its limits (the
+//! monitor itself stays outside it), opens the console pty (output
+//! appended to `console.log`, rotated to `console.log.1` past 1 MiB) and
+//! the control socket, and has its **guest** start the instance's main
+//! process. It reports to `launch` once that runs, then runs a single
+//! `poll(2)` loop over a signalfd (SIGCHLD, SIGTERM), the control socket
+//! and its connections, the pty master and the attached console client, if
+//! any (`monitor/console.rs`), and the guest's own descriptors: no threads,
+//! no runtime.
 //!
-//! When init dies the monitor decides: a reboot (init killed by SIGHUP, or a
-//! `reboot` request) or an exit with `restart_init` starts a new init in the
-//! same cgroup (at most 5 automatic restarts per 10 s); anything else is
-//! final: the cgroup is emptied and removed, `exit.json` written, the socket
-//! and pid file removed, pending `stop` requests answered, and the monitor exits.
+//! # One supervisor, a guest per kind of instance
+//!
+//! What every instance shares is here: the loop, the control requests
+//! (status, stop, reboot, kill, limits, console), the console, the restart
+//! policy, the exit record and the cgroup. What differs sits behind the
+//! `Guest` trait:
+//!
+//! | | `ZoneGuest` (`monitor/zone.rs`) | `QemuGuest` (`monitor/qemu.rs`) |
+//! |---|---|---|
+//! | main process | the zone's init, in new pid/mount/uts/ipc/cgroup namespaces, inside the user and network namespaces the monitor holds for the zone's whole life | QEMU, jailed (`monitor/jail.rs`: its own mount namespace on an empty read-only root, an unprivileged uid, no capabilities, `no_new_privs`), running once it answers on QMP |
+//! | console | the pty slave is init's stdio and `/dev/console` | the pty slave is QEMU's stdin and stdout (`-chardev stdio`: the first serial port) |
+//! | graceful shutdown | the zone's own `poweroff` run inside it (SIGPWR to init without one) | QMP `system_powerdown` (the ACPI power button) |
+//! | forced | SIGKILL to init (and `cgroup.kill` for a stop) | QMP `quit`, SIGKILL 10 s later |
+//! | forced reboot | kill init, start a new one | QMP `system_reset`, in place |
+//! | how it ended | SIGHUP: a reboot; SIGINT: a halt; else its status or signal | the last `SHUTDOWN` event's reason, QEMU's status or signal, its stderr |
+//! | restarts on its own | with `restart_init` | never |
+//! | own descriptors | the seccomp listeners answering `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the inbox they arrive on | the QMP connection |
+//! | own requests | `set_tmpfs`, `sysinfo_listener` | `qmp` |
+//!
+//! ```text
+//!              spawn ──> main process runs ─────────────── it ends on its own ──┐
+//!                ^         │ stop / reboot / SIGTERM                             │
+//!                │         v                                                     v
+//!                │       ask_shutdown ── grace period over ──> force_down ─> (escalation) kill
+//!                │         │                                     │
+//!                │         └──────────── it ends ────────────────┘
+//!                │                          │
+//!                └── reboot requested, the guest rebooted itself, or
+//!                    restart_init (at most 5 automatic restarts per 10 s)
+//!                                           │ anything else
+//!                                           v
+//!          finish: cgroup emptied and removed, exit.json, socket and pid
+//!          file removed, waiting `stop`s answered, the monitor exits
+//! ```
+//!
 //! SIGTERM to the monitor means a graceful stop.
 //!
 //! The control socket is root's only, but a stalled client must not block
 //! or exhaust the loop either: connections are nonblocking, a connection
-//! has `REQUEST_TIMEOUT` (10 s) to send its request line (or, after a
-//! `sysinfo_listener` request, its listener) and is dropped after that, at
-//! most `MAX_CONNS` (32) wait at once (a new one pushes out the oldest),
-//! and as many `stop` or `reboot` clients wait for the zone (those that
-//! hung up go first). Replies are written with a 1 s timeout.
+//! has `REQUEST_TIMEOUT` (10 s) to send its request line and is dropped
+//! after that, at most `MAX_CONNS` (32) wait at once (a new one pushes out
+//! the oldest), and as many `stop` or `reboot` clients wait for the
+//! instance (those that hung up go first). Replies are written with a 1 s
+//! timeout.
 
 mod child;
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::control::{self, MonitorStatus, Reply, Request, ZoneState, LISTENER_INIT};
+use crate::control::{self, MonitorStatus, Reply, Request, ZoneState};
 use crate::launch::{LaunchError, Report, STATUS_FD_ENV};
-use crate::rootfs::{self, cvt};
-use crate::{cgroup, enter, ExitReason, ExitRecord, ZoneSpec};
+use crate::rootfs::cvt;
+use crate::spec::InstanceSpec;
+use crate::{cgroup, ExitReason, ExitRecord, Limits};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -64,19 +92,17 @@ struct CloneArgs {
 
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
-/// Control connections waiting for their request (or, after a
-/// `sysinfo_listener` request, for the listener), and requests waiting for
-/// the zone to go down or come back: at most this many of each.
+/// Control connections waiting for their request, and requests waiting for
+/// the instance to go down or come back: at most this many of each.
 const MAX_CONNS: usize = 32;
 const MAX_REQUEST: usize = 64 * 1024;
-/// How long a control connection may take to send its request line (or
-/// its listener): the daemon and `zlogin` send it at once, so a client
-/// that sends nothing or half a line is only holding a slot.
+/// How long a control connection may take to send its request line: the
+/// daemon and `zlogin` send it at once, so a client that sends nothing or
+/// half a line is only holding a slot.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The poll set's first entries: signals, the listener, the console's master
-/// and client, the inbox; then the connections, then the seccomp listeners.
-const FIXED_FDS: usize = 5;
-const SHUTDOWN_COMMANDS: [&str; 4] = ["sbin/poweroff", "usr/sbin/poweroff", "bin/poweroff", "sbin/halt"];
+/// and client; then the connections, then the guest's descriptors.
+const FIXED_FDS: usize = 4;
 
 macro_rules! log {
     ($($t:tt)*) => {{
@@ -85,10 +111,13 @@ macro_rules! log {
 }
 
 mod console;
+mod jail;
 mod notify;
+mod qemu;
 mod statfs;
 mod sysinfo;
 mod tmpfs;
+mod zone;
 
 use console::Console;
 
@@ -122,8 +151,8 @@ pub fn main() -> ! {
     let pid = Some(std::process::id() as i32);
     match Monitor::start(PathBuf::from(run_dir)) {
         Ok(mut m) => {
-            log!("zone {} running, init pid {}", m.spec.uuid, m.init_pid);
-            report(Report { ok: true, monitor_pid: pid, init_pid: Some(m.init_pid), ..Report::default() });
+            log!("{} {} running, {} pid {}", m.guest.noun(), m.core.uuid, m.guest.main_name(), m.core.pid);
+            report(Report { ok: true, monitor_pid: pid, init_pid: Some(m.core.pid), ..Report::default() });
             // End-of-file tells launch() we are done reporting.
             drop(status);
             std::process::exit(m.run())
@@ -143,7 +172,7 @@ pub fn main() -> ! {
     }
 }
 
-/// How one init ended.
+/// How one main process ended.
 struct Death {
     reason: ExitReason,
     code: Option<i32>,
@@ -153,6 +182,19 @@ struct Death {
     how: String,
 }
 
+impl Death {
+    /// A main process that exited with `code`.
+    fn exited(code: i32, how: String) -> Death {
+        Death { reason: ExitReason::Exited, code: Some(code), signal: None, oom_killed: false, how }
+    }
+
+    /// A main process that `reason` (a signal `sig`) ended.
+    fn signaled(reason: ExitReason, sig: i32, how: String) -> Death {
+        Death { reason, code: None, signal: Some(sig), oom_killed: false, how }
+    }
+}
+
+/// What the monitor is taking the instance towards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Intent {
     None,
@@ -163,15 +205,13 @@ enum Intent {
 struct Conn {
     sock: UnixStream,
     buf: Vec<u8>,
-    /// Agreed to a `sysinfo_listener` request: the listener comes next.
-    listener: bool,
-    /// When the connection is dropped if its request (or listener) has not come.
+    /// When the connection is dropped if its request has not come.
     deadline: Instant,
 }
 
 impl Conn {
-    fn new(sock: UnixStream, listener: bool) -> Conn {
-        Conn { sock, buf: Vec::new(), listener, deadline: Instant::now() + REQUEST_TIMEOUT }
+    fn new(sock: UnixStream) -> Conn {
+        Conn { sock, buf: Vec::new(), deadline: Instant::now() + REQUEST_TIMEOUT }
     }
 }
 
@@ -192,51 +232,121 @@ fn make_room(conns: &mut Vec<Conn>) {
     }
 }
 
-/// Makes room for one more waiting `stop` or `reboot` client: those that
-/// hung up go, then, with [`MAX_CONNS`] waiting, the oldest.
+/// Makes room for one more waiting client: those that hung up go, then,
+/// with [`MAX_CONNS`] waiting, the oldest.
 fn make_room_for_waiter(waiters: &mut Vec<UnixStream>) {
-    waiters.retain(|w| {
-        let mut p = libc::pollfd { fd: w.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
-        // SAFETY: polling one live descriptor without waiting.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n <= 0 || p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) == 0
-    });
+    waiters.retain(|w| !hung_up(w));
     while waiters.len() >= MAX_CONNS {
         waiters.remove(0);
     }
 }
 
-struct Monitor {
+/// Whether the client at the other end of `sock` has hung up.
+fn hung_up(sock: &UnixStream) -> bool {
+    let mut p = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: polling one live descriptor without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// What differs between the kinds of instance a monitor supervises (see
+/// the module documentation). Every method gets the shared state,
+/// [`Core`], read-only; the guest keeps its own.
+trait Guest {
+    /// The instance in words: `zone`, `VM`.
+    fn noun(&self) -> &'static str;
+    /// The main process in words: `init`, `QEMU`.
+    fn main_name(&self) -> &'static str;
+    /// Starts the main process and returns its pid once it runs.
+    fn spawn(&mut self, core: &Core) -> Result<i32, LaunchError>;
+    /// Asks the running instance to shut down.
+    fn ask_shutdown(&mut self, core: &Core);
+    /// Takes the instance down without asking. `Some(grace)`: if the main
+    /// process still runs after `grace`, [`Guest::kill`] follows.
+    fn force_down(&mut self, core: &Core) -> Option<Duration>;
+    /// Kills the main process (for a stop, everything in the cgroup).
+    fn kill(&mut self, core: &Core);
+    /// A forced reboot in place, answering `sock` when done; the socket
+    /// comes back when the guest has no such thing (the monitor then
+    /// kills the main process and starts a new one).
+    fn reset(&mut self, _core: &Core, sock: UnixStream) -> Option<UnixStream> {
+        Some(sock)
+    }
+    /// How the main process ended (`status` from `waitpid`).
+    fn death_of(&mut self, core: &Core, status: i32) -> Death;
+    /// Whether a main process that ends on its own (neither halted nor
+    /// rebooted) is started again.
+    fn restarts_on_exit(&self) -> bool {
+        false
+    }
+    /// A child other than the main process ended.
+    fn reaped(&mut self, _core: &Core, _pid: i32, _status: i32) {}
+    /// Adds the guest's descriptors to the poll set.
+    fn push_pollfds(&mut self, _pfds: &mut Vec<libc::pollfd>) {}
+    /// Handles the guest's descriptors' events (`pfds`: what
+    /// [`Guest::push_pollfds`] added, in its order); runs at every turn of
+    /// the loop, before anything else.
+    fn on_poll(&mut self, _core: &Core, _pfds: &[libc::pollfd]) {}
+    /// When the loop must wake for the guest.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+    /// A request the shared monitor does not handle.
+    fn on_request(&mut self, _core: &Core, sock: UnixStream, req: Request) {
+        send(&sock, &Reply::error(format!("{req:?} is not a request for this instance")));
+    }
+    /// New limits were applied to the cgroup.
+    fn limits_applied(&mut self, _core: &Core, _limits: &Limits) {}
+    /// The instance is down for good, or never came up: answer what
+    /// waits, remove what the guest made.
+    fn cleanup(&mut self, _core: &Core) {}
+}
+
+/// What every guest may read: the instance's shared state.
+struct Core {
     run_dir: PathBuf,
-    spec: ZoneSpec,
+    uuid: String,
+    cgroup: String,
+    /// The cgroup's `cgroup.procs` files, one per hierarchy.
     procs: Vec<PathBuf>,
+    console: Console,
+    /// The main process's pid (init, QEMU); 0 while none runs.
+    pid: i32,
+    /// When the current main process started, in seconds since the epoch.
+    started_at: u64,
+    intent: Intent,
+    /// Automatic restarts of the main process since the instance booted.
+    init_restarts: u32,
+}
+
+impl Core {
+    fn status(&self) -> MonitorStatus {
+        MonitorStatus {
+            monitor_pid: std::process::id() as i32,
+            init_pid: self.pid,
+            state: if self.intent == Intent::None { ZoneState::Running } else { ZoneState::Stopping },
+            started_at: self.started_at,
+            init_restarts: self.init_restarts,
+        }
+    }
+}
+
+struct Monitor {
+    core: Core,
+    guest: Box<dyn Guest>,
     sigfd: OwnedFd,
     listener: UnixListener,
-    console: Console,
-    /// Where init's child and the shutdown helpers send their seccomp
-    /// listeners (a datagram socket pair: the monitor reads `inbox`, the
-    /// children inherit `inbox_tx` until they exec).
-    inbox: OwnedFd,
-    inbox_tx: OwnedFd,
-    listeners: notify::Listeners,
-    /// What the answers to the zone's notified calls need.
-    answers: notify::Answers,
-    init_pid: i32,
-    started_at: u64,
-    /// `CLOCK_BOOTTIME` when init started: the zone's uptime counts from it.
-    booted: Duration,
-    intent: Intent,
     killed: bool,
+    /// When the grace period of a graceful stop or reboot ends.
     deadline: Option<Instant>,
+    /// When a forced stop escalates to [`Guest::kill`].
+    escalate: Option<Instant>,
     stop_waiters: Vec<UnixStream>,
     reboot_waiters: Vec<UnixStream>,
     conns: Vec<Conn>,
-    helpers: Vec<i32>,
     restarts: Vec<Instant>,
-    /// Automatic restarts of init since the zone booted.
-    init_restarts: u32,
-    /// The zone's OOM kill count when the current init started (`None`:
-    /// the kernel does not count them).
+    /// The cgroup's OOM kill count when the current main process started
+    /// (`None`: the kernel does not count them).
     oom_kills: Option<u64>,
     exit: Option<ExitRecord>,
 }
@@ -245,18 +355,23 @@ fn step(name: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
     move |e| LaunchError::new(name, e)
 }
 
+fn read_spec(run_dir: &Path) -> Result<InstanceSpec, LaunchError> {
+    fs::read(run_dir.join(control::SPEC_FILE))
+        .map_err(step("read spec"))
+        .and_then(|b| InstanceSpec::from_json(&b).map_err(|e| LaunchError::new("read spec", e)))
+}
+
 impl Monitor {
     fn start(run_dir: PathBuf) -> Result<Monitor, LaunchError> {
         // SAFETY: umask has no preconditions. Everything the monitor creates is root-only.
         unsafe { libc::umask(0o077) };
-        let spec: ZoneSpec = fs::read(run_dir.join(control::SPEC_FILE))
-            .map_err(step("read spec"))
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| LaunchError::new("read spec", e)))?;
+        let spec = read_spec(&run_dir)?;
+        let cgroup = spec.cgroup().to_owned();
         let mut cgroup_made = false;
-        let res = Self::start_inner(run_dir.clone(), spec.clone(), &mut cgroup_made);
+        let res = Self::start_inner(&run_dir, spec, &mut cgroup_made);
         if res.is_err() {
             if cgroup_made {
-                cgroup::destroy(&spec.cgroup);
+                cgroup::destroy(&cgroup);
             }
             for f in [control::PID_FILE, control::SOCKET_FILE, control::SPEC_FILE] {
                 let _ = fs::remove_file(run_dir.join(f));
@@ -269,198 +384,70 @@ impl Monitor {
         res
     }
 
-    fn start_inner(run_dir: PathBuf, spec: ZoneSpec, cgroup_made: &mut bool) -> Result<Monitor, LaunchError> {
+    fn start_inner(run_dir: &Path, spec: InstanceSpec, cgroup_made: &mut bool) -> Result<Monitor, LaunchError> {
         fs::write(run_dir.join(control::PID_FILE), format!("{}\n", std::process::id()))
             .map_err(step("write monitor.pid"))?;
         let sigfd = signalfd().map_err(step("signals"))?;
-        cgroup::create(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        let cgroup = spec.cgroup();
+        cgroup::create(cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
         *cgroup_made = true;
-        cgroup::apply_limits(&spec.cgroup, &spec.limits).map_err(|e| LaunchError::new("apply limits", e))?;
-        let procs = cgroup::procs_files(&spec.cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
-        let console = Console::open(&run_dir).map_err(step("console"))?;
-        if let Some(map) = spec.idmap {
-            // The zone's root owns its console.
-            nix::unistd::fchown(
-                &console.slave,
-                Some(nix::unistd::Uid::from_raw(map.host_uid)),
-                Some(nix::unistd::Gid::from_raw(map.host_gid)),
-            )
-            .map_err(|e| LaunchError::new("console", io::Error::from(e)))?;
-        }
+        cgroup::apply_limits(cgroup, spec.limits()).map_err(|e| LaunchError::new("apply limits", e))?;
+        let procs = cgroup::procs_files(cgroup).map_err(|e| LaunchError::new("create cgroup", e))?;
+        let console = Console::open(run_dir).map_err(step("console"))?;
+        let core = Core {
+            run_dir: run_dir.to_owned(),
+            uuid: spec.uuid().to_owned(),
+            cgroup: cgroup.to_owned(),
+            procs,
+            console,
+            pid: 0,
+            started_at: 0,
+            intent: Intent::None,
+            init_restarts: 0,
+        };
         let sock = run_dir.join(control::SOCKET_FILE);
         let _ = fs::remove_file(&sock);
-        let listener = control::with_socket_path(&run_dir, |p| UnixListener::bind(p))
+        let listener = control::with_socket_path(run_dir, |p| UnixListener::bind(p))
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
-        let (inbox, inbox_tx) = seqpacket_pair().map_err(step("seccomp listener"))?;
-        let root_fs = statfs::RootFs::open(&spec.zone_root, spec.idmap.map_or(0, |m| m.host_uid));
+        let guest: Box<dyn Guest> = match spec {
+            InstanceSpec::Zone(z) => Box::new(zone::ZoneGuest::new(z, &core)?),
+            InstanceSpec::Qemu(q) => Box::new(qemu::QemuGuest::new(q)),
+        };
         let mut m = Monitor {
-            run_dir,
-            spec,
-            procs,
+            core,
+            guest,
             sigfd,
             listener,
-            console,
-            inbox,
-            inbox_tx,
-            listeners: notify::Listeners::new(),
-            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
-            init_pid: 0,
-            started_at: 0,
-            booted: Duration::ZERO,
-            intent: Intent::None,
             killed: false,
             deadline: None,
+            escalate: None,
             stop_waiters: Vec::new(),
             reboot_waiters: Vec::new(),
             conns: Vec::new(),
-            helpers: Vec::new(),
             restarts: Vec::new(),
-            init_restarts: 0,
             oom_kills: None,
             exit: None,
         };
-        m.init_pid = m.spawn_init()?;
-        m.started_at = now_secs();
-        Ok(m)
-    }
-
-    /// Takes the listeners waiting in the inbox.
-    fn drain_inbox(&mut self) {
-        let mut tag = [0u8; 1];
-        while let Ok((1, fds)) = control::recv_fds(self.inbox.as_fd(), &mut tag) {
-            if let Some(fd) = fds.into_iter().next() {
-                self.listeners.add(fd, tag[0] == LISTENER_INIT);
+        m.oom_kills = cgroup::oom_kills(&m.core.cgroup).ok().flatten();
+        match m.guest.spawn(&m.core) {
+            Ok(pid) => {
+                m.core.pid = pid;
+                m.core.started_at = now_secs();
+                Ok(m)
+            }
+            Err(e) => {
+                m.guest.cleanup(&m.core);
+                Err(e)
             }
         }
-    }
-
-    /// Clones and sets up the zone's init; returns its PID once it has exec'd.
-    /// Init's seccomp listener is served once this returns (when the
-    /// kernel gave one: the monitor's log says when not).
-    fn spawn_init(&mut self) -> Result<i32, LaunchError> {
-        // The previous init's filter is gone with its zone.
-        self.listeners.drop_init();
-        self.answers.sysinfo.refresh();
-        self.oom_kills = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
-        let plan = child::Plan::new(
-            &self.spec,
-            self.console.slave.as_raw_fd(),
-            &self.console.slave_path,
-            self.inbox_tx.as_raw_fd(),
-        )?;
-        let (err_r, err_w) = pipe().map_err(step("clone"))?;
-        let (go_r, go_w) = pipe().map_err(step("clone"))?;
-        let mut flags =
-            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET)
-                as u64;
-        if self.spec.idmap.is_some() {
-            // Created first by clone, the user namespace owns all the others.
-            flags |= libc::CLONE_NEWUSER as u64;
-        }
-        // Fork straight into the v2 cgroup where there is one: moving a task
-        // between cgroups waits for an RCU grace period (milliseconds). The
-        // v1 hierarchies need the move; it overlaps with the child's mounts.
-        let v2 = cgroup::v2_dir(&self.spec.cgroup).and_then(|d| rootfs::open_dir(&d).ok());
-        let mut moves: Vec<&PathBuf> = self.procs.iter().collect();
-        let mut pid = -1;
-        if let Some(fd) = &v2 {
-            let args = CloneArgs {
-                flags: flags | CLONE_INTO_CGROUP,
-                exit_signal: libc::SIGCHLD as u64,
-                cgroup: fd.as_raw_fd() as u64,
-                ..CloneArgs::default()
-            };
-            // SAFETY: a fork-like clone3 (no new stack, no shared VM). The monitor
-            // is single-threaded, so the child may keep running Rust code; it
-            // never returns from child::run.
-            pid =
-                unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-            if pid >= 0 {
-                let dir = cgroup::v2_dir(&self.spec.cgroup).unwrap_or_default().join("cgroup.procs");
-                moves.retain(|p| **p != dir);
-            }
-        }
-        if pid < 0 {
-            // SAFETY: as above, with clone(2).
-            pid =
-                unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
-        }
-        if pid == 0 {
-            drop((err_r, go_w, v2));
-            child::run(&plan, err_w, go_r);
-        }
-        drop((err_w, go_r, v2));
-        let pid = cvt(pid).map_err(step("clone"))? as i32;
-        let mut go = fs::File::from(go_w);
-        // First go: the user namespace is mapped and the root tree idmapped.
-        // Second go: the child is in the zone's (v1) cgroups, moved while it
-        // builds its root.
-        let handoff =
-            self.map_ids(pid, &plan).and_then(|()| go.write_all(b"1").map_err(step("user namespace"))).and_then(|()| {
-                moves.iter().try_for_each(|f| {
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .open(f)
-                        .and_then(|mut file| file.write_all(pid.to_string().as_bytes()))
-                        .map_err(|e| LaunchError::new("join cgroup", format!("{}: {e}", f.display())))
-                })
-            });
-        if handoff.is_ok() {
-            let _ = go.write_all(b"1");
-        }
-        drop(go);
-        drop(plan);
-        let mut msg = Vec::new();
-        let _ = fs::File::from(err_r).read_to_end(&mut msg);
-        if msg.is_empty() && died_before_exec(pid) {
-            msg = b"zone setup\0init died before exec (see monitor.log)".to_vec();
-        }
-        if msg.is_empty() {
-            // init has exec'd: its listener, sent before exec, is waiting.
-            self.booted = sysinfo::boottime();
-            self.drain_inbox();
-            if handoff.is_ok() && !self.listeners.has_init() {
-                log!("init runs without a seccomp listener: sysinfo(2) and statfs(2) in the zone show the host's memory and the pool");
-            }
-            return handoff.map(|()| pid);
-        }
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        handoff?;
-        let text = String::from_utf8_lossy(&msg);
-        let (s, m) = text.split_once('\0').unwrap_or(("zone setup", &text));
-        Err(LaunchError::new(s, m))
-    }
-
-    /// Writes the child's user namespace maps (root in the zone is the
-    /// zone's host uid; `setgroups` stays allowed, as we write them with
-    /// the host's privileges) and makes the zone root's tree an idmapped
-    /// mount with them, so the image's files, owned by 0.. on disk, are the
-    /// zone's own. Nothing to do for a zone without an id map.
-    fn map_ids(&self, pid: i32, plan: &child::Plan) -> Result<(), LaunchError> {
-        let Some(map) = self.spec.idmap else { return Ok(()) };
-        if let Some(n) = self.spec.limits.locked_bytes {
-            // Raising a hard limit takes CAP_SYS_RESOURCE on the host, which
-            // init will not have: set it from here while init's ids are
-            // still ours. Where we lack it too, init caps it at the host's.
-            set_memlock(pid, n);
-        }
-        let s = step("user namespace");
-        fs::write(format!("/proc/{pid}/uid_map"), format!("0 {} {}\n", map.host_uid, map.count)).map_err(s)?;
-        fs::write(format!("/proc/{pid}/gid_map"), format!("0 {} {}\n", map.host_gid, map.count))
-            .map_err(step("user namespace"))?;
-        let userns = fs::File::open(format!("/proc/{pid}/ns/user")).map_err(step("user namespace"))?;
-        rootfs::set_idmap(plan.trees.root.as_fd(), userns.as_fd())
-            .map_err(|e| LaunchError::new("idmapped zone root", format!("{}: {e}", self.spec.zone_root.display())))
     }
 
     fn run(&mut self) -> i32 {
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
         loop {
             pfds.clear();
-            let console = self.console.interest();
+            let console = self.core.console.interest();
             for (fd, events) in [
                 (self.sigfd.as_raw_fd(), libc::POLLIN),
                 (self.listener.as_raw_fd(), libc::POLLIN),
@@ -469,14 +456,13 @@ impl Monitor {
             ] {
                 pfds.push(libc::pollfd { fd, events, revents: 0 });
             }
-            pfds.push(libc::pollfd { fd: self.inbox.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             for c in &self.conns {
                 pfds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
-            let served_from = pfds.len();
-            self.listeners.push_pollfds(&mut pfds);
+            let guest_from = pfds.len();
+            self.guest.push_pollfds(&mut pfds);
             let conn_expiry = self.conns.iter().map(|c| c.deadline).min();
-            let wake = [self.deadline, self.listeners.wake_at(), conn_expiry].into_iter().flatten().min();
+            let wake = [self.deadline, self.escalate, self.guest.wake_at(), conn_expiry].into_iter().flatten().min();
             let timeout = wake.map_or(-1, |d| {
                 let left = d.saturating_duration_since(Instant::now());
                 left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
@@ -485,26 +471,21 @@ impl Monitor {
             if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) } < 0 {
                 continue;
             }
-            // First: nothing below changes the listeners before this reads their events.
-            let zone = sysinfo::Zone { cgroup: &self.spec.cgroup, booted: self.booted };
-            let answers = &mut self.answers;
-            self.listeners.on_events(&pfds[served_from..], &mut |call| answers.answer(call, &zone));
+            // First: nothing below changes the guest's descriptors before it reads their events.
+            self.guest.on_poll(&self.core, &pfds[guest_from..]);
             if pfds[2].revents != 0 {
-                self.console.on_master(pfds[2].revents);
+                self.core.console.on_master(pfds[2].revents);
             }
             if pfds[3].revents != 0 {
-                self.console.on_client(pfds[3].revents);
+                self.core.console.on_client(pfds[3].revents);
             }
             if pfds[0].revents != 0 {
                 self.on_signals();
             }
-            for i in (0..served_from - FIXED_FDS).rev() {
+            for i in (0..guest_from - FIXED_FDS).rev() {
                 if pfds[i + FIXED_FDS].revents != 0 && i < self.conns.len() {
                     self.on_conn(i);
                 }
-            }
-            if pfds[4].revents != 0 {
-                self.drain_inbox();
             }
             let expired = drop_expired(&mut self.conns, Instant::now());
             if expired > 0 {
@@ -517,8 +498,15 @@ impl Monitor {
                 self.accept();
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                log!("grace period over: killing the zone");
-                self.kill_zone();
+                log!("grace period over: taking the {} down", self.guest.noun());
+                self.force_down();
+            }
+            if self.escalate.is_some_and(|d| Instant::now() >= d) {
+                self.escalate = None;
+                if self.core.pid > 0 {
+                    log!("{} {} still runs: killing it", self.guest.main_name(), self.core.pid);
+                    self.guest.kill(&self.core);
+                }
             }
             if self.exit.is_some() {
                 return 0;
@@ -539,9 +527,9 @@ impl Monitor {
             }
             match si.ssi_signo as i32 {
                 libc::SIGCHLD => self.reap(),
-                libc::SIGTERM if self.exit.is_none() && self.intent != Intent::Stop => {
-                    log!("SIGTERM: stopping the zone");
-                    self.intent = Intent::Stop;
+                libc::SIGTERM if self.exit.is_none() && self.core.intent != Intent::Stop => {
+                    log!("SIGTERM: stopping the {}", self.guest.noun());
+                    self.core.intent = Intent::Stop;
                     self.shutdown(false, None);
                 }
                 _ => {}
@@ -557,84 +545,71 @@ impl Monitor {
             if pid <= 0 {
                 return;
             }
-            if pid == self.init_pid {
-                self.on_init_exit(status);
-            } else if let Some(i) = self.helpers.iter().position(|h| *h == pid) {
-                self.helpers.swap_remove(i);
-                let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-                log!("shutdown helper {pid} ended: {status:#x}");
-                if matches!(code, Some(126 | 127)) && self.init_pid > 0 && self.exit.is_none() {
-                    self.signal_shutdown();
-                }
+            if pid == self.core.pid {
+                self.on_main_exit(status);
+            } else {
+                self.guest.reaped(&self.core, pid, status);
             }
         }
     }
 
-    /// How init ended (`status` from `waitpid`): a signal with the
-    /// zone's OOM kill counter up since it started is the OOM killer's.
-    fn death_of(&self, status: i32) -> Death {
-        if libc::WIFEXITED(status) {
-            let code = libc::WEXITSTATUS(status);
-            return Death {
-                reason: ExitReason::Exited,
-                code: Some(code),
-                signal: None,
-                oom_killed: false,
-                how: format!("init exited with status {code}"),
-            };
-        }
-        let sig = libc::WTERMSIG(status);
-        let (reason, mut how) = match sig {
-            libc::SIGHUP => (ExitReason::Rebooted, "init rebooted the zone".to_owned()),
-            libc::SIGINT => (ExitReason::Halted, "init halted the zone".to_owned()),
-            _ => (ExitReason::Signaled, format!("init was killed by signal {sig}")),
-        };
-        let oom_now = cgroup::oom_kills(&self.spec.cgroup).ok().flatten();
-        let oom_killed = sig == libc::SIGKILL && matches!((self.oom_kills, oom_now), (Some(a), Some(b)) if b > a);
-        if oom_killed {
-            how = format!("init was killed by the out-of-memory killer (signal {sig})");
+    /// How the main process ended: the guest's reading, and a SIGKILL
+    /// with the cgroup's OOM kill counter up since it started is the OOM
+    /// killer's.
+    fn death_of(&mut self, status: i32) -> Death {
+        let mut death = self.guest.death_of(&self.core, status);
+        let oom_now = cgroup::oom_kills(&self.core.cgroup).ok().flatten();
+        if death.signal == Some(libc::SIGKILL) && matches!((self.oom_kills, oom_now), (Some(a), Some(b)) if b > a) {
+            death.oom_killed = true;
+            death.how =
+                format!("{} was killed by the out-of-memory killer (signal {})", self.guest.main_name(), libc::SIGKILL);
             // (v1's "unlimited" is a huge number.)
-            if let Some(limit) = cgroup::memory(&self.spec.cgroup).ok().and_then(|m| m.limit).filter(|l| *l < 1 << 50) {
-                how.push_str(&format!(": the zone used all of its memory ({} MiB)", limit >> 20));
+            if let Some(limit) = cgroup::memory(&self.core.cgroup).ok().and_then(|m| m.limit).filter(|l| *l < 1 << 50) {
+                death.how.push_str(&format!(
+                    ": the {} used all of its memory ({} MiB)",
+                    self.guest.noun(),
+                    limit >> 20
+                ));
             }
         }
-        Death { reason, code: None, signal: Some(sig), oom_killed, how }
+        death
     }
 
-    fn on_init_exit(&mut self, status: i32) {
-        self.init_pid = 0;
-        self.console.pump();
+    fn on_main_exit(&mut self, status: i32) {
+        self.core.console.pump();
         let death = self.death_of(status);
+        self.core.pid = 0;
         log!("{}", death.how);
-        match (self.intent, death.reason) {
+        match (self.core.intent, death.reason) {
             (Intent::Stop, reason) => {
-                let (code, signal) = if reason == ExitReason::Signaled || reason == ExitReason::Exited {
-                    (death.code, death.signal)
-                } else {
-                    (None, None)
-                };
+                // A zone's halt or reboot is init's signal, not its status; a
+                // VM's guest powering off is QEMU's status 0.
+                let code = death.code;
+                let signal =
+                    if reason == ExitReason::Signaled || reason == ExitReason::Exited { death.signal } else { None };
                 let message = format!("stopped on request ({})", death.how);
                 self.finish(ExitReason::Stopped, code, signal, death.oom_killed, message);
             }
             (Intent::Reboot, _) => self.restart(None, "reboot requested"),
             (Intent::None, ExitReason::Rebooted) => self.restart(Some(death), ""),
-            (Intent::None, ExitReason::Halted) => self.finish(ExitReason::Halted, None, None, false, death.how),
-            (Intent::None, _) if self.spec.restart_init => self.restart(Some(death), "restart_init"),
+            (Intent::None, ExitReason::Halted) => self.finish(ExitReason::Halted, death.code, None, false, death.how),
+            (Intent::None, _) if self.guest.restarts_on_exit() => self.restart(Some(death), "restart_init"),
             (Intent::None, reason) => self.finish(reason, death.code, death.signal, death.oom_killed, death.how),
         }
     }
 
-    /// Starts a new init: on request (`died` is `None`), or after the last
-    /// one died on its own (`died`), at most [`MAX_RESTARTS`] times per
-    /// [`RESTART_WINDOW`]; then the zone goes down, its exit record saying
-    /// how that last init died.
+    /// Starts a new main process: on request (`died` is `None`), or after
+    /// the last one died on its own (`died`), at most [`MAX_RESTARTS`]
+    /// times per [`RESTART_WINDOW`]; then the instance goes down, its exit
+    /// record saying how that last one died.
     fn restart(&mut self, died: Option<Death>, why: &str) {
         if let Some(d) = &died {
             let now = Instant::now();
             self.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
             if self.restarts.len() >= MAX_RESTARTS {
                 let msg = format!(
-                    "init restarted {MAX_RESTARTS} times within {} s; giving up ({})",
+                    "{} restarted {MAX_RESTARTS} times within {} s; giving up ({})",
+                    self.guest.main_name(),
                     RESTART_WINDOW.as_secs(),
                     d.how
                 );
@@ -643,28 +618,30 @@ impl Monitor {
             }
             self.restarts.push(now);
         }
-        // `init_restarts` counts restart_init's restarts since the zone
-        // (re)booted; a reboot starts the count again.
+        // `init_restarts` counts restart_init's restarts since the
+        // instance (re)booted; a reboot starts the count again.
         if died.is_some() && why == "restart_init" {
-            self.init_restarts = self.init_restarts.saturating_add(1);
+            self.core.init_restarts = self.core.init_restarts.saturating_add(1);
         } else {
-            self.init_restarts = 0;
+            self.core.init_restarts = 0;
         }
         let why = match died {
             Some(d) if !why.is_empty() => format!("{} ({why})", d.how),
             Some(d) => d.how,
             None => why.to_owned(),
         };
-        log!("restarting the zone: {why}");
-        match self.spawn_init() {
+        log!("restarting the {}: {why}", self.guest.noun());
+        self.oom_kills = cgroup::oom_kills(&self.core.cgroup).ok().flatten();
+        match self.guest.spawn(&self.core) {
             Ok(pid) => {
-                self.init_pid = pid;
-                self.started_at = now_secs();
-                self.intent = Intent::None;
+                self.core.pid = pid;
+                self.core.started_at = now_secs();
+                self.core.intent = Intent::None;
                 self.killed = false;
                 self.deadline = None;
-                log!("init pid {pid}");
-                let reply = Reply { ok: true, status: Some(self.status()), ..Reply::default() };
+                self.escalate = None;
+                log!("{} pid {pid}", self.guest.main_name());
+                let reply = Reply { ok: true, status: Some(self.core.status()), ..Reply::default() };
                 for w in std::mem::take(&mut self.reboot_waiters) {
                     send(&w, &reply);
                 }
@@ -673,7 +650,7 @@ impl Monitor {
         }
     }
 
-    /// The zone is down for good: clean up, record why, answer, and let `run` return.
+    /// The instance is down for good: clean up, record why, answer, and let `run` return.
     fn finish(
         &mut self,
         reason: ExitReason,
@@ -682,38 +659,30 @@ impl Monitor {
         oom_killed: bool,
         message: String,
     ) {
-        log!("zone down: {message}");
-        self.console.pump();
-        if let Err(e) = cgroup::try_destroy(&self.spec.cgroup) {
-            log!("removing cgroup {}: {e}", self.spec.cgroup);
+        log!("{} down: {message}", self.guest.noun());
+        self.core.console.pump();
+        if let Err(e) = cgroup::try_destroy(&self.core.cgroup) {
+            log!("removing cgroup {}: {e}", self.core.cgroup);
         }
         let rec = ExitRecord { reason, code, signal, oom_killed, message, at: now_secs() };
-        let tmp = self.run_dir.join(".exit.json.tmp");
+        let run_dir = &self.core.run_dir;
+        let tmp = run_dir.join(".exit.json.tmp");
         let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
-        if let Err(e) = fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, self.run_dir.join(control::EXIT_FILE))) {
+        if let Err(e) = fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, run_dir.join(control::EXIT_FILE))) {
             log!("writing exit.json: {e}");
         }
-        let _ = fs::remove_file(self.run_dir.join(control::SOCKET_FILE));
-        let _ = fs::remove_file(self.run_dir.join(control::PID_FILE));
+        self.guest.cleanup(&self.core);
+        let _ = fs::remove_file(run_dir.join(control::SOCKET_FILE));
+        let _ = fs::remove_file(run_dir.join(control::PID_FILE));
         let ok = Reply { ok: true, exit: Some(rec.clone()), ..Reply::default() };
         for w in std::mem::take(&mut self.stop_waiters) {
             send(&w, &ok);
         }
-        let down = Reply::error(format!("the zone went down: {}", rec.message));
+        let down = Reply::error(format!("the {} went down: {}", self.guest.noun(), rec.message));
         for w in std::mem::take(&mut self.reboot_waiters) {
             send(&w, &down);
         }
         self.exit = Some(rec);
-    }
-
-    fn status(&self) -> MonitorStatus {
-        MonitorStatus {
-            monitor_pid: std::process::id() as i32,
-            init_pid: self.init_pid,
-            state: if self.intent == Intent::None { ZoneState::Running } else { ZoneState::Stopping },
-            started_at: self.started_at,
-            init_restarts: self.init_restarts,
-        }
     }
 
     fn accept(&mut self) {
@@ -722,14 +691,11 @@ impl Monitor {
                 continue;
             }
             make_room(&mut self.conns);
-            self.conns.push(Conn::new(sock, false));
+            self.conns.push(Conn::new(sock));
         }
     }
 
     fn on_conn(&mut self, i: usize) {
-        if self.conns[i].listener {
-            return self.on_listener_conn(i);
-        }
         let mut buf = [0u8; 1024];
         let c = &mut self.conns[i];
         match c.sock.read(&mut buf) {
@@ -748,27 +714,9 @@ impl Monitor {
         };
         let c = self.conns.swap_remove(i);
         match serde_json::from_slice::<Request>(&c.buf[..end]) {
-            Ok(Request::Console) if self.exit.is_none() => self.console.attach(c.sock, &c.buf[end + 1..]),
+            Ok(Request::Console) if self.exit.is_none() => self.core.console.attach(c.sock, &c.buf[end + 1..]),
             Ok(req) => self.on_request(c.sock, req),
             Err(e) => send(&c.sock, &Reply::error(format!("bad request: {e}"))),
-        }
-    }
-
-    /// The listener a `sysinfo_listener` client sends once we agreed; its
-    /// end-of-file instead means it got none (nothing to serve).
-    fn on_listener_conn(&mut self, i: usize) {
-        let mut byte = [0u8; 1];
-        match control::recv_fds(self.conns[i].sock.as_fd(), &mut byte) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Ok((n, fds)) => {
-                self.conns.swap_remove(i);
-                if let (1, Some(fd)) = (n, fds.into_iter().next()) {
-                    self.listeners.add(fd, false);
-                }
-            }
-            Err(_) => {
-                self.conns.swap_remove(i);
-            }
         }
     }
 
@@ -776,33 +724,42 @@ impl Monitor {
         if let Some(rec) = &self.exit {
             let reply = match req {
                 Request::Stop { .. } => Reply { ok: true, exit: Some(rec.clone()), ..Reply::default() },
-                _ => Reply::error("the zone is down"),
+                _ => Reply::error(format!("the {} is down", self.guest.noun())),
             };
             return send(&sock, &reply);
         }
         match req {
-            Request::Status => send(&sock, &Reply { ok: true, status: Some(self.status()), ..Reply::default() }),
+            Request::Status => send(&sock, &Reply { ok: true, status: Some(self.core.status()), ..Reply::default() }),
             Request::Stop { force, timeout_secs } => {
                 log!("stop requested (force: {force})");
-                self.intent = Intent::Stop;
+                self.core.intent = Intent::Stop;
                 make_room_for_waiter(&mut self.stop_waiters);
                 self.stop_waiters.push(sock);
                 self.shutdown(force, timeout_secs);
             }
             Request::Reboot { force, timeout_secs } => {
-                if self.intent == Intent::Stop {
-                    return send(&sock, &Reply::error("the zone is stopping"));
+                if self.core.intent == Intent::Stop {
+                    return send(&sock, &Reply::error(format!("the {} is stopping", self.guest.noun())));
                 }
                 log!("reboot requested (force: {force})");
-                self.intent = Intent::Reboot;
+                let sock = if force && self.core.intent == Intent::None {
+                    match self.guest.reset(&self.core, sock) {
+                        Some(sock) => sock,
+                        None => return,
+                    }
+                } else {
+                    sock
+                };
+                self.core.intent = Intent::Reboot;
                 make_room_for_waiter(&mut self.reboot_waiters);
                 self.reboot_waiters.push(sock);
                 self.shutdown(force, timeout_secs);
             }
             Request::Kill { signal } => {
+                let pid = self.core.pid;
                 // SAFETY: kill(2) has no memory-safety preconditions.
-                let r = if self.init_pid > 0 && (1..=libc::SIGRTMAX()).contains(&signal) {
-                    cvt(unsafe { libc::kill(self.init_pid, signal) })
+                let r = if pid > 0 && (1..=libc::SIGRTMAX()).contains(&signal) {
+                    cvt(unsafe { libc::kill(pid, signal) })
                 } else {
                     Err(io::Error::from_raw_os_error(libc::EINVAL))
                 };
@@ -812,52 +769,23 @@ impl Monitor {
                 }
             }
             // Taken in on_conn, with the bytes that followed the request.
-            Request::Console => self.console.attach(sock, &[]),
-            Request::SysinfoListener => {
-                if !self.listeners.has_room() {
-                    return send(&sock, &Reply::error("too many seccomp listeners"));
-                }
-                send(&sock, &Reply { ok: true, ..Reply::default() });
-                if sock.set_nonblocking(true).is_ok() {
-                    make_room(&mut self.conns);
-                    self.conns.push(Conn::new(sock, true));
-                }
-            }
-            Request::SetTmpfs { bytes } => {
-                let old = self.spec.tmpfs_bytes.unwrap_or(0);
-                if old > 0 && bytes > 0 && old != bytes {
-                    if let Err(e) = tmpfs::resize(self.init_pid, bytes) {
-                        return send(&sock, &Reply::error(e.to_string()));
-                    }
-                    log!("/tmp resized to {} MiB", bytes >> 20);
-                } else if old != bytes {
-                    log!("tmpfs set to {} MiB from the zone's next boot", bytes >> 20);
-                }
-                // What a reboot in place mounts.
-                self.spec.tmpfs_bytes = Some(bytes).filter(|b| *b > 0);
-                send(&sock, &Reply { ok: true, ..Reply::default() })
-            }
-            Request::SetLimits { limits } => match cgroup::apply_limits(&self.spec.cgroup, &limits) {
+            Request::Console => self.core.console.attach(sock, &[]),
+            Request::SetLimits { limits } => match cgroup::apply_limits(&self.core.cgroup, &limits) {
                 Ok(()) => {
-                    self.answers.sysinfo.refresh();
-                    if let Some(n) = limits.locked_bytes {
-                        // Init's limit, inherited by what it starts from now on.
-                        set_memlock(self.init_pid, n);
-                    }
-                    let l = &mut self.spec.limits;
-                    l.locked_bytes = limits.locked_bytes.or(l.locked_bytes);
+                    self.guest.limits_applied(&self.core, &limits);
                     send(&sock, &Reply { ok: true, ..Reply::default() })
                 }
                 Err(e) => send(&sock, &Reply::error(e.to_string())),
             },
+            other => self.guest.on_request(&self.core, sock, other),
         }
     }
 
-    /// Starts taking the zone down: at once with `force`, else asks it and
-    /// arms the kill deadline (a shorter one wins).
+    /// Starts taking the instance down: at once with `force`, else asks it
+    /// and arms the deadline (a shorter one wins).
     fn shutdown(&mut self, force: bool, timeout_secs: Option<u64>) {
         if force {
-            return self.kill_zone();
+            return self.force_down();
         }
         if self.killed {
             return;
@@ -869,83 +797,15 @@ impl Monitor {
             Some(_) => self.deadline = Some(deadline),
             None => {
                 self.deadline = Some(deadline);
-                self.ask_shutdown();
+                self.guest.ask_shutdown(&self.core);
             }
         }
     }
 
-    fn kill_zone(&mut self) {
+    fn force_down(&mut self) {
         self.deadline = None;
         self.killed = true;
-        if self.init_pid > 0 {
-            // SAFETY: kill(2) has no memory-safety preconditions. Killing a PID namespace's init kills the namespace.
-            unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
-        }
-        // Not before a reboot: on Linux 6.18 a cgroup once killed through
-        // cgroup.kill makes every later CLONE_INTO_CGROUP child die at birth
-        // (kill_seq is sampled before the target cgroup is known).
-        if self.intent == Intent::Stop {
-            if let Err(e) = cgroup::kill(&self.spec.cgroup) {
-                log!("killing cgroup: {e}");
-            }
-        }
-    }
-
-    /// Runs the zone's poweroff (or halt) inside it, or signals init when it has none.
-    fn ask_shutdown(&mut self) {
-        let init = self.init_pid;
-        let found = rootfs::open_dir(Path::new(&format!("/proc/{init}/root"))).ok().and_then(|root| {
-            SHUTDOWN_COMMANDS.iter().find(|c| {
-                rootfs::open_in(root.as_fd(), Path::new(c), libc::O_PATH, 0)
-                    .is_ok_and(|f| rootfs::is_dir(f.as_fd()).is_ok_and(|d| !d))
-            })
-        });
-        match found.map(|c| self.spawn_helper(&format!("/{c}"))) {
-            Some(Ok(pid)) => {
-                log!("running /{} in the zone (pid {pid})", found.unwrap_or(&""));
-                self.helpers.push(pid);
-            }
-            Some(Err(e)) => {
-                log!("cannot run the zone's shutdown command: {e}");
-                self.signal_shutdown();
-            }
-            None => self.signal_shutdown(),
-        }
-    }
-
-    fn signal_shutdown(&self) {
-        let init = self.init_pid;
-        if init <= 0 {
-            return;
-        }
-        let systemd = fs::read_link(format!("/proc/{init}/exe"))
-            .is_ok_and(|p| p.as_os_str().as_bytes().windows(7).any(|w| w == b"systemd"));
-        log!("signalling init {init} to shut down{}", if systemd { " (systemd)" } else { "" });
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(init, libc::SIGPWR);
-            if systemd {
-                libc::kill(init, libc::SIGRTMIN() + 4);
-            }
-        }
-    }
-
-    /// Forks a helper that runs `path` in the zone (see [`child::run_helper`]).
-    fn spawn_helper(&self, path: &str) -> io::Result<i32> {
-        // Opened here, so a zone that is gone is an error for the caller.
-        let entry = enter::Entry::open(self.init_pid)?
-            .cgroup_procs(self.procs.iter().cloned())
-            .drop_capabilities()?
-            .sysinfo_to(self.inbox_tx.try_clone()?);
-        let exec = enter::Exec::new(path, &[path], &child::zone_env())?
-            .stdio(enter::Stdio::Console(self.console.slave.as_raw_fd()))
-            .umask(0o022);
-        // SAFETY: the monitor is single-threaded; the child never returns from run_helper.
-        let pid = cvt(unsafe { libc::fork() })?;
-        if pid == 0 {
-            child::run_helper(entry, &exec);
-        }
-        Ok(pid)
+        self.escalate = self.guest.force_down(&self.core).map(|grace| Instant::now() + grace);
     }
 }
 
@@ -971,24 +831,37 @@ fn died_before_exec(pid: i32) -> bool {
     }
 }
 
-/// A close-on-exec `SOCK_SEQPACKET` pair, the first end nonblocking.
-fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two descriptors into the array we own.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: freshly created descriptors, owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own.
-    cvt(unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
-    Ok((r, w))
-}
-
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array we own.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: freshly created descriptors, owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Forks (fork-like `clone3`) straight into the v2 cgroup `v2` where there
+/// is one: moving a task between cgroups waits for an RCU grace period
+/// (milliseconds). Returns the pid (0 in the child) and whether the child
+/// is in `v2` already. The monitor is single-threaded, so the child may
+/// keep running Rust code.
+fn fork_into(v2: Option<&OwnedFd>, flags: u64) -> io::Result<(i32, bool)> {
+    if let Some(fd) = v2 {
+        let args = CloneArgs {
+            flags: flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: a fork-like clone3 (no new stack, no shared VM) of a single-threaded process.
+        let pid =
+            unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if pid >= 0 {
+            return Ok((pid as i32, true));
+        }
+    }
+    // SAFETY: as above, with clone(2).
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    Ok((cvt(pid)? as i32, false))
 }
 
 fn signalfd() -> io::Result<OwnedFd> {
@@ -1005,29 +878,13 @@ fn signalfd() -> io::Result<OwnedFd> {
     }
 }
 
-/// Sets `pid`'s RLIMIT_MEMLOCK (`max_locked_memory`) to `bytes`. Without
-/// CAP_SYS_RESOURCE the hard limit cannot be raised, so the soft limit is
-/// then capped at the hard one the host gives.
-fn set_memlock(pid: i32, bytes: u64) {
-    let mut lim = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-    // SAFETY: prlimit reads and writes only the rlimit structs we pass.
-    unsafe {
-        if libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut()) != 0
-            && libc::prlimit(pid, libc::RLIMIT_MEMLOCK, std::ptr::null(), &mut lim) == 0
-        {
-            lim.rlim_cur = lim.rlim_max.min(bytes);
-            libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn conn(deadline: Instant) -> Conn {
         let (sock, _) = UnixStream::pair().unwrap();
-        Conn { deadline, ..Conn::new(sock, false) }
+        Conn { deadline, ..Conn::new(sock) }
     }
 
     #[test]

@@ -1,4 +1,11 @@
-//! What the daemon tells a monitor: the zone to run.
+//! What the daemon tells a monitor: the instance to run, a zone
+//! ([`ZoneSpec`]) or a QEMU VM ([`QemuSpec`]), and what it leaves behind
+//! ([`ExitRecord`]).
+//!
+//! `run_dir/spec.json` holds a zone's spec as a plain object (as it always
+//! did: monitors of running zones are re-adopted across an upgrade, and an
+//! older monitor reads a newer daemon's zone specs) and a VM's as
+//! `{"qemu": {...}}`.
 
 use std::path::PathBuf;
 
@@ -56,6 +63,140 @@ pub struct ZoneSpec {
     /// see [`crate::lofs`].
     #[serde(default)]
     pub protected: crate::lofs::Protected,
+}
+
+/// Everything a monitor needs to run one QEMU VM, jailed. Written to
+/// `run_dir/spec.json` by [`crate::launch_qemu()`].
+///
+/// QEMU runs in the cgroup (`limits.memory_bytes` is the guest's RAM plus
+/// QEMU's own overhead, which the daemon adds), in a mount namespace of its
+/// own whose root is an empty read-only tmpfs showing only `/usr`
+/// read-only (and `/bin`, `/sbin`, `/lib*` as on the host), `/dev/null`,
+/// `/dev/zero`, `/dev/urandom`, [`Jail::devices`] and [`Jail::binds`], as
+/// the unprivileged [`Jail::uid`]/[`Jail::gid`] without supplementary
+/// groups, capabilities or a way to gain privileges (`no_new_privs`).
+/// `argv` must turn QEMU's own seccomp sandbox on (`-sandbox on,...`;
+/// [`crate::launch_qemu()`] refuses it otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QemuSpec {
+    /// The instance UUID.
+    pub uuid: String,
+    /// The VM's runtime directory on the host: `monitor.sock`,
+    /// `monitor.pid`, `spec.json`, `console.log`, `exit.json`, and
+    /// `qemu.log` (QEMU's stderr).
+    pub run_dir: PathBuf,
+    /// The VM's cgroup, relative to each hierarchy's root.
+    pub cgroup: String,
+    /// Resource limits applied to the cgroup.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The host path of `qemu-system-x86_64`, executed from the host (it
+    /// need not be visible in the jail; its libraries and data, in `/usr`, must).
+    pub qemu: PathBuf,
+    /// QEMU's arguments (without `argv[0]`); paths in them are the jail's.
+    pub argv: Vec<String>,
+    /// The host path of the QMP socket QEMU creates (`argv` holds
+    /// `-qmp unix:<its path in the jail>,server=on,wait=off`): the monitor
+    /// connects to it, and the VM counts as running once it answers.
+    pub qmp: PathBuf,
+    /// What QEMU runs as and sees.
+    pub jail: Jail,
+}
+
+/// QEMU's jail (see [`QemuSpec`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jail {
+    /// The unprivileged host uid QEMU runs as (one per VM; never 0).
+    pub uid: u32,
+    /// Its gid (never 0).
+    pub gid: u32,
+    /// Host files and directories shown in the jail: disks, ISO, kernel,
+    /// initrd, the copy of the firmware's variables, the QMP socket's directory.
+    #[serde(default)]
+    pub binds: Vec<JailBind>,
+    /// Host device nodes shown at the same path in the jail (`/dev/kvm`
+    /// when KVM is used, `/dev/net/tun`).
+    #[serde(default)]
+    pub devices: Vec<PathBuf>,
+}
+
+/// One host path shown in QEMU's jail: always `nosuid`, `nodev`, `noexec`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailBind {
+    /// Host path (a file or a directory).
+    pub source: PathBuf,
+    /// Absolute path in the jail; created (like the source: a directory or a file).
+    pub target: PathBuf,
+    /// Writable; otherwise read-only.
+    #[serde(default)]
+    pub writable: bool,
+}
+
+/// What `spec.json` holds: the instance a monitor runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum InstanceSpec {
+    /// A zone.
+    Zone(ZoneSpec),
+    /// A VM run by QEMU.
+    Qemu(QemuSpec),
+}
+
+/// `{"qemu": {...}}`, the wire form of [`InstanceSpec::Qemu`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QemuFile<T> {
+    qemu: T,
+}
+
+impl InstanceSpec {
+    /// The JSON of `spec.json`.
+    pub(crate) fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            InstanceSpec::Zone(z) => serde_json::to_vec_pretty(z),
+            InstanceSpec::Qemu(q) => serde_json::to_vec_pretty(&QemuFile { qemu: q }),
+        }
+    }
+
+    /// Reads `spec.json`: `{"qemu": {...}}` is a VM, anything else a zone.
+    pub(crate) fn from_json(bytes: &[u8]) -> serde_json::Result<InstanceSpec> {
+        let v: serde_json::Value = serde_json::from_slice(bytes)?;
+        if v.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("qemu")) {
+            return Ok(InstanceSpec::Qemu(serde_json::from_value::<QemuFile<QemuSpec>>(v)?.qemu));
+        }
+        serde_json::from_value(v).map(InstanceSpec::Zone)
+    }
+
+    /// The instance's run directory.
+    pub(crate) fn run_dir(&self) -> &std::path::Path {
+        match self {
+            InstanceSpec::Zone(z) => &z.run_dir,
+            InstanceSpec::Qemu(q) => &q.run_dir,
+        }
+    }
+
+    /// The instance's cgroup.
+    pub(crate) fn cgroup(&self) -> &str {
+        match self {
+            InstanceSpec::Zone(z) => &z.cgroup,
+            InstanceSpec::Qemu(q) => &q.cgroup,
+        }
+    }
+
+    /// The instance's uuid.
+    pub(crate) fn uuid(&self) -> &str {
+        match self {
+            InstanceSpec::Zone(z) => &z.uuid,
+            InstanceSpec::Qemu(q) => &q.uuid,
+        }
+    }
+
+    /// The instance's limits.
+    pub(crate) fn limits(&self) -> &Limits {
+        match self {
+            InstanceSpec::Zone(z) => &z.limits,
+            InstanceSpec::Qemu(q) => &q.limits,
+        }
+    }
 }
 
 /// A zone's id range: ids `0..count` in the zone are `host_uid..host_uid+count`
@@ -122,11 +263,12 @@ pub struct Limits {
     pub io_priority: Option<u64>,
 }
 
-/// Why a zone's init ended.
+/// Why an instance's main process (a zone's init, a VM's QEMU) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitReason {
-    /// init halted or powered the zone off (reboot(2) with HALT/POWER_OFF).
+    /// init halted or powered the zone off (reboot(2) with HALT/POWER_OFF),
+    /// or the VM's guest powered off (QEMU then exits with 0).
     Halted,
     /// init asked for a reboot (reboot(2) with RESTART).
     Rebooted,
@@ -161,4 +303,66 @@ pub struct ExitRecord {
     pub message: String,
     /// Seconds since the epoch.
     pub at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> ZoneSpec {
+        ZoneSpec {
+            uuid: "u".into(),
+            zone_root: "/z/root".into(),
+            run_dir: "/run/z".into(),
+            hostname: "h".into(),
+            dns_domain: None,
+            resolvers: None,
+            init: vec!["/sbin/init".into()],
+            tmpfs_bytes: None,
+            mounts: Vec::new(),
+            cgroup: "zonevisor/u".into(),
+            limits: Limits::default(),
+            restart_init: true,
+            idmap: None,
+            limit_priv: Vec::new(),
+            lxcfs: None,
+            protected: Default::default(),
+        }
+    }
+
+    #[test]
+    fn spec_json_holds_either_guest_and_old_zone_specs_read_as_zones() {
+        let z = InstanceSpec::Zone(zone());
+        let text = z.to_json().unwrap();
+        let plain: ZoneSpec = serde_json::from_slice(&text).unwrap();
+        assert_eq!(plain, zone(), "a zone's spec.json is a plain ZoneSpec, as older monitors read it");
+        assert_eq!(InstanceSpec::from_json(&text).unwrap(), z);
+        // Written before VMs existed, without the newer fields.
+        let old = br#"{"uuid":"u","zone_root":"/z/root","run_dir":"/run/z","hostname":"h","init":["/sbin/init"],"cgroup":"zonevisor/u"}"#;
+        match InstanceSpec::from_json(old).unwrap() {
+            InstanceSpec::Zone(s) => assert_eq!((s.uuid.as_str(), s.restart_init), ("u", false)),
+            other => panic!("{other:?}"),
+        }
+        let q = InstanceSpec::Qemu(QemuSpec {
+            uuid: "v".into(),
+            run_dir: "/run/v".into(),
+            cgroup: "zonevisor/v".into(),
+            limits: Limits { memory_bytes: Some(1 << 30), ..Limits::default() },
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            argv: vec!["-nodefaults".into()],
+            qmp: "/run/v/jail/qmp.sock".into(),
+            jail: Jail {
+                uid: 3_000_000,
+                gid: 3_000_000,
+                binds: vec![JailBind { source: "/run/v/jail".into(), target: "/vm".into(), writable: true }],
+                devices: vec!["/dev/kvm".into()],
+            },
+        });
+        let text = q.to_json().unwrap();
+        assert!(String::from_utf8_lossy(&text).starts_with("{\n  \"qemu\": {"));
+        assert_eq!(InstanceSpec::from_json(&text).unwrap(), q);
+        assert_eq!((q.uuid(), q.cgroup(), q.run_dir()), ("v", "zonevisor/v", std::path::Path::new("/run/v")));
+        assert!(InstanceSpec::from_json(br#"{"qemu": {"uuid": "v"}}"#).is_err(), "an incomplete VM spec");
+        assert!(InstanceSpec::from_json(b"[]").is_err());
+    }
 }

@@ -376,6 +376,47 @@ fn reboot_request_changes_init_pid() {
     z.assert_gone();
 }
 
+fn ns_of(pid: i32, ns: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap().display().to_string()
+}
+
+#[test]
+fn the_zone_keeps_its_user_and_network_namespaces_across_reboots_and_restarts() {
+    let _g = serial();
+    if !privileged() {
+        return;
+    }
+    const HOST: u32 = 2_100_000;
+    let mut z = Zone::sh("hostname > /booted.$$; cat /proc/self/uid_map > /uid_map.out; exec sleep 1000");
+    z.spec.idmap = Some(IdMap { host_uid: HOST, host_gid: HOST, count: 65536 });
+    z.spec.restart_init = true;
+    let l = z.launch();
+    let (user, net, pid_ns) = (ns_of(l.init_pid, "user"), ns_of(l.init_pid, "net"), ns_of(l.init_pid, "pid"));
+    assert_ne!(net, ns_of(std::process::id() as i32, "net"), "the zone has its own network namespace");
+    assert_ne!(user, ns_of(std::process::id() as i32, "user"));
+    // A reboot: a new init in a new pid namespace, in the same user and network namespaces.
+    let st = z.client().reboot(true).unwrap();
+    assert_ne!(st.init_pid, l.init_pid);
+    assert_eq!((ns_of(st.init_pid, "user"), ns_of(st.init_pid, "net")), (user.clone(), net.clone()));
+    assert_ne!(ns_of(st.init_pid, "pid"), pid_ns, "each boot has its own pid namespace");
+    // restart_init after init was killed: the same again.
+    z.client().kill(libc::SIGKILL).unwrap();
+    let mut restarted = 0;
+    wait_for("init restarted", || {
+        restarted = z.client().status().map_or(0, |s| s.init_pid);
+        restarted != 0 && restarted != st.init_pid && z.client().status().is_ok_and(|s| s.init_restarts == 1)
+    });
+    assert_eq!((ns_of(restarted, "user"), ns_of(restarted, "net")), (user, net));
+    // init is the monitor's child and the zone's root, as before.
+    let ppid = status_field(restarted, "PPid:");
+    assert_eq!(ppid, l.monitor_pid.to_string());
+    assert_eq!(status_field(restarted, "Uid:").split_whitespace().next(), Some(HOST.to_string().as_str()));
+    let map: Vec<String> = z.wait_file("uid_map.out").split_whitespace().map(String::from).collect();
+    assert_eq!(map, ["0", &HOST.to_string(), "65536"]);
+    z.client().stop(true, None).unwrap();
+    z.assert_gone();
+}
+
 #[test]
 fn long_run_dir_path() {
     let _g = serial();

@@ -178,7 +178,7 @@ pub(super) fn run(plan: &Plan, err: OwnedFd, go: OwnedFd) -> ! {
 }
 
 /// Undoes what the monitor's signal handling left in a forked child.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     // SAFETY: plain signal-state syscalls on our own process.
     unsafe {
         for sig in 1..=libc::SIGRTMAX() {
@@ -224,8 +224,8 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     // the zone's root: our ids are still the host's, which own the path.
     let mountpoint = rootfs::open_dir(&p.zone_root)
         .map_err(|e| LaunchError::new("bind zone root", format!("{}: {e}", p.zone_root.display())))?;
-    // The monitor writes our user namespace's maps and makes the root tree
-    // idmapped, then says go.
+    // We were cloned into the zone's user namespace, which the monitor
+    // holds with its maps written; it says go once it has set our limits.
     wait_go(&mut go, "user namespace")?;
     if p.userns {
         become_zone_root().map_err(step("user namespace"))?;
@@ -463,7 +463,8 @@ fn mask(proc: BorrowedFd, sys: BorrowedFd, null: BorrowedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn mkdir_at(dir: BorrowedFd, name: &CStr, mode: u32) -> io::Result<OwnedFd> {
+/// Makes directory `name` in `dir` and returns it (`O_PATH`), never following a symlink.
+pub(super) fn mkdir_at(dir: BorrowedFd, name: &CStr, mode: u32) -> io::Result<OwnedFd> {
     // SAFETY: valid C string and a live directory descriptor.
     cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) })?;
     let how = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
@@ -485,7 +486,8 @@ fn bind_into(root: BorrowedFd, m: &BindMount, tree: BorrowedFd) -> io::Result<()
     rootfs::attach(tree, target.as_fd())
 }
 
-fn pivot(root: BorrowedFd) -> io::Result<()> {
+/// Makes `root` the process's root (`pivot_root`) and detaches the old one.
+pub(super) fn pivot(root: BorrowedFd) -> io::Result<()> {
     // SAFETY: syscalls on our own process with valid C strings and a live descriptor.
     unsafe {
         cvt(libc::fchdir(root.as_raw_fd()))?;
