@@ -3,13 +3,13 @@
 //! a zone's `/proc` shows).
 //!
 //! SmartOS's VM keys (`VM Capable`, `Bhyve Capable`, `Bhyve Max Vcpus`,
-//! `HVM API`) say what `vmadm create` accepts here, read from the table
-//! create itself uses ([`crate::instance::RUNNABLE_BRANDS`]); what the
-//! hardware could do is `CPU Virtualization` (vmx, svm or none) and `HVM
-//! Accelerator` (kvm or tcg, with the reason), which promise nothing.
+//! `HVM API`) say what `vmadm create` accepts here, read from the check
+//! create itself makes ([`crate::instance::runs`]: QEMU installed, and
+//! OVMF for bhyve's UEFI); `CPU Virtualization` (vmx, svm or none) and
+//! `HVM Accelerator` (kvm or tcg, with the reason: see
+//! `zonevisor_vm::accel`) say how fast those VMs run.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 
 use serde_json::{json, Map, Value};
 
@@ -23,26 +23,6 @@ const BHYVE_MAX_VCPUS: u32 = 256;
 
 fn read_trim(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
-/// Which accelerator VMs would use, and why.
-pub(crate) fn accelerator() -> (&'static str, String) {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> =
-        cpuinfo.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
-    let virt = ["vmx", "svm"].into_iter().find(|f| flags.contains(f));
-    let Ok(kvm) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
-        return ("tcg", "/dev/kvm is absent or cannot be opened".into());
-    };
-    // SAFETY: KVM_GET_API_VERSION (_IO(0xAE, 0)) takes no argument.
-    let api = unsafe { libc::ioctl(kvm.as_raw_fd(), 0xAE00, 0) };
-    match (api, virt) {
-        (12, Some(v)) => ("kvm", format!("/dev/kvm API 12, CPU virtualization {v}")),
-        (12, None) => {
-            ("tcg", "/dev/kvm exists but the CPU reports no vmx/svm, so ordinary guests cannot run on it".into())
-        }
-        (n, _) => ("tcg", format!("/dev/kvm answered API version {n}, not 12")),
-    }
 }
 
 fn cpu_virtualization() -> &'static str {
@@ -142,7 +122,7 @@ impl Daemon {
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let stats = self.pool.stats().ok();
         let caps = self.pool.capabilities();
-        let (accel, accel_why) = accelerator();
+        let accel = crate::instance::accelerator();
         let cgroup = match zonevisor_zone::cgroup::version() {
             zonevisor_zone::cgroup::CgroupVersion::V2 => "v2",
             _ => "v1",
@@ -164,8 +144,8 @@ impl Daemon {
             "Bhyve Capable": runs(Brand::Bhyve),
             "Bhyve Max Vcpus": if runs(Brand::Bhyve) { BHYVE_MAX_VCPUS } else { 0 },
             "HVM API": runs(Brand::Kvm) || runs(Brand::Bhyve),
-            "HVM Accelerator": accel,
-            "HVM Accelerator Reason": accel_why,
+            "HVM Accelerator": accel.kind.as_str(),
+            "HVM Accelerator Reason": accel.reason,
             "CPU Type": cpu_type,
             "CPU Virtualization": cpu_virtualization(),
             "CPU Online Count": online,

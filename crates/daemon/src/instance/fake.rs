@@ -42,6 +42,8 @@ pub(crate) struct Monitor {
 pub(crate) struct State {
     pub datasets: BTreeSet<String>,
     pub quotas: BTreeMap<String, Option<u64>>,
+    /// `<dataset>/<file>` of each volume.
+    pub volumes: BTreeSet<String>,
     pub cgroups: BTreeSet<String>,
     pub run_dirs: BTreeSet<PathBuf>,
     pub monitors: BTreeMap<PathBuf, Monitor>,
@@ -141,6 +143,42 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn create_dataset(&self, name: &str) -> Result<(), ApiError> {
+        self.api_step("create_dataset")?;
+        self.state().datasets.insert(name.to_string());
+        Ok(())
+    }
+
+    fn create_volume(&self, dataset: &str, file: &str, _bytes: u64) -> Result<(), ApiError> {
+        self.api_step("create_volume")?;
+        self.state().volumes.insert(format!("{dataset}/{file}"));
+        Ok(())
+    }
+
+    fn clone_volume(&self, _source: &Path, dataset: &str, file: &str, _bytes: u64) -> Result<(), ApiError> {
+        self.api_step("clone_volume")?;
+        self.state().volumes.insert(format!("{dataset}/{file}"));
+        Ok(())
+    }
+
+    fn copy_into_dataset(&self, _source: &Path, dataset: &str, file: &str) -> Result<(), ApiError> {
+        self.api_step("copy_into_dataset")?;
+        self.state().volumes.insert(format!("{dataset}/{file}"));
+        Ok(())
+    }
+
+    fn give_to(&self, _path: &Path, _uid: u32, _gid: u32) -> Result<(), ApiError> {
+        self.api_step("give_to")
+    }
+
+    fn make_dir(&self, _path: &Path, _owner: Option<(u32, u32)>) -> Result<(), ApiError> {
+        self.api_step("make_dir")
+    }
+
+    fn move_file(&self, _from: &Path, _to: &Path) -> Result<(), ApiError> {
+        self.api_step("move_file")
+    }
+
     fn dataset_exists(&self, name: &str) -> bool {
         self.state().datasets.contains(name)
     }
@@ -150,6 +188,7 @@ impl Host for FakeHost {
         let mut st = self.state();
         st.datasets.remove(name);
         st.quotas.remove(name);
+        st.volumes.retain(|v| !v.starts_with(&format!("{name}/")));
         Ok(())
     }
 
@@ -169,8 +208,11 @@ impl Host for FakeHost {
 
     fn launch(&self, launch: &Launch) -> Result<Launched, ApiError> {
         self.api_step("launch")?;
-        let (run_dir, cgroup, limits) = match launch {
-            Launch::Zone(z) => (z.run_dir.clone(), z.cgroup.clone(), z.limits.clone()),
+        let (run_dir, cgroup) = launch.run_dir_and_cgroup();
+        let (run_dir, cgroup) = (run_dir.to_path_buf(), cgroup.to_string());
+        let limits = match launch {
+            Launch::Zone(z) => z.limits.clone(),
+            Launch::Qemu(q) => q.limits.clone(),
         };
         let (exited, alive) = nix::unistd::pipe().map_err(|e| ApiError::internal(e.to_string()))?;
         let mut st = self.state();
@@ -217,6 +259,16 @@ impl Host for FakeHost {
         let m = st.monitors.get_mut(run_dir).ok_or_else(|| not_running(run_dir))?;
         m.limits = limits.clone();
         Ok(())
+    }
+
+    fn qmp(
+        &self,
+        run_dir: &Path,
+        command: &str,
+        _arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ControlError> {
+        self.control_step("qmp")?;
+        self.status(run_dir).map(|_| serde_json::json!({"command": command}))
     }
 
     fn set_tmpfs(&self, run_dir: &Path, _bytes: u64) -> Result<(), ControlError> {

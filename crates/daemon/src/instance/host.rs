@@ -12,6 +12,7 @@
 //! Errors are [`ApiError`]s that already name the step.
 
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use zonevisor_api::ApiError;
 use zonevisor_pool::Pool;
 use zonevisor_zone::cgroup::Stats;
 use zonevisor_zone::control::{ControlError, MonitorClient, MonitorStatus};
-use zonevisor_zone::{ExitRecord, Launched, Limits, ZoneSpec};
+use zonevisor_zone::{ExitRecord, Launched, Limits, QemuSpec, ZoneSpec};
 
 use crate::images::step_error;
 
@@ -28,12 +29,43 @@ use crate::images::step_error;
 pub(crate) enum Launch {
     /// A zone.
     Zone(Box<ZoneSpec>),
+    /// A hardware VM.
+    Qemu(Box<QemuSpec>),
+}
+
+impl Launch {
+    /// The monitor's run directory and the instance's cgroup.
+    #[cfg(test)]
+    pub(crate) fn run_dir_and_cgroup(&self) -> (&Path, &str) {
+        match self {
+            Launch::Zone(z) => (&z.run_dir, &z.cgroup),
+            Launch::Qemu(q) => (&q.run_dir, &q.cgroup),
+        }
+    }
 }
 
 /// The host, as the lifecycle sees it.
 pub(crate) trait Host: Send + Sync {
     /// Makes dataset `name` a writable clone of image dataset `image`.
     fn clone_dataset(&self, image: &str, name: &str) -> Result<(), ApiError>;
+    /// Makes an empty dataset `name` (a VM's, for its volumes).
+    fn create_dataset(&self, name: &str) -> Result<(), ApiError>;
+    /// Makes a sparse volume `file` of `bytes` in dataset `dataset`.
+    fn create_volume(&self, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError>;
+    /// Makes volume `file` in `dataset` a copy-on-write clone of `source`
+    /// (an image's volume), grown to `bytes`.
+    fn clone_volume(&self, source: &Path, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError>;
+    /// Copies the host file `source` to `file` in `dataset` (a VM's own
+    /// UEFI variable store).
+    fn copy_into_dataset(&self, source: &Path, dataset: &str, file: &str) -> Result<(), ApiError>;
+    /// Makes the regular file `path` (never a symlink) the jailed QEMU's:
+    /// owned by `uid`:`gid`, mode 0600.
+    fn give_to(&self, path: &Path, uid: u32, gid: u32) -> Result<(), ApiError>;
+    /// Makes directory `path` and its parents (0700), owned by `owner`
+    /// (uid, gid) when given, else by root.
+    fn make_dir(&self, path: &Path, owner: Option<(u32, u32)>) -> Result<(), ApiError>;
+    /// Moves file `from` to `to` (root's, 0600), making `to`'s parents.
+    fn move_file(&self, from: &Path, to: &Path) -> Result<(), ApiError>;
     /// Whether a dataset `name` exists.
     fn dataset_exists(&self, name: &str) -> bool;
     /// Destroys dataset `name`; with `wait`, until its space is free again.
@@ -57,6 +89,13 @@ pub(crate) trait Host: Send + Sync {
     fn kill(&self, run_dir: &Path, signal: i32) -> Result<(), ControlError>;
     /// Applies new limits to the running guest's cgroup.
     fn set_limits(&self, run_dir: &Path, limits: &Limits) -> Result<(), ControlError>;
+    /// Sends a QMP command to a running VM's QEMU (through its monitor).
+    fn qmp(
+        &self,
+        run_dir: &Path,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ControlError>;
     /// Resizes a running zone's `/tmp`.
     fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError>;
     /// The monitor in `run_dir`, if one answers.
@@ -118,6 +157,69 @@ impl Host for RealHost {
         Pool::clone_from(&self.pool, image, name).map(drop).map_err(|e| self.pool_error("clone image", e))
     }
 
+    fn create_dataset(&self, name: &str) -> Result<(), ApiError> {
+        self.pool.create(name).map(drop).map_err(|e| self.pool_error("create dataset", e))
+    }
+
+    fn create_volume(&self, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError> {
+        self.pool.create_volume(dataset, file, bytes).map(drop).map_err(|e| self.pool_error("create volume", e))
+    }
+
+    fn clone_volume(&self, source: &Path, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError> {
+        self.pool.clone_volume(source, dataset, file, bytes).map(drop).map_err(|e| self.pool_error("clone volume", e))
+    }
+
+    fn copy_into_dataset(&self, source: &Path, dataset: &str, file: &str) -> Result<(), ApiError> {
+        let bytes = std::fs::metadata(source).map_err(|e| step_error(&format!("read {}", source.display()), e))?.len();
+        self.pool.create_volume(dataset, file, bytes).map_err(|e| self.pool_error("create volume", e))?;
+        let target = self.pool.volume_path(dataset, file).map_err(|e| step_error("create volume", e))?;
+        std::fs::copy(source, &target).map(drop).map_err(|e| step_error(&format!("copy {}", source.display()), e))
+    }
+
+    fn give_to(&self, path: &Path, uid: u32, gid: u32) -> Result<(), ApiError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let step = || format!("give {} to the VM's user", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| step_error(&step(), e))?;
+        let meta = file.metadata().map_err(|e| step_error(&step(), e))?;
+        let kind = meta.file_type();
+        if !kind.is_file() && !kind.is_block_device() {
+            return Err(ApiError::invalid(format!("{}: not a regular file", path.display())));
+        }
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| step_error(&step(), e))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| step_error(&step(), e))
+    }
+
+    fn make_dir(&self, path: &Path, owner: Option<(u32, u32)>) -> Result<(), ApiError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let step = || format!("make {}", path.display());
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| step_error(&step(), e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(|e| step_error(&step(), e))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| step_error(&step(), e))?;
+        }
+        Ok(())
+    }
+
+    fn move_file(&self, from: &Path, to: &Path) -> Result<(), ApiError> {
+        use std::os::unix::fs::PermissionsExt;
+        let step = || format!("move {} to {}", from.display(), to.display());
+        if let Some(parent) = to.parent() {
+            self.make_dir(parent, None)?;
+        }
+        // Across filesystems (the run directory is not in the pool): a copy.
+        std::fs::copy(from, to).map_err(|e| step_error(&step(), e))?;
+        let _ = std::fs::remove_file(from);
+        std::os::unix::fs::lchown(to, Some(0), Some(0)).map_err(|e| step_error(&step(), e))?;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).map_err(|e| step_error(&step(), e))
+    }
+
     fn dataset_exists(&self, name: &str) -> bool {
         self.pool.exists(name)
     }
@@ -142,6 +244,7 @@ impl Host for RealHost {
     fn launch(&self, launch: &Launch) -> Result<Launched, ApiError> {
         let launched = match launch {
             Launch::Zone(spec) => zonevisor_zone::launch(&self.monitor_exe, spec),
+            Launch::Qemu(spec) => zonevisor_zone::launch_qemu(&self.monitor_exe, spec),
         };
         launched.map_err(|e| ApiError::internal(format!("{}: {}", e.step, e.message)))
     }
@@ -168,6 +271,15 @@ impl Host for RealHost {
 
     fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError> {
         MonitorClient::new(run_dir).set_tmpfs(bytes)
+    }
+
+    fn qmp(
+        &self,
+        run_dir: &Path,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ControlError> {
+        MonitorClient::new(run_dir).qmp(command, arguments)
     }
 
     fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus> {

@@ -38,6 +38,8 @@ mod driver;
 pub(crate) mod host;
 pub(crate) mod spec;
 mod vm;
+
+pub(crate) use vm::accelerator;
 mod zone;
 
 #[cfg(test)]
@@ -48,14 +50,16 @@ mod faults;
 use driver::{driver_of, Made};
 use spec::{InstanceSpec, GIB};
 
-/// The brands `vmadm create` runs on this host; the others' payloads
-/// validate and are refused. `sysinfo`'s VM keys are read from here too,
-/// so they never promise what create refuses.
-pub(crate) const RUNNABLE_BRANDS: &[Brand] = &[Brand::Lx];
-
-/// Whether `vmadm create` runs VMs of `brand` here.
+/// Whether `vmadm create` runs VMs of `brand` on this host: zones
+/// always, kvm where QEMU is installed, bhyve where OVMF is too (its
+/// default firmware). `sysinfo`'s VM keys are read from here, so they
+/// never promise what create refuses.
 pub(crate) fn runs(brand: Brand) -> bool {
-    RUNNABLE_BRANDS.contains(&brand)
+    match brand {
+        Brand::Lx => true,
+        Brand::Kvm => zonevisor_vm::config::qemu_binary().is_some(),
+        Brand::Bhyve => zonevisor_vm::config::qemu_binary().is_some() && zonevisor_vm::config::ovmf().is_some(),
+    }
 }
 
 /// What the daemon knows of a running instance.
@@ -286,7 +290,8 @@ impl Daemon {
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
         if !brand.parse().is_ok_and(runs) {
             return Err(ApiError::unsupported(format!(
-                "brand {brand} payloads validate, but this host cannot run {brand} VMs yet"
+                "this host cannot run {brand} VMs: QEMU{} is not installed (Debian: apt-get install qemu-system-x86 ovmf)",
+                if brand == "bhyve" { " or OVMF" } else { "" }
             )));
         }
         let uuid: InstanceUuid = str_of(&vm, "uuid")

@@ -1,43 +1,355 @@
-//! The VM driver (brands kvm and bhyve): QEMU run by the monitor in a jail,
-//! with its disks as volumes in the instance's dataset.
+//! The VM driver (brands kvm and bhyve): QEMU, run by the instance's
+//! monitor in a jail, with the VM's disks as volumes in its dataset.
+//!
+//! ```text
+//! <pool>/<uuid>/              the VM's dataset (quota: its disks count)
+//!   disk0, disk1, ...         raw volumes: sparse at `size`, or reflink clones of a zvol image
+//!   uefi-vars.fd              the VM's own copy of OVMF's variable store (UEFI)
+//! <root>/run/zones/<uuid>/    the monitor's files, and vm/ (QEMU's sockets, its screenshots)
+//! ```
+//!
+//! QEMU sees none of those paths: the monitor builds it a root of its own
+//! (`zonevisor_zone::QemuSpec`'s jail) where the disks are `/vm/disks/N`,
+//! ISOs `/vm/iso/N`, the kernel and initrd of a direct boot `/vm/boot/`,
+//! the firmware `/vm/fw/`, and the sockets `/vm/run/`; the command line
+//! (`zonevisor_vm::config`) names those.
 
-use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
 use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
-use zonevisor_zone::Limits;
+use zonevisor_spec::Brand;
+use zonevisor_vm::accel::{self, Accel, AccelKind};
+use zonevisor_vm::config::{
+    self as qemu, DirectBoot, DiskConfig, Firmware, Machine, Media, Smbios, VmConfig, VncConfig,
+};
+use zonevisor_zone::{Jail, JailBind, Limits, QemuSpec};
 
 use super::driver::{Driver, Made, Undo};
 use super::host::Launch;
-use super::spec::InstanceSpec;
+use super::spec::{InstanceSpec, Kind, VmPart, MIB};
 use crate::Daemon;
 
 /// The VM driver.
 pub(crate) struct VmDriver;
 
-fn not_here(spec: &InstanceSpec) -> ApiError {
-    ApiError::unsupported(format!("this host cannot run {} VMs yet", spec.brand))
+/// The jail's directories (see the module documentation).
+const JAIL: &str = "/vm";
+/// The OVMF variable store's file in the VM's dataset.
+const UEFI_VARS: &str = "uefi-vars.fd";
+
+/// The accelerator this host gives VMs, probed once.
+pub(crate) fn accelerator() -> &'static Accel {
+    static ACCEL: OnceLock<Accel> = OnceLock::new();
+    ACCEL.get_or_init(accel::detect)
+}
+
+fn part(spec: &InstanceSpec) -> Result<&VmPart, ApiError> {
+    match &spec.kind {
+        Kind::Vm(v) => Ok(v),
+        Kind::Zone(_) => Err(ApiError::internal(format!("VM {} is a zone, not a hardware VM", spec.uuid))),
+    }
+}
+
+/// The name of disk `index`'s volume in the dataset.
+fn volume_name(index: usize) -> String {
+    format!("disk{index}")
+}
+
+/// The host's memory in MiB.
+fn host_memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 =
+        meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024)
 }
 
 impl Driver for VmDriver {
     fn check_create(&self, d: &Daemon, vm: &VmObject, errs: &mut ValidationErrors) {
         d.check_disk_images("disks", vm, errs);
+        let brand: Brand = match vm.get("brand").and_then(Value::as_str).and_then(|b| b.parse().ok()) {
+            Some(b) => b,
+            None => return,
+        };
+        let disk_driver = vm.get("disk_driver").and_then(Value::as_str).unwrap_or("virtio");
+        let mut boot_disk = None;
+        let mut total_mib = 0u64;
+        for (i, disk) in vm.get("disks").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let name = |p: &str| format!("disks.{i}.{p}");
+            let model = disk.get("model").and_then(Value::as_str).unwrap_or(disk_driver);
+            if let Err(e) = model.parse::<qemu::DiskModel>() {
+                errs.bad_value(&name("model"), e.to_string());
+            }
+            if disk.get("boot").and_then(Value::as_bool) == Some(true) {
+                match boot_disk {
+                    Some(first) => {
+                        errs.bad_value(&name("boot"), format!("disks.{first} already boots; only one disk may"))
+                    }
+                    None => boot_disk = Some(i),
+                }
+            }
+            let cdrom = disk.get("media").and_then(Value::as_str) == Some("cdrom");
+            if cdrom {
+                match disk.get("path").and_then(Value::as_str) {
+                    Some(p) if Path::new(p).is_file() => {}
+                    Some(p) => errs.bad_value(&name("path"), format!("the ISO {p} does not exist")),
+                    None => errs.missing(&name("path"), "a cdrom needs the path of its ISO"),
+                }
+                continue;
+            }
+            let size = disk.get("size").and_then(Value::as_u64);
+            if let Some(img) = disk.get("image_uuid").and_then(Value::as_str) {
+                match img.parse().ok().and_then(|id| d.store.get_image(id).ok().flatten()) {
+                    Some(row) if row.phase == "ready" => {
+                        let ty = row.manifest.get("type").and_then(Value::as_str).unwrap_or("");
+                        if ty != "zvol" {
+                            errs.bad_value(
+                                &name("image_uuid"),
+                                format!("image {img} is of type {ty}; a disk needs a zvol image"),
+                            );
+                        }
+                        let image_size = row.manifest.get("image_size").and_then(Value::as_u64).unwrap_or(0);
+                        match size {
+                            Some(s) if s < image_size => errs.bad_value(
+                                &name("size"),
+                                format!("{s} MiB is below the size of image {img} ({image_size} MiB)"),
+                            ),
+                            _ => total_mib += size.unwrap_or(image_size),
+                        }
+                    }
+                    // Not installed: check_disk_images said so.
+                    _ => {}
+                }
+            } else if disk.get("nocreate").and_then(Value::as_bool) != Some(true) {
+                match size {
+                    Some(s) => total_mib += s,
+                    None => errs.missing(&name("size"), "a disk needs a size or an image_uuid"),
+                }
+            }
+        }
+        if let Some(flex) = vm.get("flexible_disk_size").and_then(Value::as_u64) {
+            if total_mib > flex {
+                errs.bad_value(
+                    "flexible_disk_size",
+                    format!("the disks add up to {total_mib} MiB, above flexible_disk_size {flex} MiB"),
+                );
+            }
+        }
+        if let (Some(ram), Some(host)) = (vm.get("ram").and_then(Value::as_u64), host_memory_mib()) {
+            if ram > host {
+                errs.bad_value("ram", format!("{ram} MiB is more than this host has ({host} MiB)"));
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        if let Some(vcpus) = vm.get("vcpus").and_then(Value::as_u64) {
+            if vcpus > cpus {
+                errs.bad_value("vcpus", format!("{vcpus} is more than this host's {cpus} CPUs"));
+            }
+        }
+        if let Some(port) = vm.get("vnc_port").and_then(Value::as_u64).filter(|&p| p > 0) {
+            if port < 5900 {
+                errs.bad_value("vnc_port", format!("{port} is below 5900, VNC's first display"));
+            } else if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_err() {
+                errs.bad_value("vnc_port", format!("port {port} is in use"));
+            }
+        }
+        for key in ["boot_kernel", "boot_initrd"] {
+            if let Some(p) = vm.get(key).and_then(Value::as_str) {
+                if !Path::new(p).is_file() {
+                    errs.bad_value(key, format!("{p} does not exist"));
+                }
+            }
+        }
+        let extra_key = if brand == Brand::Bhyve { "bhyve_extra_opts" } else { "qemu_extra_opts" };
+        for key in ["qemu_opts", extra_key] {
+            if let Some(opts) = vm.get(key).and_then(Value::as_str) {
+                if let Err(e) = qemu::split_opts(opts) {
+                    errs.bad_value(key, e.to_string());
+                }
+            }
+        }
+        if part_uefi(vm, brand) && qemu::ovmf().is_none() {
+            errs.bad_value("bootrom", "uefi needs OVMF, which this host lacks (Debian: apt-get install ovmf)");
+        }
+        if qemu::qemu_binary().is_none() {
+            errs.bad_value(
+                "brand",
+                format!("{brand} needs QEMU, which this host lacks (Debian: apt-get install qemu-system-x86)"),
+            );
+        }
     }
 
-    fn provision(&self, _d: &Daemon, spec: &InstanceSpec, _made: &mut Made) -> Result<(), ApiError> {
-        Err(not_here(spec))
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, made: &mut Made) -> Result<(), ApiError> {
+        let vm = part(spec)?;
+        let dataset = spec.dataset();
+        d.host.create_dataset(&dataset)?;
+        made.dataset = true;
+        // The VM's zone root, as in SmartOS: where `vmadm start cdrom=`
+        // finds ISOs and `vmadm sysrq screenshot` leaves its picture.
+        d.host.make_dir(&d.pool.dataset_path(&dataset).join("root/tmp"), None)?;
+        for disk in vm.disks.iter().filter(|disk| !disk.cdrom) {
+            let file = volume_name(disk.index);
+            match disk.image {
+                Some(image) => {
+                    let source = d.image_volume(image).ok_or_else(|| {
+                        ApiError::internal(format!("image {image} of disks.{} has no volume", disk.index))
+                    })?;
+                    let bytes = disk.size_mib.map_or(source.size_bytes, |s| (s * MIB).max(source.size_bytes));
+                    d.host.clone_volume(&source.path, &dataset, &file, bytes)?;
+                }
+                None => {
+                    let Some(size) = disk.size_mib else { continue };
+                    d.host.create_volume(&dataset, &file, size * MIB)?;
+                }
+            }
+        }
+        if vm.uefi {
+            let (_, vars) = qemu::ovmf().ok_or_else(|| ApiError::internal("OVMF is gone from this host"))?;
+            d.host.copy_into_dataset(&vars, &dataset, UEFI_VARS)?;
+        }
+        Ok(())
     }
 
     fn limits(&self, spec: &InstanceSpec) -> Limits {
-        spec.limits.clone()
+        let mut limits = spec.limits.clone();
+        if let Kind::Vm(vm) = &spec.kind {
+            // QEMU's cgroup holds the guest's RAM and QEMU itself.
+            let bytes = (vm.ram_mib + qemu::memory_overhead_mib(vm.ram_mib, accelerator().kind)) * MIB;
+            limits.memory_bytes = Some(bytes);
+            limits.swap_bytes = Some(bytes);
+            limits.locked_bytes = None;
+        }
+        limits
     }
 
-    fn launch(
-        &self,
-        _d: &Daemon,
-        spec: &InstanceSpec,
-        _limits: Limits,
-        _opts: &StartRequest,
-    ) -> Result<Launch, ApiError> {
-        Err(not_here(spec))
+    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError> {
+        let vm = part(spec)?;
+        let run_dir = d.run_dir(spec.uuid);
+        let dataset_dir = d.pool.dataset_path(&spec.dataset());
+        let jail = Path::new(JAIL);
+        let ids = super::zone::idmap_of(d, spec)?;
+        let accel = accelerator();
+        // QEMU opens /dev/kvm (root:kvm, 0660) through its group.
+        let gid = match accel.kind {
+            AccelKind::Kvm => kvm_gid().unwrap_or(ids.host_gid),
+            AccelKind::Tcg => ids.host_gid,
+        };
+        d.host.make_dir(&run_dir.join("vm"), Some((ids.host_uid, gid)))?;
+        let mut binds = vec![JailBind { source: run_dir.join("vm"), target: jail.join("run"), writable: true }];
+        let mut disks = Vec::new();
+        for disk in &vm.disks {
+            let (source, target, writable) = if disk.cdrom {
+                let iso = disk.path.clone().ok_or_else(|| ApiError::internal("a cdrom without a path"))?;
+                (iso, jail.join("iso").join(disk.index.to_string()), false)
+            } else {
+                let volume = dataset_dir.join(volume_name(disk.index));
+                if !volume.exists() {
+                    continue;
+                }
+                d.host.give_to(&volume, ids.host_uid, gid)?;
+                (volume, jail.join("disks").join(disk.index.to_string()), true)
+            };
+            disks.push(DiskConfig {
+                path: target.clone(),
+                model: disk
+                    .model
+                    .parse()
+                    .map_err(|e: qemu::ConfigError| config_error(e.at(&format!("disks.{}", disk.index))))?,
+                media: if disk.cdrom { Media::Cdrom } else { Media::Disk },
+                boot: disk.boot,
+                block_size: disk.block_size,
+                read_only: !writable,
+            });
+            binds.push(JailBind { source, target, writable });
+        }
+        // This boot's attachments (`vmadm start cdrom=... disk=...`): files
+        // in the VM's zone root.
+        let zone_root = dataset_dir.join("root");
+        for (i, (attach, cdrom)) in
+            opts.cdrom.iter().map(|a| (a, true)).chain(opts.disk.iter().map(|a| (a, false))).enumerate()
+        {
+            let key = if cdrom { "cdrom" } else { "disk" };
+            let source = in_zone_root(&zone_root, &attach.path)
+                .map_err(|why| ApiError::invalid(format!("{key}={}: {why}", attach.path)))?;
+            if !cdrom {
+                d.host.give_to(&source, ids.host_uid, gid)?;
+            }
+            let target = jail.join("attached").join(i.to_string());
+            disks.push(DiskConfig {
+                path: target.clone(),
+                model: attach.model.parse().map_err(|e: qemu::ConfigError| config_error(e.at(key)))?,
+                media: if cdrom { Media::Cdrom } else { Media::Disk },
+                boot: false,
+                block_size: None,
+                read_only: cdrom,
+            });
+            binds.push(JailBind { source, target, writable: !cdrom });
+        }
+        let firmware = if vm.uefi {
+            let (code, _) = qemu::ovmf().ok_or_else(|| ApiError::internal("OVMF is gone from this host"))?;
+            let vars = dataset_dir.join(UEFI_VARS);
+            d.host.give_to(&vars, ids.host_uid, gid)?;
+            binds.push(JailBind { source: code, target: jail.join("fw/code.fd"), writable: false });
+            binds.push(JailBind { source: vars, target: jail.join("fw/vars.fd"), writable: true });
+            Firmware::Uefi { code: jail.join("fw/code.fd"), vars: jail.join("fw/vars.fd") }
+        } else {
+            Firmware::Bios
+        };
+        let direct_boot = vm.direct_boot.as_ref().map(|b| {
+            binds.push(JailBind { source: b.kernel.clone(), target: jail.join("boot/kernel"), writable: false });
+            if let Some(initrd) = &b.initrd {
+                binds.push(JailBind { source: initrd.clone(), target: jail.join("boot/initrd"), writable: false });
+            }
+            DirectBoot {
+                kernel: jail.join("boot/kernel"),
+                initrd: b.initrd.as_ref().map(|_| jail.join("boot/initrd")),
+                cmdline: b.args.clone(),
+            }
+        });
+        let config = VmConfig {
+            uuid: spec.uuid.to_string(),
+            name: spec.alias.clone().unwrap_or_else(|| spec.uuid.to_string()),
+            accel: accel.kind,
+            ram_mib: vm.ram_mib,
+            vcpus: vm.vcpus,
+            cpu_type: if vm.cpu_type == "host" && accel.kind != AccelKind::Kvm {
+                "max".into()
+            } else {
+                vm.cpu_type.clone()
+            },
+            machine: if spec.brand == Brand::Bhyve { Machine::Q35 } else { Machine::Pc },
+            firmware,
+            disks,
+            nics: Vec::new(),
+            boot_order: boot_order(vm.boot.as_deref(), opts),
+            direct_boot,
+            vga: vm.vga.clone(),
+            vnc: vm.vnc_port.map(|port| VncConfig {
+                listen: std::net::Ipv4Addr::LOCALHOST.into(),
+                port,
+                password: vm.vnc_password.is_some(),
+            }),
+            qmp_socket: jail.join("run/qmp.sock"),
+            metadata_socket: jail.join("run/metadata.sock"),
+            smbios: Smbios::smartos(&spec.uuid.to_string(), &crate::sysinfo::live_image()),
+            qemu_opts: vm.qemu_opts.clone(),
+            qemu_extra_opts: vm.extra_opts.clone(),
+        };
+        let argv = qemu::argv(&config).map_err(config_error)?;
+        let qemu_bin =
+            qemu::qemu_binary().ok_or_else(|| ApiError::unsupported("QEMU is not installed on this host"))?;
+        let devices = if accel.kind == AccelKind::Kvm { vec![PathBuf::from("/dev/kvm")] } else { Vec::new() };
+        Ok(Launch::Qemu(Box::new(QemuSpec {
+            uuid: spec.uuid.to_string(),
+            run_dir: run_dir.clone(),
+            cgroup: d.cgroup_of(spec.uuid),
+            limits,
+            qemu: qemu_bin,
+            argv,
+            qmp: run_dir.join("vm/qmp.sock"),
+            jail: Jail { uid: ids.host_uid, gid, binds, devices },
+        })))
     }
 
     fn apply_live<'a>(
@@ -47,14 +359,110 @@ impl Driver for VmDriver {
         _next: &InstanceSpec,
         _live: &[String],
     ) -> Result<Option<Undo<'a>>, ApiError> {
+        // A VM's own properties (ram, vcpus, disks, boot, vnc, ...) apply
+        // at its next boot; the common ones (quota, cpu) the lifecycle applies.
         Ok(None)
     }
 
-    fn sysrq(&self, _d: &Daemon, spec: &InstanceSpec, _request: &str) -> Result<String, ApiError> {
-        Err(not_here(spec))
+    fn sysrq(&self, d: &Daemon, spec: &InstanceSpec, request: &str) -> Result<String, ApiError> {
+        let run_dir = d.run_dir(spec.uuid);
+        match request {
+            "nmi" => {
+                d.host.qmp(&run_dir, "inject-nmi", None).map_err(|e| crate::images::step_error("inject-nmi", e))?;
+                Ok(format!("Sent NMI to VM {}", spec.uuid))
+            }
+            _ => {
+                // QEMU writes into its jail's run directory; SmartOS's users
+                // find it at <zonepath>/root/tmp/vm.ppm.
+                let args = json!({"filename": Path::new(JAIL).join("run/vm.ppm")});
+                d.host
+                    .qmp(&run_dir, "screendump", Some(args))
+                    .map_err(|e| crate::images::step_error("screendump", e))?;
+                let shot = d.pool.dataset_path(&spec.dataset()).join("root/tmp/vm.ppm");
+                d.host.move_file(&run_dir.join("vm/vm.ppm"), &shot)?;
+                Ok(format!("Wrote a screenshot of VM {} to {}", spec.uuid, shot.display()))
+            }
+        }
     }
 
-    fn info(&self, _d: &Daemon, spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError> {
-        Err(not_here(spec))
+    fn info(&self, d: &Daemon, spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError> {
+        let run_dir = d.run_dir(spec.uuid);
+        let mut out = Map::new();
+        for (key, command) in [
+            ("block", "query-block"),
+            ("blockstats", "query-blockstats"),
+            ("chardev", "query-chardev"),
+            ("cpus", "query-cpus-fast"),
+            ("pci", "query-pci"),
+            ("status", "query-status"),
+            ("version", "query-version"),
+            ("vnc", "query-vnc"),
+        ] {
+            let answer = d.host.qmp(&run_dir, command, None).map_err(|e| crate::images::step_error(command, e))?;
+            out.insert(key.to_string(), answer);
+        }
+        let accel = accelerator();
+        out.insert("accelerator".into(), json!({"name": accel.kind.to_string(), "reason": accel.reason}));
+        Ok(out)
+    }
+}
+
+/// Whether a create payload's VM boots UEFI (bhyve's default).
+fn part_uefi(vm: &VmObject, brand: Brand) -> bool {
+    match vm.get("bootrom").and_then(Value::as_str) {
+        Some(r) => r == "uefi",
+        None => brand == Brand::Bhyve,
+    }
+}
+
+/// A [`qemu::ConfigError`] as SmartOS reports bad values.
+fn config_error(e: qemu::ConfigError) -> ApiError {
+    let mut errs = ValidationErrors::default();
+    errs.bad_value(e.property().unwrap_or("qemu_opts"), e.to_string());
+    ApiError::validation(errs)
+}
+
+/// The `kvm` group's id, which opens `/dev/kvm`.
+fn kvm_gid() -> Option<u32> {
+    let group = std::fs::read_to_string("/etc/group").ok()?;
+    group.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some("kvm")).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// The boot order of this boot: `vmadm start`'s `order=`/`once=`, else the
+/// VM's `boot` property.
+fn boot_order(boot: Option<&str>, opts: &StartRequest) -> Option<String> {
+    if opts.order.is_none() && opts.once.is_none() {
+        return boot.map(String::from);
+    }
+    let mut parts = Vec::new();
+    if let Some(order) = &opts.order {
+        parts.push(format!("order={order}"));
+    }
+    if let Some(once) = &opts.once {
+        parts.push(format!("once={once}"));
+    }
+    Some(parts.join(","))
+}
+
+/// `path` (absolute, as `vmadm start cdrom=/x.iso` gives it) inside the
+/// VM's zone root `root`: a regular file reached through no symlink and
+/// no `..`.
+fn in_zone_root(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err("the path must name a file inside the VM's zone root, without ..".into());
+    }
+    let full = root.join(rel);
+    let real = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
+    if real != full {
+        return Err(format!("{} goes through a symlink", full.display()));
+    }
+    match std::fs::symlink_metadata(&real) {
+        Ok(m) if m.is_file() => Ok(real),
+        Ok(_) => Err(format!("{} is not a regular file", real.display())),
+        Err(e) => Err(format!("{}: {e}", real.display())),
     }
 }

@@ -210,7 +210,14 @@ fn setup(p: &Plan) -> Result<Infallible, LaunchError> {
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     rootfs::mount_on(c"tmpfs", mountpoint.as_fd(), c"tmpfs", flags, Some(TMPFS_OPTIONS)).map_err(step("jail root"))?;
     let root = rootfs::open_dir(&p.mountpoint).map_err(step("jail root"))?;
-    build(root.as_fd(), p)?;
+    // The monitor's umask (077) would make the jail's directories root's
+    // only, and QEMU could not reach a bind below one (`/vm/run`).
+    // SAFETY: umask on this (single-threaded) child.
+    let umask = unsafe { libc::umask(0o022) };
+    let built = build(root.as_fd(), p);
+    // SAFETY: as above.
+    unsafe { libc::umask(umask) };
+    built?;
     // Nothing more is made in the jail's root: QEMU writes only where a
     // writable bind lets it.
     rootfs::mount_on(c"none", root.as_fd(), c"", libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags, None)
