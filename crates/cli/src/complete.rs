@@ -628,7 +628,8 @@ mod tests {
         assert_eq!(values(&["vmadm", "list", "-s", "-ra"]).1, ["-ram"]);
         assert_eq!(values(&["vmadm", "list", "-Ho", "uu"]).1, ["uuid"]);
         assert_eq!(values(&["vmadm", "kill", "-s", "ter"]).1, ["TERM"]);
-        assert_eq!(values(&["vmadm", "info", U1, "cp"]).1, ["cpu"]);
+        assert_eq!(values(&["vmadm", "info", U1, "cp"]).1, ["cpu", "cpus"]);
+        assert_eq!(values(&["vmadm", "info", U1, "me"]).1, ["memory"]);
         assert_eq!(values(&["vmadm", "validate", ""]).1, ["create", "update"]);
         assert_eq!(values(&["vmadm", "validate", "update", ""]).1, ["lx", "kvm", "bhyve"]);
         assert_eq!(values(&["sysinfo", "-"]).1, ["-p", "--socket", "--help", "-h", "--version"]);

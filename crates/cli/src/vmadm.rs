@@ -763,12 +763,21 @@ pub fn render_lookup(vms: Vec<VmObject>, opts: &LookupOpts) -> Result<String, Cl
 /// `vmadm info` types and the keys of the daemon's answer each one shows.
 pub const INFO_TYPES: &[(&str, &[&str])] = &[
     ("all", &[]),
-    ("status", &["uuid", "state", "pid", "boot_timestamp", "uptime_secs", "cgroup_version"]),
+    ("status", &["uuid", "state", "pid", "boot_timestamp", "uptime_secs", "cgroup_version", "status"]),
     ("cpu", &["cpu"]),
     ("memory", &["memory"]),
     ("pids", &["pids"]),
     ("disk_io", &["disk_io"]),
     ("pressure", &["pressure_source", "pressure", "host_pressure"]),
+    // Hardware VMs: QEMU's answers, as SmartOS's kvm brand shows them.
+    ("block", &["block"]),
+    ("blockstats", &["blockstats"]),
+    ("chardev", &["chardev"]),
+    ("cpus", &["cpus"]),
+    ("pci", &["pci"]),
+    ("version", &["version"]),
+    ("vnc", &["vnc"]),
+    ("accelerator", &["accelerator"]),
 ];
 
 /// The part of an info answer that `types` asks for (everything for none
@@ -1606,7 +1615,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(usage_err(&["info"]), "Invalid or missing UUID for info");
-        assert!(usage_err(&["info", U1, "vnc"]).starts_with("Invalid info type: \"vnc\""));
+        assert!(usage_err(&["info", U1, "spice"]).starts_with("Invalid info type: \"spice\""));
         let mut t = TestIo::new();
         assert_eq!(t.run(&["vmadm", "info", U1, "bogus"]), 2);
     }

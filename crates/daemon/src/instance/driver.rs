@@ -36,8 +36,19 @@ pub(crate) trait Driver: Sync {
     fn check_create(&self, d: &Daemon, vm: &VmObject, errs: &mut ValidationErrors);
 
     /// Makes the instance's dataset and what it holds, recording in `made`
-    /// what a rollback must undo.
-    fn provision(&self, d: &Daemon, spec: &InstanceSpec, made: &mut Made) -> Result<(), ApiError>;
+    /// what a rollback must undo, and in `vm` what it assigned (a VM's
+    /// disks' paths).
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError>;
+
+    /// Makes the storage an update asks for (a VM's added disks, new
+    /// sizes), recording in `vm` what it assigned; returns the undo, and
+    /// what to remove once the update is stored (removed disks).
+    fn update_storage<'a>(
+        &self,
+        d: &'a Daemon,
+        current: &InstanceSpec,
+        vm: &mut VmObject,
+    ) -> Result<(Option<Undo<'a>>, Vec<String>), ApiError>;
 
     /// The cgroup limits the instance runs under (a VM's memory follows
     /// its `ram`, a zone's its `max_physical_memory`).
@@ -46,6 +57,10 @@ pub(crate) trait Driver: Sync {
     /// What the monitor runs, with `limits` (CPUs placed) and this boot's
     /// options (`vmadm start`'s `order=`, `cdrom=`, ...; empty for zones).
     fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError>;
+
+    /// Finishes a start once the monitor runs the guest (a VM's VNC
+    /// password, given over QMP); an error stops it again.
+    fn started(&self, d: &Daemon, spec: &InstanceSpec) -> Result<(), ApiError>;
 
     /// Applies the live changes (`live`, from the update plan) that only
     /// this kind has to the running instance; the returned undo puts them

@@ -161,6 +161,20 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn resize_volume(&self, dataset: &str, file: &str, _bytes: u64, _shrink: bool) -> Result<u64, ApiError> {
+        self.api_step("resize_volume")?;
+        match self.state().volumes.contains(&format!("{dataset}/{file}")) {
+            true => Ok(0),
+            false => Err(ApiError::internal(format!("resize volume: no volume {dataset}/{file}"))),
+        }
+    }
+
+    fn destroy_volume(&self, dataset: &str, file: &str) -> Result<(), ApiError> {
+        self.api_step("destroy_volume")?;
+        self.state().volumes.remove(&format!("{dataset}/{file}"));
+        Ok(())
+    }
+
     fn copy_into_dataset(&self, _source: &Path, dataset: &str, file: &str) -> Result<(), ApiError> {
         self.api_step("copy_into_dataset")?;
         self.state().volumes.insert(format!("{dataset}/{file}"));

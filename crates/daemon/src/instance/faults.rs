@@ -15,18 +15,39 @@ use crate::Daemon;
 const IMAGE: &str = "2b9ae6b5-7a0c-4d3e-9c39-3e7d8c2f1a00";
 const VM: &str = "7c3f9f2e-6a8b-4c1d-9e2f-0a1b2c3d4e5f";
 
+/// The kinds of instance the tests run: a zone, and a VM (bhyve, whose
+/// disks can grow) where this host has QEMU and OVMF (CI's does; elsewhere
+/// the VM cases are skipped, saying so).
+fn kinds() -> Vec<Kind> {
+    let mut kinds = vec![Kind::Zone];
+    if super::runs(zonevisor_spec::Brand::Bhyve) {
+        kinds.push(Kind::Vm);
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI hosts have QEMU: the VM cases must run");
+        eprintln!("skipping the VM cases: QEMU or OVMF is not installed");
+    }
+    kinds
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Zone,
+    Vm,
+}
+
 /// A daemon on a fake host, with its own tokio runtime.
 struct Env {
     dir: tempfile::TempDir,
     host: FakeHost,
+    kind: Kind,
     daemon: Option<(Arc<Daemon>, tokio::runtime::Runtime)>,
 }
 
 impl Env {
-    fn new() -> Env {
+    fn new(kind: Kind) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let host = FakeHost::default();
-        let mut env = Env { dir, host, daemon: None };
+        let mut env = Env { dir, host, kind, daemon: None };
         env.restart(false);
         let d = env.d();
         let manifest =
@@ -55,7 +76,11 @@ impl Env {
     }
 
     fn create(&self, autoboot: bool) -> Result<(), String> {
-        let payload = json!({"uuid": VM, "brand": "lx", "image_uuid": IMAGE, "quota": 1, "autoboot": autoboot});
+        let payload = match self.kind {
+            Kind::Zone => json!({"uuid": VM, "brand": "lx", "image_uuid": IMAGE, "quota": 1, "autoboot": autoboot}),
+            Kind::Vm => json!({"uuid": VM, "brand": "bhyve", "bootrom": "bios", "ram": 64, "quota": 1, "autoboot": autoboot,
+                               "disks": [{"size": 16, "boot": true}, {"size": 8}]}),
+        };
         self.d().create_vm(&payload).map(drop).map_err(|e| e.message)
     }
 
@@ -76,6 +101,7 @@ impl Env {
         assert!(st.cgroups.is_empty(), "{when}: cgroups left: {:?}", st.cgroups);
         assert!(st.monitors.is_empty(), "{when}: monitors left: {:?}", st.monitors.keys());
         assert!(st.run_dirs.is_empty(), "{when}: run dirs left: {:?}", st.run_dirs);
+        assert!(st.volumes.is_empty(), "{when}: volumes left: {:?}", st.volumes);
     }
 
     /// The row is ready with `state`, and the host agrees: a dataset, and a
@@ -93,8 +119,8 @@ impl Env {
     }
 
     /// The host steps `f` takes, fault-free, on a fresh environment.
-    fn steps_of(set_up: impl Fn(&Env), f: impl Fn(&Env) -> Result<(), String>) -> Vec<&'static str> {
-        let env = Env::new();
+    fn steps_of(kind: Kind, set_up: impl Fn(&Env), f: impl Fn(&Env) -> Result<(), String>) -> Vec<&'static str> {
+        let env = Env::new(kind);
         set_up(&env);
         env.host.state().steps.clear();
         f(&env).expect("fault-free run");
@@ -145,10 +171,20 @@ fn wait_for(cond: impl Fn() -> bool, what: &str) {
 
 #[test]
 fn a_create_that_fails_at_any_step_leaves_nothing() {
-    let steps = Env::steps_of(|_| {}, |e| e.create(true));
-    assert_eq!(steps, ["clone_dataset", "set_quota", "launch"], "the steps of a create");
+    for kind in kinds() {
+        let steps = Env::steps_of(kind, |_| {}, |e| e.create(true));
+        let expected: &[&str] = match kind {
+            Kind::Zone => &["clone_dataset", "set_quota", "launch"],
+            Kind::Vm => &["create_dataset", "make_dir", "create_volume", "set_quota", "give_to", "launch"],
+        };
+        assert_eq!(steps, expected, "the steps of a {kind:?} create");
+        creates_fail_cleanly(kind, steps);
+    }
+}
+
+fn creates_fail_cleanly(kind: Kind, steps: Vec<&'static str>) {
     for step in steps {
-        let env = Env::new();
+        let env = Env::new(kind);
         env.host.fail(step, Fault::Error);
         let err = env.create(true).expect_err(step);
         assert!(err.contains(step), "the error names the step {step}: {err}");
@@ -159,8 +195,14 @@ fn a_create_that_fails_at_any_step_leaves_nothing() {
 #[test]
 fn a_daemon_dying_at_any_step_of_a_create_leaves_nothing_after_recovery() {
     quiet_panics();
-    for step in Env::steps_of(|_| {}, |e| e.create(true)) {
-        let mut env = Env::new();
+    for kind in kinds() {
+        crashed_creates_recover(kind);
+    }
+}
+
+fn crashed_creates_recover(kind: Kind) {
+    for step in Env::steps_of(kind, |_| {}, |e| e.create(true)) {
+        let mut env = Env::new(kind);
         env.host.fail(step, Fault::Crash);
         crashes(|| env.create(true));
         env.restart(true);
@@ -176,21 +218,23 @@ fn a_start_that_fails_leaves_the_vm_stopped() {
     quiet_panics();
     let stopped = |e: &Env| e.create(false).unwrap();
     let start = |e: &Env| e.d().start_vm(VM, &Default::default()).map(drop).map_err(|e| e.message);
-    for step in Env::steps_of(stopped, start) {
-        for fault in [Fault::Error, Fault::Crash] {
-            let mut env = Env::new();
-            stopped(&env);
-            env.host.fail(step, fault);
-            let when = format!("{fault:?} at {step} of start");
-            if fault == Fault::Crash {
-                crashes(|| start(&env));
-                env.restart(true);
-            } else {
-                start(&env).expect_err(&when);
+    for kind in kinds() {
+        for step in Env::steps_of(kind, stopped, start) {
+            for fault in [Fault::Error, Fault::Crash] {
+                let mut env = Env::new(kind);
+                stopped(&env);
+                env.host.fail(step, fault);
+                let when = format!("{kind:?}: {fault:?} at {step} of start");
+                if fault == Fault::Crash {
+                    crashes(|| start(&env));
+                    env.restart(true);
+                } else {
+                    start(&env).expect_err(&when);
+                }
+                env.assert_state("stopped", &when);
+                start(&env).unwrap();
+                env.assert_state("running", &format!("start after {when}"));
             }
-            env.assert_state("stopped", &when);
-            start(&env).unwrap();
-            env.assert_state("running", &format!("start after {when}"));
         }
     }
 }
@@ -200,21 +244,23 @@ fn a_stop_that_fails_leaves_the_vm_running() {
     quiet_panics();
     let running = |e: &Env| e.create(true).unwrap();
     let stop = |e: &Env| e.d().stop_vm(VM, false, None).map(drop).map_err(|e| e.message);
-    for step in Env::steps_of(running, stop) {
-        for fault in [Fault::Error, Fault::Crash] {
-            let mut env = Env::new();
-            running(&env);
-            env.host.fail(step, fault);
-            let when = format!("{fault:?} at {step} of stop");
-            if fault == Fault::Crash {
-                crashes(|| stop(&env));
-                env.restart(true);
-            } else {
-                stop(&env).expect_err(&when);
+    for kind in kinds() {
+        for step in Env::steps_of(kind, running, stop) {
+            for fault in [Fault::Error, Fault::Crash] {
+                let mut env = Env::new(kind);
+                running(&env);
+                env.host.fail(step, fault);
+                let when = format!("{kind:?}: {fault:?} at {step} of stop");
+                if fault == Fault::Crash {
+                    crashes(|| stop(&env));
+                    env.restart(true);
+                } else {
+                    stop(&env).expect_err(&when);
+                }
+                env.assert_state("running", &when);
+                stop(&env).unwrap();
+                env.assert_state("stopped", &format!("stop after {when}"));
             }
-            env.assert_state("running", &when);
-            stop(&env).unwrap();
-            env.assert_state("stopped", &format!("stop after {when}"));
         }
     }
 }
@@ -224,32 +270,34 @@ fn a_delete_that_fails_can_be_done_again_and_then_leaves_nothing() {
     quiet_panics();
     let running = |e: &Env| e.create(true).unwrap();
     let delete = |e: &Env| e.d().delete_vm(VM).map(drop).map_err(|e| e.message);
-    for step in Env::steps_of(running, delete) {
-        for fault in [Fault::Error, Fault::Crash] {
-            let mut env = Env::new();
-            running(&env);
-            env.host.fail(step, fault);
-            let when = format!("{fault:?} at {step} of delete");
-            if fault == Fault::Crash {
-                crashes(|| delete(&env));
-                env.restart(true);
-            } else {
-                delete(&env).expect_err(&when);
+    for kind in kinds() {
+        for step in Env::steps_of(kind, running, delete) {
+            for fault in [Fault::Error, Fault::Crash] {
+                let mut env = Env::new(kind);
+                running(&env);
+                env.host.fail(step, fault);
+                let when = format!("{kind:?}: {fault:?} at {step} of delete");
+                if fault == Fault::Crash {
+                    crashes(|| delete(&env));
+                    env.restart(true);
+                } else {
+                    delete(&env).expect_err(&when);
+                }
+                // Half-deleted is not a state: the row says what the host has.
+                let (phase, state) = env.row().expect("the row is still there");
+                assert_eq!(phase, "ready", "{when}");
+                let state = state.as_str().unwrap().to_string();
+                env.assert_state(&state, &when);
+                delete(&env).unwrap();
+                env.assert_clean(&format!("delete after {when}"));
             }
-            // Half-deleted is not a state: the row says what the host has.
-            let (phase, state) = env.row().expect("the row is still there");
-            assert_eq!(phase, "ready", "{when}");
-            let state = state.as_str().unwrap().to_string();
-            env.assert_state(&state, &when);
-            delete(&env).unwrap();
-            env.assert_clean(&format!("delete after {when}"));
         }
     }
 }
 
 #[test]
 fn a_guest_going_down_on_its_own_is_recorded_with_its_exit() {
-    let env = Env::new();
+    let env = Env::new(Kind::Zone);
     env.create(true).unwrap();
     let exit = zonevisor_zone::ExitRecord {
         reason: zonevisor_zone::ExitReason::Exited,
@@ -269,7 +317,7 @@ fn a_guest_going_down_on_its_own_is_recorded_with_its_exit() {
 
 #[test]
 fn an_update_refused_by_the_kernel_puts_back_what_it_changed() {
-    let env = Env::new();
+    let env = Env::new(Kind::Zone);
     env.create(true).unwrap();
     env.host.fail("set_limits", Fault::Error);
     let err = env.d().update_vm(VM, &json!({"quota": 5, "max_lwps": 500})).unwrap_err();
@@ -288,7 +336,7 @@ fn an_update_refused_by_the_kernel_puts_back_what_it_changed() {
 
 #[test]
 fn only_live_changes_reach_a_running_instance() {
-    let env = Env::new();
+    let env = Env::new(Kind::Zone);
     env.create(true).unwrap();
     env.host.state().steps.clear();
     // hostname needs a reboot: recorded, nothing sent to the monitor.
@@ -297,4 +345,38 @@ fn only_live_changes_reach_a_running_instance() {
     // max_lwps is live: the monitor gets the new limits.
     env.d().update_vm(VM, &json!({"max_lwps": 300})).unwrap();
     assert_eq!(env.host.state().steps, ["set_limits"]);
+}
+
+#[test]
+fn a_vm_update_adds_grows_and_removes_volumes_and_undoes_them_when_refused() {
+    if !kinds().contains(&Kind::Vm) {
+        return;
+    }
+    let env = Env::new(Kind::Vm);
+    env.create(true).unwrap();
+    let volumes = |env: &Env| {
+        env.host.state().volumes.iter().map(|v| v.rsplit('/').next().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(volumes(&env), ["disk0", "disk1"]);
+    // Refused by the kernel after the new disk's volume was made: it goes again.
+    env.host.fail("set_limits", Fault::Error);
+    env.d().update_vm(VM, &json!({"add_disks": [{"size": 4}], "max_lwps": 100})).unwrap_err();
+    assert_eq!(volumes(&env), ["disk0", "disk1"]);
+    assert_eq!(env.d().get_vm(VM).unwrap()["disks"].as_array().unwrap().len(), 2);
+    // Accepted: a volume of its own, its path recorded.
+    env.d().update_vm(VM, &json!({"add_disks": [{"size": 4}]})).unwrap();
+    assert_eq!(volumes(&env), ["disk0", "disk1", "disk2"]);
+    let vm = env.d().get_vm(VM).unwrap();
+    let path = |i: usize| vm["disks"][i]["path"].as_str().unwrap().to_string();
+    assert!(path(2).ends_with("/disk2"), "{}", path(2));
+    // Grown: the volume is resized.
+    env.host.state().steps.clear();
+    env.d().update_vm(VM, &json!({"update_disks": [{"path": path(0), "size": 32}]})).unwrap();
+    assert!(env.host.state().steps.contains(&"resize_volume"), "{:?}", env.host.state().steps);
+    // Removed: the volume goes once the update is stored.
+    env.d().update_vm(VM, &json!({"remove_disks": [path(1)]})).unwrap();
+    assert_eq!(volumes(&env), ["disk0", "disk2"]);
+    // And a new disk takes the free name.
+    env.d().update_vm(VM, &json!({"add_disks": [{"size": 4}]})).unwrap();
+    assert_eq!(volumes(&env), ["disk0", "disk1", "disk2"]);
 }

@@ -55,6 +55,11 @@ pub(crate) trait Host: Send + Sync {
     /// Makes volume `file` in `dataset` a copy-on-write clone of `source`
     /// (an image's volume), grown to `bytes`.
     fn clone_volume(&self, source: &Path, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError>;
+    /// Resizes volume `file` of `dataset` to `bytes` (shrinking only when
+    /// `shrink`); returns the size before.
+    fn resize_volume(&self, dataset: &str, file: &str, bytes: u64, shrink: bool) -> Result<u64, ApiError>;
+    /// Removes volume `file` of `dataset`.
+    fn destroy_volume(&self, dataset: &str, file: &str) -> Result<(), ApiError>;
     /// Copies the host file `source` to `file` in `dataset` (a VM's own
     /// UEFI variable store).
     fn copy_into_dataset(&self, source: &Path, dataset: &str, file: &str) -> Result<(), ApiError>;
@@ -167,6 +172,14 @@ impl Host for RealHost {
 
     fn clone_volume(&self, source: &Path, dataset: &str, file: &str, bytes: u64) -> Result<(), ApiError> {
         self.pool.clone_volume(source, dataset, file, bytes).map(drop).map_err(|e| self.pool_error("clone volume", e))
+    }
+
+    fn resize_volume(&self, dataset: &str, file: &str, bytes: u64, shrink: bool) -> Result<u64, ApiError> {
+        self.pool.resize_volume(dataset, file, bytes, shrink).map_err(|e| self.pool_error("resize volume", e))
+    }
+
+    fn destroy_volume(&self, dataset: &str, file: &str) -> Result<(), ApiError> {
+        self.pool.destroy_volume(dataset, file).map_err(|e| step_error("remove volume", e))
     }
 
     fn copy_into_dataset(&self, source: &Path, dataset: &str, file: &str) -> Result<(), ApiError> {

@@ -345,7 +345,8 @@ impl Daemon {
     /// marks it ready and, with `autoboot`, starts it.
     fn provision(&self, uuid: InstanceUuid, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let spec = InstanceSpec::from_vm(vm)?;
-        driver_of(&spec.kind).provision(self, &spec, made)?;
+        driver_of(&spec.kind).provision(self, &spec, vm, made)?;
+        self.store.put_vm(uuid, "provisioning", vm)?;
         if let Some(q) = spec.quota_bytes {
             if self.host.quotas() {
                 self.host.set_quota(&spec.dataset(), Some(q))?;
@@ -514,8 +515,15 @@ impl Daemon {
         limits.cpus = cpus;
         let launched =
             driver.launch(self, &spec, limits, opts).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
-                self.unplace_cpus(uuid, previous);
+                self.unplace_cpus(uuid, previous.clone());
             })?;
+        if let Err(e) = driver.started(self, &spec) {
+            // Not watched yet: stopped here, and nothing of it is left.
+            let _ = self.host.stop(&self.run_dir(uuid), true, None);
+            self.host.destroy_cgroup(&self.cgroup_of(uuid));
+            self.unplace_cpus(uuid, previous);
+            return Err(e);
+        }
         self.watch(uuid, launched.monitor_pid);
         self.set_fields(
             uuid,
@@ -823,12 +831,27 @@ impl Daemon {
         let live = |p: &str| plan.live.iter().any(|c| c == p);
         // The plan's live changes go in this order; a refusal undoes those
         // before it. What needs a reboot is only recorded.
-        let undo_driver = if running { driver.apply_live(self, &before, &after, &plan.live)? } else { None };
+        // Storage first (a VM's new disks, new sizes): nothing else has
+        // changed if it fails.
+        let mut vm = plan.vm;
+        let (undo_storage, remove_after) = driver.update_storage(self, &before, &mut vm)?;
+        let undo_storage = std::cell::Cell::new(undo_storage);
+        let undo_storage = || {
+            if let Some(undo) = undo_storage.take() {
+                undo();
+            }
+        };
+        let undo_driver = if running {
+            driver.apply_live(self, &before, &after, &plan.live).inspect_err(|_| undo_storage())?
+        } else {
+            None
+        };
         let undo_driver = std::cell::Cell::new(undo_driver);
         let undo_driver = || {
             if let Some(undo) = undo_driver.take() {
                 undo();
             }
+            undo_storage();
         };
         let mut undo_quota = None;
         if live("quota") && self.host.quotas() {
@@ -849,9 +872,13 @@ impl Daemon {
                 return Err(ApiError::invalid(format!("the kernel refused the new limits: {}", crate::chain(&e))));
             }
         }
-        let mut vm = plan.vm;
         vm.insert("last_modified".into(), json!(timestamp()));
-        self.store.put_vm(uuid, "ready", &vm)?;
+        self.store.put_vm(uuid, "ready", &vm).inspect_err(|_| undo_driver())?;
+        for file in remove_after {
+            if let Err(e) = self.host.destroy_volume(&after.dataset(), &file) {
+                tracing::warn!(vm = %uuid, volume = file, error = %e, "removing a removed disk's volume");
+            }
+        }
         // After the store has it: a governor tick re-reads it from there.
         if plan.changed.iter().any(|c| c == "zfs_io_priority") {
             self.runtime.io_priorities.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);

@@ -52,9 +52,39 @@ fn part(spec: &InstanceSpec) -> Result<&VmPart, ApiError> {
     }
 }
 
-/// The name of disk `index`'s volume in the dataset.
-fn volume_name(index: usize) -> String {
-    format!("disk{index}")
+/// The name in the dataset of the volume at `path` (a disk's `path`, as
+/// provision assigned it), if it is one of the dataset's.
+fn volume_file(dataset_dir: &Path, path: Option<&Path>) -> Option<String> {
+    let path = path?;
+    (path.parent()? == dataset_dir).then(|| path.file_name()?.to_str().map(String::from))?
+}
+
+/// Makes the volume of `disk` as `file` in `dataset`: a clone of its image
+/// or a sparse file of its size; `false` when it has neither (`nocreate`).
+fn make_volume(d: &Daemon, dataset: &str, file: &str, disk: &super::spec::Disk) -> Result<bool, ApiError> {
+    match disk.image {
+        Some(image) => {
+            let source = d
+                .image_volume(image)
+                .ok_or_else(|| ApiError::internal(format!("image {image} of disks.{} has no volume", disk.index)))?;
+            let bytes = disk.size_mib.map_or(source.size_bytes, |s| (s * MIB).max(source.size_bytes));
+            d.host.clone_volume(&source.path, dataset, file, bytes)?;
+        }
+        None => {
+            let Some(size) = disk.size_mib else { return Ok(false) };
+            d.host.create_volume(dataset, file, size * MIB)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Records `path` as disk `index`'s in the VM object.
+fn set_disk_path(vm: &mut VmObject, index: usize, path: &Path) {
+    if let Some(disk) = vm.get_mut("disks").and_then(Value::as_array_mut).and_then(|d| d.get_mut(index)) {
+        if let Some(obj) = disk.as_object_mut() {
+            obj.insert("path".into(), json!(path.display().to_string()));
+        }
+    }
 }
 
 /// The host's memory in MiB.
@@ -180,7 +210,7 @@ impl Driver for VmDriver {
         }
     }
 
-    fn provision(&self, d: &Daemon, spec: &InstanceSpec, made: &mut Made) -> Result<(), ApiError> {
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, obj: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let vm = part(spec)?;
         let dataset = spec.dataset();
         d.host.create_dataset(&dataset)?;
@@ -188,20 +218,11 @@ impl Driver for VmDriver {
         // The VM's zone root, as in SmartOS: where `vmadm start cdrom=`
         // finds ISOs and `vmadm sysrq screenshot` leaves its picture.
         d.host.make_dir(&d.pool.dataset_path(&dataset).join("root/tmp"), None)?;
-        for disk in vm.disks.iter().filter(|disk| !disk.cdrom) {
-            let file = volume_name(disk.index);
-            match disk.image {
-                Some(image) => {
-                    let source = d.image_volume(image).ok_or_else(|| {
-                        ApiError::internal(format!("image {image} of disks.{} has no volume", disk.index))
-                    })?;
-                    let bytes = disk.size_mib.map_or(source.size_bytes, |s| (s * MIB).max(source.size_bytes));
-                    d.host.clone_volume(&source.path, &dataset, &file, bytes)?;
-                }
-                None => {
-                    let Some(size) = disk.size_mib else { continue };
-                    d.host.create_volume(&dataset, &file, size * MIB)?;
-                }
+        let dir = d.pool.dataset_path(&dataset);
+        for disk in vm.disks.iter().filter(|disk| !disk.cdrom && disk.path.is_none()) {
+            let file = format!("disk{}", disk.index);
+            if make_volume(d, &dataset, &file, disk)? {
+                set_disk_path(obj, disk.index, &dir.join(&file));
             }
         }
         if vm.uefi {
@@ -209,6 +230,71 @@ impl Driver for VmDriver {
             d.host.copy_into_dataset(&vars, &dataset, UEFI_VARS)?;
         }
         Ok(())
+    }
+
+    fn update_storage<'a>(
+        &self,
+        d: &'a Daemon,
+        current: &InstanceSpec,
+        obj: &mut VmObject,
+    ) -> Result<(Option<Undo<'a>>, Vec<String>), ApiError> {
+        let next = InstanceSpec::from_vm(obj)?;
+        let (before, after) = (part(current)?, part(&next)?);
+        let dataset = current.dataset();
+        let dir = d.pool.dataset_path(&dataset);
+        // Undone in reverse if a later step fails: volumes made, sizes changed.
+        let mut made: Vec<String> = Vec::new();
+        let mut resized: Vec<(String, u64)> = Vec::new();
+        let ds = dataset.clone();
+        let undo = move |made: &[String], resized: &[(String, u64)]| {
+            for (file, size) in resized.iter().rev() {
+                let _ = d.host.resize_volume(&ds, file, *size, true);
+            }
+            for file in made {
+                let _ = d.host.destroy_volume(&ds, file);
+            }
+        };
+        let result = (|| {
+            let mut taken: Vec<String> =
+                before.disks.iter().chain(&after.disks).filter_map(|k| volume_file(&dir, k.path.as_deref())).collect();
+            for disk in after.disks.iter().filter(|k| !k.cdrom) {
+                match volume_file(&dir, disk.path.as_deref()) {
+                    // Added (`add_disks`): a volume of its own.
+                    None if disk.path.is_none() => {
+                        let file = (0..).map(|n| format!("disk{n}")).find(|f| !taken.contains(f)).unwrap_or_default();
+                        taken.push(file.clone());
+                        if make_volume(d, &dataset, &file, disk)? {
+                            made.push(file.clone());
+                            set_disk_path(obj, disk.index, &dir.join(&file));
+                        }
+                    }
+                    // A volume whose size changed (`update_disks`; the spec
+                    // refused a shrink without dangerous_allow_shrink).
+                    Some(file) => {
+                        let old = before.disks.iter().find(|k| k.path == disk.path).and_then(|k| k.size_mib);
+                        if let (Some(new), true) = (disk.size_mib, old != disk.size_mib) {
+                            let was = d.host.resize_volume(&dataset, &file, new * MIB, true)?;
+                            resized.push((file, was));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            undo(&made, &resized);
+            return Err(e);
+        }
+        // Removed (`remove_disks`): their volumes go once the update is stored.
+        let removed = before
+            .disks
+            .iter()
+            .filter(|k| !after.disks.iter().any(|a| a.path == k.path))
+            .filter_map(|k| volume_file(&dir, k.path.as_deref()))
+            .collect();
+        let undo: Undo<'a> = Box::new(move || undo(&made, &resized));
+        Ok((Some(undo), removed))
     }
 
     fn limits(&self, spec: &InstanceSpec) -> Limits {
@@ -243,10 +329,9 @@ impl Driver for VmDriver {
                 let iso = disk.path.clone().ok_or_else(|| ApiError::internal("a cdrom without a path"))?;
                 (iso, jail.join("iso").join(disk.index.to_string()), false)
             } else {
-                let volume = dataset_dir.join(volume_name(disk.index));
-                if !volume.exists() {
-                    continue;
-                }
+                // A volume of the dataset, or (`nocreate`) a file the
+                // operator gave.
+                let Some(volume) = disk.path.clone() else { continue };
                 d.host.give_to(&volume, ids.host_uid, gid)?;
                 (volume, jail.join("disks").join(disk.index.to_string()), true)
             };
@@ -350,6 +435,17 @@ impl Driver for VmDriver {
             qmp: run_dir.join("vm/qmp.sock"),
             jail: Jail { uid: ids.host_uid, gid, binds, devices },
         })))
+    }
+
+    fn started(&self, d: &Daemon, spec: &InstanceSpec) -> Result<(), ApiError> {
+        let vm = part(spec)?;
+        if let (Some(_), Some(password)) = (vm.vnc_port, &vm.vnc_password) {
+            let args = json!({"password": password});
+            d.host
+                .qmp(&d.run_dir(spec.uuid), "change-vnc-password", Some(args))
+                .map_err(|e| crate::images::step_error("set the VNC password", e))?;
+        }
+        Ok(())
     }
 
     fn apply_live<'a>(

@@ -47,11 +47,21 @@ impl Driver for ZoneDriver {
         d.check_lofs_sources(vm, errs);
     }
 
-    fn provision(&self, d: &Daemon, spec: &InstanceSpec, made: &mut Made) -> Result<(), ApiError> {
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, _vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let zone = part(spec)?;
         d.host.clone_dataset(&zone.image.to_string(), &spec.dataset())?;
         made.dataset = true;
         Ok(())
+    }
+
+    fn update_storage<'a>(
+        &self,
+        _d: &'a Daemon,
+        _current: &InstanceSpec,
+        _vm: &mut VmObject,
+    ) -> Result<(Option<Undo<'a>>, Vec<String>), ApiError> {
+        // A zone's storage is its dataset: quota is a live change.
+        Ok((None, Vec::new()))
     }
 
     fn limits(&self, spec: &InstanceSpec) -> Limits {
@@ -86,6 +96,10 @@ impl Driver for ZoneDriver {
             limit_priv: zone.limit_priv.clone(),
             protected: d.protected(),
         })))
+    }
+
+    fn started(&self, _d: &Daemon, _spec: &InstanceSpec) -> Result<(), ApiError> {
+        Ok(())
     }
 
     fn apply_live<'a>(
