@@ -20,6 +20,8 @@
 //! - `daemon`: the API's clients and a zone's monitor as the attacker's
 //!   tools: absurd numbers, stalled and flooding connections, a stop
 //!   against a frozen monitor, a monitor killed.
+//! - `qemu`: a guest that took over its QEMU: the jail's user, its
+//!   capabilities and seccomp filter, and what its root shows.
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
@@ -40,6 +42,8 @@ mod mounts;
 mod pool;
 #[path = "escape/probe.rs"]
 mod probe;
+#[path = "escape/qemu.rs"]
+mod qemu;
 #[path = "escape/statfs.rs"]
 mod statfs;
 #[path = "escape/syscalls.rs"]

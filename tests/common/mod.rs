@@ -110,6 +110,42 @@ pub fn debian() -> &'static Fixture {
     F.get_or_init(|| build_fixture("debian").unwrap_or_else(|e| panic!("debian fixture: {e}")))
 }
 
+/// The guest images of the VM tests (`fixtures/build-vm-images`: its
+/// header documents the guest's protocol on the serial console).
+pub struct VmFixture {
+    /// The kernel, for a direct boot.
+    pub vmlinuz: PathBuf,
+    /// Its initramfs (the guest agent).
+    pub initrd: PathBuf,
+    /// The zvol image's manifest and file (`imgadm install -m -f`): a disk
+    /// that boots through SYSLINUX (BIOS) and systemd-boot (UEFI).
+    pub zvol_manifest: PathBuf,
+    pub zvol_file: PathBuf,
+    /// The zvol image's uuid.
+    pub zvol_uuid: String,
+}
+
+/// The VM fixtures (built once per test process; they need QEMU-free
+/// tools only, and the package mirror the first time).
+pub fn vm_images() -> &'static VmFixture {
+    static F: OnceLock<VmFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-vm-images");
+        let out = Command::new("python3").arg(&script).output().expect("running fixtures/build-vm-images");
+        assert!(out.status.success(), "fixtures/build-vm-images failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let zvol_manifest = dir.join("zvol/manifest.json");
+        let m: Value = serde_json::from_slice(&std::fs::read(&zvol_manifest).expect("the zvol manifest")).unwrap();
+        VmFixture {
+            vmlinuz: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            zvol_file: dir.join("zvol/disk.qcow2.gz"),
+            zvol_uuid: m["uuid"].as_str().unwrap().to_string(),
+            zvol_manifest,
+        }
+    })
+}
+
 /// Builds `tests/probes/<name>.c` as a static binary into `dir` (the
 /// zone images have no compiler and busybox lacks some tools).
 pub fn build_probe(name: &str, dir: &Path) -> Result<(), String> {
@@ -326,6 +362,34 @@ impl TestHost {
                 return vm;
             }
             assert!(Instant::now() < deadline, "VM {uuid} stayed {} (wanted {want})\n{}", vm["state"], self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What instance `uuid`'s console has shown (a zone's console, a VM's
+    /// first serial port), this boot and the one before.
+    pub fn console(&self, uuid: &str) -> String {
+        let dir = self.root.join("run/zones").join(uuid);
+        let read =
+            |f: &str| std::fs::read(dir.join(f)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        read("console.log.1") + &read("console.log")
+    }
+
+    /// Waits until instance `uuid`'s console has shown `marker` `count`
+    /// times; returns the console.
+    #[track_caller]
+    pub fn wait_console(&self, uuid: &str, marker: &str, count: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let console = self.console(uuid);
+            if console.matches(marker).count() >= count {
+                return console;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{uuid}'s console did not show {marker:?} {count} time(s) in {within:?}:\n{console}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
