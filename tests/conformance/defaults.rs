@@ -217,7 +217,6 @@ fn defaults_zone_that_never_booted_and_what_a_payload_adds() {
 
 // test-defaults.js "check default kvm properties"; test-autoboot.js's kvm cases.
 #[test]
-#[ignore = "pending issue 9: hardware VMs (kvm) created and shown"]
 fn defaults_new_kvm_vm_has_exactly_smartos_properties() {
     let Some((h, img)) = host() else { return };
     let before = now_secs();

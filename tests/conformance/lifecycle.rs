@@ -253,7 +253,6 @@ fn lifecycle_snapshots_create_rollback_delete() {
 // test-reboot.js "test force reboot kvm": a forced reboot resets the
 // guest in place, so the VM keeps its boot_timestamp.
 #[test]
-#[ignore = "pending issue 9: hardware VMs (kvm) started and rebooted"]
 fn lifecycle_kvm_force_reboot_keeps_boot_timestamp() {
     let Some((h, _img)) = host() else { return };
     let uuid = create(

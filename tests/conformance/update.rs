@@ -697,7 +697,6 @@ fn update_nics_antispoof_options() {
 // "update max_locked_memory to high value", "set then unset simple
 // properties on KVM VM", "add disk1 to KVM VM".
 #[test]
-#[ignore = "pending issue 9: hardware VMs (kvm memory overhead, disks)"]
 fn update_kvm_memory_overhead_and_disks() {
     let Some((h, _img)) = host() else { return };
     let uuid =

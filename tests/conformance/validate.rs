@@ -367,7 +367,6 @@ fn install_zvol_image(h: &TestHost, mib: u64) -> String {
 // image_uuid should succeed", "kvm create with good disk (image_uuid +
 // image_size)"; test-create.js "wrong image_uuid type (KVM for OS VM)".
 #[test]
-#[ignore = "pending issue 9: zvol images installed for hardware VMs' disks"]
 fn validate_kvm_payloads_against_an_installed_disk_image() {
     let Some((h, img)) = host() else { return };
     let disk = install_zvol_image(&h, 8);

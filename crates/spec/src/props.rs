@@ -354,7 +354,10 @@ pub static PROPS: &[Prop] = &[
     p("init_name", s(ABS_PATH), B::LX, Reboot),
     p("restart_init", Kind::Bool, B::LX, Live),
     p("kernel_version", s(KERNEL_VERSION), B::LX, Reboot),
-    p("limit_priv", Kind::Joined { item: PRIV, max: 64 }, B::ALL, Reboot).dflt(Dflt::Str("default")),
+    p("limit_priv", Kind::Joined { item: PRIV, max: 64 }, B::LX, Reboot).dflt(Dflt::Str("default")),
+    // SmartOS's HVM zones: QEMU needs none of these.
+    p("limit_priv", Kind::Joined { item: PRIV, max: 64 }, B::HVM, Reboot)
+        .dflt(Dflt::Str("default,-file_link_any,-net_access,-proc_fork,-proc_info,-proc_session")),
     p("fs_allowed", Kind::Joined { item: NONEMPTY, max: 32 }, B::LX, Reboot),
     // hardware VMs
     p("disks", Kind::Objects { props: DISK_PROPS, key: "path" }, B::HVM, Reboot).dflt(Dflt::EmptyList),

@@ -78,8 +78,10 @@ impl Env {
     fn create(&self, autoboot: bool) -> Result<(), String> {
         let payload = match self.kind {
             Kind::Zone => json!({"uuid": VM, "brand": "lx", "image_uuid": IMAGE, "quota": 1, "autoboot": autoboot}),
-            Kind::Vm => json!({"uuid": VM, "brand": "bhyve", "bootrom": "bios", "ram": 64, "quota": 1, "autoboot": autoboot,
-                               "disks": [{"size": 16, "boot": true}, {"size": 8}]}),
+            Kind::Vm => {
+                json!({"uuid": VM, "brand": "bhyve", "bootrom": "bios", "ram": 64, "quota": 1, "autoboot": autoboot,
+                               "disks": [{"size": 16, "boot": true}, {"size": 8}]})
+            }
         };
         self.d().create_vm(&payload).map(drop).map_err(|e| e.message)
     }

@@ -715,11 +715,13 @@ impl Daemon {
             return Err(ApiError::conflict(format!("Cannot reboot vm from state \"{state}\"")));
         }
         let st = self.host.reboot(&self.run_dir(uuid), force).map_err(|e| step_error("reboot", e))?;
-        self.set_fields(
-            uuid,
-            &[("pid", json!(st.init_pid)), ("boot_timestamp", json!(timestamp())), ("state", json!("running"))],
-            &[],
-        )?;
+        let mut fields = vec![("pid", json!(st.init_pid)), ("state", json!("running"))];
+        // A VM reset in place (`-F`: the same QEMU) did not boot anew, as
+        // in SmartOS; a new init or a new QEMU did.
+        if vm.get("pid") != Some(&json!(st.init_pid)) {
+            fields.push(("boot_timestamp", json!(timestamp())));
+        }
+        self.set_fields(uuid, &fields, &[])?;
         Ok(format!("Successfully completed reboot for VM {uuid}"))
     }
 
