@@ -245,7 +245,7 @@ fn info_reports_live_usage_of_a_running_zone() {
     let cpu_only = h.vmadm(&["info", &uuid, "cpu,pids"]).json();
     let keys: Vec<&String> = cpu_only.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["cpu", "pids"]);
-    assert_eq!(h.vmadm(&["info", &uuid, "vnc"]).code, 2);
+    assert_eq!(h.vmadm(&["info", &uuid, "spice"]).code, 2);
 
     h.vmadm(&["stop", "-F", &uuid]).ok();
     let r = h.vmadm(&["info", &uuid]);

@@ -231,57 +231,31 @@ fn bad_zvol_images_are_refused_naming_what_is_wrong() {
     install(&h, &manifest(dir, uuid, &raw, 16, json!({})), &raw).ok();
 }
 
-/// Until `vmadm create` makes kvm and bhyve VMs, the row such a create
-/// writes is written directly, with the daemon stopped: a VM whose disk
-/// was cloned from an image names it in `disks[].image_uuid`, not in
-/// `image_uuid`.
-fn put_vm_row(h: &mut TestHost, vm: &Value) {
-    h.kill_daemon();
-    let conn = rusqlite::Connection::open(h.pool().join("config").join("zonevisor.db")).unwrap();
-    conn.execute(
-        "INSERT INTO vms (uuid, alias, brand, image_uuid, phase, obj) VALUES (?1, ?2, ?3, NULL, 'ready', ?4)",
-        rusqlite::params![vm["uuid"].as_str(), vm["alias"].as_str(), vm["brand"].as_str(), vm.to_string()],
-    )
-    .unwrap();
-    drop(conn);
-    h.start_daemon();
-}
-
-fn delete_vm_row(h: &mut TestHost, uuid: &str) {
-    h.kill_daemon();
-    let conn = rusqlite::Connection::open(h.pool().join("config").join("zonevisor.db")).unwrap();
-    assert_eq!(conn.execute("DELETE FROM vms WHERE uuid = ?1", [uuid]).unwrap(), 1);
-    drop(conn);
-    h.start_daemon();
-}
-
 #[test]
 fn a_zvol_image_in_use_by_a_vm_disk_cannot_be_deleted() {
-    let Some(mut h) = host() else { return };
+    let Some(h) = host() else { return };
     let dir = h.dir.path().to_path_buf();
     let raw = dir.join("disk.raw");
     raw_disk(&raw, 8, 0, b"boot");
     install(&h, &manifest(&dir, RAW, &raw, 8, json!({})), &raw).ok();
-    let vm = "c3a2d9e4-7f6b-4a5c-8dbe-2f3a4b5c6d01";
-    put_vm_row(
-        &mut h,
-        &json!({
-            "uuid": vm, "alias": "disky", "brand": "bhyve", "state": "stopped", "autoboot": false,
-            "disks": [
-                {"path": format!("/dev/zvol/rdsk/zones/{vm}/disk0"), "boot": true, "image_uuid": RAW, "size": 8},
-                {"path": format!("/dev/zvol/rdsk/zones/{vm}/disk1"), "size": 1024},
-            ],
-        }),
-    );
+    let vm = h.create_ok(&json!({
+        "alias": "disky", "brand": "bhyve", "bootrom": "bios", "autoboot": false,
+        "disks": [{"boot": true, "image_uuid": RAW}, {"size": 1024}],
+    }));
+    // The VM's disk is a clone of the image: its data, the image's size.
+    let disk0 = h.get(&vm)["disks"][0]["path"].as_str().unwrap().to_string();
+    let clone = std::fs::read(&disk0).unwrap();
+    assert_eq!(clone.len(), 8 << 20);
+    assert!(clone.starts_with(b"boot"), "the image's bytes");
     let r = h.imgadm(&["delete", RAW]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("has dependent clones") && r.stderr.contains(vm), "{}", r.stderr);
+    assert!(r.stderr.contains("has dependent clones") && r.stderr.contains(&vm), "{}", r.stderr);
     assert!(h.pool().join(RAW).join("disk.raw").exists());
     assert_eq!(h.imgadm(&["get", RAW]).json()["clones"], 1);
     let listed = h.imgadm(&["list", "-j"]).json();
     assert_eq!(listed[0]["clones"], 1, "{listed}");
 
-    delete_vm_row(&mut h, vm);
+    h.vmadm(&["delete", &vm]).ok();
     assert_eq!(h.imgadm(&["get", RAW]).json()["clones"], 0);
     h.imgadm(&["delete", RAW]).ok();
     assert!(!h.pool().join(RAW).exists());

@@ -287,7 +287,18 @@ fn a_tmp_replaced_by_a_symlink_is_not_resized() {
     let Some(probes) = probe::build_named(&h, "statfs") else { return };
     let img = h.install(busybox());
     let uuid = zone(&h, &img, &probes, json!({"tmpfs": 64, "limit_priv": "sys_mount"}));
-    let host_mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // The host's mounts a resize through the symlinks would touch: its /,
+    // /tmp and /dev/shm, and this test's own root (other tests mount and
+    // unmount their pools meanwhile).
+    let root = h.root.display().to_string();
+    let host_mounts = || {
+        let all = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let touched = |l: &&str| {
+            let target = l.split_whitespace().nth(4).unwrap_or("");
+            ["/", "/tmp", "/dev/shm"].contains(&target) || target.starts_with(&root)
+        };
+        all.lines().filter(touched).map(|l| format!("{l}\n")).collect::<String>()
+    };
     let before = host_mounts();
     for target in ["/", "/proc/1/root/tmp", "/dev/shm"] {
         zsh(&h, &uuid, &format!("umount /tmp 2>/dev/null; rm -rf /tmp; ln -sfn {target} /tmp"));
