@@ -727,19 +727,23 @@ pub(crate) fn step_error(step: &str, e: impl std::error::Error) -> ApiError {
     ApiError::internal(format!("{step}: {}", crate::chain(&e)))
 }
 
+/// [`step_error`] for an operation on pool `pool`, saying so plainly
+/// when the pool is full (its datasets hold all it has but the reserve).
+pub(crate) fn pool_error(pool: &str, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
+    if e.is_no_space() {
+        ApiError::internal(format!(
+            "{step}: pool {pool} is full (free space for datasets: none; delete instances or images): {}",
+            crate::chain(&e)
+        ))
+    } else {
+        step_error(step, e)
+    }
+}
+
 impl Daemon {
-    /// [`step_error`] for a pool operation, saying so plainly when the
-    /// pool is full (its datasets hold all it has but the reserve).
+    /// [`pool_error`] on this daemon's pool.
     pub(crate) fn pool_step_error(&self, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
-        if e.is_no_space() {
-            ApiError::internal(format!(
-                "{step}: pool {} is full (free space for datasets: none; delete instances or images): {}",
-                self.pool.name(),
-                crate::chain(&e)
-            ))
-        } else {
-            step_error(step, e)
-        }
+        pool_error(self.pool.name(), step, e)
     }
 }
 

@@ -145,15 +145,7 @@ pub(crate) struct RealHost {
 
 impl RealHost {
     fn pool_error(&self, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
-        if e.is_no_space() {
-            ApiError::internal(format!(
-                "{step}: pool {} is full (free space for datasets: none; delete instances or images): {}",
-                self.pool.name(),
-                crate::chain(&e)
-            ))
-        } else {
-            step_error(step, e)
-        }
+        crate::images::pool_error(self.pool.name(), step, e)
     }
 }
 
