@@ -243,6 +243,9 @@ fn disks_grow_with_update_disks_and_new_ones_are_added_and_removed() {
 fn bad_vm_payloads_are_refused_by_property_and_leave_nothing() {
     let Some(host) = host() else { return };
     let image = host.install(common::busybox());
+    let f = vm_images();
+    host.imgadm(&["install", "-m", f.zvol_manifest.to_str().unwrap(), "-f", f.zvol_file.to_str().unwrap()]).ok();
+    let zvol = f.zvol_uuid.clone();
     // A port in use where the daemon (and its QEMUs) listen: its network
     // namespace, the test's own.
     let busy_port = 5990 + (std::process::id() % 1000) as i64;
@@ -268,6 +271,7 @@ fn bad_vm_payloads_are_refused_by_property_and_leave_nothing() {
         (with(json!({"disks": [{"size": 8, "boot": true}, {"size": 8, "boot": true}]})), "disks.1.boot", "only one"),
         (with(json!({"disks": [{"media": "cdrom", "path": "/nonexistent.iso"}]})), "disks.0.path", "does not exist"),
         (with(json!({"disks": [{"image_uuid": image, "image_size": 64}]})), "disks.0.image_uuid", "zvol"),
+        (with(json!({"disks": [{"image_uuid": zvol, "size": 8}]})), "disks.0.size", "below the size of image"),
         (with(json!({"vnc_port": busy_port})), "vnc_port", "in use"),
         (with(json!({"boot_kernel": "/nonexistent/vmlinuz"})), "boot_kernel", "does not exist"),
         (with(json!({"qemu_extra_opts": "-device 'unterminated"})), "qemu_extra_opts", "quot"),
@@ -284,7 +288,7 @@ fn bad_vm_payloads_are_refused_by_property_and_leave_nothing() {
     assert!(r.stderr.contains("-bogus-option"), "QEMU's own words: {}", r.stderr);
     assert_eq!(host.vmadm(&["list", "-H"]).ok().trim(), "", "no row is left");
     let datasets: Vec<_> = std::fs::read_dir(host.pool()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(datasets.len(), 2, "only config/ and the image are in the pool: {datasets:?}");
+    assert_eq!(datasets.len(), 3, "only config/ and the two images are in the pool: {datasets:?}");
     let run = host.root.join("run/zones");
     assert!(std::fs::read_dir(&run).map_or(true, |mut d| d.next().is_none()), "no run directory is left");
     let run_dir = run.display().to_string();
@@ -292,4 +296,21 @@ fn bad_vm_payloads_are_refused_by_property_and_leave_nothing() {
     assert!(monitors.is_empty(), "no monitor (nor its QEMU) is left: {monitors:?}");
     let _ = listener.kill();
     let _ = listener.wait();
+}
+
+#[test]
+fn after_a_host_reboot_an_autoboot_vm_boots_again_with_its_disk() {
+    let Some(mut host) = host() else { return };
+    let uuid = host.create_ok(&direct_boot("autoboot"));
+    let console = host.wait_console(&uuid, READY, 1, BOOT);
+    assert!(console.contains("zonevisor-guest: counter 0"), "{console}");
+    let pid = qemu_pid(&host, &uuid);
+    common::power_cut(&mut host, &[pid]);
+    common::next_boot(&host);
+    host.start_daemon();
+    let vm = host.wait_state(&uuid, "running", Duration::from_secs(60));
+    assert_ne!(vm["pid"].as_i64(), Some(pid), "a new QEMU");
+    let console = host.wait_console(&uuid, READY, 2, BOOT);
+    assert!(last_boot(&console).contains("zonevisor-guest: counter 1"), "the disk kept its write:\n{console}");
+    host.vmadm(&["delete", &uuid]).ok();
 }

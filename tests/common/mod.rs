@@ -465,3 +465,36 @@ impl Drop for TestHost {
         }
     }
 }
+
+/// Kills every process of the test host at once, as a power cut would:
+/// the daemon, the monitors and lxcfs (their command lines name the run
+/// directory) and the instances' processes (`pids`: zones' inits, VMs' QEMUs).
+pub fn power_cut(h: &mut TestHost, pids: &[i64]) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    h.kill_daemon();
+    let run = h.root.join("run").display().to_string();
+    let mut victims = pids_mentioning(&run);
+    victims.extend_from_slice(pids);
+    for &pid in &victims {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while victims.iter().any(|&p| alive(p)) {
+        assert!(Instant::now() < deadline, "processes outlived SIGKILL: {victims:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// After [`power_cut`], the host's next boot: a new boot id (the daemon
+/// compares it with the one it recorded), and the pool no longer mounted.
+pub fn next_boot(h: &TestHost) {
+    let db = h.pool().join("config").join("zonevisor.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn.execute("UPDATE host SET value = 'the-previous-boot' WHERE key = 'boot_id'", []).unwrap();
+    assert_eq!(changed, 1, "the daemon records the boot id");
+    drop(conn);
+    let _ = nix::mount::umount2(&h.root.join("run").join("lxcfs"), nix::mount::MntFlags::MNT_DETACH);
+    nix::mount::umount2(&h.pool(), nix::mount::MntFlags::empty()).unwrap();
+    assert!(!mounted(&h.pool().display().to_string()));
+}
