@@ -274,6 +274,7 @@ fn bad_vm_payloads_are_refused_by_property_and_leave_nothing() {
         (with(json!({"disks": [{"image_uuid": zvol, "size": 8}]})), "disks.0.size", "below the size of image"),
         (with(json!({"vnc_port": busy_port})), "vnc_port", "in use"),
         (with(json!({"boot_kernel": "/nonexistent/vmlinuz"})), "boot_kernel", "does not exist"),
+        (with(json!({"vnc_listen": "198.51.100.77"})), "vnc_listen", "not an address of this host"),
         (with(json!({"qemu_extra_opts": "-device 'unterminated"})), "qemu_extra_opts", "quot"),
     ];
     for (payload, property, why) in cases {

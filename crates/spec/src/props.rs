@@ -369,6 +369,8 @@ pub static PROPS: &[Prop] = &[
     p("vga", s(VGA), B::KVM, Reboot),
     p("vnc_port", int(-1, 65_535), B::HVM, Reboot),
     p("vnc_password", s(VNC_PASSWORD), B::HVM, Reboot),
+    // zonevisor's own: where VNC listens (the host's loopback unless given).
+    p("vnc_listen", s(IP), B::HVM, Reboot),
     p("qemu_opts", s(NONEMPTY), B::KVM, Reboot),
     p("qemu_extra_opts", s(NONEMPTY), B::KVM, Reboot),
     p("bhyve_extra_opts", s(NONEMPTY), B::BHYVE, Reboot),

@@ -859,6 +859,13 @@ fn property_names_for_the_cli() {
 }
 
 #[test]
+fn vnc_listens_where_asked() {
+    assert_eq!(created(json!({"brand": "bhyve", "vnc_listen": "10.0.0.5"}))["vnc_listen"], "10.0.0.5");
+    assert!(!created(json!({"brand": "kvm"})).contains_key("vnc_listen"), "loopback unless given");
+    assert_eq!(refused(json!({"brand": "kvm", "vnc_listen": "anywhere"})).bad_values, ["vnc_listen"]);
+}
+
+#[test]
 fn a_direct_kernel_boot_is_for_hardware_vms_only() {
     let vm = created(json!({"brand": "kvm", "boot_kernel": "/srv/vmlinuz", "boot_initrd": "/srv/initrd.img",
                             "boot_args": "console=ttyS0 quiet"}));

@@ -124,6 +124,8 @@ pub(crate) struct VmPart {
     pub vnc_port: Option<u16>,
     /// `vnc_password`.
     pub vnc_password: Option<String>,
+    /// `vnc_listen`: the address VNC listens on (the host's loopback when absent).
+    pub vnc_listen: Option<std::net::IpAddr>,
     /// `qemu_opts`: replaces the generated options.
     pub qemu_opts: Option<String>,
     /// `qemu_extra_opts` (kvm) or `bhyve_extra_opts` (bhyve): appended.
@@ -338,6 +340,7 @@ fn vm_part(vm: &VmObject, brand: Brand) -> VmPart {
         vga: str_of(vm, "vga").unwrap_or("std").to_string(),
         vnc_port,
         vnc_password: str_of(vm, "vnc_password").map(String::from),
+        vnc_listen: str_of(vm, "vnc_listen").and_then(|a| a.parse().ok()),
         qemu_opts: str_of(vm, "qemu_opts").map(String::from),
         extra_opts: str_of(vm, extra_key).map(String::from),
         direct_boot: str_of(vm, "boot_kernel").map(|k| DirectBoot {

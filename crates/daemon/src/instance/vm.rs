@@ -177,10 +177,13 @@ impl Driver for VmDriver {
                 errs.bad_value("vcpus", format!("{vcpus} is more than this host's {cpus} CPUs"));
             }
         }
+        if vm.contains_key("vnc_listen") && !host_has_address(listen_of(vm)) {
+            errs.bad_value("vnc_listen", format!("{} is not an address of this host", listen_of(vm)));
+        }
         if let Some(port) = vm.get("vnc_port").and_then(Value::as_u64).filter(|&p| p > 0) {
             if port < 5900 {
                 errs.bad_value("vnc_port", format!("{port} is below 5900, VNC's first display"));
-            } else if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_err() {
+            } else if std::net::TcpListener::bind((listen_of(vm), port as u16)).is_err() {
                 errs.bad_value("vnc_port", format!("port {port} is in use"));
             }
         }
@@ -411,7 +414,7 @@ impl Driver for VmDriver {
             direct_boot,
             vga: vm.vga.clone(),
             vnc: vm.vnc_port.map(|port| VncConfig {
-                listen: std::net::Ipv4Addr::LOCALHOST.into(),
+                listen: vm.vnc_listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
                 port,
                 password: vm.vnc_password.is_some(),
             }),
@@ -560,5 +563,88 @@ fn in_zone_root(root: &Path, path: &str) -> Result<PathBuf, String> {
         Ok(m) if m.is_file() => Ok(real),
         Ok(_) => Err(format!("{} is not a regular file", real.display())),
         Err(e) => Err(format!("{}: {e}", real.display())),
+    }
+}
+
+/// Where a create payload's VNC listens: `vnc_listen`, else the host's loopback.
+fn listen_of(vm: &VmObject) -> std::net::IpAddr {
+    vm.get("vnc_listen")
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// Whether `ip` is one this host can listen on: loopback, unspecified
+/// (every address), or assigned to one of its interfaces.
+fn host_has_address(ip: std::net::IpAddr) -> bool {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return true;
+    }
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return false;
+    }
+    let mut found = false;
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr of the family it names.
+            let addr = unsafe {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(std::net::IpAddr::from(sin6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                }
+            };
+            found |= addr == Some(ip);
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnc_listens_only_where_the_host_has_the_address() {
+        assert!(host_has_address("127.0.0.1".parse().unwrap()));
+        assert!(host_has_address("::".parse().unwrap()));
+        // TEST-NET-2: documentation only, on no host.
+        assert!(!host_has_address("198.51.100.77".parse().unwrap()));
+    }
+
+    #[test]
+    fn start_options_override_the_boot_property() {
+        let opts = StartRequest { order: Some("cd".into()), once: Some("d".into()), ..StartRequest::default() };
+        assert_eq!(boot_order(Some("order=c"), &opts).as_deref(), Some("order=cd,once=d"));
+        assert_eq!(boot_order(Some("order=c"), &StartRequest::default()).as_deref(), Some("order=c"));
+        assert_eq!(boot_order(None, &StartRequest::default()), None);
+    }
+
+    #[test]
+    fn attached_files_stay_in_the_zone_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("x.iso"), b"iso").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link.iso")).unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        assert_eq!(in_zone_root(&root, "/x.iso").unwrap(), root.join("x.iso"));
+        assert!(in_zone_root(&root, "/link.iso").unwrap_err().contains("symlink"));
+        assert!(in_zone_root(&root, "/../etc/passwd").unwrap_err().contains(".."));
+        assert!(in_zone_root(&root, "/d").unwrap_err().contains("not a regular file"));
+        assert!(in_zone_root(&root, "/missing.iso").is_err());
     }
 }
