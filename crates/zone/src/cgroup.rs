@@ -264,7 +264,8 @@ pub fn create(cgroup: &str) -> Result<(), CgroupError> {
 fn create_in(h: &Hierarchy, cgroup: &str) -> Result<(), CgroupError> {
     {
         let mut dir = h.mount.clone();
-        for comp in Path::new(cgroup).components() {
+        let depth = Path::new(cgroup).components().count();
+        for (i, comp) in Path::new(cgroup).components().enumerate() {
             if h.v2 {
                 enable_controllers(&dir)?;
             }
@@ -283,8 +284,24 @@ fn create_in(h: &Hierarchy, cgroup: &str) -> Result<(), CgroupError> {
                         write_file(&own, &v).map_err(io_err("write", &own))?;
                     }
                 }
+                if i + 1 < depth {
+                    clone_children(&dir)?;
+                }
             }
         }
+    }
+    Ok(())
+}
+
+/// Has v1's cpuset give `dir`'s new children its CPUs and memory nodes
+/// itself (`cgroup.clone_children`), set on the parents we make (never
+/// on a hierarchy's root): writing them into each new zone's cgroup
+/// costs in proportion to its siblings (the kernel checks the new
+/// cpuset against every one of them).
+fn clone_children(dir: &Path) -> Result<(), CgroupError> {
+    let flag = dir.join("cgroup.clone_children");
+    if read_trim(&flag).map_err(io_err("read", &flag))? != "1" {
+        write_file(&flag, "1").map_err(io_err("write", &flag))?;
     }
     Ok(())
 }
@@ -396,6 +413,13 @@ pub fn apply_limits(cgroup: &str, limits: &Limits) -> Result<(), CgroupError> {
     let mut done: Vec<(&Path, String)> = Vec::new();
     for (path, value) in &plan {
         let old = read_trim(path).map_err(io_err("read", path));
+        // A value already there is not written again: some writes cost in
+        // proportion to the host's cgroups (the CFS bandwidth files check
+        // every task group's quota), and a new zone's defaults (no cap)
+        // are most of what would be written.
+        if old.as_ref().is_ok_and(|old| old == value.trim()) {
+            continue;
+        }
         let res = old.and_then(|old| {
             write_file(path, value).map(|()| old).map_err(|source| CgroupError::Write {
                 path: path.clone(),
@@ -924,6 +948,42 @@ pub fn stats(cgroup: &str) -> Result<Stats, CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_cpusets_of_new_zones_come_from_their_parent_and_no_cap_keeps_the_cfs_defaults() {
+        let Some(h) = hierarchies().iter().find(|h| !h.v2 && h.has_option("cpuset")) else {
+            eprintln!("skipping: no v1 cpuset hierarchy");
+            return;
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: cgroups need root");
+            return;
+        }
+        let parent = format!("zonevisor-test-{}", std::process::id());
+        let zone = format!("{parent}/zone");
+        create(&zone).unwrap();
+        let read = |c: &str, f: &str| read_trim(&h.mount.join(c).join(f)).unwrap();
+        assert_eq!(read(&parent, "cgroup.clone_children"), "1", "set on the parent made");
+        assert_eq!(read(&zone, "cpuset.cpus"), read(&parent, "cpuset.cpus"), "the kernel's copy");
+        assert_eq!(read(&zone, "cpuset.mems"), read(&parent, "cpuset.mems"));
+        // The hierarchy's root keeps its own flag, whatever it was.
+        let root_flag = read_trim(&h.mount.join("cgroup.clone_children")).unwrap();
+        create(&format!("{parent}/other")).unwrap();
+        assert_eq!(read_trim(&h.mount.join("cgroup.clone_children")).unwrap(), root_flag);
+        // No cap: the CFS files keep their defaults (apply_limits skips a
+        // value already there); a cap, then none again, is written.
+        let quota = dirs(&zone).unwrap().into_iter().map(|d| d.join("cpu.cfs_quota_us")).find(|f| f.exists());
+        for (cap, want) in [(None, "-1"), (Some(50), "50000"), (None, "-1")] {
+            apply_limits(&zone, &Limits { cpu_cap_pct: cap, ..Limits::default() }).unwrap();
+            if let Some(f) = &quota {
+                assert_eq!(read_trim(f).unwrap(), want, "cpu_cap {cap:?}");
+            }
+        }
+        for c in [zone.as_str(), &format!("{parent}/other"), &parent] {
+            try_destroy(c).unwrap();
+        }
+    }
 
     #[test]
     fn mountinfo_hybrid() {
