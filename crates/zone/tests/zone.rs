@@ -395,6 +395,9 @@ fn the_zone_keeps_its_user_and_network_namespaces_across_reboots_and_restarts() 
     assert_ne!(net, ns_of(std::process::id() as i32, "net"), "the zone has its own network namespace");
     assert_ne!(user, ns_of(std::process::id() as i32, "user"));
     // A reboot: a new init in a new pid namespace, in the same user and network namespaces.
+    // The old pid namespace is held open, so that the kernel cannot give its
+    // inode number to the new one.
+    let _old_pid_ns = std::fs::File::open(format!("/proc/{}/ns/pid", l.init_pid)).unwrap();
     let st = z.client().reboot(true).unwrap();
     assert_ne!(st.init_pid, l.init_pid);
     assert_eq!((ns_of(st.init_pid, "user"), ns_of(st.init_pid, "net")), (user.clone(), net.clone()));
