@@ -124,21 +124,7 @@ fn build_release(commit: &str) -> Result<Release, String> {
 /// A test host whose first daemon is the previous release's: its own
 /// root, pool and network namespace, as `TestHost::new` makes them.
 fn old_host(old: &Release) -> TestHost {
-    let dir = tempfile::Builder::new().prefix("zvtest-").tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    let tag = dir.path().file_name().unwrap().to_string_lossy().replace("zvtest-", "");
-    let netns = format!("zvt-{tag}");
-    let st = Command::new("ip").args(["netns", "add", &netns]).status().expect("ip netns add");
-    assert!(st.success(), "ip netns add {netns} failed");
-    let mut h = TestHost {
-        socket: root.join("run").join("zonevisord.sock"),
-        root,
-        dir,
-        netns,
-        daemon: None,
-        cgroup_parent: format!("zonevisor-test-{tag}"),
-        pool_size: "8G".into(),
-    };
+    let mut h = TestHost::prepare("8G");
     start_old_daemon(&mut h, old);
     h
 }

@@ -225,13 +225,22 @@ impl TestHost {
         if let Err(reason) = host_ready() {
             return skip(&reason);
         }
+        let mut host = TestHost::prepare(size);
+        host.start_daemon();
+        Some(host)
+    }
+
+    /// A new host (root, network namespace, cgroup parent) whose daemon is
+    /// not started yet: the caller starts one (the upgrade test, an older
+    /// release's).
+    pub fn prepare(size: &str) -> TestHost {
         let dir = tempfile::Builder::new().prefix("zvtest-").tempdir().expect("tempdir");
         let root = dir.path().join("root");
         let tag = dir.path().file_name().unwrap().to_string_lossy().replace("zvtest-", "");
         let netns = format!("zvt-{tag}");
         let st = Command::new("ip").args(["netns", "add", &netns]).status().expect("ip netns add");
         assert!(st.success(), "ip netns add {netns} failed");
-        let mut host = TestHost {
+        TestHost {
             socket: root.join("run").join("zonevisord.sock"),
             root,
             dir,
@@ -239,9 +248,7 @@ impl TestHost {
             daemon: None,
             cgroup_parent: format!("zonevisor-test-{tag}"),
             pool_size: size.to_string(),
-        };
-        host.start_daemon();
-        Some(host)
+        }
     }
 
     /// The daemon's command line, run inside the test's network namespace.
