@@ -268,3 +268,28 @@ fn lifecycle_kvm_force_reboot_keeps_boot_timestamp() {
     let vm = h.wait_state(&uuid, "running", Duration::from_secs(60));
     assert_eq!(vm["boot_timestamp"], before["boot_timestamp"], "a forced kvm reboot keeps boot_timestamp");
 }
+
+// vmadm.8.md "start <uuid> [option=value ...]": a KVM VM takes order=cdn
+// (with ,once=), cdrom= and disk= for one boot; "For OS VMs, this doesn't
+// take any arguments". "sysrq <uuid> <nmi|screenshot>": "only available
+// for KVM VMs"; screenshots "end up under the directory zonepath for the
+// VM, at: <zonepath>/root/tmp/vm.ppm".
+#[test]
+fn lifecycle_kvm_start_options_and_sysrq() {
+    let Some((h, img)) = host() else { return };
+    let uuid = create(&h, &json!({"brand": "kvm", "ram": 128, "autoboot": false, "disks": [{"size": 64}]}));
+    let r = h.vmadm(&["start", &uuid, "order=cd,once=d"]);
+    assert_says(&r, &format!("Successfully started VM {uuid}"), "start with order=cd,once=d");
+    h.vmadm(&["sysrq", &uuid, "nmi"]).ok();
+    h.vmadm(&["sysrq", &uuid, "screenshot"]).ok();
+    let zonepath = h.get(&uuid)["zonepath"].as_str().unwrap().to_string();
+    let shot = std::fs::read(std::path::Path::new(&zonepath).join("root/tmp/vm.ppm")).unwrap();
+    assert!(shot.starts_with(b"P6"), "a PPM screenshot at <zonepath>/root/tmp/vm.ppm");
+    assert_eq!(h.vmadm(&["sysrq", &uuid, "reboot"]).code, 2, "nmi or screenshot only");
+    let zone = create(&h, &lx(&img, json!({})));
+    assert_fails_with(&h.vmadm(&["sysrq", &zone, "nmi"]), 1, "hardware VMs", "sysrq of an OS VM");
+    h.vmadm(&["stop", &zone]).ok();
+    assert_fails_with(&h.vmadm(&["start", &zone, "order=cd"]), 1, "hardware VMs", "start options of an OS VM");
+    assert_eq!(h.get(&zone)["state"], "stopped");
+    h.vmadm(&["stop", "-F", &uuid]).ok();
+}
