@@ -129,6 +129,83 @@ impl Client {
         }
     }
 
+    /// `GET /v1/nictags`.
+    pub fn list_nic_tags(&self) -> Result<Vec<NicTag>, ClientError> {
+        self.call::<(), _>("GET", routes::NIC_TAGS, None)
+    }
+
+    /// `POST /v1/nictags`.
+    pub fn add_nic_tag(&self, req: &NicTagRequest) -> Result<NicTag, ClientError> {
+        self.call("POST", routes::NIC_TAGS, Some(req))
+    }
+
+    /// `GET /v1/nictags/{name}`.
+    pub fn get_nic_tag(&self, name: &str) -> Result<NicTag, ClientError> {
+        self.call::<(), _>("GET", &routes::with_name(routes::NIC_TAG, &encode(name)), None)
+    }
+
+    /// `POST /v1/nictags/{name}/update`.
+    pub fn update_nic_tag(&self, name: &str, req: &NicTagUpdate) -> Result<NicTag, ClientError> {
+        self.call("POST", &routes::with_name(routes::NIC_TAG_UPDATE, &encode(name)), Some(req))
+    }
+
+    /// `DELETE /v1/nictags/{name}` (`force`: even while NICs use it).
+    pub fn delete_nic_tag(&self, name: &str, force: bool) -> Result<Done, ClientError> {
+        let path = routes::with_name(routes::NIC_TAG, &encode(name));
+        let path = if force { format!("{path}?force=true") } else { path };
+        self.call::<(), _>("DELETE", &path, None)
+    }
+
+    /// `GET /v1/nictags/{name}/vms`.
+    pub fn nic_tag_vms(&self, name: &str) -> Result<Vec<String>, ClientError> {
+        self.call::<(), _>("GET", &routes::with_name(routes::NIC_TAG_VMS, &encode(name)), None)
+    }
+
+    /// `GET /v1/fw/rules`.
+    pub fn list_fw_rules(&self) -> Result<Vec<FwRule>, ClientError> {
+        self.call::<(), _>("GET", routes::FW_RULES, None)
+    }
+
+    /// `POST /v1/fw/rules`: all added, or none.
+    pub fn add_fw_rules(&self, req: &FwAddRequest) -> Result<Vec<FwRule>, ClientError> {
+        self.call("POST", routes::FW_RULES, Some(req))
+    }
+
+    /// `GET /v1/fw/rules/{uuid}`.
+    pub fn get_fw_rule(&self, uuid: &str) -> Result<FwRule, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::FW_RULE, encode(uuid)), None)
+    }
+
+    /// `POST /v1/fw/rules/{uuid}/update`.
+    pub fn update_fw_rule(&self, uuid: &str, req: &FwRuleUpdate) -> Result<FwRule, ClientError> {
+        self.call("POST", &with_uuid(routes::FW_RULE_UPDATE, encode(uuid)), Some(req))
+    }
+
+    /// `DELETE /v1/fw/rules/{uuid}`.
+    pub fn delete_fw_rule(&self, uuid: &str) -> Result<Done, ClientError> {
+        self.call::<(), _>("DELETE", &with_uuid(routes::FW_RULE, encode(uuid)), None)
+    }
+
+    /// `GET /v1/fw/rules/{uuid}/vms`.
+    pub fn fw_rule_vms(&self, uuid: &str) -> Result<Vec<String>, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::FW_RULE_VMS, encode(uuid)), None)
+    }
+
+    /// `GET /v1/fw/vms/{uuid}/rules`.
+    pub fn fw_vm_rules(&self, uuid: &str) -> Result<Vec<FwRule>, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::FW_VM_RULES, encode(uuid)), None)
+    }
+
+    /// `GET /v1/fw/vms/{uuid}/status`.
+    pub fn fw_vm_status(&self, uuid: &str) -> Result<FwStatus, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::FW_VM_STATUS, encode(uuid)), None)
+    }
+
+    /// `GET /v1/fw/vms/{uuid}/stats`.
+    pub fn fw_vm_stats(&self, uuid: &str) -> Result<Vec<FwRuleStats>, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::FW_VM_STATS, encode(uuid)), None)
+    }
+
     /// `GET /v1/ping`.
     pub fn ping(&self) -> Result<Ping, ClientError> {
         self.call::<(), _>("GET", routes::PING, None)
@@ -514,4 +591,14 @@ mod tests {
         let err = Client::new("/nonexistent/zonevisord.sock").ping().unwrap_err();
         assert!(err.to_string().contains("/nonexistent/zonevisord.sock"), "{err}");
     }
+}
+
+/// `s` as one URL path segment.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -36,6 +36,34 @@ pub const EVENTS: &str = "/v1/events";
 pub const IMAGES: &str = "/v1/images";
 /// `GET`: one image; `DELETE`: remove it.
 pub const IMAGE: &str = "/v1/images/{uuid}";
+/// `GET`: list nic tags; `POST`: add one.
+pub const NIC_TAGS: &str = "/v1/nictags";
+/// `GET`: one nic tag; `DELETE`: remove it (`?force=true` even while NICs use it).
+pub const NIC_TAG: &str = "/v1/nictags/{name}";
+/// `POST`: change a nic tag's link or MTU.
+pub const NIC_TAG_UPDATE: &str = "/v1/nictags/{name}/update";
+/// `GET`: the instances with a NIC on the tag.
+pub const NIC_TAG_VMS: &str = "/v1/nictags/{name}/vms";
+
+/// `GET`: list firewall rules; `POST`: add some ([`crate::FwAddRequest`]).
+pub const FW_RULES: &str = "/v1/fw/rules";
+/// `GET`: one rule; `DELETE`: remove it.
+pub const FW_RULE: &str = "/v1/fw/rules/{uuid}";
+/// `POST`: change a rule (text, enabled, description).
+pub const FW_RULE_UPDATE: &str = "/v1/fw/rules/{uuid}/update";
+/// `GET`: the instances a rule applies to.
+pub const FW_RULE_VMS: &str = "/v1/fw/rules/{uuid}/vms";
+/// `GET`: the rules that apply to an instance.
+pub const FW_VM_RULES: &str = "/v1/fw/vms/{uuid}/rules";
+/// `GET`: an instance's firewall status.
+pub const FW_VM_STATUS: &str = "/v1/fw/vms/{uuid}/status";
+/// `GET`: per-rule packet and byte counts of an instance's firewall.
+pub const FW_VM_STATS: &str = "/v1/fw/vms/{uuid}/stats";
+
+/// Fills `{name}` in a route.
+pub fn with_name(route: &str, name: &str) -> String {
+    route.replace("{name}", name)
+}
 
 /// Fills `{uuid}` in a route.
 pub fn with_uuid(route: &str, uuid: impl std::fmt::Display) -> String {

@@ -414,3 +414,164 @@ mod tests {
         }
     }
 }
+
+/// A nic tag: a name for a host network that instance NICs join
+/// (`nictagadm list -j`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NicTag {
+    /// The tag's name (what `nics.*.nic_tag` says).
+    pub name: String,
+    /// `normal` (a physical link; zonevisor builds a bridge over it),
+    /// `bridge` (a Linux bridge the host already has) or `etherstub` (a
+    /// host-local switch, `nictagadm add -l`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The physical link or the existing bridge (none for an etherstub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The link's MAC address, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    /// The largest MTU a NIC on the tag may have (1500-9000).
+    pub mtu: u32,
+    /// The Linux bridge the instances' NICs are ports of.
+    pub bridge: String,
+    /// Addresses, DHCP, DNS and NAT, for the network zonevisor manages
+    /// itself (the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<ManagedNetwork>,
+}
+
+/// What zonevisor runs for a network it manages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ManagedNetwork {
+    /// The host's IPv4 address on the bridge, with the subnet's prefix
+    /// (`10.65.3.1/24`): the instances' gateway, DHCP and DNS server.
+    pub ipv4: String,
+    /// The host's IPv6 address on the bridge (a ULA /64), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+    /// The link the network's traffic is masqueraded out of, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<String>,
+    /// Why there is no NAT (no uplink found), when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_missing: Option<String>,
+    /// Whether its DHCP and DNS server (dnsmasq) is running.
+    pub dhcp: bool,
+}
+
+/// `nictagadm add`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicTagRequest {
+    /// The tag's name: letters, digits and `_`, at most 31.
+    pub name: String,
+    /// A host-local switch (`-l`).
+    #[serde(default)]
+    pub local: bool,
+    /// A physical link or an existing Linux bridge, by name or MAC address.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// The MTU (1500-9000; default the link's, or 1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// `nictagadm update`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicTagUpdate {
+    /// A new link (by name or MAC address), for a tag that is not an etherstub.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// A new MTU (1500-9000).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// A firewall rule as `fwadm get` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FwRule {
+    /// The rule's uuid.
+    pub uuid: String,
+    /// Whether it applies.
+    pub enabled: bool,
+    /// A rule for every instance on the host (no owner).
+    #[serde(default)]
+    pub global: bool,
+    /// The owner whose instances it applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_uuid: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The rule, in SmartOS's rule language, as fwadm prints it.
+    pub rule: String,
+}
+
+/// One rule to add (`fwadm add`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FwRuleRequest {
+    /// The rule text.
+    pub rule: String,
+    /// Whether it applies at once (default: false, as fwadm).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The owner whose instances it applies to.
+    #[serde(default)]
+    pub owner_uuid: Option<String>,
+    /// For every instance (no owner).
+    #[serde(default)]
+    pub global: bool,
+    /// The uuid to give it (default: a new one).
+    #[serde(default)]
+    pub uuid: Option<String>,
+}
+
+/// `fwadm add`: the rules, added together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FwAddRequest {
+    /// The rules.
+    pub rules: Vec<FwRuleRequest>,
+}
+
+/// `fwadm update`, `enable`, `disable`: what changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FwRuleUpdate {
+    /// New rule text.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Enable or disable it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `fwadm status <vm>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FwStatus {
+    /// `running` when the instance's firewall is on (`firewall_enabled`), else `stopped`.
+    pub status: String,
+    /// The enabled rules that apply to it.
+    pub rules: u64,
+}
+
+/// One rule's traffic in an instance's firewall (`fwadm stats <vm>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FwRuleStats {
+    /// The rule.
+    pub uuid: String,
+    /// Packets it matched.
+    pub packets: u64,
+    /// Bytes it matched.
+    pub bytes: u64,
+}
