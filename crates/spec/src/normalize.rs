@@ -317,6 +317,7 @@ fn nics(ctx: &Ctx<'_>, new: &mut [Value], errs: &mut ValidationErrors) {
         if let Some(gw) = nic.get("gateway").cloned() {
             nic.entry("gateways").or_insert(Value::Array(vec![gw]));
         }
+        gateways_in_subnets(nic, &format!("{prefix}.{i}"), errs);
         derive_ip_fields(nic);
     }
     let iface_base = if ctx.brand == Brand::Lx { "eth" } else { "net" };
@@ -347,6 +348,43 @@ fn nics(ctx: &Ctx<'_>, new: &mut [Value], errs: &mut ValidationErrors) {
             &format!("{prefix}.{extra}.primary"),
             format!("only one nic may be primary; {prefix}.{}.primary is already true", primaries[0]),
         );
+    }
+}
+
+/// A NIC's static gateways must each be inside one of its static
+/// subnets of the same family (a NIC with only `dhcp` or `addrconf` for
+/// that family learns where its gateway is).
+fn gateways_in_subnets(nic: &Map<String, Value>, at: &str, errs: &mut ValidationErrors) {
+    let strs = |k: &str| -> Vec<String> {
+        nic.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
+    let ips = strs("ips");
+    let nets: Vec<(std::net::IpAddr, u32)> = ips
+        .iter()
+        .filter_map(|ip| ip.split_once('/'))
+        .filter_map(|(a, l)| Some((a.parse().ok()?, l.parse().ok()?)))
+        .collect();
+    let dynamic_v4 = ips.iter().any(|s| s == "dhcp");
+    let dynamic_v6 = ips.iter().any(|s| s == "addrconf");
+    for gw in strs("gateways") {
+        let Ok(g) = gw.parse::<std::net::IpAddr>() else { continue };
+        if (g.is_ipv4() && dynamic_v4) || (g.is_ipv6() && dynamic_v6) {
+            continue;
+        }
+        let inside = nets.iter().any(|&(a, len)| match (a, g) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(g)) if len <= 32 => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                u32::from(a) & mask == u32::from(g) & mask
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(g)) if len <= 128 => {
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                u128::from(a) & mask == u128::from(g) & mask
+            }
+            _ => false,
+        });
+        if !inside && nets.iter().any(|(a, _)| a.is_ipv4() == g.is_ipv4()) {
+            errs.bad_value(&format!("{at}.gateways"), format!("{gw} is outside every subnet of the nic's ips ({})", ips.join(", ")));
+        }
     }
 }
 

@@ -233,6 +233,7 @@ pub const ZPOOL: &str = "zones";
 pub const NIC_PROPS: &[Prop] = &[
     p("mac", s(MAC), B::ALL, Fixed),
     p("interface", s(IFACE), B::ALL, Reboot),
+    // Required by SmartOS; zonevisor's daemon fills in its default network's.
     p("nic_tag", s(NIC_TAG), B::ALL, Reboot).req(B::ALL),
     p("vlan_id", int(0, 4095), B::ALL, Reboot),
     p("ips", list(CIDR_OR_AUTO, 20), B::ALL, Reboot),
@@ -251,6 +252,9 @@ pub const NIC_PROPS: &[Prop] = &[
     p("allow_restricted_traffic", Kind::Bool, B::ALL, Live),
     p("allow_unfiltered_promisc", Kind::Bool, B::HVM, Live),
     p("allowed_ips", list(IP_OR_CIDR, 32), B::ALL, Live),
+    // Ours (SmartOS has no bandwidth property): Mbit/s, to and from the instance.
+    p("max_ingress_bandwidth", int(1, 100_000), B::ALL, Live),
+    p("max_egress_bandwidth", int(1, 100_000), B::ALL, Live),
     p("blocked_outgoing_ports", list(PORT, 64), B::ALL, Live),
     p("dhcp_server", Kind::Bool, B::ALL, Live),
 ];

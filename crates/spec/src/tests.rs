@@ -882,3 +882,21 @@ fn lx_refused(extra: Value) -> ValidationErrors {
     p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     crate::validate_create(&p).unwrap_err()
 }
+
+#[test]
+fn a_gateway_must_be_inside_one_of_the_nics_subnets() {
+    let e = refused(lx(json!({"nics": [
+        {"nic_tag": "admin", "ips": ["10.0.0.5/24"], "gateways": ["10.0.1.1"]},
+        {"nic_tag": "admin", "ip": "192.168.4.9", "netmask": "255.255.255.0", "gateway": "192.168.5.1"},
+    ]})));
+    assert_has(&e, "bad_values", "nics.0.gateways", "10.0.1.1 is outside every subnet of the nic's ips (10.0.0.5/24)");
+    assert_has(&e, "bad_values", "nics.1.gateways", "192.168.5.1 is outside");
+    // Inside, or learnt by DHCP / SLAAC: accepted.
+    for nic in [
+        json!({"nic_tag": "admin", "ips": ["10.0.0.5/24", "fd00::5/64"], "gateways": ["10.0.0.1", "fd00::1"]}),
+        json!({"nic_tag": "admin", "ips": ["dhcp"], "gateways": ["10.9.9.1"]}),
+        json!({"nic_tag": "admin", "ips": ["10.0.0.5/24", "addrconf"], "gateways": ["fe80::1"]}),
+    ] {
+        crate::accept_create(&lx(json!({"nics": [nic]}))).unwrap_or_else(|e| panic!("{nic} refused: {e:?}"));
+    }
+}
