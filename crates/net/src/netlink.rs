@@ -48,6 +48,7 @@
 
 mod addr;
 mod link;
+mod qdisc;
 mod route;
 #[cfg(test)]
 pub(crate) mod testns;
@@ -66,6 +67,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 pub use link::{LinkInfo, MAX_NAME_LEN};
+pub(crate) use qdisc::QdiscParent;
 pub use route::Route;
 pub use vlan::BridgeVlan;
 

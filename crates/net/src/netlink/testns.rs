@@ -73,6 +73,18 @@ impl TestNs {
     }
 }
 
+/// Wires `zone` to bridge `bridge` of `host` with a veth pair: the host side
+/// is returned (index), the zone side is `eth0` with `mac` and `addrs`.
+pub(crate) fn plug(host: &TestNs, bridge: u32, zone: &TestNs, mac: [u8; 6], addrs: &[&str]) -> (String, u32) {
+    let mut nl = host.netlink();
+    let port = unique_name("zv");
+    let index = nl.add_veth(&port, "eth0", Some(zone.fd()), Some(mac), Some(1400)).unwrap();
+    nl.set_master(index, Some(bridge)).unwrap();
+    nl.set_up(index, true).unwrap();
+    zone.configure("eth0", addrs);
+    (port, index)
+}
+
 /// A name no other test of this process (or a parallel run of it) uses:
 /// `prefix` + process id and a counter, in hex, within 15 bytes.
 pub(crate) fn unique_name(prefix: &str) -> String {

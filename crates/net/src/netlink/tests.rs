@@ -4,20 +4,8 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::testns::{kind_or_skip, ns_or_skip, unique_name, TestNs};
+use super::testns::{kind_or_skip, ns_or_skip, plug, unique_name, TestNs};
 use super::*;
-
-/// Wires `zone` to bridge `bridge` of `host` with a veth pair: the host side
-/// is returned (index), the zone side is `eth0` with `mac` and `addrs`.
-fn plug(host: &TestNs, bridge: u32, zone: &TestNs, mac: [u8; 6], addrs: &[&str]) -> (String, u32) {
-    let mut nl = host.netlink();
-    let port = unique_name("zv");
-    let index = nl.add_veth(&port, "eth0", Some(zone.fd()), Some(mac), Some(1400)).unwrap();
-    nl.set_master(index, Some(bridge)).unwrap();
-    nl.set_up(index, true).unwrap();
-    zone.configure("eth0", addrs);
-    (port, index)
-}
 
 /// Whether a TCP connection from `from` reaches a listener of `to` on `ip`
 /// (and carries a few bytes both ways).
