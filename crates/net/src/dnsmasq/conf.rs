@@ -170,7 +170,7 @@ pub(super) fn check_reservations(cfg: &NetworkConfig, reservations: &[Reservatio
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
-pub(super) fn format_mac(mac: &[u8; 6]) -> String {
+pub(crate) fn format_mac(mac: &[u8; 6]) -> String {
     let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
     hex.join(":")
 }

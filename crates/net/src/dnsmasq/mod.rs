@@ -53,8 +53,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 pub use conf::{render, render_hosts, render_names};
 pub use supervisor::Dnsmasq;
 
-#[allow(unused_imports)] // for the DHCP client
-pub(crate) use conf::is_dns_name;
+pub(crate) use conf::{format_mac, is_dns_name};
 pub(crate) use dns::random_bytes;
 
 /// A network zonevisor manages: its bridge, the host's addresses on it and

@@ -69,8 +69,8 @@ impl Dnsmasq {
     /// already running with it, or (re)starts one, detached from the
     /// caller, and waits until it answers DNS on the host's bridge address.
     /// The hosts files keep what the last [`Dnsmasq::update`] wrote (empty
-    /// the first time). The caller must be in the bridge's network
-    /// namespace; so will dnsmasq be.
+    /// the first time). The bridge and its addresses must exist, and the
+    /// caller must be in the bridge's network namespace; so will dnsmasq be.
     pub fn start_or_adopt(cfg: &NetworkConfig) -> Result<Dnsmasq, Error> {
         let text = conf::render(cfg)?;
         let failed = |why: String| Error::Process { network: cfg.name.clone(), why };
