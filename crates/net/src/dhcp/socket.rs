@@ -7,9 +7,12 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::packet::CLIENT_PORT;
+
+/// How long a port 68 in use is waited for.
+const BIND_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A UDP socket on `0.0.0.0:68` that sends and receives through `ifname` only.
 pub(super) fn open(ifname: &str) -> io::Result<UdpSocket> {
@@ -33,18 +36,28 @@ pub(super) fn open(ifname: &str) -> io::Result<UdpSocket> {
         sin_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be() },
         sin_zero: [0; 8],
     };
-    // SAFETY: addr is a valid sockaddr_in of the length given; the fd is ours.
-    let r = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
+    // A socket this process just closed may live on for a moment in a
+    // child another thread is forking (until its exec closes it): retry a
+    // port that is in use for a little while before giving up.
+    let deadline = Instant::now() + BIND_PATIENCE;
+    loop {
+        // SAFETY: addr is a valid sockaddr_in of the length given; the fd is ours.
+        let r = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(sock);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EADDRINUSE) || Instant::now() >= deadline {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(sock)
 }
 
 fn setsockopt(fd: &OwnedFd, opt: libc::c_int, value: &[u8]) -> io::Result<()> {

@@ -81,7 +81,7 @@ fn acquires_renews_and_releases_the_reserved_address() {
     let cfg = bridge(&ns, root.path());
     let d = ns.run(|| Dnsmasq::start_or_adopt(&cfg).unwrap());
     let r = Reservation { mac: MAC, ipv4: Some("10.77.0.5".parse().unwrap()), hostname: Some("web".into()) };
-    d.update(&[r], &[]).unwrap();
+    ns.run(|| d.update(&[r], &[])).unwrap();
     let zone = client(&ns, "zvport0", "02:00:00:77:00:05");
 
     let lease = zone.run(|| acquire("eth0", MAC, Some("web"), Duration::from_secs(10))).unwrap();
@@ -123,7 +123,8 @@ fn an_unreserved_mac_gets_no_lease() {
     let ns = Netns::new();
     let cfg = bridge(&ns, root.path());
     let d = ns.run(|| Dnsmasq::start_or_adopt(&cfg).unwrap());
-    d.update(&[Reservation { mac: MAC, ipv4: Some("10.77.0.5".parse().unwrap()), hostname: None }], &[]).unwrap();
+    let r = Reservation { mac: MAC, ipv4: Some("10.77.0.5".parse().unwrap()), hostname: None };
+    ns.run(|| d.update(&[r], &[])).unwrap();
     let zone = client(&ns, "zvport0", "02:00:00:77:00:99");
     let start = Instant::now();
     let e = zone.run(|| acquire("eth0", [2, 0, 0, 0x77, 0, 0x99], None, Duration::from_secs(3))).unwrap_err();

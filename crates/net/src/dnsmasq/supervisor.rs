@@ -107,9 +107,12 @@ impl Dnsmasq {
 
     /// Replaces the DHCP reservations and the DNS names dnsmasq serves:
     /// both files are written whole (temp + rename) and dnsmasq re-reads
-    /// them on SIGHUP. Nothing is signalled when neither changed. Fails
-    /// when dnsmasq is no longer running (then [`Dnsmasq::start_or_adopt`]
-    /// starts a new one, which reads the files written here).
+    /// them on SIGHUP; this returns once it answers a DNS query sent after
+    /// that (call it in the bridge's network namespace), so the new
+    /// reservations and names are served. Nothing is signalled when neither
+    /// file changed. Fails when dnsmasq is no longer running (then
+    /// [`Dnsmasq::start_or_adopt`] starts a new one, which reads the files
+    /// written here).
     pub fn update(&self, reservations: &[Reservation], names: &[(IpAddr, String)]) -> Result<(), Error> {
         conf::check_reservations(&self.cfg, reservations)?;
         let hosts = conf::render_hosts(reservations)?;
@@ -129,10 +132,20 @@ impl Dnsmasq {
             });
         }
         if changed {
-            self.process.signal(libc::SIGHUP).map_err(|e| Error::Process {
-                network: self.cfg.name.clone(),
-                why: format!("reloading dnsmasq {} (SIGHUP): {e}", self.process.pid),
-            })?;
+            let failed = |why| Error::Process { network: self.cfg.name.clone(), why };
+            self.process
+                .signal(libc::SIGHUP)
+                .map_err(|e| failed(format!("reloading dnsmasq {} (SIGHUP): {e}", self.process.pid)))?;
+            // dnsmasq handles a signal before the DNS queries of the same
+            // round of its loop: once it answers one sent after the
+            // SIGHUP, it has re-read the files.
+            if !answers(&self.cfg, &self.process, ADOPT_TIMEOUT) {
+                return Err(failed(format!(
+                    "dnsmasq {} did not answer DNS after reloading ({})",
+                    self.process.pid,
+                    last_line(&self.paths.log)
+                )));
+            }
         }
         Ok(())
     }
