@@ -1,4 +1,4 @@
-//! SmartOS's firewall rule language (`fwrule(7)`): parse and print.
+//! SmartOS's firewall rule language (`fwrule(7)`): parse, print and store.
 //!
 //! # The language
 //!
@@ -41,13 +41,22 @@
 //! `parse(&rule.to_string()) == Ok(rule)` for every rule. IPv6 addresses
 //! print in their canonical form, which may differ from how they were
 //! written (SmartOS prints them as written).
+//!
+//! # Stored rules
+//!
+//! A [`StoredRule`] carries `fwadm`'s properties (uuid, enabled, owner or
+//! global, description) and serializes as `fwadm get` shows a rule. A rule
+//! with an `owner_uuid` applies only to that owner's instances; a global
+//! one to all.
 
 mod lex;
 mod parse;
 mod rule;
+mod stored;
 
 pub use parse::{parse, ParseError, ParseErrorKind};
 pub use rule::{Action, IcmpType, IcmpTypes, Port, Ports, Protocol, Rule, Side, Target};
+pub use stored::StoredRule;
 
 #[cfg(test)]
 mod tests;

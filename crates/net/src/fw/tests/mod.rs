@@ -1,6 +1,6 @@
 //! Tests of the rule language: conformance cases translated from SmartOS's
-//! own tests (each group names the file it comes from), round trips
-//! and errors.
+//! own tests (each group names the file it comes from), round trips,
+//! errors and stored rules.
 //!
 //! "fwrule" below is TritonDataCenter/sdc-fwrule, the parser package SmartOS
 //! vendors as `src/fw/node_modules/fwrule`; "fw" is smartos-live `src/fw`.
@@ -8,6 +8,7 @@
 mod errors;
 mod parser;
 mod rule_text;
+mod stored;
 
 use super::*;
 
