@@ -1,4 +1,4 @@
-//! SmartOS's firewall rule language (`fwrule(7)`): parse, print and store.
+//! SmartOS's firewall rule language (`fwrule(7)`): parse, print and resolve.
 //!
 //! # The language
 //!
@@ -42,19 +42,24 @@
 //! print in their canonical form, which may differ from how they were
 //! written (SmartOS prints them as written).
 //!
-//! # Stored rules
+//! # Rules and instances
 //!
 //! A [`StoredRule`] carries `fwadm`'s properties (uuid, enabled, owner or
 //! global, description) and serializes as `fwadm get` shows a rule. A rule
 //! with an `owner_uuid` applies only to that owner's instances; a global
-//! one to all.
+//! one to all. [`vms`] and [`rules_for`] answer `fwadm vms` and
+//! `fwadm rules` over a list of [`Instance`]s. A `tag name = value` target
+//! compares values as text, as SmartOS does, so `= 5` matches the tag
+//! values `5` and `"5"`, and `= true` matches `true` and `"true"`.
 
 mod lex;
 mod parse;
+mod resolve;
 mod rule;
 mod stored;
 
 pub use parse::{parse, ParseError, ParseErrorKind};
+pub use resolve::{rules_for, vms, Instance};
 pub use rule::{Action, IcmpType, IcmpTypes, Port, Ports, Protocol, Rule, Side, Target};
 pub use stored::StoredRule;
 

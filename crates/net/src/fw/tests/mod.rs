@@ -1,12 +1,13 @@
 //! Tests of the rule language: conformance cases translated from SmartOS's
 //! own tests (each group names the file it comes from), round trips,
-//! errors and stored rules.
+//! errors, stored rules and resolution.
 //!
 //! "fwrule" below is TritonDataCenter/sdc-fwrule, the parser package SmartOS
 //! vendors as `src/fw/node_modules/fwrule`; "fw" is smartos-live `src/fw`.
 
 mod errors;
 mod parser;
+mod resolve;
 mod rule_text;
 mod stored;
 
