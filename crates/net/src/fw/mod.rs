@@ -1,4 +1,5 @@
-//! SmartOS's firewall rule language (`fwrule(7)`): parse, print and resolve.
+//! SmartOS's firewall rule language (`fwrule(7)`): parse, print, resolve and
+//! compile to nftables.
 //!
 //! # The language
 //!
@@ -51,13 +52,59 @@
 //! `fwadm rules` over a list of [`Instance`]s. A `tag name = value` target
 //! compares values as text, as SmartOS does, so `= 5` matches the tag
 //! values `5` and `"5"`, and `= true` matches `true` and `"true"`.
+//!
+//! # Compiling
+//!
+//! [`compile`] turns the enabled rules into nftables statements for each
+//! instance with `firewall_enabled`. The daemon puts them, in order, into
+//! the instance's chains of table `inet zonevisor`:
+//!
+//! ```text
+//! traffic to the instance:   ct state established,related accept
+//!                            jump fw_in_<uuid>     <- Chains::inbound
+//!                            drop                  (default: block in)
+//! traffic from the instance: jump fw_out_<uuid>    <- Chains::outbound
+//!                            accept                (default: allow out)
+//! ```
+//!
+//! A rule `FROM A TO B` gives each firewalled instance named in B an
+//! inbound statement matching the sources A, and each firewalled instance
+//! named in A an outbound statement matching the destinations B:
+//!
+//! - `any` matches no address; `ip` and `subnet` are used as written (host
+//!   bits masked off); `vm`, `tag` and `all vms` become the addresses of the
+//!   instances they name (all instances, firewalled or not; with an owned
+//!   rule, not those of another owner). IPv4 and IPv6 addresses go into
+//!   separate `ip`/`ip6` statements; a side naming no address emits nothing,
+//!   rather than matching everything.
+//! - Ports are destination ports: `tcp dport { 22, 8000-8100 }`;
+//!   `PORT all` matches the protocol (`meta l4proto tcp`); ICMP types become
+//!   `icmp type { 0, 8 }` and `icmp type 8 icmp code 0` (`icmpv6` for
+//!   `icmp6`, restricted to its family when no address does it); `ah` and
+//!   `esp` are `meta l4proto ah|esp`.
+//! - `ALLOW` is `accept`, `BLOCK` is `drop`.
+//!
+//! ```text
+//! ip saddr { 10.0.0.5, 10.0.0.6 } tcp dport { 22, 8000-8100 } accept
+//! meta nfproto ipv6 icmpv6 type 128 accept
+//! meta l4proto esp accept
+//! ```
+//!
+//! Statements are ordered by priority (higher first), then, at equal
+//! priority, the action against the chain's default first (inbound ALLOW
+//! before BLOCK, outbound BLOCK before ALLOW), then by rule UUID. As in
+//! SmartOS, a priority 0 inbound BLOCK or outbound ALLOW emits nothing: it
+//! would sort after every rule that could override it, just before a
+//! default that does the same.
 
+mod compile;
 mod lex;
 mod parse;
 mod resolve;
 mod rule;
 mod stored;
 
+pub use compile::{compile, Chains};
 pub use parse::{parse, ParseError, ParseErrorKind};
 pub use resolve::{rules_for, vms, Instance};
 pub use rule::{Action, IcmpType, IcmpTypes, Port, Ports, Protocol, Rule, Side, Target};

@@ -1,11 +1,14 @@
 //! Tests of the rule language: conformance cases translated from SmartOS's
 //! own tests (each group names the file it comes from), round trips,
-//! errors, stored rules and resolution.
+//! errors, resolution, compilation, and a root-only check of the compiled
+//! statements against nft.
 //!
 //! "fwrule" below is TritonDataCenter/sdc-fwrule, the parser package SmartOS
 //! vendors as `src/fw/node_modules/fwrule`; "fw" is smartos-live `src/fw`.
 
+mod compile;
 mod errors;
+mod nft;
 mod parser;
 mod resolve;
 mod rule_text;
