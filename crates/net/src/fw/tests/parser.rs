@@ -335,3 +335,14 @@ fn tags_in_unicode() {
     // A character outside the BMP, written as a surrogate pair.
     assert_eq!(ok(r#"FROM tag "\ud83d\ude00" TO all vms ALLOW tcp PORT 1"#).from(), &side(vec![tag("😀")]));
 }
+
+// SmartOS's lexer skips JavaScript's `\s` between tokens: Unicode spaces
+// and line breaks, and the byte order mark, but not U+0085.
+#[test]
+fn white_space_between_tokens() {
+    let want = ok("FROM any TO all vms ALLOW tcp PORT 22");
+    assert_eq!(ok("\u{feff}FROM\u{a0}any\tTO\nall\r\nvms\u{3000}ALLOW\u{2028}tcp PORT\u{b}22 "), want);
+    let e = fails("FROM any\u{85}TO all vms ALLOW tcp PORT 22");
+    assert_eq!(e.kind, ParseErrorKind::UnrecognizedText);
+    assert_eq!((e.offset, e.token.as_str()), (8, "\u{85}TO"));
+}
