@@ -20,6 +20,7 @@
 //! | 1       | `vms`, `images`, `host`, and the triggers that keep instance and image uuids apart |
 //! | 2       | `vms.idmap_slot` and its unique index (each zone's id range)        |
 //! | 3       | `instance_images`: every image each instance depends on             |
+//! | 4       | `nic_tags`, `fw_rules`, and `nic_addrs` (the MACs and IPs on each tag) |
 //!
 //! Releases before versioning left `user_version` at 0 with the tables of
 //! versions 1 and 2 (or 1 alone) in place; migrations 1 and 2 recognise
@@ -82,6 +83,17 @@ pub enum StoreError {
         /// The column it lacks.
         column: &'static str,
     },
+    /// A MAC or IP address is already another instance's on the same nic
+    /// tag.
+    #[error("{what} is already used on nic tag {tag} by instance {by}")]
+    NicTaken {
+        /// `MAC <mac>` or `IP <address>`.
+        what: String,
+        /// The nic tag.
+        tag: String,
+        /// The instance holding it.
+        by: String,
+    },
     /// A migration failed; it was rolled back, and the database stays at
     /// the version before it.
     #[error("schema migration {version} ({name})")]
@@ -124,7 +136,7 @@ pub struct Store {
 
 /// The schema version this build creates and understands: the last
 /// migration's.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One schema step: applied inside the transaction that also records its
 /// version. Code rather than bare SQL, as some steps must look first (a
@@ -138,6 +150,7 @@ const MIGRATIONS: &[(u32, &str, Migrate)] = &[
     (1, "instances, images and host settings", base_tables),
     (2, "an id range slot per instance", idmap_slots),
     (3, "the images each instance depends on", instance_images),
+    (4, "nic tags, firewall rules and the addresses on each tag", networking),
 ];
 
 // The table is numbered 1, 2, 3, ... and ends at SCHEMA_VERSION.
@@ -236,6 +249,111 @@ fn instance_images(tx: &Transaction<'_>) -> Result<()> {
     for (uuid, obj) in rows {
         let vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
         record_images(tx, &uuid, &vm)?;
+    }
+    Ok(())
+}
+
+/// Version 4: nic tags (each a host network), firewall rules (each a
+/// SmartOS rule object), and every MAC and IP in use on each tag, so that
+/// two NICs on one tag never share either (the primary keys say so, in
+/// the transaction that writes the instance). `dynamic` addresses are the
+/// ones a managed network's DHCP reserved for a NIC whose `ips` says
+/// `dhcp`; the others come from the instance's `ips`.
+fn networking(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE nic_tags (
+             name TEXT PRIMARY KEY,
+             obj TEXT NOT NULL
+         );
+         CREATE TABLE fw_rules (
+             uuid TEXT PRIMARY KEY,
+             obj TEXT NOT NULL
+         );
+         CREATE TABLE nic_addrs (
+             nic_tag TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             value TEXT NOT NULL,
+             instance_uuid TEXT NOT NULL,
+             mac TEXT NOT NULL,
+             dynamic INTEGER NOT NULL DEFAULT 0,
+             PRIMARY KEY (nic_tag, kind, value)
+         ) WITHOUT ROWID;
+         CREATE INDEX nic_addrs_instance ON nic_addrs(instance_uuid);
+         CREATE TRIGGER vms_deleted_forget_addrs AFTER DELETE ON vms
+         BEGIN DELETE FROM nic_addrs WHERE instance_uuid = OLD.uuid; END;",
+    )?;
+    let rows: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT uuid, obj FROM vms")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (uuid, obj) in rows {
+        let vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
+        record_nics(tx, &uuid, &vm)?;
+    }
+    Ok(())
+}
+
+/// What [`record_nics`] records for one NIC: its tag, MAC and static
+/// addresses (without their prefix length).
+pub(crate) fn nic_keys(vm: &VmObject) -> Vec<(String, String, Vec<String>)> {
+    let nics = vm.get("nics").and_then(Value::as_array).into_iter().flatten();
+    nics.filter_map(|n| {
+        let tag = n.get("nic_tag").and_then(Value::as_str)?;
+        let mac = n.get("mac").and_then(Value::as_str)?;
+        let ips = n.get("ips").and_then(Value::as_array).into_iter().flatten();
+        let addrs = ips
+            .filter_map(Value::as_str)
+            .filter_map(|ip| ip.split('/').next())
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(|a| a.to_string())
+            .collect();
+        Some((tag.to_string(), mac.to_string(), addrs))
+    })
+    .collect()
+}
+
+/// Records (replacing what was recorded) the MACs and static addresses
+/// of instance `uuid`'s NICs, keeping the dynamic addresses of the MACs
+/// still on the same tag. A MAC or address another instance holds on the
+/// same tag fails with [`StoreError::NicTaken`].
+fn record_nics(c: &Connection, uuid: &str, vm: &VmObject) -> Result<()> {
+    let nics = nic_keys(vm);
+    c.execute("DELETE FROM nic_addrs WHERE instance_uuid = ?1 AND dynamic = 0", [uuid])?;
+    {
+        let mut stmt =
+            c.prepare_cached("SELECT nic_tag, mac FROM nic_addrs WHERE instance_uuid = ?1 AND dynamic = 1")?;
+        let dynamic: Vec<(String, String)> =
+            stmt.query_map([uuid], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        for (tag, mac) in dynamic {
+            if !nics.iter().any(|(t, m, _)| *t == tag && *m == mac) {
+                c.execute(
+                    "DELETE FROM nic_addrs WHERE instance_uuid = ?1 AND nic_tag = ?2 AND mac = ?3",
+                    [uuid, &tag, &mac],
+                )?;
+            }
+        }
+    }
+    let mut insert = c.prepare_cached(
+        "INSERT INTO nic_addrs (nic_tag, kind, value, instance_uuid, mac, dynamic) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+    )?;
+    let mut holder =
+        c.prepare_cached("SELECT instance_uuid FROM nic_addrs WHERE nic_tag = ?1 AND kind = ?2 AND value = ?3")?;
+    for (tag, mac, addrs) in &nics {
+        let keys = std::iter::once(("mac", mac.as_str())).chain(addrs.iter().map(|a| ("ip", a.as_str())));
+        for (kind, value) in keys {
+            if let Err(e) = insert.execute(params![tag, kind, value, uuid, mac]) {
+                let by: Option<String> = holder.query_row(params![tag, kind, value], |r| r.get(0)).optional()?;
+                return Err(match by {
+                    Some(by) => StoreError::NicTaken {
+                        what: format!("{} {value}", if kind == "mac" { "MAC" } else { "IP" }),
+                        tag: tag.clone(),
+                        by,
+                    },
+                    None => e.into(),
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -393,6 +511,7 @@ impl Store {
                 ],
             )?;
             record_images(&tx, &uuid.to_string(), vm)?;
+            record_nics(&tx, &uuid.to_string(), vm)?;
             tx.commit()?;
             Ok(())
         })
@@ -410,6 +529,7 @@ impl Store {
             )?;
             if n == 1 {
                 record_images(&tx, &uuid.to_string(), vm)?;
+                record_nics(&tx, &uuid.to_string(), vm)?;
             }
             tx.commit()?;
             Ok(n == 1)
@@ -432,6 +552,7 @@ impl Store {
                 params![uuid.to_string(), str_of(&vm, "alias"), obj],
             )?;
             record_images(&tx, &uuid.to_string(), &vm)?;
+            record_nics(&tx, &uuid.to_string(), &vm)?;
             tx.commit()?;
             Ok(Some(vm))
         })
@@ -587,6 +708,169 @@ impl Store {
                 "INSERT INTO host (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![key, value],
             )?;
+            Ok(())
+        })
+    }
+}
+
+/// A dynamic address reserved for a NIC (see [`Store::reserve_address`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    /// The instance.
+    pub instance: String,
+    /// The NIC's MAC.
+    pub mac: String,
+    /// The address.
+    pub addr: std::net::IpAddr,
+}
+
+impl Store {
+    /// Every nic tag: `(name, object)`, by name.
+    pub fn nic_tags(&self) -> Result<Vec<(String, Value)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT name, obj FROM nic_tags ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, obj) = row?;
+                let v = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(format!("nic tag {name}"), e))?;
+                out.push((name, v));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Adds (`create`) or replaces a nic tag; adding one that exists
+    /// returns false and changes nothing.
+    pub fn put_nic_tag(&self, name: &str, obj: &Value, create: bool) -> Result<bool> {
+        let text = obj.to_string();
+        self.with(|c| {
+            let n = if create {
+                c.execute("INSERT OR IGNORE INTO nic_tags (name, obj) VALUES (?1, ?2)", params![name, text])?
+            } else {
+                c.execute("UPDATE nic_tags SET obj = ?2 WHERE name = ?1", params![name, text])?
+            };
+            Ok(n == 1)
+        })
+    }
+
+    /// Deletes a nic tag; false when there was none.
+    pub fn delete_nic_tag(&self, name: &str) -> Result<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM nic_tags WHERE name = ?1", [name])? == 1))
+    }
+
+    /// The instances with a NIC on `tag`, in uuid order.
+    pub fn instances_on_tag(&self, tag: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT instance_uuid FROM nic_addrs WHERE nic_tag = ?1 AND kind = 'mac' ORDER BY instance_uuid",
+            )?;
+            let rows = stmt.query_map([tag], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Which instance holds `kind` (`mac` or `ip`) `value` on `tag`.
+    pub fn nic_holder(&self, tag: &str, kind: &str, value: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT instance_uuid FROM nic_addrs WHERE nic_tag = ?1 AND kind = ?2 AND value = ?3",
+                params![tag, kind, value],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// The address reserved on `tag` for `mac` of `instance`, reserving
+    /// the first of `candidates` no one holds when there is none yet, in
+    /// one transaction. `None` when every candidate is taken. The
+    /// reservation goes with the instance's row, or when the MAC leaves
+    /// the tag.
+    pub fn reserve_address(
+        &self,
+        tag: &str,
+        instance: &str,
+        mac: &str,
+        candidates: impl Iterator<Item = std::net::IpAddr>,
+    ) -> Result<Option<std::net::IpAddr>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let have: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM nic_addrs WHERE nic_tag = ?1 AND kind = 'ip' AND mac = ?2 AND instance_uuid = ?3 AND dynamic = 1",
+                    params![tag, mac, instance],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(a) = have.and_then(|a| a.parse().ok()) {
+                return Ok(Some(a));
+            }
+            let mut got = None;
+            for addr in candidates {
+                let n = tx.execute(
+                    "INSERT OR IGNORE INTO nic_addrs (nic_tag, kind, value, instance_uuid, mac, dynamic) VALUES (?1, 'ip', ?2, ?3, ?4, 1)",
+                    params![tag, addr.to_string(), instance, mac],
+                )?;
+                if n == 1 {
+                    got = Some(addr);
+                    break;
+                }
+            }
+            tx.commit()?;
+            Ok(got)
+        })
+    }
+
+    /// The dynamic addresses reserved on `tag`.
+    pub fn reserved_addresses(&self, tag: &str) -> Result<Vec<Reserved>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT instance_uuid, mac, value FROM nic_addrs WHERE nic_tag = ?1 AND kind = 'ip' AND dynamic = 1 ORDER BY value",
+            )?;
+            let rows = stmt.query_map([tag], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (instance, mac, value) = row?;
+                if let Ok(addr) = value.parse() {
+                    out.push(Reserved { instance, mac, addr });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every firewall rule object, by uuid.
+    pub fn fw_rules(&self) -> Result<Vec<Value>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT uuid, obj FROM fw_rules ORDER BY uuid")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (uuid, obj) = row?;
+                out.push(
+                    serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(format!("firewall rule {uuid}"), e))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes firewall rules (`put`, keyed by their `uuid`) and deletes
+    /// others (`delete`), in one transaction.
+    pub fn change_fw_rules(&self, put: &[(String, Value)], delete: &[String]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (uuid, obj) in put {
+                tx.execute(
+                    "INSERT INTO fw_rules (uuid, obj) VALUES (?1, ?2) ON CONFLICT(uuid) DO UPDATE SET obj = excluded.obj",
+                    params![uuid, obj.to_string()],
+                )?;
+            }
+            for uuid in delete {
+                tx.execute("DELETE FROM fw_rules WHERE uuid = ?1", [uuid])?;
+            }
+            tx.commit()?;
             Ok(())
         })
     }
