@@ -521,6 +521,16 @@ fn read_events<R: BufRead>(mut r: R, on_event: &mut dyn FnMut(Event) -> bool) ->
     }
 }
 
+/// `s` as one URL path segment.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,14 +601,4 @@ mod tests {
         let err = Client::new("/nonexistent/zonevisord.sock").ping().unwrap_err();
         assert!(err.to_string().contains("/nonexistent/zonevisord.sock"), "{err}");
     }
-}
-
-/// `s` as one URL path segment.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -102,6 +102,67 @@ fn get_image() {}
     responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 fn delete_image() {}
 
+#[utoipa::path(get, path = "/v1/nictags", responses((status = 200, body = [NicTag])))]
+fn list_nic_tags() {}
+
+#[utoipa::path(post, path = "/v1/nictags", request_body = NicTagRequest,
+    responses((status = 200, body = NicTag), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+fn add_nic_tag() {}
+
+#[utoipa::path(get, path = "/v1/nictags/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = NicTag), (status = 404, body = ApiError)))]
+fn get_nic_tag() {}
+
+/// Refused while instances' NICs use the tag, unless `force`.
+#[utoipa::path(delete, path = "/v1/nictags/{name}",
+    params(("name" = String, Path), ("force" = Option<bool>, Query, description = "Even while NICs use it")),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+fn delete_nic_tag() {}
+
+#[utoipa::path(post, path = "/v1/nictags/{name}/update", params(("name" = String, Path)), request_body = NicTagUpdate,
+    responses((status = 200, body = NicTag), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+fn update_nic_tag() {}
+
+#[utoipa::path(get, path = "/v1/nictags/{name}/vms", params(("name" = String, Path)),
+    responses((status = 200, description = "Instance uuids", body = [String]), (status = 404, body = ApiError)))]
+fn nic_tag_vms() {}
+
+#[utoipa::path(get, path = "/v1/fw/rules", responses((status = 200, body = [FwRule])))]
+fn list_fw_rules() {}
+
+/// All the rules are added, or none (a syntax error names the token).
+#[utoipa::path(post, path = "/v1/fw/rules", request_body = FwAddRequest,
+    responses((status = 200, body = [FwRule]), (status = 400, body = ApiError)))]
+fn add_fw_rules() {}
+
+#[utoipa::path(get, path = "/v1/fw/rules/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, body = FwRule), (status = 404, body = ApiError)))]
+fn get_fw_rule() {}
+
+#[utoipa::path(delete, path = "/v1/fw/rules/{uuid}", params(("uuid" = String, Path)),
+    responses((status = 200, body = Done), (status = 404, body = ApiError)))]
+fn delete_fw_rule() {}
+
+#[utoipa::path(post, path = "/v1/fw/rules/{uuid}/update", params(("uuid" = String, Path)), request_body = FwRuleUpdate,
+    responses((status = 200, body = FwRule), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+fn update_fw_rule() {}
+
+#[utoipa::path(get, path = "/v1/fw/rules/{uuid}/vms", params(("uuid" = String, Path)),
+    responses((status = 200, description = "Instance uuids", body = [String]), (status = 404, body = ApiError)))]
+fn fw_rule_vms() {}
+
+#[utoipa::path(get, path = "/v1/fw/vms/{uuid}/rules", params(("uuid" = String, Path)),
+    responses((status = 200, body = [FwRule]), (status = 404, body = ApiError)))]
+fn fw_vm_rules() {}
+
+#[utoipa::path(get, path = "/v1/fw/vms/{uuid}/status", params(("uuid" = String, Path)),
+    responses((status = 200, body = FwStatus), (status = 404, body = ApiError)))]
+fn fw_vm_status() {}
+
+#[utoipa::path(get, path = "/v1/fw/vms/{uuid}/stats", params(("uuid" = String, Path)),
+    responses((status = 200, body = [FwRuleStats]), (status = 404, body = ApiError)))]
+fn fw_vm_stats() {}
+
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
@@ -126,7 +187,22 @@ fn delete_image() {}
         list_images,
         install_image,
         get_image,
-        delete_image
+        delete_image,
+        list_nic_tags,
+        add_nic_tag,
+        get_nic_tag,
+        delete_nic_tag,
+        update_nic_tag,
+        nic_tag_vms,
+        list_fw_rules,
+        add_fw_rules,
+        get_fw_rule,
+        delete_fw_rule,
+        update_fw_rule,
+        fw_rule_vms,
+        fw_vm_rules,
+        fw_vm_status,
+        fw_vm_stats
     ),
     components(schemas(
         ApiError,
@@ -157,7 +233,17 @@ fn delete_image() {}
         DiskIoInfo,
         PressureInfo,
         PsiInfo,
-        PsiLine
+        PsiLine,
+        NicTag,
+        ManagedNetwork,
+        NicTagRequest,
+        NicTagUpdate,
+        FwRule,
+        FwRuleRequest,
+        FwAddRequest,
+        FwRuleUpdate,
+        FwStatus,
+        FwRuleStats
     ))
 )]
 pub struct ApiDoc;
@@ -209,6 +295,17 @@ mod tests {
             routes::EVENTS,
             routes::IMAGES,
             routes::IMAGE,
+            routes::NIC_TAGS,
+            routes::NIC_TAG,
+            routes::NIC_TAG_UPDATE,
+            routes::NIC_TAG_VMS,
+            routes::FW_RULES,
+            routes::FW_RULE,
+            routes::FW_RULE_UPDATE,
+            routes::FW_RULE_VMS,
+            routes::FW_VM_RULES,
+            routes::FW_VM_STATUS,
+            routes::FW_VM_STATS,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

@@ -459,6 +459,9 @@ pub struct ManagedNetwork {
     pub nat_missing: Option<String>,
     /// Whether its DHCP and DNS server (dnsmasq) is running.
     pub dhcp: bool,
+    /// Where its dnsmasq keeps its configuration, reservations and leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
 }
 
 /// `nictagadm add`.
