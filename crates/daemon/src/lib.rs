@@ -14,9 +14,11 @@
 mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+mod fw;
 mod images;
 mod instance;
 mod lxcfs;
+mod net;
 mod request;
 mod server;
 mod store;
@@ -61,6 +63,10 @@ pub struct Config {
     /// Parent cgroup of the zones' cgroups.
     #[arg(long, default_value = "zonevisor")]
     pub cgroup_parent: String,
+    /// DNS servers the default network's DNS forwards to (repeatable;
+    /// default: the host's /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_name = "IP")]
+    pub dns_upstream: Vec<std::net::IpAddr>,
 }
 
 /// Sizes like `64G`, `512M`, `1T` or a byte count.
@@ -94,6 +100,8 @@ pub struct Daemon {
     runtime: instance::Runtime,
     events: events::Events,
     lxcfs: Arc<lxcfs::Lxcfs>,
+    /// Nic tags, the default network, the ruleset.
+    net: net::Net,
     rt: tokio::runtime::Handle,
     me: Weak<Daemon>,
     started: std::time::Instant,
@@ -120,7 +128,7 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UuidTaken { .. } => ApiError::conflict(e.to_string()),
+            StoreError::UuidTaken { .. } | StoreError::NicTaken { .. } => ApiError::conflict(e.to_string()),
             _ => ApiError::internal(chain(&e)),
         }
     }
@@ -221,6 +229,7 @@ impl Daemon {
             runtime: instance::Runtime::default(),
             events: events::Events::default(),
             lxcfs: Arc::new(lxcfs::Lxcfs::new(&dir.join("run"))),
+            net: net::Net::new(dir, Vec::new(), false),
             rt,
             me: me.clone(),
             started: std::time::Instant::now(),
@@ -302,6 +311,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         runtime: instance::Runtime::default(),
         events: events::Events::default(),
         lxcfs,
+        net: net::Net::new(&root, config.dns_upstream.clone(), net::available()),
         rt: rt.handle().clone(),
         me: me.clone(),
         started: std::time::Instant::now(),
@@ -313,6 +323,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         rt.block_on(async move {
             tokio::task::spawn_blocking(move || {
                 d.lxcfs.start();
+                d.start_networks();
                 d.recover()
             })
             .await

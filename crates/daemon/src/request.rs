@@ -19,6 +19,13 @@
 //! | GET | `/v1/events` (`?uuid=`, `?full=true`) | [`ApiRequest::Events`] |
 //! | GET, POST | `/v1/images` | [`ApiRequest::ListImages`], [`ApiRequest::InstallImage`] |
 //! | GET, DELETE | `/v1/images/{uuid}` | [`ApiRequest::GetImage`], [`ApiRequest::DeleteImage`] |
+//! | GET, POST | `/v1/nictags` | [`ApiRequest::ListNicTags`], [`ApiRequest::AddNicTag`] |
+//! | GET, DELETE | `/v1/nictags/{name}` (`?force=true`) | [`ApiRequest::GetNicTag`], [`ApiRequest::DeleteNicTag`] |
+//! | POST, GET | `/v1/nictags/{name}/{update,vms}` | [`ApiRequest::UpdateNicTag`], [`ApiRequest::NicTagVms`] |
+//! | GET, POST | `/v1/fw/rules` | [`ApiRequest::ListFwRules`], [`ApiRequest::AddFwRules`] |
+//! | GET, DELETE | `/v1/fw/rules/{uuid}` | [`ApiRequest::GetFwRule`], [`ApiRequest::DeleteFwRule`] |
+//! | POST, GET | `/v1/fw/rules/{uuid}/{update,vms}` | [`ApiRequest::UpdateFwRule`], [`ApiRequest::FwRuleVms`] |
+//! | GET | `/v1/fw/vms/{uuid}/{rules,status,stats}` | [`ApiRequest::FwVm`] |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
 //! there decodes). Path segments are percent-decoded, query strings are
@@ -29,13 +36,49 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest, RebootRequest, StartRequest,
-    StopRequest, SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest,
+    NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApiRequest {
+    /// `GET /v1/nictags`.
+    ListNicTags,
+    /// `POST /v1/nictags`.
+    AddNicTag(NicTagRequest),
+    /// `GET /v1/nictags/{name}`.
+    GetNicTag(String),
+    /// `POST /v1/nictags/{name}/update`.
+    UpdateNicTag(String, NicTagUpdate),
+    /// `DELETE /v1/nictags/{name}`.
+    DeleteNicTag {
+        /// The tag.
+        name: String,
+        /// Even while NICs use it.
+        force: bool,
+    },
+    /// `GET /v1/nictags/{name}/vms`.
+    NicTagVms(String),
+    /// `GET /v1/fw/rules`.
+    ListFwRules,
+    /// `POST /v1/fw/rules`.
+    AddFwRules(FwAddRequest),
+    /// `GET /v1/fw/rules/{uuid}`.
+    GetFwRule(String),
+    /// `POST /v1/fw/rules/{uuid}/update`.
+    UpdateFwRule(String, FwRuleUpdate),
+    /// `DELETE /v1/fw/rules/{uuid}`.
+    DeleteFwRule(String),
+    /// `GET /v1/fw/rules/{uuid}/vms`.
+    FwRuleVms(String),
+    /// `GET /v1/fw/vms/{uuid}/{rules,status,stats}`.
+    FwVm {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `rules`, `status` or `stats`.
+        what: &'static str,
+    },
     /// `GET /v1/ping`.
     Ping,
     /// `GET /v1/sysinfo`.
@@ -246,13 +289,26 @@ enum Route {
     Events,
     Images,
     Image,
+    NicTags,
+    NicTag,
+    NicTagVerb(&'static str),
+    FwRules,
+    FwRule,
+    FwRuleVerb(&'static str),
+    FwVm(&'static str),
 }
 
 impl Route {
     fn allow(self) -> &'static str {
         match self {
             Route::Ping | Route::Sysinfo | Route::Events => "GET",
-            Route::Vms | Route::Images => "GET, POST",
+            Route::Vms | Route::Images | Route::NicTags => "GET, POST",
+            Route::NicTag | Route::FwRule => "GET, DELETE",
+            Route::FwRules => "GET, POST",
+            Route::FwRuleVerb("vms") | Route::FwVm(_) => "GET",
+            Route::FwRuleVerb(_) => "POST",
+            Route::NicTagVerb("vms") => "GET",
+            Route::NicTagVerb(_) => "POST",
             Route::Validate => "POST",
             Route::Vm | Route::Image => "GET, DELETE",
             Route::VmVerb("info" | "console") => "GET",
@@ -274,6 +330,22 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["images"] => (Route::Images, None),
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
+        ["nictags"] => (Route::NicTags, None),
+        ["fw", "rules"] => (Route::FwRules, None),
+        ["fw", "rules", id] if !id.is_empty() => (Route::FwRule, Some(*id)),
+        ["fw", "rules", id, verb] if !id.is_empty() => {
+            let verb = ["update", "vms"].into_iter().find(|v| v == verb)?;
+            (Route::FwRuleVerb(verb), Some(*id))
+        }
+        ["fw", "vms", id, what] if !id.is_empty() => {
+            let what = ["rules", "status", "stats"].into_iter().find(|v| v == what)?;
+            (Route::FwVm(what), Some(*id))
+        }
+        ["nictags", name] if !name.is_empty() => (Route::NicTag, Some(*name)),
+        ["nictags", name, verb] if !name.is_empty() => {
+            let verb = ["update", "vms"].into_iter().find(|v| v == verb)?;
+            (Route::NicTagVerb(verb), Some(*name))
+        }
         ["vms", id, verb] if !id.is_empty() => {
             let verb = ["update", "start", "stop", "reboot", "kill", "info", "console", "sysrq"]
                 .into_iter()
@@ -293,6 +365,7 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         || RequestError::Method { method: method.to_string(), path: path.to_string(), allow: route.allow() };
     let vm = || parse_uuid::<InstanceUuid>(id.unwrap_or_default());
     let image = || parse_uuid::<ImageUuid>(id.unwrap_or_default());
+    let name = || percent_encoding::percent_decode_str(id.unwrap_or_default()).decode_utf8_lossy().into_owned();
     let req = match (route, method) {
         (Route::Ping, "GET") => ApiRequest::Ping,
         (Route::Sysinfo, "GET") => ApiRequest::Sysinfo,
@@ -348,6 +421,23 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::Images, "POST") => ApiRequest::InstallImage(body(bytes, "the install request")?),
         (Route::Image, "GET") => ApiRequest::GetImage(image()?),
         (Route::Image, "DELETE") => ApiRequest::DeleteImage(image()?),
+        (Route::NicTags, "GET") => ApiRequest::ListNicTags,
+        (Route::NicTags, "POST") => ApiRequest::AddNicTag(body(bytes, "the nic tag")?),
+        (Route::NicTag, "GET") => ApiRequest::GetNicTag(name()),
+        (Route::NicTag, "DELETE") => {
+            let q = query_pairs(query)?;
+            let force = query_get(&q, "force").is_some_and(|v| v == "true" || v == "1");
+            ApiRequest::DeleteNicTag { name: name(), force }
+        }
+        (Route::NicTagVerb("update"), "POST") => ApiRequest::UpdateNicTag(name(), body(bytes, "the nic tag update")?),
+        (Route::NicTagVerb("vms"), "GET") => ApiRequest::NicTagVms(name()),
+        (Route::FwRules, "GET") => ApiRequest::ListFwRules,
+        (Route::FwRules, "POST") => ApiRequest::AddFwRules(body(bytes, "the firewall rules")?),
+        (Route::FwRule, "GET") => ApiRequest::GetFwRule(name()),
+        (Route::FwRule, "DELETE") => ApiRequest::DeleteFwRule(name()),
+        (Route::FwRuleVerb("update"), "POST") => ApiRequest::UpdateFwRule(name(), body(bytes, "the rule update")?),
+        (Route::FwRuleVerb("vms"), "GET") => ApiRequest::FwRuleVms(name()),
+        (Route::FwVm(what), "GET") => ApiRequest::FwVm { uuid: vm()?, what },
         _ => return Err(not_allowed()),
     };
     Ok(req)

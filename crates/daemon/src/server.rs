@@ -322,6 +322,31 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::VmConsole(uuid) => blocking(d, move |d| d.console_info(&uuid.to_string())).await.into_response(),
         ApiRequest::Events { uuid, full } => events(&d, uuid, full),
         ApiRequest::ListImages => blocking(d, |d| d.list_images()).await.into_response(),
+        ApiRequest::ListNicTags => blocking(d, |d| d.list_nic_tags()).await.into_response(),
+        ApiRequest::AddNicTag(r) => blocking(d, move |d| d.add_nic_tag(&r)).await.into_response(),
+        ApiRequest::GetNicTag(name) => blocking(d, move |d| d.get_nic_tag(&name)).await.into_response(),
+        ApiRequest::UpdateNicTag(name, r) => blocking(d, move |d| d.update_nic_tag(&name, &r)).await.into_response(),
+        ApiRequest::DeleteNicTag { name, force } => {
+            blocking(d, move |d| d.delete_nic_tag(&name, force).map(|()| done(format!("Deleted nic tag {name}"))))
+                .await
+                .into_response()
+        }
+        ApiRequest::NicTagVms(name) => blocking(d, move |d| d.nic_tag_vms(&name)).await.into_response(),
+        ApiRequest::ListFwRules => blocking(d, |d| d.list_fw_rules()).await.into_response(),
+        ApiRequest::AddFwRules(r) => blocking(d, move |d| d.add_fw_rules(&r)).await.into_response(),
+        ApiRequest::GetFwRule(u) => blocking(d, move |d| d.get_fw_rule(&u)).await.into_response(),
+        ApiRequest::UpdateFwRule(u, r) => blocking(d, move |d| d.update_fw_rule(&u, &r)).await.into_response(),
+        ApiRequest::DeleteFwRule(u) => {
+            blocking(d, move |d| d.delete_fw_rule(&u).map(|()| done(format!("Deleted rule {u}")))).await.into_response()
+        }
+        ApiRequest::FwRuleVms(u) => blocking(d, move |d| d.fw_rule_vms(&u)).await.into_response(),
+        ApiRequest::FwVm { uuid, what: "rules" } => {
+            blocking(d, move |d| d.fw_vm_rules(&uuid.to_string())).await.into_response()
+        }
+        ApiRequest::FwVm { uuid, what: "status" } => {
+            blocking(d, move |d| d.fw_vm_status(&uuid.to_string())).await.into_response()
+        }
+        ApiRequest::FwVm { uuid, .. } => blocking(d, move |d| d.fw_vm_stats(&uuid.to_string())).await.into_response(),
         ApiRequest::InstallImage(r) => {
             blocking(d, move |d| d.install_image(&r.manifest, &r.file)).await.into_response()
         }

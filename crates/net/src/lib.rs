@@ -9,11 +9,14 @@
 //! - [`fw`]: SmartOS's firewall rule language: parse, print, compile.
 //! - [`nft`]: the host's nftables ruleset (antispoof, firewall, NAT),
 //!   rendered as one text and applied as one transaction.
+//! - [`plan`]: an instance's NICs as the daemon decides them, and their
+//!   wiring by the monitor.
 
 pub mod dhcp;
 pub mod dnsmasq;
 pub mod fw;
 pub mod netlink;
 pub mod nft;
+pub mod plan;
 pub mod shape;
 pub mod tap;

@@ -29,6 +29,11 @@ use std::process::{Command, Stdio};
 use ipnet::{Ipv4Net, Ipv6Net};
 use uuid::Uuid;
 
+/// What passes a firewall whatever its rules: IPv6 neighbour discovery
+/// (IPv6's ARP) and the answers of DHCP servers, which conntrack cannot
+/// pair with a broadcast request.
+const ALWAYS: &str = "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept\n    udp sport 67 udp dport 68 accept\n    udp sport 547 udp dport 546 accept\n";
+
 /// The table both families use.
 pub const TABLE: &str = "zonevisor";
 
@@ -111,7 +116,7 @@ fn port_chain(out: &mut String, p: &PortFilter) {
         rule(format!("ether type arp arp saddr ether != {} drop", p.mac));
     }
     if !p.allow_restricted_traffic {
-        rule("ether type != { ip, arp, ip6, vlan } drop".into());
+        rule("ether type != { ip, arp, ip6 } drop".into());
     }
     if !p.allow_dhcp_spoofing {
         rule("ether type ip udp sport 67 drop".into());
@@ -126,7 +131,8 @@ fn port_chain(out: &mut String, p: &PortFilter) {
         rule(format!("ether type ip ip saddr != {allowed} drop"));
     }
     if let Some(v6) = &p.ipv6 {
-        let allowed = ["::/128".to_string(), "fe80::/10".to_string()].into_iter().chain(v6.iter().map(|n| n.to_string()));
+        let allowed =
+            ["::/128".to_string(), "fe80::/10".to_string()].into_iter().chain(v6.iter().map(|n| n.to_string()));
         rule(format!("ether type ip6 ip6 saddr != {} drop", set(allowed)));
     }
     let _ = writeln!(out, "  }}");
@@ -165,19 +171,22 @@ pub fn render(r: &Ruleset) -> String {
         let _ = writeln!(out, "  }}");
     }
     if !r.firewalls.is_empty() {
-        let maps: [(&str, Box<dyn Fn(&Firewall) -> Vec<String>>, &str, &str); 4] = [
-            ("fw_in4", Box::new(|f: &Firewall| f.ipv4.iter().map(|a| a.to_string()).collect()), "ipv4_addr", "fw_in_"),
-            ("fw_in6", Box::new(|f: &Firewall| f.ipv6.iter().map(|a| a.to_string()).collect()), "ipv6_addr", "fw_in_"),
-            ("fw_out4", Box::new(|f: &Firewall| f.ipv4.iter().map(|a| a.to_string()).collect()), "ipv4_addr", "fw_out_"),
-            ("fw_out6", Box::new(|f: &Firewall| f.ipv6.iter().map(|a| a.to_string()).collect()), "ipv6_addr", "fw_out_"),
+        let v4 = |f: &Firewall| f.ipv4.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let v6 = |f: &Firewall| f.ipv6.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let maps = [
+            ("fw_in4", "ipv4_addr", "fw_in_", false),
+            ("fw_in6", "ipv6_addr", "fw_in_", true),
+            ("fw_out4", "ipv4_addr", "fw_out_", false),
+            ("fw_out6", "ipv6_addr", "fw_out_", true),
         ];
-        for (map, addrs, ty, prefix) in &maps {
+        for (map, ty, prefix, six) in maps {
             let elems: Vec<String> = r
                 .firewalls
                 .iter()
                 .flat_map(|f| {
                     let chain = chain_name(prefix, &f.instance.simple().to_string());
-                    addrs(f).into_iter().map(move |a| format!("{a} : jump {chain}"))
+                    let addrs = if six { v6(f) } else { v4(f) };
+                    addrs.into_iter().map(move |a| format!("{a} : jump {chain}"))
                 })
                 .collect();
             let _ = write!(out, "  map {map} {{\n    type {ty} : verdict\n");
@@ -201,11 +210,11 @@ pub fn render(r: &Ruleset) -> String {
         }
         let _ = writeln!(
             out,
-            "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n    ip daddr vmap @fw_in4\n    ip6 daddr vmap @fw_in6\n    ip saddr vmap @fw_out4\n    ip6 saddr vmap @fw_out6\n  }}"
+            "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n{ALWAYS}    ip daddr vmap @fw_in4\n    ip6 daddr vmap @fw_in6\n    ip saddr vmap @fw_out4\n    ip6 saddr vmap @fw_out6\n  }}"
         );
         let _ = writeln!(
             out,
-            "  chain output {{\n    type filter hook output priority filter; policy accept;\n    ct state established,related accept\n    ip daddr vmap @fw_in4\n    ip6 daddr vmap @fw_in6\n  }}"
+            "  chain output {{\n    type filter hook output priority filter; policy accept;\n    ct state established,related accept\n{ALWAYS}    ip daddr vmap @fw_in4\n    ip6 daddr vmap @fw_in6\n  }}"
         );
     }
     let _ = writeln!(out, "}}");
@@ -279,7 +288,7 @@ mod tests {
         for line in [
             "ether saddr != 02:08:20:aa:bb:01 drop",
             "ether type arp arp saddr ether != 02:08:20:aa:bb:01 drop",
-            "ether type != { ip, arp, ip6, vlan } drop",
+            "ether type != { ip, arp, ip6 } drop",
             "ether type ip udp sport 67 drop",
             "ether type ip6 icmpv6 type nd-router-advert drop",
             "ether type arp arp saddr ip != { 0.0.0.0, 10.1.2.3/32 } drop",
@@ -330,7 +339,10 @@ mod tests {
         let t = render(&r);
         assert!(t.contains("ip saddr 10.65.3.0/24 ip daddr != 10.65.3.0/24 masquerade"), "{t}");
         assert!(t.contains("elements = { 10.65.3.7 : jump fw_in_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 }"), "{t}");
-        assert!(t.contains("chain fw_in_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 {\n    tcp dport 22 accept\n    drop\n  }"), "{t}");
+        assert!(
+            t.contains("chain fw_in_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 {\n    tcp dport 22 accept\n    drop\n  }"),
+            "{t}"
+        );
         assert!(t.contains("chain fw_out_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 {\n    accept\n  }"), "{t}");
         // An empty map is declared without elements (nft refuses `elements = { }`).
         assert!(t.contains("map fw_in6 {\n    type ipv6_addr : verdict\n  }"), "{t}");

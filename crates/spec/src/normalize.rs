@@ -356,7 +356,10 @@ fn nics(ctx: &Ctx<'_>, new: &mut [Value], errs: &mut ValidationErrors) {
 /// that family learns where its gateway is).
 fn gateways_in_subnets(nic: &Map<String, Value>, at: &str, errs: &mut ValidationErrors) {
     let strs = |k: &str| -> Vec<String> {
-        nic.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+        nic.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default()
     };
     let ips = strs("ips");
     let nets: Vec<(std::net::IpAddr, u32)> = ips
@@ -383,7 +386,10 @@ fn gateways_in_subnets(nic: &Map<String, Value>, at: &str, errs: &mut Validation
             _ => false,
         });
         if !inside && nets.iter().any(|(a, _)| a.is_ipv4() == g.is_ipv4()) {
-            errs.bad_value(&format!("{at}.gateways"), format!("{gw} is outside every subnet of the nic's ips ({})", ips.join(", ")));
+            errs.bad_value(
+                &format!("{at}.gateways"),
+                format!("{gw} is outside every subnet of the nic's ips ({})", ips.join(", ")),
+            );
         }
     }
 }

@@ -16,7 +16,7 @@
 //! | `bootrom: uefi` (bhyve)     | two `-drive if=pflash` (OVMF code read-only, the VM's own vars)       |
 //! | `disks.N`                   | `-drive if=none,id=driveN,…` and one `-device` (table below)          |
 //! | `boot`                      | `bootindex=` of each disk and NIC (see "Boot order")                  |
-//! | `nics.N`                    | `-netdev tap,id=netN,…` and `-device <model>,netdev=netN,mac=…`       |
+//! | `nics.N`                    | `-netdev tap,id=netN,fd=100+N` (the monitor's tap) and `-device <model>,netdev=netN,mac=…` |
 //! | `vga`                       | `-vga` (`std`, `cirrus`, `vmware`, `qxl`, plus `virtio` and `none`)   |
 //! | `vnc_port`, `vnc_password`  | `-vnc <addr>:<port − 5900>[,to=999][,password=on]` and a USB tablet   |
 //! | `qemu_opts`                 | replaces the display options (VNC and its USB tablet), as on SmartOS  |
@@ -295,10 +295,15 @@ pub struct NicConfig {
     pub mac: String,
     /// The emulated NIC.
     pub model: NicModel,
-    /// The tap device's name as seen where QEMU runs (QEMU attaches to it:
-    /// an unprivileged QEMU needs the tap to exist, owned by its user).
+    /// The tap device's name on the host. QEMU does not open it: the
+    /// monitor does, and QEMU inherits it as descriptor
+    /// [`TAP_FD_BASE`] + the NIC's index.
     pub ifname: String,
 }
+
+/// The descriptor number QEMU finds NIC 0's tap at (NIC 1's is the next,
+/// and so on): the jail opens nothing itself, not even `/dev/net/tun`.
+pub const TAP_FD_BASE: i32 = 100;
 
 /// A NIC's emulated device, by SmartOS name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1117,7 +1122,7 @@ fn nics(a: &mut Args, cfg: &VmConfig, indexes: &BootIndexes) -> Result<(), Confi
                 format!("{name:?} is not a tap name (1 to 15 of a-z, A-Z, 0-9, '-', '_', '.')"),
             ));
         }
-        a.push2("-netdev", format!("tap,id=net{i},ifname={name},script=no,downscript=no"));
+        a.push2("-netdev", format!("tap,id=net{i},fd={},vhost=off", TAP_FD_BASE + i as i32));
         a.push2(
             "-device",
             format!(
@@ -1260,7 +1265,7 @@ mod tests {
             "-device",
             "ide-cd,drive=drive1,id=disk1,bus=ide.0,unit=0,bootindex=1",
             "-netdev",
-            "tap,id=net0,ifname=vm0tap0,script=no,downscript=no",
+            "tap,id=net0,fd=100,vhost=off",
             "-device",
             "virtio-net-pci,netdev=net0,id=nic0,mac=90:b8:d0:aa:bb:cc",
             "-vnc",
@@ -1672,13 +1677,37 @@ mod tests {
         use std::process::{Command, Stdio};
         let qemu = qemu_binary().expect("qemu-system-x86_64 is installed (Debian: qemu-system-x86)");
         let args = argv(cfg).unwrap();
-        let mut cmd = if netns {
-            let mut c = Command::new("unshare");
-            c.arg("--net").arg("--").arg(&qemu);
-            c
-        } else {
-            Command::new(&qemu)
-        };
+        let mut cmd = Command::new(&qemu);
+        if netns {
+            let taps: Vec<std::ffi::CString> =
+                cfg.nics.iter().map(|n| std::ffi::CString::new(n.ifname.clone()).unwrap()).collect();
+            // SAFETY: between fork and exec the child only makes syscalls on
+            // its own descriptors and memory prepared before the fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    for (i, name) in taps.iter().enumerate() {
+                        // What the monitor hands QEMU: a tap at TAP_FD_BASE + i.
+                        let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR);
+                        let mut req = [0u8; 40];
+                        let bytes = name.as_bytes();
+                        req[..bytes.len()].copy_from_slice(bytes);
+                        let flags: libc::c_short =
+                            (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+                        req[16..18].copy_from_slice(&flags.to_ne_bytes());
+                        if fd < 0
+                            || libc::ioctl(fd, libc::TUNSETIFF, req.as_mut_ptr()) != 0
+                            || libc::dup2(fd, TAP_FD_BASE + i as i32) < 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child =
             cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

@@ -63,6 +63,10 @@ pub struct ZoneSpec {
     /// see [`crate::lofs`].
     #[serde(default)]
     pub protected: crate::lofs::Protected,
+    /// The zone's NICs: veth pairs the monitor makes into the zone's
+    /// network namespace, addressed and routed, before init starts.
+    #[serde(default)]
+    pub nics: Vec<zonevisor_net::plan::Port>,
 }
 
 /// Everything a monitor needs to run one QEMU VM, jailed. Written to
@@ -101,6 +105,11 @@ pub struct QemuSpec {
     pub qmp: PathBuf,
     /// What QEMU runs as and sees.
     pub jail: Jail,
+    /// The VM's NICs: taps the monitor opens and joins to their bridges
+    /// at each QEMU start; QEMU inherits NIC `i`'s at descriptor
+    /// `zonevisor_vm::config::TAP_FD_BASE + i`.
+    #[serde(default)]
+    pub nics: Vec<zonevisor_net::plan::Port>,
 }
 
 /// QEMU's jail (see [`QemuSpec`]).
@@ -327,6 +336,7 @@ mod tests {
             limit_priv: Vec::new(),
             lxcfs: None,
             protected: Default::default(),
+            nics: Vec::new(),
         }
     }
 
@@ -357,6 +367,7 @@ mod tests {
                 binds: vec![JailBind { source: "/run/v/jail".into(), target: "/vm".into(), writable: true }],
                 devices: vec!["/dev/kvm".into()],
             },
+            nics: Vec::new(),
         });
         let text = q.to_json().unwrap();
         assert!(String::from_utf8_lossy(&text).starts_with("{\n  \"qemu\": {"));

@@ -111,6 +111,7 @@ impl Zone {
             limit_priv: Vec::new(),
             lxcfs: None,
             protected: Default::default(),
+            nics: Vec::new(),
         };
         Zone { dir, spec, launched: None }
     }

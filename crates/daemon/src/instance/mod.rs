@@ -171,7 +171,7 @@ impl Daemon {
         format!("{}/{uuid}", self.cgroup_parent)
     }
 
-    fn vm_row(&self, uuid: InstanceUuid) -> Result<VmObject, ApiError> {
+    pub(crate) fn vm_row(&self, uuid: InstanceUuid) -> Result<VmObject, ApiError> {
         match self.store.get_vm(uuid)? {
             Some(row) if row.phase == "ready" => Ok(row.vm),
             _ => Err(ApiError::not_found(format!("VM {uuid} does not exist"))),
@@ -273,6 +273,7 @@ impl Daemon {
         if let Some(brand) = str_of(vm, "brand").and_then(|b| b.parse::<Brand>().ok()) {
             driver::driver_of_brand(brand).check_create(self, vm, &mut errs);
         }
+        self.check_nics(None, vm, &mut errs);
         zonevisor_spec::smartos_names(&mut errs);
         if errs.is_empty() {
             Ok(())
@@ -284,7 +285,9 @@ impl Daemon {
     /// `vmadm create`: validates, records, clones, and (with `autoboot`)
     /// starts; any failure undoes every step and names the step.
     pub fn create_vm(&self, payload: &Value) -> Result<Changed, ApiError> {
-        let accepted = zonevisor_spec::accept_create(payload).map_err(ApiError::validation)?;
+        let mut payload = payload.clone();
+        crate::net::fill_nic_defaults(&mut payload);
+        let accepted = zonevisor_spec::accept_create(&payload).map_err(ApiError::validation)?;
         let (mut vm, warnings) = (accepted.vm, accepted.warnings);
         self.check_create_refs(&vm).map_err(ApiError::validation)?;
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
@@ -358,6 +361,10 @@ impl Daemon {
         vm.insert("state".into(), json!("stopped"));
         self.store.put_vm(uuid, "provisioning", vm)?;
         self.events.modified(&before, vm);
+        // Its addresses reserved and its NICs' antispoof in place before
+        // it can send anything.
+        self.reserve_nics(uuid, vm)?;
+        self.refresh_net();
         if spec.autoboot {
             *vm = self
                 .start_locked(uuid, vm, &StartRequest::default())
@@ -525,6 +532,7 @@ impl Daemon {
             return Err(e);
         }
         self.watch(uuid, launched.monitor_pid);
+        self.apply_caps(uuid, vm, true);
         self.set_fields(
             uuid,
             &[
@@ -812,7 +820,9 @@ impl Daemon {
         // Judged against what `vmadm get` shows, so that its output given
         // back changes nothing; what the view adds is not stored.
         let shown = self.view(current.clone());
-        let mut plan = zonevisor_spec::validate_update(&shown, payload).map_err(ApiError::validation)?;
+        let mut payload = payload.clone();
+        crate::net::fill_nic_defaults(&mut payload);
+        let mut plan = zonevisor_spec::validate_update(&shown, &payload).map_err(ApiError::validation)?;
         for k in VIEW_ONLY {
             if !current.contains_key(*k) {
                 plan.vm.remove(*k);
@@ -823,6 +833,7 @@ impl Daemon {
         }
         let mut errs = ValidationErrors::default();
         self.check_lofs_sources(&plan.vm, &mut errs);
+        self.check_nics(Some(uuid), &plan.vm, &mut errs);
         if !errs.is_empty() {
             return Err(ApiError::validation(errs));
         }
@@ -886,6 +897,18 @@ impl Daemon {
             self.runtime.io_priorities.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
         }
         self.events.modified(&current, &vm);
+        // What the network's rules are made of: NICs, and for the
+        // firewall the tags, owner and the switch itself.
+        let differs = |k: &str| current.get(k) != vm.get(k);
+        if ["nics", "tags", "owner_uuid", "firewall_enabled", "hostname"].iter().any(|k| differs(k)) {
+            if let Err(e) = self.reserve_nics(uuid, &vm) {
+                tracing::warn!(vm = %uuid, error = %e.message, "reserving the new NICs' addresses");
+            }
+            self.refresh_net();
+            if running && differs("nics") {
+                self.apply_caps(uuid, &vm, false);
+            }
+        }
         for w in &plan.warnings {
             tracing::warn!(vm = %uuid, property = %w.property, "{}", w.message);
         }
@@ -917,6 +940,7 @@ impl Daemon {
         self.host.remove_run_dir(&self.run_dir(uuid));
         let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
         self.store.delete_vm(uuid)?;
+        self.refresh_net();
         self.events.deleted(&last);
         self.runtime.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
         tracing::info!(vm = %uuid, "deleted VM");

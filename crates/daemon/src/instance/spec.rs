@@ -39,6 +39,9 @@ pub(crate) struct InstanceSpec {
     pub limits: Limits,
     /// `nics`.
     pub nics: Vec<Nic>,
+    /// The NICs and `routes` as the object holds them, for the network's
+    /// ports (`Daemon::ports_of`).
+    pub net: NetPart,
     /// `resolvers`.
     pub resolvers: Vec<String>,
     /// `customer_metadata`, `internal_metadata` and `tags`.
@@ -62,6 +65,15 @@ pub(crate) struct Nic {
     pub ips: Vec<String>,
     /// `primary`.
     pub primary: bool,
+}
+
+/// What the network needs of an instance's object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct NetPart {
+    /// `nics`.
+    pub nics: Vec<Value>,
+    /// `routes`.
+    pub routes: Map<String, Value>,
 }
 
 /// An instance's metadata maps.
@@ -242,6 +254,10 @@ impl InstanceSpec {
             quota_bytes: u64_of(vm, "quota").filter(|&q| q > 0).map(|q| q * GIB),
             limits: limits_of(vm),
             nics,
+            net: NetPart {
+                nics: vm.get("nics").and_then(Value::as_array).cloned().unwrap_or_default(),
+                routes: vm.get("routes").and_then(Value::as_object).cloned().unwrap_or_default(),
+            },
             resolvers: strings(vm.get("resolvers")),
             metadata: Metadata {
                 customer: map_of(vm, "customer_metadata"),

@@ -22,7 +22,7 @@ use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
 use zonevisor_spec::Brand;
 use zonevisor_vm::accel::{self, Accel, AccelKind};
 use zonevisor_vm::config::{
-    self as qemu, DirectBoot, DiskConfig, Firmware, Machine, Media, Smbios, VmConfig, VncConfig,
+    self as qemu, DirectBoot, DiskConfig, Firmware, Machine, Media, NicConfig, Smbios, VmConfig, VncConfig,
 };
 use zonevisor_zone::{Jail, JailBind, Limits, QemuSpec};
 
@@ -395,6 +395,25 @@ impl Driver for VmDriver {
                 cmdline: b.args.clone(),
             }
         });
+        let nics = d.ports_of(spec.uuid, &spec.net, false)?;
+        let models: Vec<String> = spec
+            .net
+            .nics
+            .iter()
+            .map(|n| n.get("model").and_then(serde_json::Value::as_str).unwrap_or("virtio").to_string())
+            .collect();
+        let nic_configs = nics
+            .iter()
+            .zip(models.iter().map(String::as_str).chain(std::iter::repeat("virtio")))
+            .enumerate()
+            .map(|(i, (p, model))| {
+                Ok(NicConfig {
+                    mac: p.mac.clone(),
+                    model: model.parse().map_err(|e: qemu::ConfigError| config_error(e.at(&format!("nics.{i}"))))?,
+                    ifname: p.host.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
         let config = VmConfig {
             uuid: spec.uuid.to_string(),
             name: spec.alias.clone().unwrap_or_else(|| spec.uuid.to_string()),
@@ -409,7 +428,7 @@ impl Driver for VmDriver {
             machine: if spec.brand == Brand::Bhyve { Machine::Q35 } else { Machine::Pc },
             firmware,
             disks,
-            nics: Vec::new(),
+            nics: nic_configs,
             boot_order: boot_order(vm.boot.as_deref(), opts),
             direct_boot,
             vga: vm.vga.clone(),
@@ -437,6 +456,7 @@ impl Driver for VmDriver {
             argv,
             qmp: run_dir.join("vm/qmp.sock"),
             jail: Jail { uid: ids.host_uid, gid, binds, devices },
+            nics,
         })))
     }
 

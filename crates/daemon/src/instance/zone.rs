@@ -84,7 +84,11 @@ impl Driver for ZoneDriver {
             run_dir: d.run_dir(spec.uuid),
             hostname: spec.hostname.clone(),
             dns_domain: zone.dns_domain.clone(),
-            resolvers: (!spec.resolvers.is_empty()).then(|| spec.resolvers.clone()),
+            resolvers: if spec.resolvers.is_empty() {
+                d.network_resolvers(&spec.net)
+            } else {
+                Some(spec.resolvers.clone())
+            },
             init: vec![zone.init.clone()],
             tmpfs_bytes: zone.tmpfs_bytes,
             mounts: zone.mounts.clone(),
@@ -95,6 +99,7 @@ impl Driver for ZoneDriver {
             lxcfs: d.host.lxcfs(),
             limit_priv: zone.limit_priv.clone(),
             protected: d.protected(),
+            nics: d.ports_of(spec.uuid, &spec.net, true)?,
         })))
     }
 

@@ -36,6 +36,7 @@ enum Dir {
 type SortKey = (Reverse<u8>, u8, Uuid);
 
 /// Compiles the enabled `rules` into nftables statements for every instance
+/// (each counting its matches under its rule's uuid, as a comment)
 /// with `firewall_enabled` (an instance no rule names gets empty chains).
 ///
 /// For a rule `FROM A TO B`, each firewalled instance in B gets inbound
@@ -66,7 +67,8 @@ pub fn compile(rules: &[StoredRule], instances: &[Instance]) -> BTreeMap<Uuid, C
             if locals.is_empty() {
                 continue;
             }
-            let statements = statements(stored, dir, remote, instances);
+            let statements: Vec<String> =
+                statements(stored, dir, remote, instances).iter().map(|s| counted(s, stored.uuid)).collect();
             if statements.is_empty() {
                 continue;
             }
@@ -92,6 +94,15 @@ pub fn compile(rules: &[StoredRule], instances: &[Instance]) -> BTreeMap<Uuid, C
             (uuid, chains)
         })
         .collect()
+}
+
+/// A statement that counts what it matches, under its rule's uuid
+/// (`fwadm stats` reads the counters back by that comment).
+fn counted(statement: &str, rule: Uuid) -> String {
+    match statement.rsplit_once(' ') {
+        Some((matches, verdict)) => format!("{matches} counter {verdict} comment \"{rule}\""),
+        None => format!("counter {statement} comment \"{rule}\""),
+    }
 }
 
 fn action_rank(dir: Dir, action: Action) -> u8 {

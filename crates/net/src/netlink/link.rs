@@ -254,6 +254,19 @@ impl Netlink {
         })
     }
 
+    /// Whether bridge `index` hands the IPv4 and IPv6 packets it forwards
+    /// to the host's `inet` netfilter hooks (`br_netfilter`), where they
+    /// meet connection tracking: the stateful firewall needs it.
+    pub fn set_bridge_nf_call(&mut self, index: u32, on: bool) -> io::Result<()> {
+        let mut m = link_message(index);
+        let data = InfoData::Bridge(vec![InfoBridge::NfCallIpTables(on), InfoBridge::NfCallIp6Tables(on)]);
+        m.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge), NlLinkInfo::Data(data)]));
+        self.ack(RouteNetlinkMessage::SetLink(m), 0).map_err(|f| {
+            let name = self.describe(index);
+            f.context(format!("setting nf_call_iptables of bridge {name} to {on}"))
+        })
+    }
+
     /// Sets the MTU of link `index`.
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> io::Result<()> {
         let mut m = link_message(index);

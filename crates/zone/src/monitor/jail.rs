@@ -69,6 +69,8 @@ pub(super) struct Plan {
     binds: Vec<(JailBind, bool, OwnedFd)>,
     console: RawFd,
     stderr: RawFd,
+    /// The NICs' taps, handed to QEMU at `TAP_FD_BASE + i`.
+    taps: Vec<RawFd>,
     monitor: i32,
 }
 
@@ -100,6 +102,7 @@ impl Plan {
         mountpoint: &Path,
         console: RawFd,
         stderr: RawFd,
+        taps: Vec<RawFd>,
     ) -> Result<Plan, LaunchError> {
         let qemu = resolve(&spec.qemu, "exec QEMU")?;
         let argv = std::iter::once(spec.qemu.as_os_str().as_bytes())
@@ -161,6 +164,7 @@ impl Plan {
             binds,
             console,
             stderr,
+            taps,
             monitor: std::process::id() as i32,
         })
     }
@@ -246,6 +250,15 @@ fn setup(p: &Plan) -> Result<Infallible, LaunchError> {
         }
         libc::umask(0o077);
         libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
+        // Out of the way first (a tap may sit where another belongs), then
+        // in place, without close-on-exec.
+        let mut high = Vec::with_capacity(p.taps.len());
+        for &tap in &p.taps {
+            high.push(cvt(libc::fcntl(tap, libc::F_DUPFD_CLOEXEC, 1024)).map_err(step("taps"))?);
+        }
+        for (i, fd) in high.into_iter().enumerate() {
+            cvt(libc::dup2(fd, zonevisor_vm::config::TAP_FD_BASE + i as i32)).map_err(step("taps"))?;
+        }
     }
     let argv: Vec<*const libc::c_char> =
         p.argv.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();

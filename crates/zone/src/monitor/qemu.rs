@@ -150,6 +150,13 @@ impl QemuGuest {
         let v2 = cgroup::v2_dir(&core.cgroup).and_then(|d| rootfs::open_dir(&d).ok());
         let v2_procs = cgroup::v2_dir(&core.cgroup).map(|d| d.join("cgroup.procs"));
         let (err_r, err_w) = pipe().map_err(|e| LaunchError::new("fork", e))?;
+        // Each QEMU gets fresh taps; they go when it does.
+        let taps = self
+            .spec
+            .nics
+            .iter()
+            .map(|p| zonevisor_net::plan::open_vm_port(p).map_err(|e| LaunchError::new("network", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         // Opened before the fork, so that the child only attaches them.
         let mut plan = jail::Plan::new(
             &self.spec,
@@ -157,6 +164,7 @@ impl QemuGuest {
             &core.run_dir,
             core.console.slave.as_raw_fd(),
             log.as_raw_fd(),
+            taps.iter().map(|t| t.as_raw_fd()).collect(),
         )?;
         let (pid, in_v2) = fork_into(v2.as_ref(), 0).map_err(|e| LaunchError::new("fork", e))?;
         if pid == 0 {
@@ -166,7 +174,7 @@ impl QemuGuest {
             }
             jail::run(&plan, err_w);
         }
-        drop((plan, err_w, v2, log));
+        drop((plan, err_w, v2, log, taps));
         let mut msg = Vec::new();
         let _ = fs::File::from(err_r).read_to_end(&mut msg);
         if msg.is_empty() && died_before_exec(pid) {

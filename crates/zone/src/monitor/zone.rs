@@ -98,6 +98,10 @@ impl ZoneGuest {
         }
         let (inbox, inbox_tx) = seqpacket_pair().map_err(|e| LaunchError::new("seccomp listener", e))?;
         let ns = hold_namespaces(spec.idmap)?;
+        // Before init, so the zone boots with its network; a failure drops
+        // the namespace, and the pairs made so far go with it.
+        zonevisor_net::plan::wire_zone(&spec.nics, ns.net.as_fd(), Some(&spec.hostname))
+            .map_err(|e| LaunchError::new("network", e))?;
         let root_fs = statfs::RootFs::open(&spec.zone_root, spec.idmap.map_or(0, |m| m.host_uid));
         Ok(ZoneGuest {
             spec,

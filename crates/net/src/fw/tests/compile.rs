@@ -9,8 +9,47 @@ use uuid::Uuid;
 use super::resolve::{instance, stored, uuid, with_ips, with_owner, with_tags};
 use super::*;
 
+/// A statement without the counter and rule comment every compiled one
+/// carries (see `statements_count_under_their_rule`).
+fn bare(s: String) -> String {
+    let (head, comment) = s.rsplit_once(" comment \"").unwrap_or_else(|| panic!("{s} has no comment"));
+    assert!(comment.ends_with('"'), "{s}");
+    let (matches, verdict) = head.rsplit_once(' ').unwrap();
+    match matches.strip_suffix(" counter").or_else(|| matches.strip_suffix("counter")) {
+        Some("") => verdict.to_string(),
+        Some(m) => format!("{m} {verdict}"),
+        None => panic!("{s} has no counter"),
+    }
+}
+
+/// [`compile`], its statements [`bare`].
+fn compile_bare(rules: &[StoredRule], insts: &[Instance]) -> std::collections::BTreeMap<Uuid, Chains> {
+    compile(rules, insts)
+        .into_iter()
+        .map(|(u, c)| {
+            (
+                u,
+                Chains {
+                    inbound: c.inbound.into_iter().map(bare).collect(),
+                    outbound: c.outbound.into_iter().map(bare).collect(),
+                },
+            )
+        })
+        .collect()
+}
+
 fn chains(rules: &[StoredRule], insts: &[Instance], vm: Uuid) -> Chains {
-    compile(rules, insts).remove(&vm).unwrap_or_else(|| panic!("no chains for {vm}"))
+    compile_bare(rules, insts).remove(&vm).unwrap_or_else(|| panic!("no chains for {vm}"))
+}
+
+#[test]
+fn statements_count_under_their_rule() {
+    let vm = instance(1);
+    let me = vm.uuid;
+    let rule = stored(7, vm.owner_uuid, &format!("FROM any TO vm {me} ALLOW tcp PORT 22"));
+    let id = rule.uuid;
+    let c = compile(&[rule], &[vm]).remove(&me).unwrap();
+    assert_eq!(c.inbound, strings(&[&format!("tcp dport 22 counter accept comment \"{id}\"")]));
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -170,11 +209,11 @@ fn owned_rules_apply_to_their_owners_instances() {
     let vm2 = with_tags(with_owner(instance(2), owner), json!({"foo": true}));
     let insts = [vm1.clone(), vm2.clone()];
     let owned = stored(1, owner, "FROM tag \"foo\" TO ip 10.99.99.254 BLOCK tcp PORT 25");
-    let out = compile(std::slice::from_ref(&owned), &insts);
+    let out = compile_bare(std::slice::from_ref(&owned), &insts);
     assert!(out[&vm1.uuid].outbound.is_empty());
     assert_eq!(out[&vm2.uuid].outbound, strings(&["ip daddr 10.99.99.254 tcp dport 25 drop"]));
     let global = stored(2, None, "FROM tag \"foo\" TO ip 10.99.99.254 BLOCK tcp PORT 250");
-    let out = compile(&[owned, global], &insts);
+    let out = compile_bare(&[owned, global], &insts);
     assert_eq!(out[&vm1.uuid].outbound, strings(&["ip daddr 10.99.99.254 tcp dport 250 drop"]));
     assert_eq!(
         out[&vm2.uuid].outbound,
@@ -192,7 +231,7 @@ fn other_side_owner_matching_is_loose() {
     let other = with_tags(with_owner(instance(3), Some(uuid(901))), json!({"www": true}));
     let none = with_tags(with_owner(instance(4), None), json!({"www": true}));
     let rules = [stored(1, owner, "FROM tag www TO tag db ALLOW tcp PORT 5432")];
-    let out = compile(&rules, &[me.clone(), same, other, none]);
+    let out = compile_bare(&rules, &[me.clone(), same, other, none]);
     assert_eq!(out[&me.uuid].inbound, strings(&["ip saddr { 10.88.88.2, 10.88.88.4 } tcp dport 5432 accept"]));
 }
 
@@ -211,7 +250,7 @@ fn tags_with_values() {
         stored(1, owner, "FROM any TO tag \"role\" = \"web\" ALLOW tcp PORT 80"),
         stored(2, owner, "FROM tag \"role\" = \"web\" TO tag \"role\" = \"mon\" ALLOW udp PORT 514"),
     ];
-    let out = compile(&rules, &insts);
+    let out = compile_bare(&rules, &insts);
     assert_eq!(out.len(), 5);
     for n in [1, 3] {
         assert_eq!(out[&uuid(n)], Chains::default());
@@ -235,9 +274,9 @@ fn tags_that_name_no_instance() {
         stored(2, owner, "FROM any TO tag \"exists\" = \"nada\" ALLOW tcp PORT 81"),
     ];
     let mut insts = vec![vm1, instance(2)];
-    assert!(compile(&rules, &insts).values().all(|c| *c == Chains::default()));
+    assert!(compile_bare(&rules, &insts).values().all(|c| *c == Chains::default()));
     insts.push(with_tags(instance(3), json!({"doesnotexist": true})));
-    let out = compile(&rules, &insts);
+    let out = compile_bare(&rules, &insts);
     assert_eq!(out[&uuid(3)].inbound, strings(&["tcp dport 80 accept"]));
 
     let vm = with_tags(instance(1), json!({"c": true}));
@@ -341,7 +380,7 @@ fn wildcards() {
         stored(2, owner, "FROM all vms TO all vms ALLOW udp PORT all PRIORITY 1"),
         stored(3, owner, &format!("FROM vm {} TO any BLOCK tcp PORT all", uuid(1))),
     ];
-    let out = compile(&rules, &insts);
+    let out = compile_bare(&rules, &insts);
     let peers = "ip saddr { 10.88.88.1, 10.88.88.2 } meta l4proto udp accept";
     let peers6 = "ip6 saddr fd00::2 meta l4proto udp accept";
     assert_eq!(out[&uuid(1)].inbound, strings(&[peers, peers6, "tcp dport 22 accept"]));
@@ -403,14 +442,14 @@ fn disabled_rules_and_unfirewalled_instances() {
     off.firewall_enabled = false;
     let insts = [instance(1), off];
     let mut r = stored(1, None, "FROM any TO all vms ALLOW tcp PORT 22");
-    let out = compile(std::slice::from_ref(&r), &insts);
+    let out = compile_bare(std::slice::from_ref(&r), &insts);
     assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![uuid(1)]);
     assert_eq!(out[&uuid(1)].inbound, strings(&["tcp dport 22 accept"]));
     r.enabled = false;
-    assert_eq!(compile(&[r], &insts)[&uuid(1)], Chains::default());
+    assert_eq!(compile_bare(&[r], &insts)[&uuid(1)], Chains::default());
     // An unfirewalled instance still counts as an address on the other side.
     let r = stored(1, None, &format!("FROM vm {} TO all vms ALLOW tcp PORT 5", uuid(2)));
-    assert_eq!(compile(&[r], &insts)[&uuid(1)].inbound, strings(&["ip saddr 10.88.88.2 tcp dport 5 accept"]));
+    assert_eq!(compile_bare(&[r], &insts)[&uuid(1)].inbound, strings(&["ip saddr 10.88.88.2 tcp dport 5 accept"]));
 }
 
 // An instance on both sides gets both chains; one named twice on a side
