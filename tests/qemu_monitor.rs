@@ -145,6 +145,7 @@ impl Vm {
                 binds: vec![JailBind { source: jail, target: "/vm".into(), writable: true }],
                 devices: Vec::new(),
             },
+            nics: Vec::new(),
         };
         Vm { dir, spec, launched: None }
     }

@@ -172,6 +172,8 @@ pub struct TestHost {
     pub cgroup_parent: String,
     /// The pool's size (`--pool-size`), 8G unless [`TestHost::with_pool_size`].
     pub pool_size: String,
+    /// More arguments for the daemon.
+    pub daemon_args: Vec<String>,
 }
 
 /// The result of a CLI call.
@@ -248,6 +250,7 @@ impl TestHost {
             daemon: None,
             cgroup_parent: format!("zonevisor-test-{tag}"),
             pool_size: size.to_string(),
+            daemon_args: Vec::new(),
         }
     }
 
@@ -264,7 +267,8 @@ impl TestHost {
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .arg("--monitor")
-            .arg(bin("zonevisor-monitor"));
+            .arg(bin("zonevisor-monitor"))
+            .args(&self.daemon_args);
         cmd
     }
 
