@@ -1139,6 +1139,39 @@ CREATE TABLE IF NOT EXISTS host (
     }
 
     #[test]
+    fn macs_and_addresses_are_unique_per_tag_and_leave_with_their_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (a, b) = (InstanceUuid::new_random(), InstanceUuid::new_random());
+        let nic = |tag: &str, mac: &str, ips: &[&str]| json!({"nic_tag": tag, "mac": mac, "ips": ips});
+        let vm = |nics: Vec<Value>| vm_of(json!({"brand": "lx", "nics": nics}));
+        store.insert_vm(a, "ready", &vm(vec![nic("ext", "02:00:00:00:00:01", &["10.0.0.5/24", "dhcp"])])).unwrap();
+        assert_eq!(store.nic_holder("ext", "ip", "10.0.0.5").unwrap(), Some(a.to_string()));
+        assert_eq!(store.instances_on_tag("ext").unwrap(), vec![a.to_string()]);
+        // The same IP or MAC on the same tag: refused, and the row is not written.
+        for taken in [nic("ext", "02:00:00:00:00:02", &["10.0.0.5/24"]), nic("ext", "02:00:00:00:00:01", &[])] {
+            let e = store.insert_vm(b, "ready", &vm(vec![taken])).unwrap_err();
+            assert!(matches!(e, StoreError::NicTaken { .. }), "{e}");
+            assert!(store.get_vm(b).unwrap().is_none());
+        }
+        // On another tag they are free.
+        store.insert_vm(b, "ready", &vm(vec![nic("other", "02:00:00:00:00:01", &["10.0.0.5/24"])])).unwrap();
+        // A reserved address: stable, never given twice, kept while the MAC stays.
+        let pool = || ["10.0.0.5", "10.0.0.6", "10.0.0.7"].into_iter().map(|a| a.parse().unwrap());
+        let got = store.reserve_address("ext", &a.to_string(), "02:00:00:00:00:01", pool()).unwrap();
+        assert_eq!(got, Some("10.0.0.6".parse().unwrap()));
+        assert_eq!(store.reserve_address("ext", &a.to_string(), "02:00:00:00:00:01", pool()).unwrap(), got);
+        store.put_vm(a, "ready", &vm(vec![nic("ext", "02:00:00:00:00:01", &["dhcp"])])).unwrap();
+        assert_eq!(store.reserved_addresses("ext").unwrap().len(), 1);
+        assert_eq!(store.nic_holder("ext", "ip", "10.0.0.5").unwrap(), None, "the static address was released");
+        // The MAC leaves the tag: its reservation goes; the row goes: everything goes.
+        store.put_vm(a, "ready", &vm(vec![nic("ext", "02:00:00:00:00:09", &["dhcp"])])).unwrap();
+        assert!(store.reserved_addresses("ext").unwrap().is_empty());
+        store.delete_vm(a).unwrap();
+        assert!(store.instances_on_tag("ext").unwrap().is_empty());
+    }
+
+    #[test]
     fn instance_images_follow_inserts_updates_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
