@@ -65,6 +65,11 @@ impl Parsed {
     pub fn value(&self, name: &str) -> Option<&str> {
         self.opts.iter().rev().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref())
     }
+
+    /// Every value given for option `name`, in order (`-p a=1 -p b=2`).
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.opts.iter().filter(|(n, _)| *n == name).filter_map(|(_, v)| v.as_deref()).collect()
+    }
 }
 
 /// Parses `args` against `opts` (plus [`SOCKET`] and [`HELP`]).
@@ -266,6 +271,9 @@ mod tests {
         assert!(p.has("parsable") && p.has("noheader"));
         assert_eq!(p.value("order"), Some("uuid,ram"));
         assert_eq!(p.value("sort"), Some("-ram"));
+        let q = parse(&s(&["-o", "a", "-s", "x", "-ob"]), &OPTS, Mode::Intermixed).unwrap();
+        assert_eq!(q.values("order"), ["a", "b"]);
+        assert!(q.values("parsable").is_empty());
         assert_eq!(p.positional, s(&["alias=web", "state=running"]));
     }
 

@@ -78,12 +78,28 @@ pub struct Image {
     pub name: String,
 }
 
-/// Where VMs and images come from: the daemon, or a test's list.
+/// A firewall rule as completion needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Its UUID.
+    pub uuid: String,
+    /// Its text.
+    pub rule: String,
+}
+
+/// Where VMs, images, nic tags and firewall rules come from: the daemon,
+/// or a test's list.
 pub trait Source {
     /// The VMs (none when the daemon cannot be reached).
     fn vms(&self, socket: Option<&str>) -> Vec<Vm>;
     /// The installed images.
     fn images(&self, socket: Option<&str>) -> Vec<Image>;
+    /// The nic tags' names.
+    fn nic_tags(&self, socket: Option<&str>) -> Vec<String>;
+    /// The firewall rules.
+    fn fw_rules(&self, socket: Option<&str>) -> Vec<Rule>;
+    /// The host's links (network interfaces), by name.
+    fn links(&self) -> Vec<String>;
 }
 
 /// The daemon named by `--socket` on the command line being completed,
@@ -129,6 +145,28 @@ impl Source for Daemon {
             .filter(|img| !img.uuid.is_empty())
             .collect()
     }
+
+    fn nic_tags(&self, socket: Option<&str>) -> Vec<String> {
+        let Ok(tags) = self.client(socket).list_nic_tags() else { return Vec::new() };
+        tags.into_iter().map(|t| t.name).collect()
+    }
+
+    fn fw_rules(&self, socket: Option<&str>) -> Vec<Rule> {
+        let Ok(rules) = self.client(socket).list_fw_rules() else { return Vec::new() };
+        rules.into_iter().map(|r| Rule { uuid: r.uuid, rule: r.rule }).collect()
+    }
+
+    fn links(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+        let mut links: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        links.sort();
+        links
+    }
+}
+
+/// Fields of a firewall rule that `fwadm list -o` takes.
+fn fw_fields() -> Vec<&'static str> {
+    crate::fwadm::FIELDS.iter().map(|(k, _)| *k).collect()
 }
 
 /// Fields of an image that `imgadm list -o`/`-s` and filters take.
@@ -220,6 +258,13 @@ fn complete_kind(tool: &ToolDoc, kind: Kind, cur: &str, socket: Option<&str>, sr
         Kind::Signal => plain(words(crate::vmadm::SIGNALS.iter().copied(), &cur.to_ascii_uppercase())),
         Kind::Word(list) => plain(words(list.iter().copied(), cur)),
         Kind::Brand => plain(words(BRANDS.iter().copied(), cur)),
+        Kind::NicTag | Kind::NicTags => plain(words(src.nic_tags(socket), cur)),
+        Kind::Link => plain(words(src.links(), cur)),
+        Kind::FwRule | Kind::FwRules => {
+            let rules = src.fw_rules(socket);
+            plain(rules.into_iter().filter(|r| r.uuid.starts_with(cur)).map(|r| (r.uuid, r.rule)).collect())
+        }
+        Kind::FwFields => comma_list(&fw_fields(), cur),
         Kind::Instance => plain(instances(src.vms(socket), cur, false)),
         Kind::RunningInstance => plain(instances(src.vms(socket), cur, true)),
         Kind::Image => {
@@ -486,7 +531,7 @@ pub fn run(args: &[String], src: &dyn Source, wordbreaks: Option<&str>) -> Resul
 }
 
 /// The tools the scripts complete.
-const COMMANDS: &str = "vmadm imgadm sysinfo zlogin zonevisor";
+const COMMANDS: &str = "vmadm imgadm nictagadm fwadm sysinfo zlogin zonevisor";
 
 /// The bash completion script.
 pub fn bash_script() -> String {
@@ -563,6 +608,8 @@ mod tests {
     const U1: &str = "0d6e5b7c-8f1a-4f5e-9a51-6e1b2c3d4e5f";
     const U2: &str = "1a2b3c4d-0000-4000-8000-000000000002";
     const I1: &str = "7b3a2c6e-1f4d-4e8a-9c5b-b05b0c0e0001";
+    const R1: &str = "5b1f6a2e-0c3d-4e6f-8a9b-1c2d3e4f5a6b";
+    const R2: &str = "9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f";
 
     impl Source for Fixed {
         fn vms(&self, _: Option<&str>) -> Vec<Vm> {
@@ -573,6 +620,18 @@ mod tests {
         }
         fn images(&self, _: Option<&str>) -> Vec<Image> {
             vec![Image { uuid: I1.into(), name: "busybox@1.0".into() }]
+        }
+        fn nic_tags(&self, _: Option<&str>) -> Vec<String> {
+            s(&["admin", "external", "stub0"])
+        }
+        fn fw_rules(&self, _: Option<&str>) -> Vec<Rule> {
+            vec![
+                Rule { uuid: R1.into(), rule: "FROM any TO all vms ALLOW tcp PORT 22".into() },
+                Rule { uuid: R2.into(), rule: "FROM any TO all vms BLOCK udp PORT all".into() },
+            ]
+        }
+        fn links(&self) -> Vec<String> {
+            s(&["eno1", "eno2", "lo"])
         }
     }
 
@@ -633,6 +692,27 @@ mod tests {
         assert_eq!(values(&["vmadm", "validate", ""]).1, ["create", "update"]);
         assert_eq!(values(&["vmadm", "validate", "update", ""]).1, ["lx", "kvm", "bhyve"]);
         assert_eq!(values(&["sysinfo", "-"]).1, ["-p", "--socket", "--help", "-h", "--version"]);
+    }
+
+    #[test]
+    fn nic_tags_links_and_rules() {
+        assert_eq!(values(&["nictagadm", ""]).1, ["add", "update", "delete", "exists", "list", "vms"]);
+        assert_eq!(values(&["nictagadm", "delete", "-f", "e"]).1, ["external"]);
+        assert_eq!(values(&["nictagadm", "exists", "admin", "s"]).1, ["stub0"]);
+        assert_eq!(values(&["nictagadm", "add", "-p", "mtu=9000", "storage", "en"]).1, ["eno1", "eno2"]);
+        assert_eq!(values(&["nictagadm", "update", "ext"]).1, ["external"]);
+        assert_eq!(values(&["nictagadm", "update", "external", "eno"]).1, ["eno1", "eno2"]);
+        assert!(values(&["nictagadm", "list", "-"]).1.contains(&"-j".to_string()));
+        assert_eq!(values(&["fwadm", "di"]).1, ["disable"]);
+        assert_eq!(values(&["fwadm", "enable", ""]).1, [R1, R2]);
+        assert_eq!(values(&["fwadm", "delete", R1, "9"]).1, [R2]);
+        assert_eq!(values(&["fwadm", "list", "-o", "uuid,ru"]), (Mode::NoSpace, s(&["uuid,rule"])));
+        assert_eq!(values(&["fwadm", "rules", "web"]).1, [U1]);
+        assert_eq!(values(&["fwadm", "add", "-f", ""]).0, Mode::Files);
+        assert_eq!(values(&["fwadm", "add", "FROM", ""]).1, Vec::<String>::new());
+        let words = s(&["fwadm", "get", "5"]);
+        let c = complete(&words, 2, &Fixed);
+        assert_eq!(c.candidates, [(R1.to_string(), "FROM any TO all vms ALLOW tcp PORT 22".to_string())]);
     }
 
     #[test]

@@ -60,15 +60,37 @@ pub enum Kind {
     Word(&'static [&'static str]),
     /// A brand.
     Brand,
-    /// The words of a command to run in a zone (nothing to offer).
+    /// The words of a command to run in a zone, or of a firewall rule
+    /// (nothing to offer).
     Words,
+    /// A nic tag's name.
+    NicTag,
+    /// Nic tag names, one after another (`nictagadm exists`).
+    NicTags,
+    /// A host link, by name (from `/sys/class/net`).
+    Link,
+    /// A firewall rule's UUID.
+    FwRule,
+    /// Firewall rule UUIDs, one after another (`fwadm delete`).
+    FwRules,
+    /// A comma-separated list of firewall rule fields.
+    FwFields,
 }
 
 impl Kind {
     /// Whether an operand of this kind may be given again and again
     /// (`list`'s filters, `update`'s properties).
     pub fn repeats(self) -> bool {
-        matches!(self, Kind::VmFilter | Kind::ImageFilter | Kind::Property | Kind::InfoTypes | Kind::Words)
+        matches!(
+            self,
+            Kind::VmFilter
+                | Kind::ImageFilter
+                | Kind::Property
+                | Kind::InfoTypes
+                | Kind::Words
+                | Kind::NicTags
+                | Kind::FwRules
+        )
     }
 }
 

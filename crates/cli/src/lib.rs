@@ -1,5 +1,5 @@
 //! The multi-call command-line tools a SmartOS operator expects:
-//! `vmadm`, `imgadm`, `sysinfo` and `zlogin`.
+//! `vmadm`, `imgadm`, `nictagadm`, `fwadm`, `sysinfo` and `zlogin`.
 //!
 //! One binary serves them all. It picks the tool by the file name it was
 //! called as (`vmadm list`, through the symlinks the installer makes) or by
@@ -28,7 +28,9 @@ pub mod complete;
 pub mod console;
 pub mod doc;
 pub mod filter;
+pub mod fwadm;
 pub mod imgadm;
+pub mod nictagadm;
 pub mod pages;
 pub mod sysinfo;
 pub mod table;
@@ -74,6 +76,10 @@ pub enum Tool {
     Vmadm,
     /// Image management.
     Imgadm,
+    /// Nic tags: the host networks instance NICs join.
+    Nictagadm,
+    /// Firewall rules.
+    Fwadm,
     /// Host facts.
     Sysinfo,
     /// A shell or command inside a running zone.
@@ -82,7 +88,7 @@ pub enum Tool {
 
 impl Tool {
     /// All tools, in the order the usage text lists them.
-    pub const ALL: [Tool; 4] = [Tool::Vmadm, Tool::Imgadm, Tool::Sysinfo, Tool::Zlogin];
+    pub const ALL: [Tool; 6] = [Tool::Vmadm, Tool::Imgadm, Tool::Nictagadm, Tool::Fwadm, Tool::Sysinfo, Tool::Zlogin];
 
     /// The tool called `name`.
     pub fn from_name(name: &str) -> Option<Tool> {
@@ -94,6 +100,8 @@ impl Tool {
         match self {
             Tool::Vmadm => "vmadm",
             Tool::Imgadm => "imgadm",
+            Tool::Nictagadm => "nictagadm",
+            Tool::Fwadm => "fwadm",
             Tool::Sysinfo => "sysinfo",
             Tool::Zlogin => "zlogin",
         }
@@ -104,6 +112,8 @@ impl Tool {
         match self {
             Tool::Vmadm => &pages::VMADM,
             Tool::Imgadm => &pages::IMGADM,
+            Tool::Nictagadm => &pages::NICTAGADM,
+            Tool::Fwadm => &pages::FWADM,
             Tool::Sysinfo => &pages::SYSINFO,
             Tool::Zlogin => &pages::ZLOGIN,
         }
@@ -117,6 +127,8 @@ impl Tool {
         match self {
             Tool::Vmadm => vmadm::run(args, io),
             Tool::Imgadm => imgadm::run(args, io),
+            Tool::Nictagadm => nictagadm::run(args, io),
+            Tool::Fwadm => fwadm::run(args, io),
             Tool::Sysinfo => sysinfo::run(args, io),
             Tool::Zlogin => zlogin::run(args, io),
         }
@@ -196,6 +208,39 @@ pub(crate) fn report(prefix: &str, io: &mut Io, result: Result<(), CliError>) ->
     err.exit_code()
 }
 
+/// A usage error followed by the usage lines of the command `argv` names
+/// (after the global options), or of every command when it names none:
+///
+/// ```text
+/// nictagadm: unknown option -x
+/// usage: nictagadm list [-l | -L] [-p] [-d delim] [-H] [-j]
+/// ```
+///
+/// Any other error is returned as it is.
+pub(crate) fn with_usage(tool: &doc::ToolDoc, argv: &[String], err: CliError) -> CliError {
+    let CliError::Usage(message) = err else { return err };
+    let mut words = argv.iter();
+    let mut command = None;
+    while let Some(word) = words.next() {
+        if word == "--socket" {
+            words.next();
+        } else if !word.starts_with('-') {
+            command = tool.command(word);
+            break;
+        }
+    }
+    let lines: Vec<&str> = match command {
+        Some(c) => c.usage.to_vec(),
+        None => tool.commands.iter().flat_map(|c| c.usage.iter().copied()).collect(),
+    };
+    let mut text = message;
+    for (i, line) in lines.iter().enumerate() {
+        let lead = if i == 0 { "usage:" } else { "      " };
+        text.push_str(&format!("\n{lead} {} {line}", tool.name));
+    }
+    CliError::Usage(text)
+}
+
 /// One line describing why a call to the daemon failed.
 pub fn describe_client_error(e: &ClientError) -> String {
     match e {
@@ -239,9 +284,8 @@ static DAEMON_COMMAND: std::sync::OnceLock<fn() -> clap::Command> = std::sync::O
 /// `zonevisor man <page>`: the page in roff.
 fn man_page(name: &str) -> Result<String, CliError> {
     let page = pages::PAGES.iter().find(|p| p.name == name).ok_or_else(|| {
-        CliError::usage(format!(
-            "no man page \"{name}\" (one of vmadm, imgadm, sysinfo, zlogin, zonevisor, zonevisord)"
-        ))
+        let names: Vec<&str> = pages::PAGES.iter().map(|p| p.name).collect();
+        CliError::usage(format!("no man page \"{name}\" (one of {})", names.join(", ")))
     })?;
     if page.name == pages::ZONEVISORD.name {
         let command =
@@ -299,11 +343,11 @@ pub fn run(argv: &[String], io: &mut Io) -> i32 {
         }
         Some(name) => match Tool::from_name(name) {
             Some(tool) => tool.run(&rest[1..], io),
-            None => report(
-                "zonevisor",
-                io,
-                Err(CliError::usage(format!("unknown tool \"{name}\" (one of vmadm, imgadm, sysinfo, zlogin)"))),
-            ),
+            None => {
+                let names: Vec<&str> = Tool::ALL.iter().map(|t| t.name()).collect();
+                let message = format!("unknown tool \"{name}\" (one of {})", names.join(", "));
+                report("zonevisor", io, Err(CliError::usage(message)))
+            }
         },
     }
 }
@@ -376,8 +420,11 @@ mod tests {
         assert_eq!(t.run(&["zonevisor"]), EXIT_USAGE);
         assert!(t.err().contains("Usage"));
         let mut t = TestIo::new();
-        assert_eq!(t.run(&["zonevisor", "fwadm"]), EXIT_USAGE);
-        assert_eq!(t.err(), "zonevisor: unknown tool \"fwadm\" (one of vmadm, imgadm, sysinfo, zlogin)\n");
+        assert_eq!(t.run(&["zonevisor", "dladm"]), EXIT_USAGE);
+        assert_eq!(
+            t.err(),
+            "zonevisor: unknown tool \"dladm\" (one of vmadm, imgadm, nictagadm, fwadm, sysinfo, zlogin)\n"
+        );
         let mut t = TestIo::new();
         assert_eq!(t.run(&["zonevisor", "--help"]), 0);
         assert!(t.out().contains("zlogin"));

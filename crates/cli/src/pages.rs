@@ -421,6 +421,412 @@ pub const IMGADM: ToolDoc = ToolDoc {
     see_also: &["vmadm(8)", "zonevisord(8)"],
 };
 
+/// `-?`, which `nictagadm` takes for help as SmartOS's does.
+const HELP_QUESTION: OptDoc = flag("help", Some('?'), None, "Show this help and exit (as -h).");
+
+const NICTAG_PROPS: OptDoc = valued(
+    "props",
+    Some('p'),
+    None,
+    "PROP=VALUE,...",
+    Kind::Any,
+    "Properties, comma-separated, -p repeatable: mac=<MAC or link name> (the link, instead of the last \
+     argument) and mtu=<1500-9000>.",
+);
+
+const NICTAGADM_COMMANDS: &[CommandDoc] = &[
+    CommandDoc {
+        name: "add",
+        aliases: &[],
+        usage: &["add [-l] [-p prop=value,...] <name> [link|mac]"],
+        summary: "Add a nic tag over a link (by name or MAC address), or with -l an etherstub.",
+        description: &[
+            "Adds the nic tag <name>. Over a physical link, given by name (eno1) or by MAC address as SmartOS \
+             takes it, zonevisor builds a Linux bridge for the NICs on the tag (type normal); naming a Linux \
+             bridge the host already has uses that bridge (type bridge). With -l it is an etherstub: a switch \
+             local to the host, with no link and no MTU to set. A link is required unless -l is given, and \
+             refused with it. Prints nothing when it succeeds.",
+        ],
+        options: &[
+            flag("local", Some('l'), None, "Make an etherstub (a host-local switch) instead of a tag over a link."),
+            NICTAG_PROPS,
+        ],
+        operands: &[Kind::Any, Kind::Link],
+    },
+    CommandDoc {
+        name: "update",
+        aliases: &[],
+        usage: &["update [-p prop=value,...] <name> [link|mac]"],
+        summary: "Move a nic tag to another link, or change its MTU.",
+        description: &[
+            "Moves the nic tag <name> to another link (by name or MAC address, as the last argument or with \
+             -p mac=) or changes its MTU (-p mtu=N, 1500-9000); at least one of them must be given. Prints \
+             nothing when it succeeds.",
+        ],
+        options: &[NICTAG_PROPS],
+        operands: &[Kind::NicTag, Kind::Link],
+    },
+    CommandDoc {
+        name: "delete",
+        aliases: &[],
+        usage: &["delete [-f] <name>"],
+        summary: "Remove a nic tag (refused while instances have NICs on it, unless -f).",
+        description: &[],
+        options: &[flag("force", Some('f'), None, "Delete it even while instances have NICs on it.")],
+        operands: &[Kind::NicTag],
+    },
+    CommandDoc {
+        name: "exists",
+        aliases: &[],
+        usage: &["exists [-l] <name> ..."],
+        summary: "Exit 0 if every nic tag named exists, else 1.",
+        description: &[
+            "Exits 0 when every nic tag named exists. Otherwise it prints \"invalid tag: <name>\" on stderr for \
+             each one missing and exits 1. Nothing is printed on stdout.",
+        ],
+        options: &[flag("names", Some('l'), None, "Print only the missing names on stderr, one a line.")],
+        operands: &[Kind::NicTags],
+    },
+    CommandDoc {
+        name: "list",
+        aliases: &[],
+        usage: &["list [-l | -L] [-p] [-d delim] [-H] [-j]"],
+        summary: "List nic tags: NAME MACADDRESS LINK TYPE, etherstubs last.",
+        description: &[
+            "Lists the nic tags in SmartOS's columns NAME, MACADDRESS, LINK and TYPE (normal, bridge or \
+             etherstub): tags over links sorted by name, then etherstubs sorted by name. Columns are 14, 18, \
+             14 and 16 characters followed by a space, and a longer value pushes the rest of its line right, \
+             as in SmartOS; a missing value is -.",
+            "Neither the table nor the parsable form has room for what zonevisor adds to a tag, and scripts \
+             read the parsable form by position, so both keep SmartOS's four fields. -j prints each tag whole \
+             instead: name, type, link, mac_address, mtu, bridge (the Linux bridge its NICs are ports of) and, \
+             for the network zonevisor manages itself (the default one), network: the host's addresses on it \
+             (ipv4, the instances' gateway with the subnet's prefix, and ipv6), the uplink its traffic is \
+             masqueraded out of (nat, or nat_missing saying why there is none) and whether its DHCP and DNS \
+             server runs (dhcp).",
+        ],
+        options: &[
+            flag("local", Some('l'), None, "Only etherstubs."),
+            flag("nolocal", Some('L'), None, "No etherstubs."),
+            flag(
+                "parsable",
+                Some('p'),
+                None,
+                "Parsable output: the four fields separated by : (a MAC address's colons escaped as \\:), no header.",
+            ),
+            valued("delim", Some('d'), None, "DELIM", Kind::Any, "The delimiter for -p, instead of :."),
+            flag("noheader", Some('H'), None, "Leave out the header line (zonevisor's)."),
+            flag(
+                "json",
+                Some('j'),
+                None,
+                "Print the tags as a JSON array with every property, the managed network's included (zonevisor's).",
+            ),
+        ],
+        operands: &[],
+    },
+    CommandDoc {
+        name: "vms",
+        aliases: &[],
+        usage: &["vms <name>"],
+        summary: "Print the UUIDs of the instances with a NIC on the nic tag, one per line.",
+        description: &[],
+        options: &[],
+        operands: &[Kind::NicTag],
+    },
+];
+
+/// `nictagadm`.
+pub const NICTAGADM: ToolDoc = ToolDoc {
+    name: "nictagadm",
+    section: 8,
+    summary: "manage nic tags, the host networks instance NICs join",
+    usage: &[],
+    description: &[
+        "Manage nic tags through zonevisord, with SmartOS's commands, output and exit codes. A nic tag names a \
+         host network; an instance's NIC joins it by naming it in its nic_tag. Each nic tag is a Linux bridge: \
+         one zonevisor builds over a physical link (type normal), one the host already has (type bridge), or a \
+         switch local to the host (type etherstub).",
+        "Nic tags are kept in zonevisord's state and survive reboots: there is no config file to edit. Where \
+         SmartOS takes a MAC address, the link may also be named.",
+    ],
+    commands: NICTAGADM_COMMANDS,
+    options: &[SOCKET, HELP, HELP_QUESTION, VERSION],
+    operands: &[],
+    sections: &[Section {
+        title: "EXAMPLES",
+        paragraphs: &[
+            " nictagadm add external eno1",
+            " nictagadm add -p mtu=9000 storage 0c:c4:7a:12:34:56",
+            " nictagadm add -l stub0",
+            " nictagadm list -p -d '|'",
+            " nictagadm exists external && echo yes",
+        ],
+        in_help: false,
+    }],
+    exit_status: &[
+        ("0", "success (for exists: every nic tag named exists)"),
+        ("1", "error (for exists: a nic tag named does not exist)"),
+        ("2", "usage error"),
+    ],
+    environment: &[("ZONEVISOR_SOCKET", "The daemon's socket when --socket is not given.")],
+    files: &[("/var/lib/zonevisor/run/zonevisord.sock", "The default root's API socket.")],
+    see_also: &["vmadm(8)", "fwadm(8)", "sysinfo(8)"],
+};
+
+const FW_JSON: OptDoc = flag("json", Some('j'), Some("json"), "Print the result as JSON.");
+const FW_DESC: OptDoc = valued(
+    "description",
+    Some('d'),
+    Some("desc"),
+    "TEXT",
+    Kind::Any,
+    "The rules' description (fwadm has only --desc; -d is zonevisor's).",
+);
+const FW_FILE: OptDoc =
+    valued("file", Some('f'), Some("file"), "FILE", Kind::File, "Read a JSON payload from FILE (- is stdin).");
+const FW_STDIN: OptDoc = flag("stdin", None, Some("stdin"), "Read a JSON payload from stdin.");
+
+const FWADM_COMMANDS: &[CommandDoc] = &[
+    CommandDoc {
+        name: "add",
+        aliases: &[],
+        usage: &[
+            "add [-e] [-g] [-O <owner uuid>] [-d|--desc <text>] [-j] <rule text>",
+            "add [-e] [-g] [-O <owner uuid>] [-j] -f <file> | --stdin",
+        ],
+        summary: "Add a rule written on the command line, or the rules of a JSON payload.",
+        description: &[
+            "Adds one rule written on the command line (its words are joined with spaces, so quotes are only \
+             needed for the shell's sake), or the rules of a JSON payload read from -f FILE (- is stdin), from \
+             stdin with --stdin, or from stdin when nothing else is given and stdin is not a terminal. The \
+             payload is SmartOS's: {\"rules\": [{\"rule\": ..., \"enabled\": ..., \"owner_uuid\": ..., \
+             \"global\": ..., \"description\": ..., \"uuid\": ...}]}, or one rule object; version and \
+             created_by are accepted and ignored, and remote VMs (remoteVMs) are not supported. -e, -g and -O \
+             apply to every rule. The rules are added together or not at all.",
+            "Prints \"Added rules:\" and a line per rule: its UUID, true or false, and its text.",
+        ],
+        options: &[
+            flag("enable", Some('e'), Some("enable"), "Enable the rules (they are added disabled)."),
+            flag("global", Some('g'), Some("global"), "Global rules: for the instances of every owner."),
+            valued(
+                "owner_uuid",
+                Some('O'),
+                Some("owner_uuid"),
+                "UUID",
+                Kind::Any,
+                "The owner whose instances the rules apply to.",
+            ),
+            FW_DESC,
+            FW_FILE,
+            FW_STDIN,
+            FW_JSON,
+        ],
+        operands: &[Kind::Words],
+    },
+    CommandDoc {
+        name: "update",
+        aliases: &[],
+        usage: &[
+            "update <rule uuid> [-e] [-d|--desc <text>] [-j] [<rule text>]",
+            "update [<rule uuid>] [-e] [-j] -f <file> | --stdin",
+        ],
+        summary: "Change a rule's text, description or state, or the rules of a JSON payload.",
+        description: &[
+            "Gives the rule <rule uuid> the text written on the command line; -e also enables it and --desc \
+             sets its description. A JSON payload (from -f FILE, --stdin, or stdin when nothing else is given \
+             and it is not a terminal) holds one rule for <rule uuid>, or, without <rule uuid>, rules that each \
+             have their uuid: their rule, enabled and description change; owner_uuid and global may be there \
+             unchanged (as fwadm get prints them) but cannot change. The rules are changed one after another: \
+             if one fails, those before it stay changed.",
+            "Prints \"Updated rules:\" and a line per rule.",
+        ],
+        options: &[
+            flag("enable", Some('e'), Some("enable"), "Enable the rules as well."),
+            FW_DESC,
+            FW_FILE,
+            FW_STDIN,
+            FW_JSON,
+        ],
+        operands: &[Kind::FwRule, Kind::Words],
+    },
+    CommandDoc {
+        name: "delete",
+        aliases: &[],
+        usage: &["delete [-j] <rule uuid> ..."],
+        summary: "Delete rules (every one must exist, or none is deleted) and print them.",
+        description: &[
+            "Deletes the rules once it has found every one of them (otherwise none is deleted), and prints \
+             \"Deleted rules:\" and a line per rule.",
+        ],
+        options: &[FW_JSON],
+        operands: &[Kind::FwRules],
+    },
+    CommandDoc {
+        name: "enable",
+        aliases: &[],
+        usage: &["enable [-j] <rule uuid> ..."],
+        summary: "Enable rules and print them (\"Enabled rules:\").",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::FwRules],
+    },
+    CommandDoc {
+        name: "disable",
+        aliases: &[],
+        usage: &["disable [-j] <rule uuid> ..."],
+        summary: "Disable rules and print them (\"Disabled rules:\").",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::FwRules],
+    },
+    CommandDoc {
+        name: "get",
+        aliases: &[],
+        usage: &["get <rule uuid>"],
+        summary: "Print a rule as JSON: description, enabled, global (when true), owner_uuid, rule, uuid.",
+        description: &[],
+        options: &[],
+        operands: &[Kind::FwRule],
+    },
+    CommandDoc {
+        name: "list",
+        aliases: &[],
+        usage: &["list [-j] [-o field,...] [-p] [-d <char>] [-H]"],
+        summary: "List rules sorted by UUID (columns UUID ENABLED RULE).",
+        description: &[
+            "Lists every rule sorted by UUID, by default in the columns UUID, ENABLED and RULE; -o chooses \
+             among description, enabled, global, owner_uuid, rule and uuid (another field is an error, exit 1). \
+             As fwadm prints them, a value that is missing or false is - (a disabled rule's ENABLED too), \
+             columns are separated by one space and are at least fwadm's width for their field (uuid and \
+             owner_uuid 36, rule 20, description 15, enabled 7, global 6), and there is no header when there \
+             are no rules.",
+        ],
+        options: &[
+            flag("json", Some('j'), Some("json"), "Print the rules as a JSON array (with -o, only those fields)."),
+            valued("fields", Some('o'), Some("fields"), "FIELD,...", Kind::FwFields, "The fields to show, in order."),
+            flag(
+                "parseable",
+                Some('p'),
+                Some("parseable"),
+                "Parsable output: the fields separated by : (a : inside a value escaped as \\:), no header.",
+            ),
+            valued("delim", Some('d'), Some("delim"), "CHAR", Kind::Any, "The delimiter for -p, instead of :."),
+            flag("noheader", Some('H'), None, "Leave out the header line (zonevisor's)."),
+        ],
+        operands: &[],
+    },
+    CommandDoc {
+        name: "vms",
+        aliases: &[],
+        usage: &["vms [-j] <rule uuid>"],
+        summary: "Print the UUIDs of the instances a rule applies to, one per line.",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::FwRule],
+    },
+    CommandDoc {
+        name: "rules",
+        aliases: &[],
+        usage: &["rules [-j] <vm uuid>"],
+        summary: "List the rules that apply to an instance, as list does.",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::Instance],
+    },
+    CommandDoc {
+        name: "status",
+        aliases: &[],
+        usage: &["status [-v] [-j] <vm uuid>"],
+        summary: "Print running or stopped: whether the instance's firewall is on.",
+        description: &[
+            "Prints running when the instance's firewall is on (its firewall_enabled is true), else stopped. \
+             -v prints running: true|false and rules: N, the number of enabled rules that apply to it; -j \
+             prints the same as a JSON object.",
+        ],
+        options: &[flag("verbose", Some('v'), Some("verbose"), "Also print how many enabled rules apply."), FW_JSON],
+        operands: &[Kind::Instance],
+    },
+    CommandDoc {
+        name: "stats",
+        aliases: &[],
+        usage: &["stats [-j] <vm uuid>"],
+        summary: "Print how many packets and bytes each rule matched in an instance's firewall.",
+        description: &[
+            "Prints a line per rule in the instance's firewall: the packets and the bytes it matched, its UUID \
+             and its text. (SmartOS's fwadm prints ipfilter's hits and rule text; the count comes first in both.)",
+        ],
+        options: &[FW_JSON],
+        operands: &[Kind::Instance],
+    },
+    CommandDoc {
+        name: "start",
+        aliases: &[],
+        usage: &["start [-j] <vm uuid>"],
+        summary: "Turn an instance's firewall on (sets its firewall_enabled).",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::Instance],
+    },
+    CommandDoc {
+        name: "stop",
+        aliases: &[],
+        usage: &["stop [-j] <vm uuid>"],
+        summary: "Turn an instance's firewall off (clears its firewall_enabled).",
+        description: &[],
+        options: &[FW_JSON],
+        operands: &[Kind::Instance],
+    },
+];
+
+/// `fwadm`.
+pub const FWADM: ToolDoc = ToolDoc {
+    name: "fwadm",
+    section: 8,
+    summary: "manage firewall rules",
+    usage: &[],
+    description: &[
+        "Manage firewall rules through zonevisord, with SmartOS's commands, rule language, output and exit \
+         codes. A rule applies only to instances whose firewall_enabled is true; one with an owner_uuid only to \
+         that owner's instances, a global one to every owner's. An instance's firewall blocks what comes in \
+         unless a rule allows it, and lets everything out unless a rule blocks it. Changing rules, or an \
+         instance's tags, NICs or firewall_enabled, updates the firewalls of the instances concerned.",
+        "Remote VMs (add-rvm, delete-rvm, get-rvm, list-rvms, rvm-rules) are not supported.",
+    ],
+    commands: FWADM_COMMANDS,
+    options: &[SOCKET, HELP, VERSION],
+    operands: &[],
+    sections: &[
+        Section {
+            title: "RULES",
+            paragraphs: &["FROM <targets> TO <targets> ALLOW|BLOCK <protocol> <ports> [PRIORITY n], as SmartOS's \
+                 fwrule(7) describes. Targets: any, all vms, vm <uuid>, ip <address>, subnet <cidr>, tag <name> \
+                 or tag <name>=<value>, or several as ( target OR target ... ). Protocols: tcp and udp with PORT \
+                 n, PORTS a, b, c-d or PORT all; icmp and icmp6 with TYPE t [CODE c] or TYPE all; ah; esp."],
+            in_help: true,
+        },
+        Section {
+            title: "EXAMPLES",
+            paragraphs: &[
+                " fwadm add -e FROM any TO all vms ALLOW tcp PORT 22",
+                " fwadm add -g -e FROM any TO all vms ALLOW icmp TYPE 8 CODE 0",
+                " fwadm add -f rules.json",
+                " fwadm update 5b1f6a2e-0c3d-4e6f-8a9b-1c2d3e4f5a6b FROM tag www TO tag db ALLOW tcp PORT 5432",
+                " fwadm list -p -d '|'",
+            ],
+            in_help: false,
+        },
+    ],
+    exit_status: &[
+        ("0", "success"),
+        ("1", "error (the daemon refused, or a UUID is missing or malformed)"),
+        ("2", "usage error"),
+    ],
+    environment: &[("ZONEVISOR_SOCKET", "The daemon's socket when --socket is not given.")],
+    files: &[("/var/lib/zonevisor/run/zonevisord.sock", "The default root's API socket.")],
+    see_also: &["vmadm(8)", "nictagadm(8)"],
+};
+
 /// `sysinfo`.
 pub const SYSINFO: ToolDoc = ToolDoc {
     name: "sysinfo",
@@ -518,6 +924,24 @@ const ZONEVISOR_COMMANDS: &[CommandDoc] = &[
         operands: &[],
     },
     CommandDoc {
+        name: "nictagadm",
+        aliases: &[],
+        usage: &["nictagadm <command> [options]"],
+        summary: "Add, list and remove nic tags.",
+        description: &[],
+        options: &[],
+        operands: &[],
+    },
+    CommandDoc {
+        name: "fwadm",
+        aliases: &[],
+        usage: &["fwadm <command> [options]"],
+        summary: "Add, list and remove firewall rules.",
+        description: &[],
+        options: &[],
+        operands: &[],
+    },
+    CommandDoc {
         name: "sysinfo",
         aliases: &[],
         usage: &["sysinfo [-p]"],
@@ -539,10 +963,20 @@ const ZONEVISOR_COMMANDS: &[CommandDoc] = &[
         name: "man",
         aliases: &[],
         usage: &["man <page>"],
-        summary: "Print a man page in roff: vmadm, imgadm, sysinfo, zlogin, zonevisor or zonevisord.",
+        summary: "Print a man page in roff: vmadm, imgadm, nictagadm, fwadm, sysinfo, zlogin, zonevisor or \
+                  zonevisord.",
         description: &[],
         options: &[],
-        operands: &[Kind::Word(&["vmadm", "imgadm", "sysinfo", "zlogin", "zonevisor", "zonevisord"])],
+        operands: &[Kind::Word(&[
+            "vmadm",
+            "imgadm",
+            "nictagadm",
+            "fwadm",
+            "sysinfo",
+            "zlogin",
+            "zonevisor",
+            "zonevisord",
+        ])],
     },
     CommandDoc {
         name: "completion",
@@ -561,11 +995,11 @@ const ZONEVISOR_COMMANDS: &[CommandDoc] = &[
 pub const ZONEVISOR: ToolDoc = ToolDoc {
     name: "zonevisor",
     section: 8,
-    summary: "the multi-call binary behind vmadm, imgadm, sysinfo and zlogin",
+    summary: "the multi-call binary behind vmadm, imgadm, nictagadm, fwadm, sysinfo and zlogin",
     usage: &[],
     description: &[
-        "One binary is all the tools: called through a link named vmadm, imgadm, sysinfo or zlogin it is that \
-         tool; called as zonevisor, its first argument names the tool.",
+        "One binary is all the tools: called through a link named vmadm, imgadm, nictagadm, fwadm, sysinfo or \
+         zlogin it is that tool; called as zonevisor, its first argument names the tool.",
     ],
     commands: ZONEVISOR_COMMANDS,
     options: &[HELP, VERSION],
@@ -574,7 +1008,7 @@ pub const ZONEVISOR: ToolDoc = ToolDoc {
     exit_status: &[("0", "success"), ("1", "error"), ("2", "usage error")],
     environment: &[],
     files: &[],
-    see_also: &["vmadm(8)", "imgadm(8)", "sysinfo(8)", "zlogin(1)", "zonevisord(8)"],
+    see_also: &["vmadm(8)", "imgadm(8)", "nictagadm(8)", "fwadm(8)", "sysinfo(8)", "zlogin(1)", "zonevisord(8)"],
 };
 
 /// `zonevisord`: everything but its options, which are its clap
@@ -623,7 +1057,7 @@ pub const ZONEVISORD: ToolDoc = ToolDoc {
 };
 
 /// The pages `zonevisor man` renders, by name.
-pub const PAGES: &[&ToolDoc] = &[&VMADM, &IMGADM, &SYSINFO, &ZLOGIN, &ZONEVISOR, &ZONEVISORD];
+pub const PAGES: &[&ToolDoc] = &[&VMADM, &IMGADM, &NICTAGADM, &FWADM, &SYSINFO, &ZLOGIN, &ZONEVISOR, &ZONEVISORD];
 
 #[cfg(test)]
 mod tests {
@@ -704,7 +1138,7 @@ mod tests {
             .collect();
         longs.extend(["--force", "--verbose", "--all", "--quiet"].map(str::to_string));
         let probes: Vec<String> = shorts.into_iter().chain(longs).collect();
-        for tool in [&VMADM, &IMGADM] {
+        for tool in [&VMADM, &IMGADM, &NICTAGADM, &FWADM] {
             for c in tool.commands {
                 for arg in &probes {
                     if tool.name == "vmadm" && c.name == "kill" && arg.len() == 2 && arg.as_bytes()[1].is_ascii_digit()
@@ -717,6 +1151,8 @@ mod tests {
                     let argv = s(&[c.name, arg, U]);
                     let result = match tool.name {
                         "vmadm" => crate::vmadm::parse_args(&argv).map(|_| ()),
+                        "nictagadm" => crate::nictagadm::parse_args(&argv).map(|_| ()),
+                        "fwadm" => crate::fwadm::parse_args(&argv).map(|_| ()),
                         _ => crate::imgadm::parse_args(&argv).map(|_| ()),
                     };
                     assert_eq!(
@@ -740,8 +1176,8 @@ mod tests {
 
     #[test]
     fn version_is_every_tools_first_argument() {
-        for argv in [["vmadm", "--version"], ["imgadm", "--version"], ["sysinfo", "--version"], ["zlogin", "--version"]]
-        {
+        for tool in ["vmadm", "imgadm", "nictagadm", "fwadm", "sysinfo", "zlogin"] {
+            let argv = [tool, "--version"];
             let mut t = crate::fake::TestIo::new();
             assert_eq!(t.run(&argv), 0);
             assert_eq!(t.out(), format!("{} {}\n", argv[0], crate::doc::VERSION));
@@ -758,11 +1194,16 @@ mod tests {
         assert!(t.out().starts_with(".\\\" Generated by"), "{}", t.out());
         assert!(t.out().contains(".TH VMADM 8 "));
         let mut t = crate::fake::TestIo::new();
-        assert_eq!(t.run(&["zonevisor", "man", "fwadm"]), crate::EXIT_USAGE);
-        assert!(t.err().contains("no man page \"fwadm\""), "{}", t.err());
+        assert_eq!(t.run(&["zonevisor", "man", "dladm"]), crate::EXIT_USAGE);
+        assert!(t.err().contains("no man page \"dladm\" (one of vmadm, imgadm, nictagadm, fwadm,"), "{}", t.err());
+        for (page, th) in [("nictagadm", ".TH NICTAGADM 8 "), ("fwadm", ".TH FWADM 8 ")] {
+            let mut t = crate::fake::TestIo::new();
+            assert_eq!(t.run(&["zonevisor", "man", page]), 0, "{}", t.err());
+            assert!(t.out().contains(th), "{}", t.out());
+        }
         let mut t = crate::fake::TestIo::new();
         assert_eq!(t.run(&["zonevisor", "completion", "bash"]), 0);
-        assert!(t.out().contains("complete -F _zonevisor vmadm imgadm sysinfo zlogin zonevisor"));
+        assert!(t.out().contains("complete -F _zonevisor vmadm imgadm nictagadm fwadm sysinfo zlogin zonevisor"));
         let mut t = crate::fake::TestIo::new();
         assert_eq!(t.run(&["zonevisor", "completion", "fish"]), crate::EXIT_USAGE);
         // The scripts call the tool itself: `vmadm __complete ...`.
