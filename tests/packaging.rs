@@ -34,8 +34,16 @@ fn have(tool: &str) -> bool {
 }
 
 /// The pages setup installs, with their sections.
-const PAGES: &[(&str, u8)] =
-    &[("vmadm", 8), ("imgadm", 8), ("sysinfo", 8), ("zlogin", 1), ("zonevisor", 8), ("zonevisord", 8)];
+const PAGES: &[(&str, u8)] = &[
+    ("vmadm", 8),
+    ("imgadm", 8),
+    ("nictagadm", 8),
+    ("fwadm", 8),
+    ("sysinfo", 8),
+    ("zlogin", 1),
+    ("zonevisor", 8),
+    ("zonevisord", 8),
+];
 
 fn zonevisor(args: &[&str]) -> String {
     let out = Command::new(bin("zonevisor")).args(args).output().expect("run zonevisor");
@@ -125,6 +133,8 @@ fn every_binary_prints_its_version() {
         ("zonevisor", bin("zonevisor"), "zonevisor"),
         ("vmadm", bin("zonevisor"), "vmadm"),
         ("imgadm", bin("zonevisor"), "imgadm"),
+        ("nictagadm", bin("zonevisor"), "nictagadm"),
+        ("fwadm", bin("zonevisor"), "fwadm"),
         ("sysinfo", bin("zonevisor"), "sysinfo"),
         ("zlogin", bin("zonevisor"), "zlogin"),
     ] {
@@ -239,7 +249,7 @@ fn completion_offers_uuids_and_aliases_from_the_daemon() {
 
     // The tools on PATH, as setup links them.
     let dir = tempfile::tempdir().unwrap();
-    for tool in ["zonevisor", "vmadm", "imgadm", "sysinfo", "zlogin"] {
+    for tool in ["zonevisor", "vmadm", "imgadm", "nictagadm", "fwadm", "sysinfo", "zlogin"] {
         std::os::unix::fs::symlink(bin("zonevisor"), dir.path().join(tool)).unwrap();
     }
     let bash = dir.path().join("zonevisor.bash");
