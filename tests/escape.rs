@@ -22,6 +22,8 @@
 //!   against a frozen monitor, a monitor killed.
 //! - `qemu`: a guest that took over its QEMU: the jail's user, its
 //!   capabilities and seccomp filter, and what its root shows.
+//! - `net`: the host's services from a managed network, the zone's
+//!   links, forged ARP, MACs and VLAN tags.
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
@@ -38,6 +40,8 @@ mod entry;
 mod lofs;
 #[path = "escape/mounts.rs"]
 mod mounts;
+#[path = "escape/net.rs"]
+mod net;
 #[path = "escape/pool.rs"]
 mod pool;
 #[path = "escape/probe.rs"]

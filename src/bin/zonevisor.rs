@@ -1,4 +1,4 @@
-//! The multi-call CLI binary: `vmadm`, `imgadm`, `sysinfo` and `zlogin`
+//! The multi-call CLI binary: `vmadm`, `imgadm`, `nictagadm`, `fwadm`, `sysinfo` and `zlogin`
 //! (by the name it is called as, or as `zonevisor <tool> ...`), and
 //! `zonevisor man|completion`, which also documents the daemon's options.
 

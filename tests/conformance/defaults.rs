@@ -257,7 +257,6 @@ fn defaults_new_kvm_vm_has_exactly_smartos_properties() {
 // addresses", "test create with IPv4 and IPv6 autoconfiguration": the
 // representative ip and netmask a nic shows for its ips.
 #[test]
-#[ignore = "pending issue 10: networking (nic tags, nics with addresses)"]
 fn defaults_nic_ip_and_netmask_from_ips() {
     let Some((h, img)) = host() else { return };
     h.cli("nictagadm", &["add", "-l", "admin"], None).ok();

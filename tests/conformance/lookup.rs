@@ -251,7 +251,6 @@ fn lookup_usage_errors_and_unknown_vms() {
 
 // vmadm(8) example 5: a VM found by the address of one of its nics.
 #[test]
-#[ignore = "pending issue 10: networking (nic tags, nics with addresses)"]
 fn lookup_by_nic_address() {
     let Some((h, img)) = host() else { return };
     h.cli("nictagadm", &["add", "-l", "external"], None).ok();

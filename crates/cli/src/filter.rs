@@ -135,6 +135,9 @@ impl Filter {
                 ),
                 Tilde::Substring => Matcher::Substring(pattern.to_string()),
             },
+            // A MAC in SmartOS's short form (`2:8:20:aa:bb:1`) matches the
+            // stored one (`02:08:20:aa:bb:01`), as SmartOS's lookup does.
+            None if key.rsplit('.').next() == Some("mac") => Matcher::Exact(canonical_mac(value)),
             None => Matcher::Exact(value.to_string()),
         };
         Ok(Filter { key: key.to_string(), path: split_path(key), matcher })
@@ -162,6 +165,18 @@ impl Filter {
             Matcher::Substring(part) => s.contains(part.as_str()),
         }
     }
+}
+
+/// `value` as a MAC in the stored form (two lowercase hex digits per
+/// byte) when it is one, else unchanged.
+fn canonical_mac(value: &str) -> String {
+    let parts: Vec<&str> = value.split(':').collect();
+    let ok = parts.len() == 6
+        && parts.iter().all(|p| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !ok {
+        return value.to_string();
+    }
+    parts.iter().map(|p| format!("{:0>2}", p.to_ascii_lowercase())).collect::<Vec<_>>().join(":")
 }
 
 /// Compiles `re` (case-insensitive, as SmartOS matches `field=~re`), or
@@ -306,6 +321,8 @@ mod tests {
         assert!(f("tags.a.b=dotted").matches(&m), "keys holding dots");
         assert!(f("customer_metadata.user-script=#!/bin/sh").matches(&m));
         assert!(f("nics.*.ip=10.0.0.5").matches(&m));
+        assert_eq!(canonical_mac("2:8:20:AA:bb:1"), "02:08:20:aa:bb:01");
+        assert_eq!(canonical_mac("not:a:mac"), "not:a:mac");
         assert!(f("nics.*.ip=192.168.1.9").matches(&m));
         assert!(!f("nics.*.ip=10.0.0.6").matches(&m));
         assert!(f("nics.1.interface=eth1").matches(&m));

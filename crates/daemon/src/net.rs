@@ -712,9 +712,14 @@ impl Daemon {
             }
             let vlan = n.get("vlan_id").and_then(Value::as_u64).unwrap_or(0) as u16;
             let bridge = if vlan == 0 { tag.bridge.clone() } else { self.vlan_bridge(tag, vlan)? };
+            let cap = |k: &str| n.get(k).and_then(Value::as_u64).map(|v| v.min(u64::from(u32::MAX)) as u32);
             ports.push(Port {
                 host: plan::port_name(&uuid.to_string().parse().expect("an instance uuid is a uuid"), &mac),
                 bridge,
+                caps: zonevisor_net::shape::Caps {
+                    ingress_mbps: cap("max_ingress_bandwidth"),
+                    egress_mbps: cap("max_egress_bandwidth"),
+                },
                 mtu: n.get("mtu").and_then(Value::as_u64).map(|m| m as u32),
                 mac,
                 guest: zone.then(|| GuestLink {
@@ -751,11 +756,12 @@ impl Daemon {
         Ok(())
     }
 
-    /// Puts each running NIC's bandwidth caps on its port
-    /// (`max_ingress_bandwidth`, `max_egress_bandwidth`, Mbit/s). A
-    /// failure is logged: the instance keeps running uncapped.
-    /// `fresh`: the ports were just made (no caps to remove).
-    pub(crate) fn apply_caps(&self, uuid: InstanceUuid, vm: &VmObject, fresh: bool) {
+    /// Puts a running instance's changed bandwidth caps on its ports
+    /// (`max_ingress_bandwidth`, `max_egress_bandwidth`, Mbit/s; the
+    /// monitor puts them on when it makes a port). A failure is logged:
+    /// the instance keeps running with the caps it had. `release`: the
+    /// instance stopped; its IFB devices go (its ports are gone).
+    pub(crate) fn apply_caps(&self, uuid: InstanceUuid, vm: &VmObject, release: bool) {
         let u: uuid::Uuid = uuid.to_string().parse().expect("an instance uuid is a uuid");
         for n in vm.get("nics").and_then(Value::as_array).into_iter().flatten() {
             let Some(mac) = n.get("mac").and_then(Value::as_str) else { continue };
@@ -764,10 +770,15 @@ impl Daemon {
                 ingress_mbps: cap("max_ingress_bandwidth"),
                 egress_mbps: cap("max_egress_bandwidth"),
             };
-            if fresh && caps.ingress_mbps.is_none() && caps.egress_mbps.is_none() {
+            let port = plan::port_name(&u, mac);
+            if release {
+                if caps.egress_mbps.is_some() {
+                    if let Err(e) = zonevisor_net::shape::clear(&port) {
+                        tracing::warn!(vm = %uuid, port, error = %e, "removing a stopped NIC's shaper");
+                    }
+                }
                 continue;
             }
-            let port = plan::port_name(&u, mac);
             if let Err(e) = zonevisor_net::shape::set_caps(&port, caps) {
                 tracing::warn!(vm = %uuid, port, error = %e, "applying a NIC's bandwidth caps");
             }
@@ -942,6 +953,7 @@ impl Daemon {
         for t in tags.values() {
             if let Some(m) = managed(t) {
                 rules.nat.push(nft::Nat { subnet: m.v4.trunc() });
+                rules.guarded_bridges.push(t.bridge.clone());
             }
         }
         // The firewalls: each enabled instance's chains, reached by its addresses.

@@ -10,6 +10,7 @@
 //!   forward, input ── iifname vmap @ports ──> port_<nic>: MAC, ARP, IPv4, IPv6
 //!                                             sources, DHCP/RA servers, ethertypes
 //! table inet zonevisor                   (bridged IP, through br_netfilter, and routed)
+//!   input   ── from a managed network's bridge: DHCP, DNS, ICMP, replies; else drop
 //!   postrouting (nat) ── a managed subnet leaving it ──> masquerade
 //!   forward ── established ─> accept
 //!           ├─ daddr vmap @fw_in4/6  ──> fw_in_<vm>:  its rules, then drop
@@ -89,6 +90,9 @@ pub struct Ruleset {
     pub nat: Vec<Nat>,
     /// The firewalls of the instances that have `firewall_enabled`.
     pub firewalls: Vec<Firewall>,
+    /// The bridges of the networks zonevisor manages: from them, the host
+    /// answers only DHCP, DNS, ICMP and what it started itself.
+    pub guarded_bridges: Vec<String>,
 }
 
 fn quote(name: &str) -> String {
@@ -163,6 +167,13 @@ pub fn render(r: &Ruleset) -> String {
     let _ = writeln!(out, "}}");
 
     let _ = writeln!(out, "table inet {TABLE} {{");
+    if !r.guarded_bridges.is_empty() {
+        let names = set(r.guarded_bridges.iter().map(|b| quote(b)));
+        let _ = writeln!(
+            out,
+            "  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname {names} jump from_instances\n  }}\n  chain from_instances {{\n    ct state established,related accept\n    udp dport {{ 53, 67, 547 }} accept\n    tcp dport 53 accept\n    meta l4proto {{ icmp, ipv6-icmp }} accept\n    drop\n  }}"
+        );
+    }
     if !r.nat.is_empty() {
         let _ = writeln!(out, "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;");
         for n in &r.nat {
@@ -327,6 +338,7 @@ mod tests {
         let id: Uuid = "6a9f1ff0-0d2a-4b0e-9d4a-54d1c5a0c001".parse().unwrap();
         let r = Ruleset {
             ports: vec![],
+            guarded_bridges: vec!["zvbr0".into()],
             nat: vec![Nat { subnet: "10.65.3.1/24".parse().unwrap() }],
             firewalls: vec![Firewall {
                 instance: id,
@@ -338,6 +350,8 @@ mod tests {
         };
         let t = render(&r);
         assert!(t.contains("ip saddr 10.65.3.0/24 ip daddr != 10.65.3.0/24 masquerade"), "{t}");
+        assert!(t.contains("iifname { \"zvbr0\" } jump from_instances"), "{t}");
+        assert!(t.contains("udp dport { 53, 67, 547 } accept\n    tcp dport 53 accept"), "{t}");
         assert!(t.contains("elements = { 10.65.3.7 : jump fw_in_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 }"), "{t}");
         assert!(
             t.contains("chain fw_in_6a9f1ff00d2a4b0e9d4a54d1c5a0c001 {\n    tcp dport 22 accept\n    drop\n  }"),
@@ -361,6 +375,7 @@ mod tests {
         let r = Ruleset {
             ports: vec![port(), PortFilter { port: "zv99".into(), ipv4: None, ipv6: None, ..port() }],
             nat: vec![Nat { subnet: "10.65.3.1/24".parse().unwrap() }],
+            guarded_bridges: vec!["zvbr0".into()],
             firewalls: vec![Firewall {
                 instance: id,
                 ipv4: vec!["10.65.3.7".parse().unwrap()],

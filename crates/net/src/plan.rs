@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::netlink::{Netlink, Route};
+use crate::shape::Caps;
 
 /// One NIC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct Port {
     pub mtu: Option<u32>,
     /// `mac`.
     pub mac: String,
+    /// Its bandwidth caps, put on the host side once it is up.
+    #[serde(default)]
+    pub caps: Caps,
     /// A zone's side of it; `None` for a VM (the guest configures itself).
     #[serde(default)]
     pub guest: Option<GuestLink>,
@@ -103,12 +107,15 @@ fn context(what: String) -> impl FnOnce(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// Joins the host side `index` to its bridge and brings it up.
+/// Joins the host side `index` to its bridge, caps it, and brings it up.
 fn join_bridge(nl: &mut Netlink, p: &Port, index: u32) -> io::Result<()> {
     let bridge = nl
         .link(&p.bridge)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("bridge {} does not exist", p.bridge)))?;
     nl.set_master(index, Some(bridge.index)).map_err(context(format!("adding {} to {}", p.host, p.bridge)))?;
+    if p.caps.ingress_mbps.is_some() || p.caps.egress_mbps.is_some() {
+        crate::shape::set_caps(&p.host, p.caps)?;
+    }
     nl.set_up(index, true).map_err(context(format!("bringing {} up", p.host)))
 }
 

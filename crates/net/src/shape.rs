@@ -38,7 +38,7 @@ use std::process::{Command, Stdio};
 use crate::netlink::{Netlink, QdiscParent};
 
 /// Bandwidth caps for one NIC, in Mbit/s; `None` is uncapped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caps {
     /// Traffic to the instance (the host-side port's egress).
     pub ingress_mbps: Option<u32>,

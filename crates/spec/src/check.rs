@@ -88,6 +88,8 @@ pub(crate) fn value(
         Kind::Bool => match v {
             Value::Bool(b) => Some(Value::Bool(*b)),
             Value::String(s) if s == "true" || s == "false" => Some(Value::Bool(s == "true")),
+            // SmartOS's tests mark the primary NIC with 1 as well.
+            Value::Number(n) if name.ends_with(".primary") && n.as_u64() == Some(1) => Some(Value::Bool(true)),
             _ => refuse(kind, name, v, errs),
         },
         Kind::Int { min, max } => match as_int(v) {
@@ -127,12 +129,27 @@ pub(crate) fn value(
             };
             match items {
                 Some(items) if items.len() > *max => {
-                    errs.bad_value(name, format!("has {} items; at most {max} are allowed", items.len()));
+                    let why = match name.rsplit('.').next() {
+                        // SmartOS's own words for these two.
+                        Some("allowed_ips") => format!("Maximum of {max} allowed_ips per nic"),
+                        Some("allowed_dhcp_cids") => format!(
+                            "nics.*.allowed_dhcp_cids contains {} Client Identifiers, but is limited to {max}",
+                            items.len()
+                        ),
+                        _ => format!("has {} items; at most {max} are allowed", items.len()),
+                    };
+                    errs.bad_value(name, why);
                     None
                 }
                 Some(items) => match items.iter().find(|i| !(item.test)(i)) {
                     Some(bad) => {
-                        errs.bad_value(name, format!("each item must be {}; got {bad:?}", item.form));
+                        let why = match name.rsplit('.').next() {
+                            Some("allowed_dhcp_cids") => {
+                                format!("Invalid value(s) for: nics.*.allowed_dhcp_cids: {bad:?} is not {}", item.form)
+                            }
+                            _ => format!("each item must be {}; got {bad:?}", item.form),
+                        };
+                        errs.bad_value(name, why);
                         None
                     }
                     None => Some(Value::from(items)),

@@ -444,9 +444,19 @@ pub(crate) fn derive_ip_fields(nic: &mut Map<String, Value>) {
 }
 
 /// Makes sure exactly one NIC of `list` is primary: `keep` (an index) when
-/// given, else the first one already marked, else the first NIC.
+/// given, else the first one already marked, else (as SmartOS picks) the
+/// first whose address is not private (RFC 1918), else the first NIC.
 pub(crate) fn settle_primary(list: &mut [Value], keep: Option<usize>) {
-    let keep = keep.or_else(|| list.iter().position(|n| n.get("primary") == Some(&Value::Bool(true)))).unwrap_or(0);
+    let public = |n: &Value| {
+        n.get("ip")
+            .and_then(Value::as_str)
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+            .is_some_and(|a| !a.is_private())
+    };
+    let keep = keep
+        .or_else(|| list.iter().position(|n| n.get("primary") == Some(&Value::Bool(true))))
+        .or_else(|| list.iter().position(public))
+        .unwrap_or(0);
     for (i, nic) in list.iter_mut().enumerate() {
         if let Some(o) = nic.as_object_mut() {
             if i == keep {

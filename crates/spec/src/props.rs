@@ -251,7 +251,8 @@ pub const NIC_PROPS: &[Prop] = &[
     p("allow_mac_spoofing", Kind::Bool, B::ALL, Live),
     p("allow_restricted_traffic", Kind::Bool, B::ALL, Live),
     p("allow_unfiltered_promisc", Kind::Bool, B::HVM, Live),
-    p("allowed_ips", list(IP_OR_CIDR, 32), B::ALL, Live),
+    p("allowed_ips", list(IP_OR_CIDR, 13), B::ALL, Live),
+    p("allowed_dhcp_cids", list(DHCP_CID, 20), B::ALL, Live),
     // Ours (SmartOS has no bandwidth property): Mbit/s, to and from the instance.
     p("max_ingress_bandwidth", int(1, 100_000), B::ALL, Live),
     p("max_egress_bandwidth", int(1, 100_000), B::ALL, Live),
@@ -562,6 +563,9 @@ fmt!(CIDR_OR_AUTO, "an address with prefix length like 10.0.0.5/24, or \"dhcp\" 
     || parse_cidr(s).is_some());
 fmt!(IPV4_OR_DHCP, "an IPv4 address or \"dhcp\"", |s| s == "dhcp" || s.parse::<Ipv4Addr>().is_ok());
 fmt!(NETMASK, "an IPv4 netmask like 255.255.255.0", valid_netmask);
+fmt!(DHCP_CID, "a DHCP client identifier: 0x and pairs of hex digits", |s| s
+    .strip_prefix("0x")
+    .is_some_and(|h| !h.is_empty() && h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit())));
 fmt!(PORT, "a port number from 1 to 65535", |s| s.parse::<u16>().is_ok_and(|p| p > 0));
 fmt!(ROUTE_DST, "a destination IP address or CIDR range", |s| { valid_ip(s) || parse_cidr(s).is_some() });
 fmt!(ROUTE_GW, "a gateway IP address or nics[N] for a link-local route", |s| {

@@ -341,8 +341,9 @@ fn add(brand: Brand, vm: &mut VmObject, op: &Op<'_>, props: &'static [Prop], key
     let first_new = list.len();
     list.extend(new);
     match coll {
-        // SmartOS: a NIC added as primary takes the flag from the others.
-        "nics" => normalize::settle_primary(&mut list, new_primary.map(|i| first_new + i)),
+        // SmartOS: a NIC added as primary takes the flag from the others;
+        // added otherwise, it leaves the flag where it is (or nowhere).
+        "nics" if new_primary.is_some() => normalize::settle_primary(&mut list, new_primary.map(|i| first_new + i)),
         "disks" if new_boot.is_some() => set_only(&mut list, "boot", new_boot.map(|i| first_new + i)),
         _ => {}
     }

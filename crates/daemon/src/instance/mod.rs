@@ -205,7 +205,9 @@ impl Daemon {
     pub fn validate(&self, req: &ValidateRequest) -> Result<String, ApiError> {
         match req.action {
             ValidateAction::Create => {
-                let vm = zonevisor_spec::validate_create(&req.payload).map_err(ApiError::validation)?;
+                let mut payload = req.payload.clone();
+                crate::net::fill_nic_defaults(&mut payload);
+                let vm = zonevisor_spec::validate_create(&payload).map_err(ApiError::validation)?;
                 self.check_create_refs(&vm).map_err(ApiError::validation)?;
                 let brand = str_of(&vm, "brand").unwrap_or("lx").to_string();
                 Ok(format!("VALID 'create' payload for {brand} brand VMs."))
@@ -273,7 +275,6 @@ impl Daemon {
         if let Some(brand) = str_of(vm, "brand").and_then(|b| b.parse::<Brand>().ok()) {
             driver::driver_of_brand(brand).check_create(self, vm, &mut errs);
         }
-        self.check_nics(None, vm, &mut errs);
         zonevisor_spec::smartos_names(&mut errs);
         if errs.is_empty() {
             Ok(())
@@ -290,6 +291,13 @@ impl Daemon {
         let accepted = zonevisor_spec::accept_create(&payload).map_err(ApiError::validation)?;
         let (mut vm, warnings) = (accepted.vm, accepted.warnings);
         self.check_create_refs(&vm).map_err(ApiError::validation)?;
+        // The host's networks: at create, not at validate, as SmartOS's
+        // vmadm checks nic tags.
+        let mut errs = ValidationErrors::default();
+        self.check_nics(None, &vm, &mut errs);
+        if !errs.is_empty() {
+            return Err(ApiError::validation(errs));
+        }
         let brand = str_of(&vm, "brand").unwrap_or_default().to_string();
         if !brand.parse().is_ok_and(runs) {
             return Err(ApiError::unsupported(format!(
@@ -532,7 +540,6 @@ impl Daemon {
             return Err(e);
         }
         self.watch(uuid, launched.monitor_pid);
-        self.apply_caps(uuid, vm, true);
         self.set_fields(
             uuid,
             &[
@@ -607,6 +614,9 @@ impl Daemon {
     /// `host_rebooted`: the monitor is gone because the host restarted.
     fn mark_stopped(&self, uuid: InstanceUuid, monitor_pid: Option<i32>, host_rebooted: bool) {
         let run_dir = self.run_dir(uuid);
+        if let Ok(Some(row)) = self.store.get_vm(uuid) {
+            self.apply_caps(uuid, &row.vm, true);
+        }
         let mut fields = vec![("state", json!("stopped")), ("zone_state", json!("installed"))];
         match self.host.read_exit(&run_dir) {
             Some(x) => {
@@ -939,6 +949,7 @@ impl Daemon {
         self.host.destroy_dataset(&uuid.to_string(), self.host.pool_nearly_full())?;
         self.host.remove_run_dir(&self.run_dir(uuid));
         let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
+        self.apply_caps(uuid, &last, true);
         self.store.delete_vm(uuid)?;
         self.refresh_net();
         self.events.deleted(&last);
