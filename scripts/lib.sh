@@ -1,7 +1,8 @@
 # Shared by scripts/setup and scripts/test (sourced, not run).
 
 # Debian packages zonevisor needs on the host: the runtime (btrfs pool,
-# nftables, ip, uidmap, lxcfs for the zones' /proc; zonevisord runs its
+# nftables, ip and tc, dnsmasq for the default network's DHCP and DNS,
+# uidmap, lxcfs for the zones' /proc; zonevisord runs its
 # own lxcfs, so Debian's lxcfs service need not run), image formats (xz,
 # zstd), fixture builds (busybox-static, mmdebstrap), building
 # (gcc, libc6-dev and pkg-config for the C parts; Rust itself comes from
@@ -10,7 +11,7 @@
 # the tests run too) and checking the systemd unit (systemd, for
 # systemd-analyze; installing it does not make it the init).
 ZONEVISOR_APT_PACKAGES=(
-    btrfs-progs busybox-static mmdebstrap nftables iproute2 uidmap lxcfs
+    btrfs-progs busybox-static mmdebstrap nftables iproute2 dnsmasq-base uidmap lxcfs
     xz-utils zstd ca-certificates gcc libc6-dev pkg-config util-linux
     man-db groff-base bash-completion zsh systemd
     qemu-utils qemu-system-x86 ovmf seabios

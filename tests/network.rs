@@ -323,9 +323,18 @@ fn nothing_is_left_after_delete_and_connectivity_survives_restarts() {
     let b = zone(&h, &img, "b", json!([{"nic_tag": "ext", "ips": ["10.51.0.3/24"]}, {"ips": ["dhcp"]}]));
     let before = ports(&h);
     assert_eq!(before.len(), 3, "{before:?}");
-    // A daemon killed with -9 and started again: the zones keep talking.
+    // A daemon killed with -9 and started again: the zones keep talking,
+    // and the default network's dnsmasq is the same process, adopted.
+    let dns = |h: &TestHost| {
+        let mut p: Vec<i64> = pids_in_netns(&h.netns).into_iter().map(i64::from).collect();
+        p.retain(|p| pids_mentioning("dnsmasq.conf").contains(p));
+        p
+    };
+    let dns_before = dns(&h);
+    assert_eq!(dns_before.len(), 1, "one dnsmasq for the default network");
     h.kill_daemon();
     h.start_daemon();
+    assert_eq!(dns(&h), dns_before, "the daemon's restart replaced its dnsmasq");
     assert!(pings(&h, &b, "10.51.0.2"), "b lost a after the daemon's restart");
     assert!(zexec(&h, &a, "ip -o addr show eth0").ok().contains("10.51.0.2/24"));
     // A zone reboot keeps its addresses and its port.
@@ -488,4 +497,88 @@ fn firewall_rules_allow_and_block_by_port_tag_and_vm_and_apply_live() {
     let r = fwadm(&h, &["add", "FROM any TO all vms ALOW tcp PORT 80"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stderr.contains("ALOW"), "{}", r.stderr);
+}
+
+#[test]
+fn a_tag_over_a_link_bridges_instances_onto_that_network() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    // The "physical" network: a veth whose other end is in a namespace of
+    // its own, holding a host of that network.
+    let lan = format!("{}-l", h.netns);
+    let setup = format!(
+        "ip netns add {lan} && ip link add lan0 netns {host} type veth peer name eth0 netns {lan} && \
+         ip -n {lan} addr add 10.77.0.1/24 dev eth0 && ip -n {lan} link set eth0 up",
+        host = h.netns
+    );
+    assert!(Command::new("sh").args(["-c", &setup]).status().unwrap().success());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _gone = Gone(lan.clone());
+    h.cli("nictagadm", &["add", "lan", "lan0"], None).ok();
+    let tags = h.cli("nictagadm", &["list", "-j"], None).json();
+    let t = tags.as_array().unwrap().iter().find(|t| t["name"] == "lan").unwrap().clone();
+    assert_eq!(
+        (t["type"].as_str(), t["link"].as_str(), t["bridge"].as_str()),
+        (Some("normal"), Some("lan0"), Some("zvtlan"))
+    );
+    let listed = h.cli("nictagadm", &["list", "-p"], None).ok().to_string();
+    assert!(listed.lines().any(|l| l.starts_with("lan:") && l.contains("lan0")), "{listed}");
+    let z = zone(&h, &img, "onlan", json!([{"nic_tag": "lan", "ips": ["10.77.0.2/24"]}]));
+    assert!(pings(&h, &z, "10.77.0.1"), "the zone did not reach the LAN's host");
+    assert_eq!(h.cli("nictagadm", &["vms", "lan"], None).ok().trim(), z);
+    // Deleted (forced: the zone uses it), the link is the host's again.
+    h.vmadm(&["delete", &z]).ok();
+    h.cli("nictagadm", &["delete", "lan"], None).ok();
+    let link = on_host(&h, "ip -o link show lan0").ok().to_string();
+    assert!(!link.contains("master"), "lan0 is still a bridge port: {link}");
+    assert!(!on_host(&h, "ip -o link").ok().contains("zvtlan"), "the tag's bridge is left");
+}
+
+#[test]
+fn after_a_host_reboot_tags_the_default_network_and_nics_come_back() {
+    let Some(mut h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    etherstub(&h, "ext");
+    let a =
+        zone(&h, &img, "a", json!([{"nic_tag": "ext", "ips": ["10.52.0.2/24"]}, {"ips": ["dhcp"], "primary": true}]));
+    let b = zone(&h, &img, "b", json!([{"nic_tag": "ext", "ips": ["10.52.0.3/24"]}]));
+    let before = zexec(&h, &a, "ip -o -4 addr show eth1").ok().to_string();
+    let pids: Vec<i64> = [&a, &b].iter().map(|u| h.get(u)["pid"].as_i64().unwrap()).collect();
+    let dnsmasq =
+        pids_in_netns(&h.netns).into_iter().map(i64::from).filter(|p| pids_mentioning("dnsmasq.conf").contains(p));
+    let mut victims = pids.clone();
+    victims.extend(dnsmasq);
+    power_cut(&mut h, &victims);
+    next_boot(&h);
+    // What a reboot takes from the network: every link and rule zonevisor made.
+    on_host(&h, "for l in $(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^z'); do ip link del $l; done; nft flush ruleset").ok();
+    assert!(!on_host(&h, "ip -o link").ok().contains("zv"), "links survived the reboot");
+    h.start_daemon();
+    for u in [&a, &b] {
+        h.wait_state(u, "running", Duration::from_secs(30));
+    }
+    assert!(pings(&h, &a, "10.52.0.3"), "the tag's NICs did not come back");
+    let after = zexec(&h, &a, "ip -o -4 addr show eth1").ok().to_string();
+    assert_eq!(after.split_whitespace().nth(3), before.split_whitespace().nth(3), "the reserved address changed");
+    let gw = h
+        .cli("nictagadm", &["list", "-j"], None)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap()["network"]["ipv4"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(pings(&h, &a, &gw), "the default network did not come back");
+    assert!(ruleset(&h).contains("table bridge zonevisor"), "antispoof did not come back");
 }

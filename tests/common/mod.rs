@@ -429,6 +429,23 @@ pub fn alive(pid: i64) -> bool {
     }
 }
 
+/// Every process in the named network namespace (`ip netns`), by the
+/// namespace's inode.
+pub fn pids_in_netns(netns: &str) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(format!("/run/netns/{netns}")).map(|m| m.ino()) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == ns)
+            && pid != std::process::id() as i32
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Every process whose command line mentions `needle`.
 pub fn pids_mentioning(needle: &str) -> Vec<i64> {
     let mut out = Vec::new();
@@ -470,6 +487,19 @@ impl Drop for TestHost {
             match nix::mount::umount2(&self.pool(), nix::mount::MntFlags::empty()) {
                 Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
                 _ => break,
+            }
+        }
+        // What runs in the test's network namespace outlives the daemon
+        // (the default network's dnsmasq, by design): kill it, and remove
+        // the files it kept outside the root.
+        for pid in pids_in_netns(&self.netns) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).into_owned();
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            if let Some(conf) = cmd.split('\0').find_map(|a| a.strip_prefix("--conf-file=/run/zonevisor/")) {
+                if let Some(id) = conf.split('/').next().filter(|id| !id.is_empty()) {
+                    let _ = std::fs::remove_dir_all(format!("/run/zonevisor/{id}"));
+                }
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
