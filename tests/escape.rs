@@ -21,7 +21,7 @@
 //!   tools: absurd numbers, stalled and flooding connections, a stop
 //!   against a frozen monitor, a monitor killed.
 //! - `qemu`: a guest that took over its QEMU: the jail's user, its
-//!   capabilities and seccomp filter, and what its root shows.
+//!   capabilities and seccomp filter, what its root shows, its taps.
 //! - `net`: the host's services from a managed network, the zone's
 //!   links, forged ARP, MACs and VLAN tags.
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the

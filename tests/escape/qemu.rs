@@ -31,7 +31,8 @@ fn a_vms_qemu_holds_only_its_own_disks_as_its_own_unprivileged_user() {
     let f = vm_images();
     let vm = |alias: &str| {
         json!({"brand": "kvm", "alias": alias, "ram": 128, "boot_kernel": f.vmlinuz, "boot_initrd": f.initrd,
-               "boot_args": "console=ttyS0 quiet zv.boot=direct", "disks": [{"size": 8}]})
+               "boot_args": "console=ttyS0 quiet zv.boot=direct", "disks": [{"size": 8}],
+               "nics": [{"ips": ["dhcp"], "primary": true}]})
     };
     let a = h.create_ok(&vm("a"));
     let b = h.create_ok(&vm("b"));
@@ -58,6 +59,16 @@ fn a_vms_qemu_holds_only_its_own_disks_as_its_own_unprivileged_user() {
     assert!(inside.iter().all(|p| !p.contains(&b)), "A's jail names nothing of B: {inside:?}");
     assert!(inside.iter().any(|p| p.starts_with("disks/")), "its own disk: {inside:?}");
     assert!(!root.join("etc").exists() && !root.join("proc").exists());
+    // Its NIC is a tap it was handed (descriptor 100): it cannot open
+    // /dev/net/tun to make or take another.
+    assert!(!root.join("dev/net").exists(), "/dev/net in the jail");
+    let tun = |fd: &str| std::fs::read_link(format!("/proc/{pa}/fd/{fd}")).ok().map(|p| p.display().to_string());
+    assert_eq!(tun("100").as_deref(), Some("/dev/net/tun"), "the tap at descriptor 100");
+    let taps = std::fs::read_dir(format!("/proc/{pa}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| tun(&e.file_name().to_string_lossy()).as_deref() == Some("/dev/net/tun"));
+    assert_eq!(taps.count(), 1, "one tap per NIC, no more");
     // Read-only but for its own disk and socket directory.
     let mounts = std::fs::read_to_string(format!("/proc/{pa}/mountinfo")).unwrap();
     for line in mounts.lines() {
