@@ -150,6 +150,11 @@ fn u64_of(vm: &VmObject, key: &str) -> Option<u64> {
     vm.get(key).and_then(Value::as_u64)
 }
 
+/// Whether an instance has NICs (the network's rules know it).
+fn has_nics(vm: &VmObject) -> bool {
+    vm.get("nics").and_then(Value::as_array).is_some_and(|n| !n.is_empty())
+}
+
 fn str_of<'a>(vm: &'a VmObject, key: &str) -> Option<&'a str> {
     vm.get(key).and_then(Value::as_str)
 }
@@ -370,9 +375,12 @@ impl Daemon {
         self.store.put_vm(uuid, "provisioning", vm)?;
         self.events.modified(&before, vm);
         // Its addresses reserved and its NICs' antispoof in place before
-        // it can send anything.
-        self.reserve_nics(uuid, vm)?;
-        self.refresh_net();
+        // it can send anything (an instance without NICs changes nothing
+        // of the network's rules).
+        if has_nics(vm) {
+            self.reserve_nics(uuid, vm)?;
+            self.refresh_net();
+        }
         if spec.autoboot {
             *vm = self
                 .start_locked(uuid, vm, &StartRequest::default())
@@ -407,6 +415,10 @@ impl Daemon {
             Err(e) => tracing::error!(vm = %uuid, error = %crate::chain(&e), "rollback: delete row"),
             Ok(()) => {
                 if let Some(row) = row {
+                    if has_nics(&row.vm) {
+                        // Its reservations went with the row: its rules go too.
+                        self.refresh_net();
+                    }
                     self.events.deleted(&row.vm);
                 }
             }
@@ -951,7 +963,9 @@ impl Daemon {
         let last = self.store.get_vm(uuid)?.map(|row| row.vm).unwrap_or(vm);
         self.apply_caps(uuid, &last, true);
         self.store.delete_vm(uuid)?;
-        self.refresh_net();
+        if has_nics(&last) {
+            self.refresh_net();
+        }
         self.events.deleted(&last);
         self.runtime.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
         tracing::info!(vm = %uuid, "deleted VM");
