@@ -125,9 +125,14 @@ pub const DHCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wires a zone's NICs into its network namespace `netns` (held by the
 /// monitor for the zone's life): each veth pair is made with its peer
 /// already inside, named, addressed and routed, before the zone's init
-/// starts. The namespace's `lo` comes up too. A NIC whose `ips` says
+/// starts. The namespace's `lo` comes up too (when it has NICs). A NIC whose `ips` says
 /// `dhcp` gets the lease its network's DHCP server gives.
 pub fn wire_zone(ports: &[Port], netns: BorrowedFd<'_>, hostname: Option<&str>) -> io::Result<()> {
+    if ports.is_empty() {
+        // Nothing of the host's to join: the zone's own init does its `lo`,
+        // and its start pays nothing for networks it has none of.
+        return Ok(());
+    }
     let mut host = Netlink::open()?;
     let mut zone = Netlink::open_in(netns)?;
     if let Some(lo) = zone.link("lo")? {
