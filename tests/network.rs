@@ -582,3 +582,29 @@ fn after_a_host_reboot_tags_the_default_network_and_nics_come_back() {
     assert!(pings(&h, &a, &gw), "the default network did not come back");
     assert!(ruleset(&h).contains("table bridge zonevisor"), "antispoof did not come back");
 }
+
+#[test]
+fn resolvers_reach_a_running_zone_that_maintains_them() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({
+        "brand": "lx", "alias": "dns", "image_uuid": img, "max_physical_memory": 128,
+        "maintain_resolvers": true, "resolvers": ["192.0.2.1"], "nics": [{"ips": ["dhcp"], "primary": true}],
+    }));
+    assert!(zexec(&h, &uuid, "cat /etc/resolv.conf").ok().contains("nameserver 192.0.2.1"));
+    // The zone made its resolv.conf a symlink to another file of its own:
+    // the new one replaces the link and leaves that file alone.
+    zexec(&h, &uuid, "echo mine > /etc/keep && rm /etc/resolv.conf && ln -s /etc/keep /etc/resolv.conf").ok();
+    h.vmadm(&["update", &uuid, "resolvers=192.0.2.2,192.0.2.3"]).ok();
+    let conf = zexec(&h, &uuid, "cat /etc/resolv.conf").ok().to_string();
+    assert!(conf.contains("nameserver 192.0.2.2\nnameserver 192.0.2.3"), "{conf}");
+    assert_eq!(zexec(&h, &uuid, "cat /etc/keep").ok(), "mine\n");
+    assert_eq!(zexec(&h, &uuid, "test -L /etc/resolv.conf && echo link || echo file").ok(), "file\n");
+    // It survives the zone's reboot; without maintain_resolvers a change waits for one.
+    h.vmadm(&["reboot", &uuid]).ok();
+    h.wait_state(&uuid, "running", Duration::from_secs(30));
+    assert!(zexec(&h, &uuid, "cat /etc/resolv.conf").ok().contains("nameserver 192.0.2.3"));
+    h.vmadm(&["update", &uuid, "maintain_resolvers=false"]).ok();
+    h.vmadm(&["update", &uuid, "resolvers=192.0.2.9"]).ok();
+    assert!(!zexec(&h, &uuid, "cat /etc/resolv.conf").ok().contains("192.0.2.9"), "changed without maintain_resolvers");
+}

@@ -159,6 +159,13 @@ pub enum Request {
         /// The size in bytes.
         bytes: u64,
     },
+    /// Rewrite the running zone's `/etc/resolv.conf` with these
+    /// nameservers (`resolvers` changed and `maintain_resolvers` is set),
+    /// and keep them for its next boots.
+    SetResolvers {
+        /// The nameservers.
+        resolvers: Vec<String>,
+    },
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
     Console,
@@ -349,6 +356,11 @@ impl MonitorClient {
     /// boot, as SmartOS does. On a refusal nothing changed.
     pub fn set_tmpfs(&self, bytes: u64) -> Result<(), ControlError> {
         self.request(&Request::SetTmpfs { bytes }, Duration::from_secs(10)).map(drop)
+    }
+
+    /// Rewrites the running zone's `/etc/resolv.conf` with `resolvers`.
+    pub fn set_resolvers(&self, resolvers: &[String]) -> Result<(), ControlError> {
+        self.request(&Request::SetResolvers { resolvers: resolvers.to_vec() }, Duration::from_secs(10)).map(drop)
     }
 
     /// Runs `command` (with `arguments`) in the VM's QEMU over QMP and

@@ -290,6 +290,11 @@ impl Host for FakeHost {
         self.status(run_dir).map(drop)
     }
 
+    fn set_resolvers(&self, run_dir: &Path, _resolvers: &[String]) -> Result<(), ControlError> {
+        self.control_step("set_resolvers")?;
+        self.status(run_dir).map(drop)
+    }
+
     fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus> {
         self.status(run_dir).ok()
     }

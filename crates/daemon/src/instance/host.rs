@@ -103,6 +103,8 @@ pub(crate) trait Host: Send + Sync {
     ) -> Result<serde_json::Value, ControlError>;
     /// Resizes a running zone's `/tmp`.
     fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError>;
+    /// Rewrites a running zone's `/etc/resolv.conf`.
+    fn set_resolvers(&self, run_dir: &Path, resolvers: &[String]) -> Result<(), ControlError>;
     /// The monitor in `run_dir`, if one answers.
     fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus>;
     /// The pid of a live monitor in `run_dir`, answering or not.
@@ -276,6 +278,10 @@ impl Host for RealHost {
 
     fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError> {
         MonitorClient::new(run_dir).set_tmpfs(bytes)
+    }
+
+    fn set_resolvers(&self, run_dir: &Path, resolvers: &[String]) -> Result<(), ControlError> {
+        MonitorClient::new(run_dir).set_resolvers(resolvers)
     }
 
     fn qmp(

@@ -113,6 +113,8 @@ pub(crate) struct ZonePart {
     pub mounts: Vec<BindMount>,
     /// `limit_priv` opt-ins.
     pub limit_priv: Vec<String>,
+    /// `maintain_resolvers`: new `resolvers` reach the running zone.
+    pub maintain_resolvers: bool,
 }
 
 /// What a hardware VM has.
@@ -299,6 +301,7 @@ fn zone_part(vm: &VmObject, uuid: &str) -> Result<ZonePart, ApiError> {
         .unwrap_or_default();
     Ok(ZonePart {
         image,
+        maintain_resolvers: vm.get("maintain_resolvers").and_then(Value::as_bool).unwrap_or(false),
         dns_domain: str_of(vm, "dns_domain").map(String::from),
         init: str_of(vm, "init_name").unwrap_or("/sbin/init").to_string(),
         // SmartOS: init is restarted unless restart_init is false.

@@ -114,6 +114,20 @@ impl Driver for ZoneDriver {
         next: &InstanceSpec,
         live: &[String],
     ) -> Result<Option<Undo<'a>>, ApiError> {
+        // SmartOS rewrites a running zone's resolv.conf for new `resolvers`
+        // when it maintains them. Not undone: the file is the zone's, and
+        // what follows cannot fail on its account.
+        let maintains = part(next).is_ok_and(|z| z.maintain_resolvers);
+        if maintains && live.iter().any(|c| c == "resolvers" || c == "maintain_resolvers") {
+            let resolvers = if next.resolvers.is_empty() {
+                d.network_resolvers(&next.net).unwrap_or_default()
+            } else {
+                next.resolvers.clone()
+            };
+            d.host
+                .set_resolvers(&d.run_dir(current.uuid), &resolvers)
+                .map_err(|e| step_error("rewrite /etc/resolv.conf", e))?;
+        }
         if !live.iter().any(|c| c == "tmpfs") {
             return Ok(None);
         }

@@ -129,16 +129,7 @@ impl Plan {
             _ => h.clone(),
         };
         let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{fqdn}\n");
-        let resolv = spec.resolvers.as_ref().map(|rs| {
-            let mut s = String::new();
-            if let Some(d) = spec.dns_domain.as_deref().filter(|d| !d.is_empty()) {
-                s.push_str(&format!("search {d}\n"));
-            }
-            for r in rs {
-                s.push_str(&format!("nameserver {r}\n"));
-            }
-            s
-        });
+        let resolv = spec.resolvers.as_ref().map(|rs| resolv_conf(spec.dns_domain.as_deref(), rs));
         let profile = security::Profile::from_limit_priv(&spec.limit_priv);
         Ok(Plan {
             zone_root: spec.zone_root.clone(),
@@ -519,6 +510,49 @@ fn loopback_up() -> io::Result<()> {
 /// init's namespaces), runs the command there (as a grandchild, inside the
 /// PID namespace, on the console) and exits with its status (126: could not
 /// enter or could not execute, 127: no such program).
+/// A zone's `/etc/resolv.conf`: its DNS domain to search and its resolvers.
+pub(super) fn resolv_conf(dns_domain: Option<&str>, resolvers: &[String]) -> String {
+    let mut s = String::new();
+    if let Some(d) = dns_domain.filter(|d| !d.is_empty()) {
+        s.push_str(&format!("search {d}\n"));
+    }
+    for r in resolvers {
+        s.push_str(&format!("nameserver {r}\n"));
+    }
+    s
+}
+
+/// Runs in a forked child: enters the zone (`entry`) and replaces its
+/// `/etc/resolv.conf` with `text` as the zone's root, through a file
+/// beside it renamed over it: a symlink the zone put there is replaced,
+/// never followed. Exits 0, or 1 with the error on stderr (the monitor's log).
+pub(super) fn write_resolv_conf(entry: Entry, text: &str) -> ! {
+    reset_signals();
+    let res = entry.enter().and_then(|()| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = "/etc/.resolv.conf.zonevisor";
+        let _ = std::fs::remove_file(tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(tmp)?;
+        f.write_all(text.as_bytes())?;
+        drop(f);
+        std::fs::rename(tmp, "/etc/resolv.conf")
+    });
+    let code = match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("writing the zone's /etc/resolv.conf: {e}");
+            1
+        }
+    };
+    // SAFETY: _exit ends this forked process without running the monitor's destructors.
+    unsafe { libc::_exit(code) }
+}
+
 pub(super) fn run_helper(entry: Entry, exec: &Exec) -> ! {
     reset_signals();
     let code = match entry.enter() {

@@ -398,6 +398,18 @@ impl Guest for ZoneGuest {
                 self.spec.tmpfs_bytes = Some(bytes).filter(|b| *b > 0);
                 send(&sock, &Reply { ok: true, ..Reply::default() })
             }
+            Request::SetResolvers { resolvers } => {
+                // What the next boots write, too.
+                self.spec.resolvers = Some(resolvers.clone());
+                let text = child::resolv_conf(self.spec.dns_domain.as_deref(), &resolvers);
+                match rewrite_resolv_conf(core, &text) {
+                    Ok(()) => {
+                        log!("resolvers set to {}", resolvers.join(", "));
+                        send(&sock, &Reply { ok: true, ..Reply::default() })
+                    }
+                    Err(e) => send(&sock, &Reply::error(format!("rewriting /etc/resolv.conf: {e}"))),
+                }
+            }
             other => send(&sock, &Reply::error(format!("{other:?} is not a request for a zone"))),
         }
     }
@@ -550,5 +562,24 @@ fn set_memlock(pid: i32, bytes: u64) {
             lim.rlim_cur = lim.rlim_max.min(bytes);
             libc::prlimit(pid, libc::RLIMIT_MEMLOCK, &lim, std::ptr::null_mut());
         }
+    }
+}
+
+/// Replaces the running zone's `/etc/resolv.conf` from inside it (its
+/// namespaces and root, as its root user): a child enters and writes.
+fn rewrite_resolv_conf(core: &Core, text: &str) -> io::Result<()> {
+    let entry = enter::Entry::open(core.pid)?.chroot()?.drop_capabilities()?;
+    // SAFETY: the monitor is single-threaded; the child never returns.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        child::write_resolv_conf(entry, text);
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child, which exits at once.
+    cvt(unsafe { libc::waitpid(pid, &mut status, 0) })?;
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other("the zone's file could not be written (see monitor.log)"))
     }
 }
