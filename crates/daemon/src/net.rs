@@ -59,6 +59,8 @@ pub(crate) struct Net {
     dnsmasq: Mutex<BTreeMap<String, Dnsmasq>>,
     /// One change of the kernel's picture at a time.
     changes: Mutex<()>,
+    /// What of the ruleset the kernel holds (changes go as differences).
+    applier: Mutex<nft::Applier>,
     /// Whether this host can hold networks at all (nft, bridges).
     pub(crate) enabled: bool,
 }
@@ -77,6 +79,7 @@ impl Net {
             upstream,
             dnsmasq: Mutex::new(BTreeMap::new()),
             changes: Mutex::new(()),
+            applier: Mutex::new(nft::Applier::default()),
             enabled,
         }
     }
@@ -833,16 +836,26 @@ impl Daemon {
     /// reservations and names. Failures are logged; the next refresh
     /// tries again.
     pub(crate) fn refresh_net(&self) {
+        self.refresh_net_for(None);
+    }
+
+    /// [`Self::refresh_net`], with the NICs of `starting` (an instance
+    /// about to start) guarded as a running instance's are. A stopped
+    /// instance's NICs have no ports, so their rules wait for its start.
+    pub(crate) fn refresh_net_for(&self, starting: Option<InstanceUuid>) {
         if !self.net.enabled {
             return;
         }
         let _g = self.net.changes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.refresh_locked() {
+        let t = std::time::Instant::now();
+        if let Err(e) = self.refresh_locked(starting) {
             tracing::error!(error = %e, "applying the network's rules");
         }
+        tracing::debug!(took = ?t.elapsed(), "network's rules applied");
     }
 
-    fn refresh_locked(&self) -> Result<(), String> {
+    fn refresh_locked(&self, starting: Option<InstanceUuid>) -> Result<(), String> {
+        let starting = starting.map(|u| u.to_string());
         let tags: BTreeMap<String, NicTag> =
             self.stored_tags().map_err(|e| e.to_string())?.into_iter().map(|t| (t.name.clone(), t)).collect();
         let rows = self.store.list_vms().map_err(|e| e.to_string())?;
@@ -861,6 +874,8 @@ impl Daemon {
                 continue;
             };
             let hostname = vm.get("hostname").and_then(Value::as_str).map(String::from);
+            let has_ports = vm.get("state").and_then(Value::as_str) != Some("stopped")
+                || starting.as_deref() == vm.get("uuid").and_then(Value::as_str);
             for n in vm.get("nics").and_then(Value::as_array).into_iter().flatten() {
                 let Some(mac) = n.get("mac").and_then(Value::as_str) else { continue };
                 let tag_name = n.get("nic_tag").and_then(Value::as_str).unwrap_or(DEFAULT_TAG);
@@ -926,15 +941,17 @@ impl Daemon {
                     v4 = None;
                     v6 = None;
                 }
-                rules.ports.push(nft::PortFilter {
-                    port: plan::port_name(&uuid, mac),
-                    mac: mac.to_string(),
-                    ipv4: v4,
-                    ipv6: v6,
-                    allow_mac_spoofing: flag(n, "allow_mac_spoofing"),
-                    allow_dhcp_spoofing: flag(n, "allow_dhcp_spoofing"),
-                    allow_restricted_traffic: flag(n, "allow_restricted_traffic"),
-                });
+                if has_ports {
+                    rules.ports.push(nft::PortFilter {
+                        port: plan::port_name(&uuid, mac),
+                        mac: mac.to_string(),
+                        ipv4: v4,
+                        ipv6: v6,
+                        allow_mac_spoofing: flag(n, "allow_mac_spoofing"),
+                        allow_dhcp_spoofing: flag(n, "allow_dhcp_spoofing"),
+                        allow_restricted_traffic: flag(n, "allow_restricted_traffic"),
+                    });
+                }
                 if m.is_some() {
                     if let Some(a) = first_v4 {
                         let Some(mac) = plan::parse_mac(mac) else { continue };
@@ -988,7 +1005,10 @@ impl Daemon {
                 }
             }
         }
-        nft::apply(&nft::render(&rules)).map_err(|e| e.to_string())?;
+        let t = std::time::Instant::now();
+        self.net.applier.lock().unwrap_or_else(|p| p.into_inner()).apply(&rules).map_err(|e| e.to_string())?;
+        tracing::debug!(took = ?t.elapsed(), ports = rules.ports.len(), "nft applied");
+        let t = std::time::Instant::now();
         let running = self.net.dnsmasq.lock().unwrap_or_else(|p| p.into_inner());
         for (name, d) in running.iter() {
             let empty = Vec::new();
@@ -998,6 +1018,7 @@ impl Daemon {
                 tracing::warn!(tag = name, error = %e, "updating the network's DHCP reservations");
             }
         }
+        tracing::debug!(took = ?t.elapsed(), "dnsmasq updated");
         Ok(())
     }
 }

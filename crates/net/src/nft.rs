@@ -22,6 +22,7 @@
 //! source address: antispoof makes sure an instance sends only from its
 //! own (unless `allow_ip_spoofing` says otherwise).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -253,6 +254,149 @@ pub fn apply(script: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A map's or base chain's name and declaration.
+type Named<'a> = (&'a String, &'a String);
+
+/// One family's table as [`render`] writes it: its maps (declaration,
+/// elements) and chains (a base chain's `type ... hook ...` line, rules).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Table {
+    maps: BTreeMap<String, (String, Option<String>)>,
+    chains: BTreeMap<String, (Option<String>, Vec<String>)>,
+}
+
+impl Table {
+    /// What changes only with a full replacement: the maps' types and
+    /// the base chains (whose hooks cost the kernel a grace period each
+    /// time they are unregistered).
+    fn skeleton(&self) -> (Vec<Named<'_>>, Vec<Named<'_>>) {
+        let maps = self.maps.iter().map(|(n, (d, _))| (n, d)).collect();
+        let bases = self.chains.iter().filter_map(|(n, (h, _))| h.as_ref().map(|h| (n, h))).collect();
+        (maps, bases)
+    }
+}
+
+/// Reads back the two tables of a [`render`] script.
+fn parse(script: &str) -> BTreeMap<String, Table> {
+    let mut out: BTreeMap<String, Table> = BTreeMap::new();
+    let mut family = None;
+    let mut lines = script.lines();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("table ").and_then(|r| r.strip_suffix(" {")) {
+            family = rest.split_whitespace().next().map(String::from);
+            out.entry(family.clone().unwrap_or_default()).or_default();
+            continue;
+        }
+        let Some(f) = family.clone() else { continue };
+        let item = line.strip_prefix("  ").and_then(|l| l.strip_suffix(" {"));
+        let Some(item) = item.filter(|l| !l.starts_with(' ')) else { continue };
+        let mut body = Vec::new();
+        for l in lines.by_ref() {
+            if l == "  }" {
+                break;
+            }
+            body.push(l.trim().to_string());
+        }
+        let table = out.entry(f).or_default();
+        if let Some(name) = item.strip_prefix("map ") {
+            let decl = body.first().cloned().unwrap_or_default();
+            let elems = body.iter().find_map(|b| b.strip_prefix("elements = ").map(String::from));
+            table.maps.insert(name.to_string(), (decl, elems));
+        } else if let Some(name) = item.strip_prefix("chain ") {
+            let (header, rules) = match body.first() {
+                Some(h) if h.starts_with("type ") => (Some(h.clone()), body[1..].to_vec()),
+                _ => (None, body),
+            };
+            table.chains.insert(name.to_string(), (header, rules));
+        }
+    }
+    out
+}
+
+/// The commands that take the kernel from `old` to `new` without
+/// touching their base chains, or `None` when those differ (then only a
+/// full replacement will do).
+fn delta(old: &BTreeMap<String, Table>, new: &BTreeMap<String, Table>) -> Option<String> {
+    let mut out = String::new();
+    let empty = Table::default();
+    for family in ["bridge", "inet"] {
+        let (o, n) = (old.get(family).unwrap_or(&empty), new.get(family).unwrap_or(&empty));
+        if o.skeleton() != n.skeleton() {
+            return None;
+        }
+        let t = format!("{family} {TABLE}");
+        // References first: the maps' jumps and the base chains' rules.
+        for m in n.maps.keys() {
+            let _ = writeln!(out, "flush map {t} {m}");
+        }
+        for (c, (h, _)) in &n.chains {
+            if h.is_some() {
+                let _ = writeln!(out, "flush chain {t} {c}");
+            }
+        }
+        for (c, (h, rules)) in &o.chains {
+            if h.is_none() && !n.chains.contains_key(c) {
+                let _ = writeln!(out, "delete chain {t} {c}");
+            } else if h.is_none() && n.chains.get(c).map(|(_, r)| r) != Some(rules) {
+                let _ = writeln!(out, "flush chain {t} {c}");
+            }
+        }
+        for (c, (h, rules)) in &n.chains {
+            let changed = o.chains.get(c).map(|(_, r)| r) != Some(rules);
+            if h.is_none() && !changed {
+                continue;
+            }
+            if h.is_none() && !o.chains.contains_key(c) {
+                let _ = writeln!(out, "add chain {t} {c}");
+            }
+            for r in rules {
+                let _ = writeln!(out, "add rule {t} {c} {r}");
+            }
+        }
+        for (m, (_, elems)) in &n.maps {
+            if let Some(e) = elems {
+                let _ = writeln!(out, "add element {t} {m} {e}");
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Applies rulesets one after another, each as one transaction: the
+/// first in full, then only what changed (chains added, changed or gone,
+/// the maps' elements, the base chains' rules), so that the kernel keeps
+/// its hooks and a change costs what it changes. A change that adds or
+/// removes a base chain or a map replaces both tables again.
+#[derive(Debug, Default)]
+pub struct Applier {
+    applied: Option<BTreeMap<String, Table>>,
+}
+
+impl Applier {
+    /// Makes the kernel hold `r`.
+    pub fn apply(&mut self, r: &Ruleset) -> io::Result<()> {
+        let script = render(r);
+        let new = parse(&script);
+        if let Some(d) = self.applied.as_ref().and_then(|old| delta(old, &new)) {
+            if d.is_empty() {
+                return Ok(());
+            }
+            match apply(&d) {
+                Ok(()) => {
+                    self.applied = Some(new);
+                    return Ok(());
+                }
+                // Someone else changed our tables: start again from the whole.
+                Err(_) => self.applied = None,
+            }
+        }
+        self.applied = None;
+        apply(&script)?;
+        self.applied = Some(new);
+        Ok(())
+    }
+}
+
 /// Removes zonevisor's tables (nothing else).
 pub fn clear() -> io::Result<()> {
     apply(&render_clear())
@@ -362,6 +506,27 @@ mod tests {
         assert!(t.contains("map fw_in6 {\n    type ipv6_addr : verdict\n  }"), "{t}");
     }
 
+    #[test]
+    fn a_change_touches_only_what_changed() {
+        let mut two =
+            Ruleset { ports: vec![port(), PortFilter { port: "zv99".into(), ..port() }], ..Default::default() };
+        let old = parse(&render(&two));
+        assert_eq!(old["bridge"].chains.len(), 4, "{old:?}");
+        two.ports[1].allow_mac_spoofing = true;
+        let d = delta(&old, &parse(&render(&two))).expect("same skeleton");
+        assert!(d.contains("flush map bridge zonevisor ports"), "{d}");
+        assert!(d.contains("flush chain bridge zonevisor port_zv99"), "{d}");
+        assert!(!d.contains("port_zv0123456789a0 ether"), "an unchanged chain is left alone:\n{d}");
+        assert!(d.contains("add rule bridge zonevisor forward iifname vmap @ports"), "{d}");
+        // A port gone: its chain goes, after the references to it.
+        let one = Ruleset { ports: vec![port()], ..Default::default() };
+        let d = delta(&parse(&render(&two)), &parse(&render(&one))).unwrap();
+        let (flush, del) = (d.find("flush map").unwrap(), d.find("delete chain bridge zonevisor port_zv99").unwrap());
+        assert!(flush < del, "{d}");
+        // No port left: the base chains go, so only a full replacement will do.
+        assert_eq!(delta(&parse(&render(&one)), &parse(&render(&Ruleset::default()))), None);
+    }
+
     /// nft itself accepts what render writes, in a network namespace of
     /// the test's own.
     #[test]
@@ -390,6 +555,16 @@ mod tests {
             apply(&script)?;
             // A second apply replaces the tables in place.
             apply(&script)?;
+            // Changes by difference: a port's flag, then a port gone, then back.
+            let mut applier = Applier::default();
+            applier.apply(&r)?;
+            let mut changed = r.clone();
+            changed.ports[1].allow_mac_spoofing = true;
+            applier.apply(&changed)?;
+            changed.ports.truncate(1);
+            changed.firewalls[0].inbound.clear();
+            applier.apply(&changed)?;
+            applier.apply(&r)?;
             let listed = Command::new("nft").args(["list", "ruleset"]).output()?;
             clear()?;
             let after = Command::new("nft").args(["list", "ruleset"]).output()?;

@@ -379,7 +379,11 @@ impl Daemon {
         // of the network's rules).
         if has_nics(vm) {
             self.reserve_nics(uuid, vm)?;
-            self.refresh_net();
+            if !spec.autoboot {
+                // Its reservations, for its network's DHCP and names (its
+                // start adds its NICs' rules).
+                self.refresh_net();
+            }
         }
         if spec.autoboot {
             *vm = self
@@ -540,6 +544,10 @@ impl Daemon {
         let mut limits = driver.limits(&spec);
         let (cpus, previous) = self.place_cpus(uuid, limits.cpu_cap_pct);
         limits.cpus = cpus;
+        if !spec.net.nics.is_empty() {
+            // Its NICs' antispoof and firewall in place before it can send.
+            self.refresh_net_for(Some(uuid));
+        }
         let launched =
             driver.launch(self, &spec, limits, opts).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
                 self.unplace_cpus(uuid, previous.clone());
