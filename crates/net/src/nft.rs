@@ -233,8 +233,104 @@ pub fn render(r: &Ruleset) -> String {
     out
 }
 
-/// Applies a script from [`render`] with `nft -f -` (one transaction).
+/// libnftables' entry points, loaded once into the process: what `nft`
+/// itself runs, without a program started per change.
+#[derive(Clone, Copy)]
+struct Lib {
+    new: unsafe extern "C" fn(u32) -> *mut libc::c_void,
+    free: unsafe extern "C" fn(*mut libc::c_void),
+    buffer_output: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    buffer_error: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    run: unsafe extern "C" fn(*mut libc::c_void, *const libc::c_char) -> libc::c_int,
+    error: unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
+}
+
+static LIB: std::sync::OnceLock<Option<Lib>> = std::sync::OnceLock::new();
+
+impl Lib {
+    /// `libnftables.so.1`, or `None` where it is not there.
+    fn load() -> Option<Lib> {
+        // SAFETY: dlopen/dlsym with C strings; each symbol is used with
+        // the signature libnftables(3) gives it.
+        unsafe {
+            let h = libc::dlopen(c"libnftables.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if h.is_null() {
+                return None;
+            }
+            let sym = |n: &std::ffi::CStr| {
+                let p = libc::dlsym(h, n.as_ptr());
+                (!p.is_null()).then_some(p)
+            };
+            Some(Lib {
+                new: std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(u32) -> *mut libc::c_void>(sym(
+                    c"nft_ctx_new",
+                )?),
+                free: std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void)>(sym(
+                    c"nft_ctx_free",
+                )?),
+                buffer_output: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int,
+                >(sym(c"nft_ctx_buffer_output")?),
+                buffer_error: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int,
+                >(sym(c"nft_ctx_buffer_error")?),
+                run: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void, *const libc::c_char) -> libc::c_int,
+                >(sym(c"nft_run_cmd_from_buffer")?),
+                error: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
+                >(sym(c"nft_ctx_get_error_buffer")?),
+            })
+        }
+    }
+
+    /// Runs `script` in a context of its own, made in the calling
+    /// thread's network namespace.
+    fn run(&self, script: &str) -> io::Result<()> {
+        let text = std::ffi::CString::new(script).map_err(|_| io::Error::other("a NUL in the ruleset"))?;
+        // SAFETY: a context made here, used once and freed; the error
+        // buffer is read before it is freed.
+        unsafe {
+            let ctx = (self.new)(0);
+            if ctx.is_null() {
+                return Err(io::Error::other("libnftables: no context"));
+            }
+            let res = if (self.buffer_output)(ctx) != 0 || (self.buffer_error)(ctx) != 0 {
+                Err(io::Error::other("libnftables: no buffers"))
+            } else if (self.run)(ctx, text.as_ptr()) == 0 {
+                Ok(())
+            } else {
+                let e = (self.error)(ctx);
+                let msg = if e.is_null() {
+                    String::new()
+                } else {
+                    std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+                };
+                Err(io::Error::other(format!("nft refused the ruleset: {}", msg.trim())))
+            };
+            (self.free)(ctx);
+            res
+        }
+    }
+}
+
+/// Applies a script from [`render`] as one transaction, in the calling
+/// thread's network namespace: through libnftables in this process when
+/// it is there (a change then costs no program start), else with
+/// `nft -f -`.
 pub fn apply(script: &str) -> io::Result<()> {
+    match LIB.get_or_init(Lib::load) {
+        Some(lib) => lib.run(script),
+        None => apply_with_program(script),
+    }
+}
+
+/// [`apply`] with the `nft` program.
+fn apply_with_program(script: &str) -> io::Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
