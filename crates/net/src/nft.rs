@@ -1,7 +1,7 @@
 //! The host's nftables ruleset: antispoof for every instance NIC, the
 //! firewall of every instance that has one, and NAT for the networks
 //! zonevisor manages. [`render`] is pure (what the daemon's state says,
-//! as nft's own language); [`apply`] hands the text to `nft -f -`, which
+//! as nft's own language); [`apply`] hands the text to libnftables (or `nft -f -`), which
 //! replaces both of zonevisor's tables in one transaction: a change is
 //! seen whole or not at all, and nothing else on the host is touched.
 //!
