@@ -70,10 +70,7 @@ impl Net {
     /// under `/run/zonevisor/<a hash of root>/`: dnsmasq re-reads them
     /// after dropping root, and the daemon's root is root's alone.
     pub(crate) fn new(root: &Path, upstream: Vec<IpAddr>, enabled: bool) -> Net {
-        let h = root
-            .to_string_lossy()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h = fnv64(&root.to_string_lossy());
         Net {
             dir: PathBuf::from(format!("/run/zonevisor/{h:016x}")),
             upstream,
@@ -113,8 +110,12 @@ fn bridge_name(tag: &str) -> String {
     if tag.len() <= 12 {
         return format!("zvt{tag}");
     }
-    let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("zvt{}{:06x}", &tag[..6], h & 0xff_ffff)
+    format!("zvt{}{:06x}", &tag[..6], fnv64(tag) & 0xff_ffff)
+}
+
+/// FNV-1a of `s`: short stable names from long ones.
+fn fnv64(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// A tag's bridge for VLAN `vid`: `zvv`, a hash of the tag's name, the VLAN.
@@ -123,8 +124,7 @@ fn vlan_bridge_name(tag: &str, vid: u16) -> String {
 }
 
 fn vlan_bridge_prefix(tag: &str) -> String {
-    let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("zvv{:06x}v", h & 0xff_ffff)
+    format!("zvv{:06x}v", fnv64(tag) & 0xff_ffff)
 }
 
 fn mac_text(m: [u8; 6]) -> String {
@@ -176,6 +176,10 @@ impl Daemon {
             }
         }
         Ok(out)
+    }
+
+    fn tags_by_name(&self) -> Result<BTreeMap<String, NicTag>, ApiError> {
+        Ok(self.stored_tags()?.into_iter().map(|t| (t.name.clone(), t)).collect())
     }
 
     fn with_status(&self, mut tag: NicTag) -> NicTag {
@@ -603,10 +607,7 @@ impl Daemon {
         if nics.is_empty() {
             return;
         }
-        let tags: BTreeMap<String, NicTag> = match self.stored_tags() {
-            Ok(t) => t.into_iter().map(|t| (t.name.clone(), t)).collect(),
-            Err(_) => return,
-        };
+        let Ok(tags) = self.tags_by_name() else { return };
         let me = uuid.map(|u| u.to_string());
         for (i, n) in nics.iter().enumerate() {
             let Some(tag) = n.get("nic_tag").and_then(Value::as_str) else { continue };
@@ -665,7 +666,7 @@ impl Daemon {
         if !self.net.enabled {
             return Err(ApiError::unsupported("this host cannot wire NICs: nftables (nft) or bridges are missing"));
         }
-        let tags: BTreeMap<String, NicTag> = self.stored_tags()?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let tags = self.tags_by_name()?;
         let routes: Vec<(String, String)> =
             net.routes.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect();
         let mut ports = Vec::new();
@@ -744,7 +745,7 @@ impl Daemon {
         if nics.is_empty() {
             return Ok(());
         }
-        let tags: BTreeMap<String, NicTag> = self.stored_tags()?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let tags = self.tags_by_name()?;
         for n in &nics {
             let (Some(tag), Some(mac)) = (
                 n.get("nic_tag").and_then(Value::as_str).and_then(|t| tags.get(t)),
@@ -856,8 +857,7 @@ impl Daemon {
 
     fn refresh_locked(&self, starting: Option<InstanceUuid>) -> Result<(), String> {
         let starting = starting.map(|u| u.to_string());
-        let tags: BTreeMap<String, NicTag> =
-            self.stored_tags().map_err(|e| e.to_string())?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let tags = self.tags_by_name().map_err(|e| e.to_string())?;
         let rows = self.store.list_vms().map_err(|e| e.to_string())?;
         let mut reserved: BTreeMap<String, BTreeMap<String, IpAddr>> = BTreeMap::new();
         for t in tags.values().filter(|t| t.network.is_some()) {

@@ -241,16 +241,26 @@ fn instance_images(tx: &Transaction<'_>) -> Result<()> {
          CREATE TRIGGER vms_deleted_forget_images AFTER DELETE ON vms
          BEGIN DELETE FROM instance_images WHERE instance_uuid = OLD.uuid; END;",
     )?;
+    for (uuid, vm) in stored_vms(tx)? {
+        record_images(tx, &uuid, &vm)?;
+    }
+    Ok(())
+}
+
+/// Every instance row's uuid and object, for a migration that derives
+/// rows from them.
+fn stored_vms(tx: &Transaction<'_>) -> Result<Vec<(String, VmObject)>> {
     let rows: Vec<(String, String)> = {
         let mut stmt = tx.prepare("SELECT uuid, obj FROM vms")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    for (uuid, obj) in rows {
-        let vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
-        record_images(tx, &uuid, &vm)?;
-    }
-    Ok(())
+    rows.into_iter()
+        .map(|(uuid, obj)| {
+            let vm = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
+            Ok((uuid, vm))
+        })
+        .collect()
 }
 
 /// Version 4: nic tags (each a host network), firewall rules (each a
@@ -282,13 +292,7 @@ fn networking(tx: &Transaction<'_>) -> Result<()> {
          CREATE TRIGGER vms_deleted_forget_addrs AFTER DELETE ON vms
          BEGIN DELETE FROM nic_addrs WHERE instance_uuid = OLD.uuid; END;",
     )?;
-    let rows: Vec<(String, String)> = {
-        let mut stmt = tx.prepare("SELECT uuid, obj FROM vms")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (uuid, obj) in rows {
-        let vm: VmObject = serde_json::from_str(&obj).map_err(|e| StoreError::Corrupt(uuid.clone(), e))?;
+    for (uuid, vm) in stored_vms(tx)? {
         record_nics(tx, &uuid, &vm)?;
     }
     Ok(())
