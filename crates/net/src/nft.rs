@@ -243,6 +243,7 @@ struct Lib {
     buffer_error: unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int,
     run: unsafe extern "C" fn(*mut libc::c_void, *const libc::c_char) -> libc::c_int,
     error: unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
+    output: unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
 }
 
 static LIB: std::sync::OnceLock<Option<Lib>> = std::sync::OnceLock::new();
@@ -284,38 +285,80 @@ impl Lib {
                     *mut libc::c_void,
                     unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
                 >(sym(c"nft_ctx_get_error_buffer")?),
+                output: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char,
+                >(sym(c"nft_ctx_get_output_buffer")?),
             })
         }
     }
 
-    /// Runs `script` in a context of its own, made in the calling
-    /// thread's network namespace.
+    /// Runs `script` in the calling thread's network namespace, through
+    /// the context kept for it (see [`CTX`]).
     fn run(&self, script: &str) -> io::Result<()> {
         let text = std::ffi::CString::new(script).map_err(|_| io::Error::other("a NUL in the ruleset"))?;
-        // SAFETY: a context made here, used once and freed; the error
-        // buffer is read before it is freed.
-        unsafe {
-            let ctx = (self.new)(0);
-            if ctx.is_null() {
+        let here = netns_id()?;
+        let mut kept = CTX.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.as_ref().is_some_and(|c| c.netns != here) {
+            if let Some(old) = kept.take() {
+                // SAFETY: the context was made by `new` and is used no more.
+                unsafe { (self.free)(old.ptr) };
+            }
+        }
+        if kept.is_none() {
+            // SAFETY: nft_ctx_new(0) returns a context or NULL; its socket is
+            // opened in the calling thread's network namespace.
+            let ptr = unsafe { (self.new)(0) };
+            if ptr.is_null() {
                 return Err(io::Error::other("libnftables: no context"));
             }
-            let res = if (self.buffer_output)(ctx) != 0 || (self.buffer_error)(ctx) != 0 {
-                Err(io::Error::other("libnftables: no buffers"))
-            } else if (self.run)(ctx, text.as_ptr()) == 0 {
-                Ok(())
-            } else {
-                let e = (self.error)(ctx);
-                let msg = if e.is_null() {
-                    String::new()
-                } else {
-                    std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
-                };
-                Err(io::Error::other(format!("nft refused the ruleset: {}", msg.trim())))
-            };
-            (self.free)(ctx);
-            res
+            // SAFETY: a live context.
+            if unsafe { (self.buffer_output)(ptr) != 0 || (self.buffer_error)(ptr) != 0 } {
+                // SAFETY: made above, not kept.
+                unsafe { (self.free)(ptr) };
+                return Err(io::Error::other("libnftables: no buffers"));
+            }
+            *kept = Some(Ctx { ptr, netns: here });
+        }
+        let ctx = kept.as_ref().map(|c| c.ptr).ok_or_else(|| io::Error::other("libnftables: no context"))?;
+        // SAFETY: a live context, used under the lock. Reading a buffer
+        // empties it, so a kept context holds nothing from the last command.
+        unsafe {
+            let ok = (self.run)(ctx, text.as_ptr()) == 0;
+            (self.output)(ctx);
+            let e = (self.error)(ctx);
+            if ok {
+                return Ok(());
+            }
+            let msg =
+                if e.is_null() { String::new() } else { std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned() };
+            Err(io::Error::other(format!("nft refused the ruleset: {}", msg.trim())))
         }
     }
+}
+
+/// A libnftables context and the network namespace its socket is in.
+struct Ctx {
+    ptr: *mut libc::c_void,
+    netns: (u64, u64),
+}
+
+// SAFETY: a context is only used under `CTX`'s lock, by one thread at a time.
+unsafe impl Send for Ctx {}
+
+/// The context of the last namespace a ruleset went to, kept open: closing
+/// a netfilter socket after a transaction makes the kernel wait out an RCU
+/// grace period for the objects the transaction released (`NETLINK_URELEASE`
+/// flushes nf_tables' destroy list), several milliseconds on every change.
+/// One context only, so a namespace the process is done with is pinned by
+/// its socket only until a ruleset goes to another one.
+static CTX: std::sync::Mutex<Option<Ctx>> = std::sync::Mutex::new(None);
+
+/// The calling thread's network namespace (device, inode).
+fn netns_id() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// Applies a script from [`render`] as one transaction, in the calling
