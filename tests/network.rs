@@ -459,17 +459,18 @@ fn firewall_rules_allow_and_block_by_port_tag_and_vm_and_apply_live() {
     assert!(!fetches(&h, &client, "10.95.0.3", 80), "the default inbound policy let port 80 in");
     assert!(fetches(&h, &web, "10.95.0.2", 80), "the default outbound policy blocked the web zone");
     // By tag and port.
-    let out = fwadm(&h, &["add", "-e", "FROM any TO tag role = web ALLOW tcp PORT 80"]).ok().to_string();
-    let by_tag = out
-        .split_whitespace()
-        .find(|w| w.len() == 36 && w.matches('-').count() == 4)
-        .expect("the rule's uuid")
-        .to_string();
+    let uuid_in = |out: &str| {
+        out.split_whitespace()
+            .find(|w| w.len() == 36 && w.matches('-').count() == 4)
+            .expect("a rule's uuid")
+            .to_string()
+    };
+    let by_tag = uuid_in(fwadm(&h, &["add", "-e", "FROM any TO tag role = web ALLOW tcp PORT 80"]).ok());
     assert!(fetches(&h, &client, "10.95.0.3", 80), "ALLOW tcp PORT 80 by tag did not let it in");
     assert!(!fetches(&h, &client, "10.95.0.3", 8080), "port 8080 got in without a rule");
     // By vm.
     let rule = format!("FROM vm {client} TO vm {web} ALLOW tcp PORT 8080");
-    fwadm(&h, &["add", "-e", &rule]).ok();
+    let by_vm = uuid_in(fwadm(&h, &["add", "-e", &rule]).ok());
     assert!(fetches(&h, &client, "10.95.0.3", 8080), "ALLOW from vm did not let 8080 in");
     // Outbound BLOCK, and what fwadm says about it.
     fwadm(&h, &["add", "-e", &format!("FROM vm {web} TO any BLOCK tcp PORT 80")]).ok();
@@ -480,11 +481,50 @@ fn firewall_rules_allow_and_block_by_port_tag_and_vm_and_apply_live() {
     assert_eq!(rules.lines().filter(|l| l.contains("PORT")).count(), 3, "fwadm rules: {rules}");
     let stats = fwadm(&h, &["stats", &web]).ok().to_string();
     assert!(stats.contains(&by_tag), "fwadm stats: {stats}");
-    // Disabled: its traffic is blocked again; deleted: likewise.
-    fwadm(&h, &["disable", &by_tag]).ok();
+    // Disabled (two in one command): their traffic is blocked again;
+    // deleted: likewise.
+    fwadm(&h, &["disable", &by_tag, &by_vm]).ok();
     assert!(!fetches(&h, &client, "10.95.0.3", 80), "a disabled rule still applied");
-    fwadm(&h, &["enable", &by_tag]).ok();
-    assert!(fetches(&h, &client, "10.95.0.3", 80));
+    assert!(!fetches(&h, &client, "10.95.0.3", 8080), "the second disabled rule still applied");
+    fwadm(&h, &["enable", &by_tag, &by_vm]).ok();
+    assert!(fetches(&h, &client, "10.95.0.3", 80) && fetches(&h, &client, "10.95.0.3", 8080));
+    // A delete that names an unknown rule deletes none of them.
+    let unknown = "0a1b2c3d-0000-4000-8000-0000000000ff";
+    let r = fwadm(&h, &["delete", &by_tag, unknown]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains(unknown), "{}", r.stderr);
+    assert!(fetches(&h, &client, "10.95.0.3", 80), "a refused delete removed a rule");
+    // The API behind those commands: one bad change refuses them all, named.
+    let api = zonevisor_api::Client::new(&h.socket);
+    let change = |uuid: &str, rule: Option<&str>| zonevisor_api::FwRuleChange {
+        uuid: uuid.into(),
+        rule: rule.map(str::to_string),
+        enabled: Some(false),
+        ..Default::default()
+    };
+    for (req, named) in [
+        (
+            zonevisor_api::FwChangeRequest {
+                update: vec![change(&by_vm, None), change(&by_tag, Some("FROM"))],
+                delete: vec![],
+            },
+            "update.1.rule",
+        ),
+        (
+            zonevisor_api::FwChangeRequest { update: vec![change(&by_vm, None)], delete: vec![by_vm.clone()] },
+            "delete.0",
+        ),
+        (
+            zonevisor_api::FwChangeRequest { update: vec![change(&by_vm, None), change(&by_vm, None)], delete: vec![] },
+            "update.1.uuid",
+        ),
+        (zonevisor_api::FwChangeRequest { update: vec![], delete: vec!["nope".into()] }, "delete.0"),
+        (zonevisor_api::FwChangeRequest::default(), "update"),
+    ] {
+        let e = api.change_fw_rules(&req).expect_err("a bad change was accepted").to_string();
+        assert!(e.contains(named), "{named} not named: {e}");
+    }
+    assert!(fetches(&h, &client, "10.95.0.3", 8080), "a refused change disabled a rule");
     fwadm(&h, &["delete", &by_tag]).ok();
     assert!(!fetches(&h, &client, "10.95.0.3", 80), "a deleted rule still applied");
     // A tag change follows, live: a rule for role=db matches the web zone once it is one.

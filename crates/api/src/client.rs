@@ -186,6 +186,11 @@ impl Client {
         self.call::<(), _>("DELETE", &with_uuid(routes::FW_RULE, encode(uuid)), None)
     }
 
+    /// `POST /v1/fw/changes`: all changed and deleted, or none.
+    pub fn change_fw_rules(&self, req: &FwChangeRequest) -> Result<FwChanged, ClientError> {
+        self.call("POST", routes::FW_CHANGES, Some(req))
+    }
+
     /// `GET /v1/fw/rules/{uuid}/vms`.
     pub fn fw_rule_vms(&self, uuid: &str) -> Result<Vec<String>, ClientError> {
         self.call::<(), _>("GET", &with_uuid(routes::FW_RULE_VMS, encode(uuid)), None)

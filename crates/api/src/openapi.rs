@@ -147,6 +147,12 @@ fn delete_fw_rule() {}
     responses((status = 200, body = FwRule), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 fn update_fw_rule() {}
 
+/// Every rule named is changed or deleted, in one transaction and one
+/// firewall update, or none is (an unknown rule is a 404 naming it).
+#[utoipa::path(post, path = "/v1/fw/changes", request_body = FwChangeRequest,
+    responses((status = 200, body = FwChanged), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+fn change_fw_rules() {}
+
 #[utoipa::path(get, path = "/v1/fw/rules/{uuid}/vms", params(("uuid" = String, Path)),
     responses((status = 200, description = "Instance uuids", body = [String]), (status = 404, body = ApiError)))]
 fn fw_rule_vms() {}
@@ -199,6 +205,7 @@ fn fw_vm_stats() {}
         get_fw_rule,
         delete_fw_rule,
         update_fw_rule,
+        change_fw_rules,
         fw_rule_vms,
         fw_vm_rules,
         fw_vm_status,
@@ -242,6 +249,9 @@ fn fw_vm_stats() {}
         FwRuleRequest,
         FwAddRequest,
         FwRuleUpdate,
+        FwRuleChange,
+        FwChangeRequest,
+        FwChanged,
         FwStatus,
         FwRuleStats
     ))
@@ -303,6 +313,7 @@ mod tests {
             routes::FW_RULE,
             routes::FW_RULE_UPDATE,
             routes::FW_RULE_VMS,
+            routes::FW_CHANGES,
             routes::FW_VM_RULES,
             routes::FW_VM_STATUS,
             routes::FW_VM_STATS,

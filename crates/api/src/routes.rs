@@ -53,6 +53,8 @@ pub const FW_RULE: &str = "/v1/fw/rules/{uuid}";
 pub const FW_RULE_UPDATE: &str = "/v1/fw/rules/{uuid}/update";
 /// `GET`: the instances a rule applies to.
 pub const FW_RULE_VMS: &str = "/v1/fw/rules/{uuid}/vms";
+/// `POST`: change and delete several rules at once ([`crate::FwChangeRequest`]).
+pub const FW_CHANGES: &str = "/v1/fw/changes";
 /// `GET`: the rules that apply to an instance.
 pub const FW_VM_RULES: &str = "/v1/fw/vms/{uuid}/rules";
 /// `GET`: an instance's firewall status.

@@ -559,6 +559,46 @@ pub struct FwRuleUpdate {
     pub description: Option<String>,
 }
 
+/// One rule's change in a [`FwChangeRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FwRuleChange {
+    /// The rule.
+    pub uuid: String,
+    /// New rule text.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Enable or disable it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `fwadm update -f`, `enable`, `disable`, `delete` of several rules: all
+/// changed in one transaction and one firewall update, or none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FwChangeRequest {
+    /// Rules to change.
+    #[serde(default)]
+    pub update: Vec<FwRuleChange>,
+    /// Rules to delete.
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// What a [`FwChangeRequest`] did: the rules as they are now, and the
+/// rules deleted as they were.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FwChanged {
+    /// The changed rules.
+    pub updated: Vec<FwRule>,
+    /// The deleted rules.
+    pub deleted: Vec<FwRule>,
+}
+
 /// `fwadm status <vm>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FwStatus {

@@ -22,7 +22,9 @@
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use zonevisor_api::{ClientError, FwAddRequest, FwRule, FwRuleRequest, FwRuleStats, FwRuleUpdate, FwStatus};
+use zonevisor_api::{
+    ClientError, FwAddRequest, FwChangeRequest, FwRule, FwRuleChange, FwRuleRequest, FwRuleStats, FwStatus,
+};
 
 use crate::args::{self, Mode};
 use crate::{describe_client_error, doc, pages, CliError, Io};
@@ -653,16 +655,16 @@ fn update_plan(
     enable: bool,
     description: Option<String>,
     io: &mut Io,
-) -> Result<Vec<(String, FwRuleUpdate)>, CliError> {
+) -> Result<Vec<FwRuleChange>, CliError> {
     let enabled = enable.then_some(true);
     let objects = match (read_payload(&input, io, "update")?, input) {
         (None, Input::Text(text)) => {
             let uuid = uuid.ok_or_else(|| usage("update: missing rule UUID"))?;
-            return Ok(vec![(uuid, FwRuleUpdate { rule: Some(text), enabled, description })]);
+            return Ok(vec![FwRuleChange { uuid, rule: Some(text), enabled, description }]);
         }
         (None, _) => {
             let uuid = uuid.ok_or_else(|| usage("update: missing rule UUID"))?;
-            return Ok(vec![(uuid, FwRuleUpdate { rule: None, enabled, description })]);
+            return Ok(vec![FwRuleChange { uuid, rule: None, enabled, description }]);
         }
         (Some(payload), _) => payload_rules(payload)?,
     };
@@ -688,15 +690,16 @@ fn update_plan(
                 return Err(CliError::failed(format!("rule {id}: changing global is not supported")));
             }
         }
-        let change = FwRuleUpdate {
+        let change = FwRuleChange {
+            uuid: id,
             rule: o.rule,
             enabled: enabled.or(o.enabled),
             description: description.clone().or(o.description),
         };
-        if change == FwRuleUpdate::default() {
-            return Err(CliError::failed(format!("rule {id}: nothing to update")));
+        if (&change.rule, change.enabled, &change.description) == (&None, None, &None) {
+            return Err(CliError::failed(format!("rule {}: nothing to update", change.uuid)));
         }
-        plan.push((id, change));
+        plan.push(change);
     }
     Ok(plan)
 }
@@ -724,32 +727,24 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             render_changed("Added", &added, json)
         }
         Command::Update { uuid, input, enable, description, json } => {
-            let plan = update_plan(&client, uuid, input, enable, description, io)?;
-            let mut updated = Vec::new();
-            for (uuid, change) in plan {
-                updated.push(client.update_fw_rule(&uuid, &change).map_err(client_err)?);
-            }
-            render_changed("Updated", &updated, json)
+            let update = update_plan(&client, uuid, input, enable, description, io)?;
+            let done = client.change_fw_rules(&FwChangeRequest { update, delete: vec![] }).map_err(client_err)?;
+            render_changed("Updated", &done.updated, json)
         }
+        // One request for every rule named: all change, or (an unknown rule,
+        // say) none does.
         Command::Delete { uuids, json } => {
-            // Every rule must exist before any is deleted.
-            let rules =
-                uuids.iter().map(|u| client.get_fw_rule(u)).collect::<Result<Vec<_>, _>>().map_err(client_err)?;
-            for uuid in &uuids {
-                client.delete_fw_rule(uuid).map_err(client_err)?;
-            }
-            render_changed("Deleted", &rules, json)
+            let done =
+                client.change_fw_rules(&FwChangeRequest { update: vec![], delete: uuids }).map_err(client_err)?;
+            render_changed("Deleted", &done.deleted, json)
         }
         Command::Enable { uuids, enabled, json } => {
-            for uuid in &uuids {
-                client.get_fw_rule(uuid).map_err(client_err)?;
-            }
-            let change = FwRuleUpdate { enabled: Some(enabled), ..Default::default() };
-            let mut rules = Vec::new();
-            for uuid in &uuids {
-                rules.push(client.update_fw_rule(uuid, &change).map_err(client_err)?);
-            }
-            render_changed(if enabled { "Enabled" } else { "Disabled" }, &rules, json)
+            let update = uuids
+                .into_iter()
+                .map(|uuid| FwRuleChange { uuid, enabled: Some(enabled), ..Default::default() })
+                .collect();
+            let done = client.change_fw_rules(&FwChangeRequest { update, delete: vec![] }).map_err(client_err)?;
+            render_changed(if enabled { "Enabled" } else { "Disabled" }, &done.updated, json)
         }
         Command::Get { uuid } => pretty(&full_json(&client.get_fw_rule(&uuid).map_err(client_err)?)),
         Command::List(opts) => render_rules(client.list_fw_rules().map_err(client_err)?, &opts),
@@ -1087,20 +1082,26 @@ mod tests {
                     Some(r) => (200, serde_json::to_string(&r).unwrap()),
                     None => not_found(&format!("rule {u}")),
                 },
-                ("POST", ["v1", "fw", "rules", u, "update"]) => match rule(u) {
-                    Some(mut r) => {
-                        let change: FwRuleUpdate = serde_json::from_str(&req.body).unwrap();
-                        r.rule = change.rule.unwrap_or(r.rule);
-                        r.enabled = change.enabled.unwrap_or(r.enabled);
-                        r.description = change.description.or(r.description);
-                        (200, serde_json::to_string(&r).unwrap())
+                ("POST", ["v1", "fw", "changes"]) => {
+                    let req: FwChangeRequest = serde_json::from_str(&req.body).unwrap();
+                    let named = req.update.iter().map(|c| &c.uuid).chain(&req.delete);
+                    if let Some(u) = named.clone().find(|u| rule(u).is_none()) {
+                        return not_found(&format!("rule {u}"));
                     }
-                    None => not_found(&format!("rule {u}")),
-                },
-                ("DELETE", ["v1", "fw", "rules", u]) => match rule(u) {
-                    Some(_) => (200, json!({"message": "deleted"}).to_string()),
-                    None => not_found(&format!("rule {u}")),
-                },
+                    let updated: Vec<FwRule> = req
+                        .update
+                        .into_iter()
+                        .map(|c| {
+                            let mut r = rule(&c.uuid).unwrap();
+                            r.rule = c.rule.unwrap_or(r.rule);
+                            r.enabled = c.enabled.unwrap_or(r.enabled);
+                            r.description = c.description.or(r.description);
+                            r
+                        })
+                        .collect();
+                    let deleted: Vec<FwRule> = req.delete.iter().map(|u| rule(u).unwrap()).collect();
+                    (200, json!({"updated": updated, "deleted": deleted}).to_string())
+                }
                 ("GET", ["v1", "fw", "rules", _, "vms"]) => (200, json!([VM]).to_string()),
                 ("GET", ["v1", "fw", "vms", VM, "rules"]) => {
                     let on: Vec<FwRule> = rules().into_iter().filter(|r| r.enabled).collect();
@@ -1177,8 +1178,11 @@ mod tests {
             t.err()
         );
         assert_eq!(t.out(), format!("Updated rules:\n{R2} true    {SSH}\n"));
-        assert_eq!(calls(&d), [format!("POST /v1/fw/rules/{R2}/update")]);
-        assert_eq!(body(&d, 0), json!({"rule": SSH, "enabled": true, "description": null}));
+        assert_eq!(calls(&d), ["POST /v1/fw/changes"]);
+        assert_eq!(
+            body(&d, 0),
+            json!({"update": [{"uuid": R2, "rule": SSH, "enabled": true, "description": null}], "delete": []})
+        );
 
         // A payload from `fwadm get`, edited: owner unchanged, so allowed.
         let dir = tempfile_dir();
@@ -1188,8 +1192,8 @@ mod tests {
         std::fs::write(&file, serde_json::to_string(&json!({"rules": [edited]})).unwrap()).unwrap();
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["fwadm", "update", "-f", file.to_str().unwrap()]), 0, "{}", t.err());
-        assert_eq!(calls(&d)[1..], [format!("GET /v1/fw/rules/{R2}"), format!("POST /v1/fw/rules/{R2}/update")]);
-        assert_eq!(body(&d, 2)["description"], "db access");
+        assert_eq!(calls(&d)[1..], [format!("GET /v1/fw/rules/{R2}"), "POST /v1/fw/changes".to_string()]);
+        assert_eq!(body(&d, 2)["update"][0]["description"], "db access");
         // A changed owner is refused before anything changes.
         edited["owner_uuid"] = json!(VM);
         std::fs::write(&file, edited.to_string()).unwrap();
@@ -1206,27 +1210,26 @@ mod tests {
             t.out(),
             format!("Disabled rules:\n{R1} false   {SSH}\n{R3} false   FROM any TO all vms ALLOW icmp TYPE 8 CODE 0\n")
         );
-        assert_eq!(body(&d, 2), json!({"rule": null, "enabled": false, "description": null}));
-        assert_eq!(calls(&d).len(), 4, "two checks, two updates");
+        assert_eq!(
+            body(&d, 0),
+            json!({"update": [
+                {"uuid": R1, "rule": null, "enabled": false, "description": null},
+                {"uuid": R3, "rule": null, "enabled": false, "description": null},
+            ], "delete": []})
+        );
+        assert_eq!(calls(&d), ["POST /v1/fw/changes"], "one request for both");
 
         let d = daemon();
         let mut t = TestIo::for_daemon(&d);
         let missing = "0a1b2c3d-0000-4000-8000-0000000000ff";
         assert_eq!(t.run(&["fwadm", "delete", R1, missing]), 1);
         assert_eq!(t.err(), format!("fwadm: rule {missing} not found\n"));
-        assert!(calls(&d).iter().all(|c| c.starts_with("GET")), "nothing deleted: {:?}", calls(&d));
+        assert_eq!(body(&d, 0), json!({"update": [], "delete": [R1, missing]}));
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["fwadm", "delete", R1, R2]), 0, "{}", t.err());
         assert!(t.out().starts_with(&format!("Deleted rules:\n{R1} true    {SSH}\n{R2} false   FROM")), "{}", t.out());
-        assert_eq!(
-            calls(&d)[2..],
-            [
-                format!("GET /v1/fw/rules/{R1}"),
-                format!("GET /v1/fw/rules/{R2}"),
-                format!("DELETE /v1/fw/rules/{R1}"),
-                format!("DELETE /v1/fw/rules/{R2}"),
-            ]
-        );
+        assert_eq!(calls(&d), ["POST /v1/fw/changes", "POST /v1/fw/changes"]);
+        assert_eq!(body(&d, 1), json!({"update": [], "delete": [R1, R2]}));
     }
 
     #[test]

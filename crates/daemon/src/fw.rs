@@ -12,7 +12,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 use zonevisor_api::{
-    ApiError, FwAddRequest, FwRule, FwRuleStats, FwRuleUpdate, FwStatus, InstanceUuid, ValidationErrors, VmObject,
+    ApiError, FwAddRequest, FwChangeRequest, FwChanged, FwRule, FwRuleStats, FwRuleUpdate, FwStatus, InstanceUuid,
+    ValidationErrors, VmObject,
 };
 use zonevisor_net::fw::{self, Instance, StoredRule};
 
@@ -26,6 +27,34 @@ fn to_api(r: &StoredRule) -> FwRule {
         owner_uuid: r.owner_uuid.map(|u| u.to_string()),
         description: r.description.clone(),
         rule: r.rule.to_string(),
+    }
+}
+
+/// Applies one rule's change (new text, enabled, description) to `r`;
+/// what is wrong goes into `errs` under `at` + the member's name.
+fn change_rule(
+    r: &mut StoredRule,
+    text: Option<&str>,
+    enabled: Option<bool>,
+    description: Option<&str>,
+    at: &str,
+    errs: &mut ValidationErrors,
+) {
+    if let Some(text) = text {
+        match fw::parse(text) {
+            Ok(rule) => r.rule = rule,
+            Err(e) => errs.bad_value(&format!("{at}rule"), e.to_string()),
+        }
+    }
+    if let Some(e) = enabled {
+        r.enabled = e;
+    }
+    if let Some(d) = description {
+        if d.chars().count() > 255 {
+            errs.bad_value(&format!("{at}description"), "is longer than 255 characters");
+        } else {
+            r.description = Some(d.to_string()).filter(|d| !d.is_empty());
+        }
     }
 }
 
@@ -182,35 +211,83 @@ impl Daemon {
         Ok(new.iter().map(to_api).collect())
     }
 
-    /// `fwadm update`, `enable`, `disable`.
+    /// `fwadm update`, `enable`, `disable` of one rule.
     pub fn update_fw_rule(&self, uuid: &str, upd: &FwRuleUpdate) -> Result<FwRule, ApiError> {
         let mut r = self.stored_rule(uuid)?;
-        if let Some(text) = &upd.rule {
-            r.rule = fw::parse(text).map_err(|e| {
-                let mut errs = ValidationErrors::default();
-                errs.bad_value("rule", e.to_string());
-                ApiError::validation(errs)
-            })?;
-        }
-        if let Some(e) = upd.enabled {
-            r.enabled = e;
-        }
-        if let Some(d) = &upd.description {
-            if d.chars().count() > 255 {
-                let mut errs = ValidationErrors::default();
-                errs.bad_value("description", "is longer than 255 characters");
-                return Err(ApiError::validation(errs));
-            }
-            r.description = Some(d.clone()).filter(|d| !d.is_empty());
+        let mut errs = ValidationErrors::default();
+        change_rule(&mut r, upd.rule.as_deref(), upd.enabled, upd.description.as_deref(), "", &mut errs);
+        if !errs.is_empty() {
+            return Err(ApiError::validation(errs));
         }
         self.put_rules(std::slice::from_ref(&r), &[])?;
         Ok(to_api(&r))
     }
 
-    /// `fwadm delete`.
+    /// `fwadm delete` of one rule.
     pub fn delete_fw_rule(&self, uuid: &str) -> Result<(), ApiError> {
         let r = self.stored_rule(uuid)?;
         self.put_rules(&[], &[r.uuid.to_string()])
+    }
+
+    /// `fwadm update`, `enable`, `disable`, `delete` of several rules: every
+    /// rule named must exist and every change be valid; then all go to the
+    /// store in one transaction and to the kernel in one firewall update.
+    pub fn change_fw_rules(&self, req: &FwChangeRequest) -> Result<FwChanged, ApiError> {
+        let stored = self.stored_rules()?;
+        let mut errs = ValidationErrors::default();
+        let mut missing = Vec::new();
+        let mut find = |u: &str, at: String, errs: &mut ValidationErrors| match u.parse::<uuid::Uuid>() {
+            Ok(id) => {
+                let found = stored.iter().find(|r| r.uuid == id).cloned();
+                if found.is_none() {
+                    missing.push(u.to_string());
+                }
+                found
+            }
+            Err(_) => {
+                errs.bad_value(&at, format!("{u:?} is not a UUID"));
+                None
+            }
+        };
+        let mut updated: Vec<StoredRule> = Vec::new();
+        for (i, c) in req.update.iter().enumerate() {
+            let Some(mut r) = find(&c.uuid, format!("update.{i}.uuid"), &mut errs) else { continue };
+            if updated.iter().any(|u| u.uuid == r.uuid) {
+                errs.bad_value(&format!("update.{i}.uuid"), format!("rule {} is changed twice", r.uuid));
+                continue;
+            }
+            let at = format!("update.{i}.");
+            change_rule(&mut r, c.rule.as_deref(), c.enabled, c.description.as_deref(), &at, &mut errs);
+            updated.push(r);
+        }
+        let mut deleted: Vec<StoredRule> = Vec::new();
+        for (i, u) in req.delete.iter().enumerate() {
+            let Some(r) = find(u, format!("delete.{i}"), &mut errs) else { continue };
+            if updated.iter().any(|x| x.uuid == r.uuid) {
+                errs.bad_value(&format!("delete.{i}"), format!("rule {} is also changed", r.uuid));
+            } else if !deleted.iter().any(|x| x.uuid == r.uuid) {
+                deleted.push(r);
+            }
+        }
+        if req.update.is_empty() && req.delete.is_empty() {
+            errs.missing("update", "give rules to change or delete");
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::validation(errs));
+        }
+        if !missing.is_empty() {
+            let (what, verb) = if missing.len() == 1 { ("rule", "does") } else { ("rules", "do") };
+            return Err(ApiError::not_found(format!("firewall {what} {} {verb} not exist", missing.join(", "))));
+        }
+        let gone: Vec<String> = deleted.iter().map(|r| r.uuid.to_string()).collect();
+        self.put_rules(&updated, &gone)?;
+        for r in &updated {
+            tracing::info!(rule = %r.uuid, enabled = r.enabled, "changed firewall rule: {}", r.rule);
+        }
+        for r in &deleted {
+            tracing::info!(rule = %r.uuid, "deleted firewall rule: {}", r.rule);
+        }
+        Ok(FwChanged { updated: updated.iter().map(to_api).collect(), deleted: deleted.iter().map(to_api).collect() })
     }
 
     /// `fwadm vms <rule>`: the instances a rule applies to.

@@ -25,6 +25,7 @@
 //! | GET, POST | `/v1/fw/rules` | [`ApiRequest::ListFwRules`], [`ApiRequest::AddFwRules`] |
 //! | GET, DELETE | `/v1/fw/rules/{uuid}` | [`ApiRequest::GetFwRule`], [`ApiRequest::DeleteFwRule`] |
 //! | POST, GET | `/v1/fw/rules/{uuid}/{update,vms}` | [`ApiRequest::UpdateFwRule`], [`ApiRequest::FwRuleVms`] |
+//! | POST | `/v1/fw/changes` | [`ApiRequest::ChangeFwRules`] |
 //! | GET | `/v1/fw/vms/{uuid}/{rules,status,stats}` | [`ApiRequest::FwVm`] |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
@@ -36,8 +37,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, FwAddRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid, KillRequest,
-    NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid,
+    KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -72,6 +73,8 @@ pub enum ApiRequest {
     DeleteFwRule(String),
     /// `GET /v1/fw/rules/{uuid}/vms`.
     FwRuleVms(String),
+    /// `POST /v1/fw/changes`.
+    ChangeFwRules(FwChangeRequest),
     /// `GET /v1/fw/vms/{uuid}/{rules,status,stats}`.
     FwVm {
         /// The instance.
@@ -295,6 +298,7 @@ enum Route {
     FwRules,
     FwRule,
     FwRuleVerb(&'static str),
+    FwChanges,
     FwVm(&'static str),
 }
 
@@ -309,7 +313,7 @@ impl Route {
             Route::FwRuleVerb(_) => "POST",
             Route::NicTagVerb("vms") => "GET",
             Route::NicTagVerb(_) => "POST",
-            Route::Validate => "POST",
+            Route::Validate | Route::FwChanges => "POST",
             Route::Vm | Route::Image => "GET, DELETE",
             Route::VmVerb("info" | "console") => "GET",
             Route::VmVerb(_) => "POST",
@@ -332,6 +336,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
         ["nictags"] => (Route::NicTags, None),
         ["fw", "rules"] => (Route::FwRules, None),
+        ["fw", "changes"] => (Route::FwChanges, None),
         ["fw", "rules", id] if !id.is_empty() => (Route::FwRule, Some(*id)),
         ["fw", "rules", id, verb] if !id.is_empty() => {
             let verb = ["update", "vms"].into_iter().find(|v| v == verb)?;
@@ -437,6 +442,7 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::FwRule, "DELETE") => ApiRequest::DeleteFwRule(name()),
         (Route::FwRuleVerb("update"), "POST") => ApiRequest::UpdateFwRule(name(), body(bytes, "the rule update")?),
         (Route::FwRuleVerb("vms"), "GET") => ApiRequest::FwRuleVms(name()),
+        (Route::FwChanges, "POST") => ApiRequest::ChangeFwRules(body(bytes, "the rule changes")?),
         (Route::FwVm(what), "GET") => ApiRequest::FwVm { uuid: vm()?, what },
         _ => return Err(not_allowed()),
     };
@@ -512,6 +518,23 @@ mod tests {
         ));
         assert_eq!(ok("GET", &with(routes::IMAGE), None, ""), ApiRequest::GetImage(image));
         assert_eq!(ok("DELETE", &with(routes::IMAGE), None, ""), ApiRequest::DeleteImage(image));
+        assert_eq!(
+            ok(
+                "POST",
+                routes::FW_CHANGES,
+                None,
+                &format!(r#"{{"update":[{{"uuid":"{U}","enabled":false}}],"delete":["{U}"]}}"#)
+            ),
+            ApiRequest::ChangeFwRules(zonevisor_api::FwChangeRequest {
+                update: vec![zonevisor_api::FwRuleChange {
+                    uuid: U.into(),
+                    enabled: Some(false),
+                    ..Default::default()
+                }],
+                delete: vec![U.into()],
+            })
+        );
+        assert_eq!(err("GET", routes::FW_CHANGES, None, "").status(), 405);
         // Percent-encoded path segments are decoded, as axum's did.
         assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
     }

@@ -339,6 +339,7 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::DeleteFwRule(u) => {
             blocking(d, move |d| d.delete_fw_rule(&u).map(|()| done(format!("Deleted rule {u}")))).await.into_response()
         }
+        ApiRequest::ChangeFwRules(r) => blocking(d, move |d| d.change_fw_rules(&r)).await.into_response(),
         ApiRequest::FwRuleVms(u) => blocking(d, move |d| d.fw_rule_vms(&u)).await.into_response(),
         ApiRequest::FwVm { uuid, what: "rules" } => {
             blocking(d, move |d| d.fw_vm_rules(&uuid.to_string())).await.into_response()
