@@ -8,7 +8,9 @@
 //! - [`config`]: the typed VM configuration and the QEMU command line built from it
 //! - [`qmp`]: a blocking client of QEMU's machine protocol
 //! - [`accel`]: which accelerator this host can use (KVM or TCG), and why
+//! - [`nocloud`]: the cloud-init NoCloud seed SmartOS gives a VM, and its FAT disk
 
 pub mod accel;
 pub mod config;
+pub mod nocloud;
 pub mod qmp;
