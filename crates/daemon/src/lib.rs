@@ -18,6 +18,7 @@ mod fw;
 mod images;
 mod instance;
 mod lxcfs;
+mod metadata;
 mod net;
 mod request;
 mod server;
@@ -60,6 +61,10 @@ pub struct Config {
     /// The monitor binary (default: zonevisor-monitor beside this program).
     #[arg(long)]
     pub monitor: Option<PathBuf>,
+    /// The guest tools' static binary, shown in zones as
+    /// /native/usr/sbin/mdata-get, ... (default: mdata beside this program).
+    #[arg(long)]
+    pub mdata: Option<PathBuf>,
     /// Parent cgroup of the zones' cgroups.
     #[arg(long, default_value = "zonevisor")]
     pub cgroup_parent: String,
@@ -108,6 +113,8 @@ pub struct Daemon {
     /// The pool's block device and its `major:minor` when zones' fair I/O
     /// is the governor's (the device has no `bfq`), else `None`.
     io_governor: Option<(PathBuf, String)>,
+    /// The metadata service's host side.
+    metadata: metadata::Metadata,
 }
 
 /// The whole error chain of `e`, joined with `: `.
@@ -169,10 +176,15 @@ fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
 }
 
 fn default_monitor() -> PathBuf {
+    beside_me("zonevisor-monitor")
+}
+
+/// `name` in this program's directory.
+fn beside_me(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("zonevisor-monitor")))
-        .unwrap_or_else(|| PathBuf::from("zonevisor-monitor"))
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Keeps the pool's reserve for the state store ([`Pool::keep_reserve`]):
@@ -234,6 +246,7 @@ impl Daemon {
             me: me.clone(),
             started: std::time::Instant::now(),
             io_governor: None,
+            metadata: metadata::Metadata::default(),
         })
     }
 }
@@ -296,6 +309,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let monitor_exe = config.monitor.clone().unwrap_or_else(default_monitor);
     anyhow::ensure!(monitor_exe.is_file(), "monitor binary {} not found (use --monitor)", monitor_exe.display());
     let socket = config.socket.clone().unwrap_or_else(|| zonevisor_api::socket_path(&root));
+    let mdata_exe = config.mdata.clone().unwrap_or_else(|| beside_me("mdata"));
+    let metadata = metadata::Metadata::prepare(&root, socket.clone(), Some(&mdata_exe));
 
     let pool = Arc::new(pool);
     let lxcfs = Arc::new(lxcfs::Lxcfs::new(&root.join("run")));
@@ -316,6 +331,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         me: me.clone(),
         started: std::time::Instant::now(),
         io_governor,
+        metadata,
     });
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {

@@ -30,7 +30,7 @@ mod normalize;
 pub mod props;
 pub mod update;
 
-pub use normalize::{default_memory_overhead, DEFAULT_BLOCK_SIZE, MIN_MEMORY_OVERHEAD};
+pub use normalize::{default_memory_overhead, DEFAULT_BLOCK_SIZE, METADATA_MAX_BYTES, MIN_MEMORY_OVERHEAD};
 pub use props::MIN_PHYSICAL_MEMORY;
 pub use update::{check_update_payload, validate_update, UpdatePlan};
 
@@ -303,6 +303,7 @@ fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWa
         let given = |n: &str| obj.get(n).is_some_and(|v| !v.is_null());
         normalize::clamp_memory(brand, &mut vm, &given, &mut notes);
     }
+    normalize::metadata_size(&vm, &mut errs);
     smartos_names(&mut errs);
     if fatal(&errs) {
         return Err(errs);

@@ -71,6 +71,24 @@ pub(crate) fn constant_defaults(brand: Brand, vm: &mut VmObject) {
 }
 
 /// SmartOS: `cpu_cap` 0 is no cap, and the property is left out.
+/// The most `customer_metadata` and `internal_metadata` may hold
+/// together (as JSON): what a guest's `mdata-put`s can make the host keep.
+pub const METADATA_MAX_BYTES: usize = 4 << 20;
+
+/// Refuses metadata larger than [`METADATA_MAX_BYTES`].
+pub(crate) fn metadata_size(vm: &VmObject, errs: &mut ValidationErrors) {
+    let size: usize =
+        ["customer_metadata", "internal_metadata"].iter().filter_map(|k| vm.get(*k)).map(|v| v.to_string().len()).sum();
+    if size > METADATA_MAX_BYTES {
+        errs.bad_value(
+            "customer_metadata",
+            format!(
+                "customer_metadata and internal_metadata would hold {size} bytes together; at most {METADATA_MAX_BYTES} are allowed"
+            ),
+        );
+    }
+}
+
 pub(crate) fn no_cap_is_absent(vm: &mut VmObject) {
     if vm.get("cpu_cap").and_then(as_int) == Some(0) {
         vm.remove("cpu_cap");

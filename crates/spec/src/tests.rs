@@ -681,6 +681,21 @@ fn map_operators() {
 }
 
 #[test]
+fn metadata_is_held_to_its_size() {
+    let big = "x".repeat(crate::METADATA_MAX_BYTES / 2);
+    let vm = lx_vm();
+    let plan = updated(&vm, json!({"set_customer_metadata": {"a": big}}));
+    // Over the cap with the other map's share: refused, named.
+    let e = update_refused(&plan.vm, json!({"set_internal_metadata": {"b": big}}));
+    assert_has(&e, "bad_values", "customer_metadata", "at most 4194304");
+    let e = lx_refused(json!({"customer_metadata": {"a": big, "b": big}}));
+    assert_has(&e, "bad_values", "customer_metadata", "would hold");
+    // Removing makes room again.
+    let plan = updated(&plan.vm, json!({"remove_customer_metadata": ["a"], "set_internal_metadata": {"b": big}}));
+    assert_eq!(plan.vm["internal_metadata"]["b"].as_str().map(str::len), Some(big.len()));
+}
+
+#[test]
 fn nic_operators() {
     let vm = lx_vm();
     let plan = updated(&vm, json!({"add_nics": [{"nic_tag": "internal", "vlan_id": 12}]}));

@@ -222,6 +222,7 @@ fn apply(
         normalize::clamp_memory(brand, &mut vm, &|n| given.contains(n), notes);
     }
     normalize::no_cap_is_absent(&mut vm);
+    normalize::metadata_size(&vm, errs);
     vm
 }
 

@@ -166,6 +166,12 @@ pub enum Request {
         /// The nameservers.
         resolvers: Vec<String>,
     },
+    /// The instance as it now is (`vmadm get`), for its metadata service:
+    /// sent after every change to it.
+    SetMetadata {
+        /// The instance.
+        vm: serde_json::Value,
+    },
     /// Attach to the zone's console: after the reply, the connection
     /// carries it (see the module documentation).
     Console,
@@ -361,6 +367,11 @@ impl MonitorClient {
     /// Rewrites the running zone's `/etc/resolv.conf` with `resolvers`.
     pub fn set_resolvers(&self, resolvers: &[String]) -> Result<(), ControlError> {
         self.request(&Request::SetResolvers { resolvers: resolvers.to_vec() }, Duration::from_secs(10)).map(drop)
+    }
+
+    /// Gives the instance's metadata service the instance as it now is.
+    pub fn set_metadata(&self, vm: &serde_json::Value) -> Result<(), ControlError> {
+        self.request(&Request::SetMetadata { vm: vm.clone() }, Duration::from_secs(10)).map(drop)
     }
 
     /// Runs `command` (with `arguments`) in the VM's QEMU over QMP and

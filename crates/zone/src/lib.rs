@@ -55,4 +55,4 @@ mod spec;
 
 pub use launch::{launch, launch_qemu, LaunchError, Launched};
 pub use rootfs::unescape_mountinfo;
-pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Jail, JailBind, Limits, QemuSpec, ZoneSpec};
+pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Jail, JailBind, Limits, MetadataSpec, QemuSpec, ZoneSpec};

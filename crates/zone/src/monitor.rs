@@ -95,7 +95,9 @@ const RESTART_WINDOW: Duration = Duration::from_secs(10);
 /// Control connections waiting for their request, and requests waiting for
 /// the instance to go down or come back: at most this many of each.
 const MAX_CONNS: usize = 32;
-const MAX_REQUEST: usize = 64 * 1024;
+/// The longest request line: `set_metadata` carries the whole instance,
+/// its metadata included (which the daemon holds to 4 MiB).
+const MAX_REQUEST: usize = 16 << 20;
 /// How long a control connection may take to send its request line: the
 /// daemon and `zlogin` send it at once, so a client that sends nothing or
 /// half a line is only holding a slot.
@@ -112,6 +114,7 @@ macro_rules! log {
 
 mod console;
 mod jail;
+pub(crate) mod mdata;
 mod notify;
 mod qemu;
 mod statfs;
@@ -279,6 +282,11 @@ trait Guest {
     fn restarts_on_exit(&self) -> bool {
         false
     }
+    /// The metadata service's end of the serial port the main process
+    /// just started with (a VM's second serial port), once per spawn.
+    fn take_metadata_stream(&mut self) -> Option<UnixStream> {
+        None
+    }
     /// A child other than the main process ended.
     fn reaped(&mut self, _core: &Core, _pid: i32, _status: i32) {}
     /// Adds the guest's descriptors to the poll set.
@@ -345,6 +353,8 @@ struct Monitor {
     reboot_waiters: Vec<UnixStream>,
     conns: Vec<Conn>,
     restarts: Vec<Instant>,
+    /// The instance's metadata service (`monitor/mdata.rs`).
+    mdata: Option<mdata::Service>,
     /// The cgroup's OOM kill count when the current main process started
     /// (`None`: the kernel does not count them).
     oom_kills: Option<u64>,
@@ -376,6 +386,7 @@ impl Monitor {
             for f in [control::PID_FILE, control::SOCKET_FILE, control::SPEC_FILE] {
                 let _ = fs::remove_file(run_dir.join(f));
             }
+            let _ = fs::remove_dir_all(run_dir.join(mdata::ZONECONTROL_DIR));
             let console = run_dir.join(control::CONSOLE_FILE);
             if fs::metadata(&console).is_ok_and(|m| m.len() == 0) {
                 let _ = fs::remove_file(console);
@@ -410,6 +421,20 @@ impl Monitor {
         let listener = control::with_socket_path(run_dir, |p| UnixListener::bind(p))
             .map_err(|e| LaunchError::new("control socket", format!("{}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(step("control socket"))?;
+        // A zone's metadata socket is there before its init (its mounts
+        // bind the directory); a VM's serial port comes with each QEMU.
+        let mdata = match &spec {
+            InstanceSpec::Zone(z) => match &z.metadata {
+                Some(md) => {
+                    let mut s = mdata::Service::new(&z.uuid, md);
+                    let owner = z.idmap.as_ref().map_or((0, 0), |m| (m.host_uid, m.host_gid));
+                    s.listen(run_dir, owner).map_err(step("metadata socket"))?;
+                    Some(s)
+                }
+                None => None,
+            },
+            InstanceSpec::Qemu(q) => q.metadata.as_ref().map(|md| mdata::Service::new(&q.uuid, md)),
+        };
         let guest: Box<dyn Guest> = match spec {
             InstanceSpec::Zone(z) => Box::new(zone::ZoneGuest::new(z, &core)?),
             InstanceSpec::Qemu(q) => Box::new(qemu::QemuGuest::new(q)),
@@ -426,6 +451,7 @@ impl Monitor {
             reboot_waiters: Vec::new(),
             conns: Vec::new(),
             restarts: Vec::new(),
+            mdata,
             oom_kills: None,
             exit: None,
         };
@@ -434,6 +460,7 @@ impl Monitor {
             Ok(pid) => {
                 m.core.pid = pid;
                 m.core.started_at = now_secs();
+                m.attach_metadata();
                 Ok(m)
             }
             Err(e) => {
@@ -461,8 +488,16 @@ impl Monitor {
             }
             let guest_from = pfds.len();
             self.guest.push_pollfds(&mut pfds);
+            let mdata_from = pfds.len();
+            if let Some(md) = self.mdata.as_mut() {
+                md.push_pollfds(&mut pfds);
+            }
             let conn_expiry = self.conns.iter().map(|c| c.deadline).min();
-            let wake = [self.deadline, self.escalate, self.guest.wake_at(), conn_expiry].into_iter().flatten().min();
+            let mdata_wake = self.mdata.as_ref().and_then(mdata::Service::wake_at);
+            let wake = [self.deadline, self.escalate, self.guest.wake_at(), conn_expiry, mdata_wake]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = wake.map_or(-1, |d| {
                 let left = d.saturating_duration_since(Instant::now());
                 left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
@@ -472,7 +507,10 @@ impl Monitor {
                 continue;
             }
             // First: nothing below changes the guest's descriptors before it reads their events.
-            self.guest.on_poll(&self.core, &pfds[guest_from..]);
+            self.guest.on_poll(&self.core, &pfds[guest_from..mdata_from]);
+            if let Some(md) = self.mdata.as_mut() {
+                md.on_poll(&pfds[mdata_from..]);
+            }
             if pfds[2].revents != 0 {
                 self.core.console.on_master(pfds[2].revents);
             }
@@ -636,6 +674,7 @@ impl Monitor {
             Ok(pid) => {
                 self.core.pid = pid;
                 self.core.started_at = now_secs();
+                self.attach_metadata();
                 self.core.intent = Intent::None;
                 self.killed = false;
                 self.deadline = None;
@@ -647,6 +686,14 @@ impl Monitor {
                 }
             }
             Err(e) => self.finish(ExitReason::Failed, None, None, false, format!("restart failed: {e}")),
+        }
+    }
+
+    /// Hands the metadata service the serial port of the main process just
+    /// started, if its guest has one.
+    fn attach_metadata(&mut self) {
+        if let (Some(md), Some(stream)) = (self.mdata.as_mut(), self.guest.take_metadata_stream()) {
+            md.attach_serial(stream);
         }
     }
 
@@ -674,6 +721,7 @@ impl Monitor {
         self.guest.cleanup(&self.core);
         let _ = fs::remove_file(run_dir.join(control::SOCKET_FILE));
         let _ = fs::remove_file(run_dir.join(control::PID_FILE));
+        let _ = fs::remove_dir_all(run_dir.join(mdata::ZONECONTROL_DIR));
         let ok = Reply { ok: true, exit: Some(rec.clone()), ..Reply::default() };
         for w in std::mem::take(&mut self.stop_waiters) {
             send(&w, &ok);
@@ -696,7 +744,7 @@ impl Monitor {
     }
 
     fn on_conn(&mut self, i: usize) {
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; 16 * 1024];
         let c = &mut self.conns[i];
         match c.sock.read(&mut buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -770,6 +818,13 @@ impl Monitor {
             }
             // Taken in on_conn, with the bytes that followed the request.
             Request::Console => self.core.console.attach(sock, &[]),
+            Request::SetMetadata { vm } => match self.mdata.as_mut() {
+                Some(md) => {
+                    md.set_vm(vm);
+                    send(&sock, &Reply { ok: true, ..Reply::default() })
+                }
+                None => send(&sock, &Reply::error(format!("the {} has no metadata service", self.guest.noun()))),
+            },
             Request::SetLimits { limits } => match cgroup::apply_limits(&self.core.cgroup, &limits) {
                 Ok(()) => {
                     self.guest.limits_applied(&self.core, &limits);

@@ -67,6 +67,29 @@ pub struct ZoneSpec {
     /// network namespace, addressed and routed, before init starts.
     #[serde(default)]
     pub nics: Vec<zonevisor_net::plan::Port>,
+    /// The metadata service the monitor serves to the zone, at
+    /// `/.zonecontrol/metadata.sock` and `/native/.zonecontrol/metadata.sock`.
+    #[serde(default)]
+    pub metadata: Option<MetadataSpec>,
+    /// A host directory shown read-only at `/native` in the zone: the
+    /// guest tools (`usr/sbin/mdata-get`, ...) and the `.zonecontrol`
+    /// mount point. The tools are linked from `/usr/sbin` where the zone
+    /// has none of its own.
+    #[serde(default)]
+    pub native: Option<PathBuf>,
+}
+
+/// The metadata service (SmartOS's mdata) a monitor serves its instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataSpec {
+    /// The instance as `vmadm get` shows it: what `sdc:*` keys, the
+    /// metadata and `KEYS` answer from. The daemon sends a new one with
+    /// [`crate::control::Request::SetMetadata`] after every change.
+    pub vm: serde_json::Value,
+    /// The daemon's API socket: a guest's `PUT` and `DELETE` become
+    /// `vmadm update`s there (so they are stored, shown and evented like
+    /// any update).
+    pub api_socket: PathBuf,
 }
 
 /// Everything a monitor needs to run one QEMU VM, jailed. Written to
@@ -110,6 +133,14 @@ pub struct QemuSpec {
     /// `zonevisor_vm::config::TAP_FD_BASE + i`.
     #[serde(default)]
     pub nics: Vec<zonevisor_net::plan::Port>,
+    /// The metadata service the monitor serves on the VM's second serial
+    /// port, whose chardev is a socket QEMU listens on
+    /// ([`QemuSpec::metadata_socket`]); the monitor connects at each QEMU start.
+    #[serde(default)]
+    pub metadata: Option<MetadataSpec>,
+    /// The host path of that socket.
+    #[serde(default)]
+    pub metadata_socket: Option<PathBuf>,
 }
 
 /// QEMU's jail (see [`QemuSpec`]).
@@ -337,6 +368,8 @@ mod tests {
             lxcfs: None,
             protected: Default::default(),
             nics: Vec::new(),
+            metadata: None,
+            native: None,
         }
     }
 
@@ -368,6 +401,8 @@ mod tests {
                 devices: vec!["/dev/kvm".into()],
             },
             nics: Vec::new(),
+            metadata: Some(MetadataSpec { vm: serde_json::json!({"uuid": "v"}), api_socket: "/run/zv.sock".into() }),
+            metadata_socket: Some("/run/v/vm/metadata.sock".into()),
         });
         let text = q.to_json().unwrap();
         assert!(String::from_utf8_lossy(&text).starts_with("{\n  \"qemu\": {"));

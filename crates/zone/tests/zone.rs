@@ -112,6 +112,8 @@ impl Zone {
             lxcfs: None,
             protected: Default::default(),
             nics: Vec::new(),
+            metadata: None,
+            native: None,
         };
         Zone { dir, spec, launched: None }
     }

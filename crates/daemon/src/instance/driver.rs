@@ -55,8 +55,17 @@ pub(crate) trait Driver: Sync {
     fn limits(&self, spec: &InstanceSpec) -> Limits;
 
     /// What the monitor runs, with `limits` (CPUs placed) and this boot's
-    /// options (`vmadm start`'s `order=`, `cdrom=`, ...; empty for zones).
-    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError>;
+    /// options (`vmadm start`'s `order=`, `cdrom=`, ...; empty for zones);
+    /// `vm` is the instance as stored (`spec` was read from it), for what
+    /// its guest is shown of itself (metadata, a cloud-init seed).
+    fn launch(
+        &self,
+        d: &Daemon,
+        spec: &InstanceSpec,
+        vm: &VmObject,
+        limits: Limits,
+        opts: &StartRequest,
+    ) -> Result<Launch, ApiError>;
 
     /// Finishes a start once the monitor runs the guest (a VM's VNC
     /// password, given over QMP); an error stops it again.

@@ -295,6 +295,11 @@ impl Host for FakeHost {
         self.status(run_dir).map(drop)
     }
 
+    fn set_metadata(&self, run_dir: &Path, _vm: &serde_json::Value) -> Result<(), ControlError> {
+        self.control_step("set_metadata")?;
+        self.status(run_dir).map(drop)
+    }
+
     fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus> {
         self.status(run_dir).ok()
     }

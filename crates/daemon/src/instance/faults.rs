@@ -341,12 +341,14 @@ fn only_live_changes_reach_a_running_instance() {
     let env = Env::new(Kind::Zone);
     env.create(true).unwrap();
     env.host.state().steps.clear();
-    // hostname needs a reboot: recorded, nothing sent to the monitor.
+    // hostname needs a reboot: recorded, and only the metadata service's
+    // copy of the instance (what `sdc:hostname` answers) goes to the monitor.
     env.d().update_vm(VM, &json!({"hostname": "web"})).unwrap();
-    assert!(env.host.state().steps.is_empty(), "{:?}", env.host.state().steps);
+    assert_eq!(env.host.state().steps, ["set_metadata"]);
+    env.host.state().steps.clear();
     // max_lwps is live: the monitor gets the new limits.
     env.d().update_vm(VM, &json!({"max_lwps": 300})).unwrap();
-    assert_eq!(env.host.state().steps, ["set_limits"]);
+    assert_eq!(env.host.state().steps, ["set_limits", "set_metadata"]);
 }
 
 #[test]

@@ -105,6 +105,8 @@ pub(crate) trait Host: Send + Sync {
     fn set_tmpfs(&self, run_dir: &Path, bytes: u64) -> Result<(), ControlError>;
     /// Rewrites a running zone's `/etc/resolv.conf`.
     fn set_resolvers(&self, run_dir: &Path, resolvers: &[String]) -> Result<(), ControlError>;
+    /// Gives a running instance's metadata service the instance as it now is.
+    fn set_metadata(&self, run_dir: &Path, vm: &serde_json::Value) -> Result<(), ControlError>;
     /// The monitor in `run_dir`, if one answers.
     fn find_monitor(&self, run_dir: &Path) -> Option<MonitorStatus>;
     /// The pid of a live monitor in `run_dir`, answering or not.
@@ -282,6 +284,10 @@ impl Host for RealHost {
 
     fn set_resolvers(&self, run_dir: &Path, resolvers: &[String]) -> Result<(), ControlError> {
         MonitorClient::new(run_dir).set_resolvers(resolvers)
+    }
+
+    fn set_metadata(&self, run_dir: &Path, vm: &serde_json::Value) -> Result<(), ControlError> {
+        MonitorClient::new(run_dir).set_metadata(vm)
     }
 
     fn qmp(

@@ -168,7 +168,7 @@ const VIEW_ONLY: &[&str] =
     &["hvm", "server_uuid", "platform_buildstamp", "zfs_filesystem", "snapshots", "v", "init_restarts"];
 
 impl Daemon {
-    fn run_dir(&self, uuid: InstanceUuid) -> PathBuf {
+    pub(crate) fn run_dir(&self, uuid: InstanceUuid) -> PathBuf {
         self.root.join("run").join("zones").join(uuid.to_string())
     }
 
@@ -549,7 +549,7 @@ impl Daemon {
             self.refresh_net_for(Some(uuid));
         }
         let launched =
-            driver.launch(self, &spec, limits, opts).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
+            driver.launch(self, &spec, vm, limits, opts).and_then(|l| self.host.launch(&l)).inspect_err(|_| {
                 self.unplace_cpus(uuid, previous.clone());
             })?;
         if let Err(e) = driver.started(self, &spec) {
@@ -927,6 +927,11 @@ impl Daemon {
             self.runtime.io_priorities.lock().unwrap_or_else(|p| p.into_inner()).remove(&uuid);
         }
         self.events.modified(&current, &vm);
+        // Its metadata service answers from the instance as it now is
+        // (`sdc:*` reads any field, so every change goes).
+        if running {
+            self.push_metadata(uuid, &vm);
+        }
         // What the network's rules are made of: NICs, and for the
         // firewall the tags, owner and the switch itself.
         let differs = |k: &str| current.get(k) != vm.get(k);

@@ -38,6 +38,11 @@ pub(crate) struct VmDriver;
 const JAIL: &str = "/vm";
 /// The OVMF variable store's file in the VM's dataset.
 const UEFI_VARS: &str = "uefi-vars.fd";
+/// cloud-init's NoCloud seed in the VM's dataset, and the digest of what it holds.
+const NOCLOUD_IMAGE: &str = "cidata.img";
+const NOCLOUD_DIGEST: &str = "cidata.digest";
+/// The image tag that asks for the NoCloud seed, as SmartOS reads it.
+const NOCLOUD_TAG: &str = "org.smartos:cloudinit_datasource";
 
 /// The accelerator this host gives VMs, probed once.
 pub(crate) fn accelerator() -> &'static Accel {
@@ -232,6 +237,7 @@ impl Driver for VmDriver {
             let (_, vars) = qemu::ovmf().ok_or_else(|| ApiError::internal("OVMF is gone from this host"))?;
             d.host.copy_into_dataset(&vars, &dataset, UEFI_VARS)?;
         }
+        image_asks_for_nocloud(d, obj);
         Ok(())
     }
 
@@ -312,7 +318,14 @@ impl Driver for VmDriver {
         limits
     }
 
-    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError> {
+    fn launch(
+        &self,
+        d: &Daemon,
+        spec: &InstanceSpec,
+        obj: &VmObject,
+        limits: Limits,
+        opts: &StartRequest,
+    ) -> Result<Launch, ApiError> {
         let vm = part(spec)?;
         let run_dir = d.run_dir(spec.uuid);
         let dataset_dir = d.pool.dataset_path(&spec.dataset());
@@ -373,6 +386,25 @@ impl Driver for VmDriver {
                 read_only: cdrom,
             });
             binds.push(JailBind { source, target, writable: !cdrom });
+        }
+        // cloud-init's NoCloud seed, when the VM asks for one: rebuilt at
+        // each start from the VM as it is (kept while it is unchanged).
+        let shown = serde_json::Value::Object(d.view(obj.clone()));
+        if let Some(seed) = zonevisor_vm::nocloud::seed(&shown) {
+            let image = dataset_dir.join(NOCLOUD_IMAGE);
+            write_nocloud(&seed, &image, &dataset_dir.join(NOCLOUD_DIGEST))
+                .map_err(|e| ApiError::internal(format!("writing the cloud-init seed {}: {e}", image.display())))?;
+            d.host.give_to(&image, ids.host_uid, gid)?;
+            let target = jail.join("seed").join(NOCLOUD_IMAGE);
+            disks.push(DiskConfig {
+                path: target.clone(),
+                model: "virtio".parse().map_err(config_error)?,
+                media: Media::Disk,
+                boot: false,
+                block_size: None,
+                read_only: true,
+            });
+            binds.push(JailBind { source: image, target, writable: false });
         }
         let firmware = if vm.uefi {
             let (code, _) = qemu::ovmf().ok_or_else(|| ApiError::internal("OVMF is gone from this host"))?;
@@ -457,6 +489,8 @@ impl Driver for VmDriver {
             qmp: run_dir.join("vm/qmp.sock"),
             jail: Jail { uid: ids.host_uid, gid, binds, devices },
             nics,
+            metadata: Some(d.metadata_spec(obj)),
+            metadata_socket: Some(run_dir.join("vm/metadata.sock")),
         })))
     }
 
@@ -667,4 +701,34 @@ mod tests {
         assert!(in_zone_root(&root, "/d").unwrap_err().contains("not a regular file"));
         assert!(in_zone_root(&root, "/missing.iso").is_err());
     }
+}
+
+/// SmartOS copies an image's `org.smartos:cloudinit_datasource` tag into
+/// the new VM's `internal_metadata.cloudinit_datasource` (unless the
+/// payload set one): the image asks for its NoCloud seed.
+fn image_asks_for_nocloud(d: &Daemon, obj: &mut VmObject) {
+    let asked = obj
+        .get("disks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|disk| disk.get("image_uuid").and_then(Value::as_str))
+        .filter_map(|u| u.parse().ok())
+        .filter_map(|id| d.store.get_image(id).ok().flatten())
+        .find_map(|row| row.manifest.get("tags")?.get(NOCLOUD_TAG)?.as_str().map(str::to_owned));
+    let Some(source) = asked else { return };
+    let im = obj.entry("internal_metadata").or_insert_with(|| json!({}));
+    if let Some(im) = im.as_object_mut() {
+        im.entry("cloudinit_datasource").or_insert(Value::String(source));
+    }
+}
+
+/// Writes the seed's image unless the one there holds the same files.
+fn write_nocloud(seed: &zonevisor_vm::nocloud::Seed, image: &Path, digest_file: &Path) -> std::io::Result<()> {
+    let digest = zonevisor_vm::nocloud::digest(seed);
+    if image.is_file() && std::fs::read_to_string(digest_file).is_ok_and(|d| d.trim() == digest) {
+        return Ok(());
+    }
+    zonevisor_vm::nocloud::write_image(seed, image)?;
+    std::fs::write(digest_file, format!("{digest}\n"))
 }

@@ -68,7 +68,14 @@ impl Driver for ZoneDriver {
         spec.limits.clone()
     }
 
-    fn launch(&self, d: &Daemon, spec: &InstanceSpec, limits: Limits, opts: &StartRequest) -> Result<Launch, ApiError> {
+    fn launch(
+        &self,
+        d: &Daemon,
+        spec: &InstanceSpec,
+        obj: &VmObject,
+        limits: Limits,
+        opts: &StartRequest,
+    ) -> Result<Launch, ApiError> {
         let zone = part(spec)?;
         if !opts.is_empty() {
             // SmartOS: "For OS VMs, this doesn't take any arguments."
@@ -100,6 +107,8 @@ impl Driver for ZoneDriver {
             limit_priv: zone.limit_priv.clone(),
             protected: d.protected(),
             nics: d.ports_of(spec.uuid, &spec.net, true)?,
+            metadata: Some(d.metadata_spec(obj)),
+            native: d.native_dir(),
         })))
     }
 

@@ -40,6 +40,10 @@ pub(super) struct Trees {
     mounts: Vec<(BindMount, OwnedFd)>,
     /// lxcfs's files for `/proc` and `/sys` (empty without lxcfs).
     lxcfs: Vec<(lxcfs::View, OwnedFd)>,
+    /// `/native` (read-only), and the metadata socket's directory for
+    /// `/native/.zonecontrol` and `/.zonecontrol`.
+    native: Option<OwnedFd>,
+    zonecontrol: Vec<OwnedFd>,
 }
 
 impl Trees {
@@ -82,7 +86,28 @@ impl Trees {
             }
             None => Vec::new(),
         };
-        Ok(Trees { root, devices, console, mounts, lxcfs })
+        let native = match &spec.native {
+            Some(dir) => {
+                let t = rootfs::clone_tree(dir, false).map_err(|e| {
+                    LaunchError::new("mount /native", format!("{}: {e}", dir.display()))
+                })?;
+                rootfs::set_flags(t.as_fd(), true, true, true, false).map_err(step("mount /native"))?;
+                Some(t)
+            }
+            None => None,
+        };
+        let mut zonecontrol = Vec::new();
+        if spec.metadata.is_some() {
+            let dir = spec.run_dir.join(crate::monitor::mdata::ZONECONTROL_DIR);
+            for _ in 0..if native.is_some() { 2 } else { 1 } {
+                // Read-only: the zone connects to the socket (which a
+                // read-only mount allows) and can put nothing beside it.
+                let t = rootfs::clone_tree(&dir, false).map_err(step("mount /.zonecontrol"))?;
+                rootfs::set_flags(t.as_fd(), true, true, true, true).map_err(step("mount /.zonecontrol"))?;
+                zonecontrol.push(t);
+            }
+        }
+        Ok(Trees { root, devices, console, mounts, lxcfs, native, zonecontrol })
     }
 }
 
@@ -243,6 +268,22 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     for (m, tree) in &p.trees.mounts {
         bind_into(root, m, tree.as_fd()).map_err(step(format!("mount {}", m.target.display())))?;
     }
+    // The metadata socket's directory, and the guest tools (SmartOS's
+    // places), over whatever the zone has there.
+    let mut zonecontrol = p.trees.zonecontrol.iter();
+    if let Some(native) = &p.trees.native {
+        let at = rootfs::mkdir_all(root, Path::new("native"), 0o755).map_err(step("mount /native"))?;
+        rootfs::attach(native.as_fd(), at.as_fd()).map_err(step("mount /native"))?;
+        if let Some(t) = zonecontrol.next() {
+            let at = rootfs::open_in(root, Path::new("native/.zonecontrol"), libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(step("mount /native/.zonecontrol"))?;
+            rootfs::attach(t.as_fd(), at.as_fd()).map_err(step("mount /native/.zonecontrol"))?;
+        }
+    }
+    if let Some(t) = zonecontrol.next() {
+        let at = rootfs::mkdir_all(root, Path::new(".zonecontrol"), 0o700).map_err(step("mount /.zonecontrol"))?;
+        rootfs::attach(t.as_fd(), at.as_fd()).map_err(step("mount /.zonecontrol"))?;
+    }
     pivot(root).map_err(step("pivot_root"))?;
     nix::unistd::sethostname(&p.hostname).map_err(|e| LaunchError::new("set hostname", io::Error::from(e)))?;
     loopback_up().map_err(step("loopback up"))?;
@@ -253,6 +294,9 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     rootfs::write_file(root, Path::new("etc/hosts"), p.hosts.as_bytes()).map_err(step("write /etc/hosts"))?;
     if let Some(r) = &p.resolv {
         rootfs::write_file(root, Path::new("etc/resolv.conf"), r.as_bytes()).map_err(step("write /etc/resolv.conf"))?;
+    }
+    if p.trees.native.is_some() {
+        link_tools(root);
     }
     // SAFETY: session/terminal/descriptor syscalls on our own process and its descriptors.
     unsafe {
@@ -301,6 +345,27 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     unsafe { libc::execve(p.argv[0].as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = io::Error::last_os_error();
     Err(LaunchError::new("exec init", format!("{}: {e}", p.argv[0].to_string_lossy())))
+}
+
+/// The guest tools `/native` carries, linked from the zone's `/usr/sbin`
+/// as SmartOS's lx images have them.
+pub(crate) const TOOLS: [&str; 4] = ["mdata-get", "mdata-put", "mdata-list", "mdata-delete"];
+
+/// Links each of [`TOOLS`] from `/usr/sbin` to `/native/usr/sbin`, where
+/// the zone has nothing of that name (its own tool, file or link wins).
+/// Runs as the zone's root after `pivot_root`, so what it touches is the
+/// zone's; a zone without `/usr/sbin` (or a read-only one) goes without.
+fn link_tools(root: BorrowedFd) {
+    let Ok(sbin) = rootfs::open_in(root, Path::new("usr/sbin"), libc::O_PATH | libc::O_DIRECTORY, 0) else { return };
+    for tool in TOOLS {
+        let (Ok(name), Ok(target)) = (cstring(tool.as_bytes()), cstring(format!("/native/usr/sbin/{tool}").as_bytes()))
+        else {
+            continue;
+        };
+        // SAFETY: symlinkat with live C strings and an open directory;
+        // EEXIST (the zone has one) is the expected refusal.
+        unsafe { libc::symlinkat(target.as_ptr(), sbin.as_raw_fd(), name.as_ptr()) };
+    }
 }
 
 /// Waits for the monitor's next go-ahead byte; end-of-file means it gave up.

@@ -85,6 +85,8 @@ pub(super) struct QemuGuest {
     log_from: u64,
     /// The monitor asked the current QEMU to quit.
     quit_sent: bool,
+    /// A QEMU started whose metadata port nobody has connected to yet.
+    metadata_fresh: bool,
 }
 
 impl QemuGuest {
@@ -97,6 +99,7 @@ impl QemuGuest {
             shutdown: None,
             log_from: 0,
             quit_sent: false,
+            metadata_fresh: false,
         }
     }
 
@@ -140,12 +143,14 @@ impl QemuGuest {
         self.shutdown = None;
         self.quit_sent = false;
         let log = self.open_log().map_err(|e| LaunchError::new("open qemu.log", e))?;
-        // A socket left by a QEMU that was killed would answer nothing.
-        match fs::remove_file(&self.spec.qmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(LaunchError::new("QMP socket", format!("{}: {e}", self.spec.qmp.display())))
+        // Sockets left by a QEMU that was killed would answer nothing.
+        for path in std::iter::once(&self.spec.qmp).chain(self.spec.metadata_socket.as_ref()) {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(LaunchError::new("QEMU's sockets", format!("{}: {e}", path.display())))
+                }
+                _ => {}
             }
-            _ => {}
         }
         let v2 = cgroup::v2_dir(&core.cgroup).and_then(|d| rootfs::open_dir(&d).ok());
         let v2_procs = cgroup::v2_dir(&core.cgroup).map(|d| d.join("cgroup.procs"));
@@ -191,6 +196,7 @@ impl QemuGuest {
         match self.connect(pid) {
             Ok(q) => {
                 self.qmp = Some(q);
+                self.metadata_fresh = true;
                 Ok(pid)
             }
             Err(e) => {
@@ -366,6 +372,21 @@ impl Guest for QemuGuest {
 
     fn spawn(&mut self, core: &Core) -> Result<i32, LaunchError> {
         self.spawn_qemu(core)
+    }
+
+    fn take_metadata_stream(&mut self) -> Option<UnixStream> {
+        if !std::mem::take(&mut self.metadata_fresh) || self.spec.metadata.is_none() {
+            return None;
+        }
+        // QEMU made its chardevs before QMP answered.
+        let path = self.spec.metadata_socket.as_ref()?;
+        match UnixStream::connect(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log!("metadata: connecting to the second serial port ({}): {e}", path.display());
+                None
+            }
+        }
     }
 
     fn ask_shutdown(&mut self, _core: &Core) {
