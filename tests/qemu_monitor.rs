@@ -146,6 +146,8 @@ impl Vm {
                 devices: Vec::new(),
             },
             nics: Vec::new(),
+            metadata: None,
+            metadata_socket: None,
         };
         Vm { dir, spec, launched: None }
     }

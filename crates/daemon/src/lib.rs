@@ -181,10 +181,7 @@ fn default_monitor() -> PathBuf {
 
 /// `name` in this program's directory.
 fn beside_me(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(name)))
-        .unwrap_or_else(|| PathBuf::from(name))
+    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name))).unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Keeps the pool's reserve for the state store ([`Pool::keep_reserve`]):

@@ -88,9 +88,8 @@ impl Trees {
         };
         let native = match &spec.native {
             Some(dir) => {
-                let t = rootfs::clone_tree(dir, false).map_err(|e| {
-                    LaunchError::new("mount /native", format!("{}: {e}", dir.display()))
-                })?;
+                let t = rootfs::clone_tree(dir, false)
+                    .map_err(|e| LaunchError::new("mount /native", format!("{}: {e}", dir.display())))?;
                 rootfs::set_flags(t.as_fd(), true, true, true, false).map_err(step("mount /native"))?;
                 Some(t)
             }

@@ -540,7 +540,8 @@ mod tests {
     #[test]
     fn the_daemons_answer_is_read() {
         assert_eq!(http_outcome(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"), Ok(()));
-        let refused = b"HTTP/1.1 400 Bad Request\r\n\r\n{\"kind\":\"Validation\",\"message\":\"customer_metadata: too big\"}";
+        let refused =
+            b"HTTP/1.1 400 Bad Request\r\n\r\n{\"kind\":\"Validation\",\"message\":\"customer_metadata: too big\"}";
         assert_eq!(http_outcome(refused), Err("customer_metadata: too big".to_owned()));
         assert_eq!(http_outcome(b"HTTP/1.1 500 Oops\r\n\r\nnot json"), Err("HTTP 500".to_owned()));
         assert!(http_outcome(b"").is_err());
