@@ -112,6 +112,7 @@ macro_rules! log {
     }};
 }
 
+mod boot;
 mod console;
 mod jail;
 pub(crate) mod mdata;
@@ -287,6 +288,9 @@ trait Guest {
     fn take_metadata_stream(&mut self) -> Option<UnixStream> {
         None
     }
+    /// The instance booted (started, or rebooted) with this metadata:
+    /// what it asks of each boot (a zone's `user-script`).
+    fn booted(&mut self, _core: &Core, _vm: &serde_json::Value) {}
     /// A child other than the main process ended.
     fn reaped(&mut self, _core: &Core, _pid: i32, _status: i32) {}
     /// Adds the guest's descriptors to the poll set.
@@ -460,7 +464,7 @@ impl Monitor {
             Ok(pid) => {
                 m.core.pid = pid;
                 m.core.started_at = now_secs();
-                m.attach_metadata();
+                m.attach_metadata(true);
                 Ok(m)
             }
             Err(e) => {
@@ -658,6 +662,8 @@ impl Monitor {
         }
         // `init_restarts` counts restart_init's restarts since the
         // instance (re)booted; a reboot starts the count again.
+        // A boot, unless restart_init brings init back on its own.
+        let boot = !(died.is_some() && why == "restart_init");
         if died.is_some() && why == "restart_init" {
             self.core.init_restarts = self.core.init_restarts.saturating_add(1);
         } else {
@@ -674,7 +680,7 @@ impl Monitor {
             Ok(pid) => {
                 self.core.pid = pid;
                 self.core.started_at = now_secs();
-                self.attach_metadata();
+                self.attach_metadata(boot);
                 self.core.intent = Intent::None;
                 self.killed = false;
                 self.deadline = None;
@@ -690,10 +696,14 @@ impl Monitor {
     }
 
     /// Hands the metadata service the serial port of the main process just
-    /// started, if its guest has one.
-    fn attach_metadata(&mut self) {
+    /// started, if its guest has one; on a boot (not `restart_init`'s
+    /// restarts) the guest does what the metadata asks of each boot.
+    fn attach_metadata(&mut self, boot: bool) {
         if let (Some(md), Some(stream)) = (self.mdata.as_mut(), self.guest.take_metadata_stream()) {
             md.attach_serial(stream);
+        }
+        if let (true, Some(md)) = (boot, self.mdata.as_ref()) {
+            self.guest.booted(&self.core, md.vm());
         }
     }
 

@@ -617,6 +617,64 @@ pub(super) fn write_resolv_conf(entry: Entry, text: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Runs in the forked helper of a zone's boot (`boot.rs`): enters the
+/// zone as its root, installs `keys` as `/root/.ssh/authorized_keys`, and
+/// runs `script` from `/var/svc/mdata-user-script` with `exec` (its
+/// output is this process's, the monitor's pipe). Both files are written
+/// beside their place and renamed over it, never through a link the zone
+/// put there. Exits with the script's status (0 without one).
+pub(super) fn run_boot(entry: Entry, keys: Option<&str>, script: Option<&str>, exec: &Exec) -> ! {
+    reset_signals();
+    let code = match entry.enter() {
+        Err(e) => {
+            eprintln!("entering the zone: {e}");
+            126
+        }
+        Ok(()) => {
+            if let Some(k) = keys {
+                let text = if k.ends_with('\n') { k.to_owned() } else { format!("{k}\n") };
+                if let Err(e) = replace_file("/root/.ssh", "authorized_keys", text.as_bytes(), 0o600) {
+                    eprintln!("root_authorized_keys: writing /root/.ssh/authorized_keys: {e}");
+                }
+            }
+            match script {
+                None => 0,
+                Some(s) => match replace_file("/var/svc", "mdata-user-script", s.as_bytes(), 0o700) {
+                    Ok(()) => exec.run().unwrap_or_else(|e| {
+                        eprintln!("user-script: {e}");
+                        126
+                    }),
+                    Err(e) => {
+                        eprintln!("user-script: writing /var/svc/mdata-user-script: {e}");
+                        126
+                    }
+                },
+            }
+        }
+    };
+    // SAFETY: _exit ends this forked process without running the monitor's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Writes `dir/name` (making `dir`, 0700 for `.ssh`, 0755 otherwise) as a
+/// new file beside it renamed over it.
+fn replace_file(dir: &str, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir_mode = if dir.ends_with(".ssh") { 0o700 } else { 0o755 };
+    std::fs::DirBuilder::new().recursive(true).mode(dir_mode).create(dir)?;
+    let tmp = format!("{dir}/.{name}.zonevisor");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    drop(f);
+    std::fs::rename(&tmp, format!("{dir}/{name}"))
+}
+
 pub(super) fn run_helper(entry: Entry, exec: &Exec) -> ! {
     reset_signals();
     let code = match entry.enter() {

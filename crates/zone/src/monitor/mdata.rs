@@ -198,6 +198,11 @@ impl Service {
         }
     }
 
+    /// The instance as the service has it.
+    pub(crate) fn vm(&self) -> &Value {
+        &self.vm
+    }
+
     /// The instance changed (`vmadm update`, or a guest's write stored).
     pub(crate) fn set_vm(&mut self, vm: Value) {
         self.vm = vm;

@@ -45,8 +45,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    child, died_before_exec, drop_expired, fork_into, make_room, notify, pipe, send, statfs, sysinfo, tmpfs, Conn,
-    Core, Death, Guest, Intent,
+    boot, child, died_before_exec, drop_expired, fork_into, make_room, notify, pipe, send, statfs, sysinfo, tmpfs,
+    Conn, Core, Death, Guest, Intent,
 };
 use crate::control::{self, Reply, Request, LISTENER_INIT};
 use crate::launch::LaunchError;
@@ -81,6 +81,10 @@ pub(super) struct ZoneGuest {
     /// Connections that agreed to a `sysinfo_listener` request: their
     /// listener comes next.
     offers: Vec<Conn>,
+    /// This boot's `user-script` (`boot.rs`), while it runs.
+    boot: Option<boot::BootRun>,
+    /// Where the boot's pipe is in the guest's poll set.
+    boot_slot: Option<usize>,
 }
 
 impl ZoneGuest {
@@ -112,6 +116,8 @@ impl ZoneGuest {
             answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
             booted: Duration::ZERO,
             helpers: Vec::new(),
+            boot: None,
+            boot_slot: None,
             offers: Vec::new(),
         })
     }
@@ -330,7 +336,22 @@ impl Guest for ZoneGuest {
         self.spec.restart_init
     }
 
+    fn booted(&mut self, core: &Core, vm: &serde_json::Value) {
+        // The last boot's script, if it still runs, goes with its zone.
+        self.boot = None;
+        match boot::BootRun::start(core, vm, &self.inbox_tx) {
+            Ok(run) => self.boot = run,
+            Err(e) => log!("user-script and root_authorized_keys: {e}"),
+        }
+    }
+
     fn reaped(&mut self, core: &Core, pid: i32, status: i32) {
+        if let Some(b) = self.boot.as_mut().filter(|b| b.pid == pid) {
+            b.ended(status);
+            log!("user-script helper {pid} ended: {status:#x}");
+            self.boot = None;
+            return;
+        }
         if let Some(i) = self.helpers.iter().position(|h| *h == pid) {
             self.helpers.swap_remove(i);
             let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
@@ -342,14 +363,25 @@ impl Guest for ZoneGuest {
     }
 
     fn push_pollfds(&mut self, pfds: &mut Vec<libc::pollfd>) {
+        let base = pfds.len();
         pfds.push(libc::pollfd { fd: self.inbox.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         for c in &self.offers {
             pfds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
         self.listeners.push_pollfds(pfds);
+        self.boot_slot = self.boot.as_ref().and_then(boot::BootRun::fd).map(|fd| {
+            pfds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+            pfds.len() - 1 - base
+        });
     }
 
     fn on_poll(&mut self, core: &Core, pfds: &[libc::pollfd]) {
+        if let (Some(i), Some(b)) = (self.boot_slot, self.boot.as_mut()) {
+            if pfds.get(i).is_some_and(|p| p.revents != 0) {
+                b.on_output();
+            }
+        }
+        let pfds = &pfds[..self.boot_slot.unwrap_or(pfds.len()).min(pfds.len())];
         let served_from = 1 + self.offers.len();
         // First: nothing below changes the listeners before this reads their events.
         let zone = sysinfo::Zone { cgroup: &core.cgroup, booted: self.booted };
