@@ -31,6 +31,7 @@
 
 mod js;
 
+pub mod client;
 pub mod keys;
 pub mod proto;
 pub mod session;

@@ -344,10 +344,13 @@ fn double_leading_dots(value: &str) -> String {
 /// One V2 frame: `V2 <len> <crc> <reqid> <code>[ <b64 payload>]\n`.
 ///
 /// Both sides use the same layout; `code` is a command (`GET`) from the
-/// guest and a response code (`SUCCESS`) from the host.
+/// guest and a response code (`SUCCESS`) from the host. An empty payload is
+/// left out with its space: SmartOS trims a line before checking its
+/// length, so a frame ending in a space would be dropped (mdata-client
+/// sends one for `mdata-get ''`, and waits forever).
 pub fn encode_frame(reqid: &str, code: &str, payload: Option<&[u8]>) -> Vec<u8> {
     let mut body = format!("{reqid} {code}");
-    if let Some(payload) = payload {
+    if let Some(payload) = payload.filter(|p| !p.is_empty()) {
         body.push(' ');
         STANDARD.encode_string(payload, &mut body);
     }

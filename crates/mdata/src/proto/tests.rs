@@ -99,6 +99,12 @@ fn requests_encode_as_mdata_client_writes_them() {
         b"V2 53 906fbfc0 e74568f5 PUT ZFhObGNpMWtZWFJoIGJHbHVaVEVLYkdsdVpUSUs=\n"
     );
     assert_eq!(encode_request(&v2("478efef1"), "DELETE", Some(b"foo")), b"V2 20 d7e785a5 478efef1 DELETE Zm9v\n");
+    // An empty argument is left out: "x GET " would be trimmed and dropped.
+    assert_eq!(
+        encode_request(&v2("x"), "GET", Some(b"")),
+        frame("x GET").into_iter().chain([b'\n']).collect::<Vec<_>>()
+    );
+    assert_eq!(parse_line(&encode_request(&v2("1"), "GET", Some(b""))), Ok((v2("1"), get(""))));
     assert_eq!(encode_request(&Framing::V1, "GET", Some(b"user-script")), b"GET user-script\n");
     assert_eq!(encode_request(&Framing::V1, "NEGOTIATE", Some(b"V2")), b"NEGOTIATE V2\n");
 }
