@@ -110,6 +110,33 @@ pub fn debian() -> &'static Fixture {
     F.get_or_init(|| build_fixture("debian").unwrap_or_else(|e| panic!("debian fixture: {e}")))
 }
 
+/// The guest tools' binary (`mdata`, shown in zones as
+/// `/native/usr/sbin/mdata-get`, ...), linked statically as
+/// `scripts/build` links it, so that it runs in zones whatever their libc:
+/// built once per test run (cargo's lock serializes the test processes)
+/// into a target directory of its own under this build's.
+pub fn static_mdata() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|t| if t.is_absolute() { t } else { repo.join(t) })
+            .unwrap_or_else(|| repo.join("target"))
+            .join("static-tools");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["rustc", "--release", "-p", "zonevisor-mdata", "--bin", "mdata", "--"])
+            .args(["-C", "target-feature=+crt-static"])
+            .output()
+            .expect("running cargo for the static mdata");
+        assert!(out.status.success(), "building the static mdata:\n{}", String::from_utf8_lossy(&out.stderr));
+        target.join("release/mdata")
+    })
+}
+
 /// The guest images of the VM tests (`fixtures/build-vm-images`: its
 /// header documents the guest's protocol on the serial console).
 pub struct VmFixture {

@@ -43,6 +43,11 @@ fn expected(point: &str) -> Option<&'static [&'static str]> {
         "/dev/shm" | "/tmp" => nosuid_nodev,
         // The probes given to the zone, read-only (see `probe::payload`).
         "/probes" => ro,
+        // The guest tools, from the host: read-only, no setuid or devices.
+        "/native" => &["ro", "nosuid", "nodev"],
+        // The metadata socket's directory (the host's, owned by the
+        // zone's root): read-only, so the zone puts nothing there.
+        "/.zonecontrol" | "/native/.zonecontrol" => &["ro", "nosuid", "nodev", "noexec"],
         p => match p.strip_prefix("/proc/").or_else(|| p.strip_prefix("/dev/")) {
             Some(name) if p.starts_with("/dev/") && DEVICES.contains(&name) => none,
             Some(name) if PROC_FILES.contains(&name) => none,
