@@ -31,7 +31,7 @@
 //! for `reboot(RESTART)` and SIGINT for halt/power-off: a reboot and a halt.
 //!
 //! **Its own descriptors**: the seccomp listeners through which the
-//! monitor answers the zone's `sysinfo(2)` and `statfs(2)`
+//! monitor answers the zone's `sysinfo(2)`, `statfs(2)` and `uname(2)`
 //! (`notify.rs`), the inbox on which init's child and the shutdown
 //! helpers send theirs, and the control connections that agreed to send
 //! one (`sysinfo_listener`).
@@ -45,8 +45,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    child, died_before_exec, drop_expired, fork_into, make_room, notify, pipe, send, statfs, sysinfo, tmpfs, Conn,
-    Core, Death, Guest, Intent,
+    child, died_before_exec, drop_expired, fork_into, make_room, notify, pipe, send, statfs, sysinfo, tmpfs, uname,
+    Conn, Core, Death, Guest, Intent,
 };
 use crate::control::{self, Reply, Request, LISTENER_INIT};
 use crate::launch::LaunchError;
@@ -109,7 +109,7 @@ impl ZoneGuest {
             inbox,
             inbox_tx,
             listeners: notify::Listeners::new(),
-            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
+            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs, uname: uname::Uts::open() },
             booted: Duration::ZERO,
             helpers: Vec::new(),
             offers: Vec::new(),
