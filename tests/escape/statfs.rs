@@ -5,7 +5,9 @@
 //! (`tests/probes/statfs.c`): paths that leave the zone (`..` chains,
 //! symlinks to `/proc/1/root` and to the host's paths, magic links),
 //! descriptors from outside, bad pointers, a path swapped while the
-//! monitor reads it, a flood of calls, and a `/tmp` replaced by a symlink.
+//! monitor reads it, a flood of calls (and one of `uname(2)`, which the
+//! monitor answers in the caller's UTS namespace: `tests/probes/uname.c`),
+//! and a `/tmp` replaced by a symlink.
 //! Every answer must be one the zone gets for a file system it has, and
 //! the monitor must go on serving it and every other zone.
 
@@ -279,6 +281,63 @@ fn a_flood_of_statfs_is_held_to_the_monitors_budget_and_stalls_no_one() {
     eprintln!("flood: {calls} calls in {SECS} s; the monitor used {:.1}% of a CPU", cpu * 100.0);
     assert!(cpu < 0.5, "the monitor used {:.0}% of a CPU", cpu * 100.0);
     assert_eq!(monitor_of(&h, &a), monitor);
+}
+
+#[test]
+fn a_flood_of_uname_is_held_to_the_monitors_budget_and_stalls_no_one() {
+    let Some(h) = TestHost::new() else { return };
+    let Some(probes) = probe::build_named(&h, "uname") else { return };
+    let img = h.install(busybox());
+    let a = zone(&h, &img, &probes, json!({}));
+    let b = zone(&h, &img, &probes, json!({}));
+    let monitor = monitor_of(&h, &a);
+    let names = |uuid: &str| (zsh(&h, uuid, "hostname").trim().to_owned(), zsh(&h, uuid, "uname -n; uname -v"));
+    let (host_a, said) = names(&a);
+    assert_eq!(said, format!("{host_a}\nBrandZ virtual linux\n"));
+    const SECS: u64 = 8;
+    let ticks = cpu_ticks(monitor);
+    let started = Instant::now();
+    let flood = {
+        let (socket, a) = (h.socket.clone(), a.clone());
+        std::thread::spawn(move || {
+            let out = Command::new(bin("zonevisor"))
+                .arg0("zlogin")
+                .args([&a, &format!("/probes/uname flood {SECS} 8")])
+                .env("ZONEVISOR_SOCKET", &socket)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // Another zone is served as ever, with its own name.
+    let t = Instant::now();
+    let (host_b, said) = names(&b);
+    assert_eq!(said, format!("{host_b}\nBrandZ virtual linux\n"));
+    assert_ne!(host_a, host_b);
+    assert!(t.elapsed() < Duration::from_secs(5), "the other zone waited {:?}", t.elapsed());
+    // The flooded zone's monitor still answers its control socket and its
+    // zone's other callers (they wait their turn in the budget).
+    let t = Instant::now();
+    assert!(zsh(&h, &a, "/probes/uname show").contains("native version=BrandZ virtual linux"));
+    h.vmadm(&["get", &a]).ok();
+    assert!(t.elapsed() < Duration::from_secs(5), "the flooded zone's own uname waited {:?}", t.elapsed());
+    let out = flood.join().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls: u64 = out.lines().find_map(|l| l.strip_prefix("calls ")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(calls > 0, "{out}");
+    assert!(calls <= BUDGET_PER_SEC * (SECS + 2), "{calls} calls in {SECS} s: the budget did not hold");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (cpu_ticks(monitor) - ticks) as f64 / hz / elapsed;
+    eprintln!("uname flood: {calls} calls in {SECS} s; the monitor used {:.1}% of a CPU", cpu * 100.0);
+    assert!(cpu < 0.5, "the monitor used {:.0}% of a CPU", cpu * 100.0);
+    assert_eq!(monitor_of(&h, &a), monitor);
+    // The monitor went back to its own UTS namespace after every call.
+    let uts = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
+    assert_eq!(uts(&monitor.to_string()), uts("self"), "the monitor stayed in a zone's UTS namespace");
+    assert_eq!(names(&a).1, format!("{host_a}\nBrandZ virtual linux\n"));
 }
 
 #[test]

@@ -27,7 +27,7 @@
 //! | forced reboot | kill init, start a new one | QMP `system_reset`, in place |
 //! | how it ended | SIGHUP: a reboot; SIGINT: a halt; else its status or signal | the last `SHUTDOWN` event's reason, QEMU's status or signal, its stderr |
 //! | restarts on its own | with `restart_init` | never |
-//! | own descriptors | the seccomp listeners answering `sysinfo(2)` and `statfs(2)` (`monitor/notify.rs`) and the inbox they arrive on | the QMP connection |
+//! | own descriptors | the seccomp listeners answering `sysinfo(2)`, `statfs(2)` and `uname(2)` (`monitor/notify.rs`) and the inbox they arrive on | the QMP connection |
 //! | own requests | `set_tmpfs`, `sysinfo_listener` | `qmp` |
 //!
 //! ```text
@@ -121,6 +121,7 @@ mod qemu;
 mod statfs;
 mod sysinfo;
 mod tmpfs;
+mod uname;
 mod zone;
 
 use console::Console;

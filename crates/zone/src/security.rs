@@ -67,7 +67,9 @@
 //!   (`monitor/sysinfo.rs`), and `statfs(2)`/`fstatfs(2)` (and i386's
 //!   `statfs64`/`fstatfs64`), answered with the zone's `quota` for its
 //!   root file system and left to the kernel for anything else
-//!   (`monitor/statfs.rs`). Where no listener can be had (the installer
+//!   (`monitor/statfs.rs`), and `uname(2)` (native and i386's), answered
+//!   as the kernel would but with the version `BrandZ virtual linux`
+//!   (`monitor/uname.rs`). Where no listener can be had (the installer
 //!   already runs under one: nested seccomp notifiers are refused with
 //!   `EBUSY`) or the monitor cannot take it, the filter is installed
 //!   without those rules and the kernel answers them.
@@ -96,7 +98,7 @@
 //! | allowed | the rest of 0–469 | the rest of 0–469 | the rest of 0–469 |
 //! | `EPERM` unless opted in | the refused calls above | the same but `kexec_file_load`, with `umount`, `stime`, `clock_settime64` | the same but `iopl`, `ioperm` |
 //! | the `ioctl` rule | 16 | 54 | 29 |
-//! | to the monitor, when asked | 99 `sysinfo`, 137 `statfs`, 138 `fstatfs` | 99 `statfs`, 100 `fstatfs`, 268 `statfs64`, 269 `fstatfs64` (not `sysinfo`, whose i386 struct is another) | 43 `statfs`, 44 `fstatfs`, 179 `sysinfo` |
+//! | to the monitor, when asked | 63 `uname`, 99 `sysinfo`, 137 `statfs`, 138 `fstatfs` | 99 `statfs`, 100 `fstatfs`, 122 `uname`, 268 `statfs64`, 269 `fstatfs64` (not `sysinfo`, whose i386 struct is another; nor `olduname`, `oldolduname`) | 43 `statfs`, 44 `fstatfs`, 160 `uname`, 179 `sysinfo` |
 //! | `ENOSYS` | 337–423, 17 numbers of removed or never-implemented calls, 470 and above, x32 | 387–392, 28 others, 470 and above | 18, 42, 244–259, 295–423, 470 and above |
 //!
 //! **When a kernel adds a system call**, the test
@@ -198,9 +200,10 @@ pub const RULES: &[Rule] = &[
 /// from [`Profile::seccomp_program`] with `notify`): on the native ABI
 /// (`.0`) and on i386 (`.1`, x86-64 hosts), by the kernel's names.
 /// `sysinfo` is native only: i386's `struct sysinfo` is another, and its
-/// own `statfs` structs are answered in their own layouts.
+/// own `statfs` structs are answered in their own layouts; `uname` is
+/// `struct new_utsname` on both.
 pub const NOTIFIED: (&[&str], &[&str]) =
-    (&["sysinfo", "statfs", "fstatfs"], &["statfs", "fstatfs", "statfs64", "fstatfs64"]);
+    (&["sysinfo", "statfs", "fstatfs", "uname"], &["statfs", "fstatfs", "statfs64", "fstatfs64", "uname"]);
 
 /// [`NOTIFIED`]'s calls of `abi`.
 fn notified(abi: &Abi) -> &'static [&'static str] {
@@ -596,25 +599,28 @@ mod tests {
     }
 
     #[test]
-    fn sysinfo_and_statfs_are_notified_only_when_asked() {
+    fn sysinfo_statfs_and_uname_are_notified_only_when_asked() {
         let p = Profile::default();
-        // sysinfo statfs fstatfs, by the kernel's numbers.
-        let native: [(&Abi, &[u32]); 2] = [(&X86_64, &[99, 137, 138]), (&AARCH64, &[179, 43, 44])];
+        // sysinfo statfs fstatfs uname, by the kernel's numbers.
+        let native: [(&Abi, &[u32]); 2] = [(&X86_64, &[99, 137, 138, 63]), (&AARCH64, &[179, 43, 44, 160])];
         for (abi, nrs) in native {
             for nr in nrs {
                 assert_eq!(p.verdict(abi, *nr, true), Verdict::Notify, "{} {nr}", abi.name);
                 assert_eq!(p.verdict(abi, *nr, false), Verdict::Allow, "{} {nr}", abi.name);
             }
         }
-        // i386: statfs fstatfs statfs64 fstatfs64; its struct sysinfo is
-        // another: the kernel answers it.
-        for nr in [99, 100, 268, 269] {
+        // i386: statfs fstatfs statfs64 fstatfs64 uname; its struct
+        // sysinfo is another, and olduname and oldolduname have their own:
+        // the kernel answers them.
+        for nr in [99, 100, 268, 269, 122] {
             assert_eq!(p.verdict(&I386, nr, true), Verdict::Notify, "i386 {nr}");
         }
-        assert_eq!(p.verdict(&I386, 116, true), Verdict::Allow);
+        for nr in [116, 109, 59] {
+            assert_eq!(p.verdict(&I386, nr, true), Verdict::Allow, "i386 {nr}");
+        }
         for abi in [&X86_64, &I386, &AARCH64] {
             let notified = (0..abi.end()).filter(|nr| p.verdict(abi, *nr, true) == Verdict::Notify).count();
-            assert_eq!(notified, if abi.native { 3 } else { 4 }, "{}", abi.name);
+            assert_eq!(notified, if abi.native { 4 } else { 5 }, "{}", abi.name);
             assert_eq!(p.verdict(abi, abi.number_of("ioctl").unwrap(), true), Verdict::Ioctl);
         }
     }

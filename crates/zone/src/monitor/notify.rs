@@ -1,7 +1,8 @@
 //! The seccomp user notifications of the zone's filter, which the monitor
 //! answers: the calls of [`security::NOTIFIED`] (`sysinfo`, `statfs`,
-//! `fstatfs`, and i386's `statfs64`/`fstatfs64`), each answered in its own
-//! module (`sysinfo.rs`, `statfs.rs`) through [`Answers`].
+//! `fstatfs`, `uname`, and i386's `statfs64`/`fstatfs64`), each answered
+//! in its own module (`sysinfo.rs`, `statfs.rs`, `uname.rs`) through
+//! [`Answers`].
 //!
 //! Every filter has its own listener. init's child sends its listener to
 //! the monitor on a socket pair (the inbox) just before `execve`; a new
@@ -18,7 +19,7 @@
 //!  NOTIF_RECV ── a call the monitor does not answer ───────────> error ENOSYS
 //!    │ open /proc/<pid>, then its mem ── refused ──────────────> CONTINUE (the kernel's answer)
 //!    │ NOTIF_ID_VALID ── the caller is gone (killed) ──────────> nothing to answer
-//!    │ the call's answer (sysinfo.rs, statfs.rs):
+//!    │ the call's answer (sysinfo.rs, statfs.rs, uname.rs):
 //!    │   the kernel's ─────────────────────────────────────────> CONTINUE
 //!    │   an error ─────────────────────────────────────────────> error
 //!    │   bytes at an address of the caller's:
@@ -51,7 +52,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::{statfs, sysinfo};
+use super::{statfs, sysinfo, uname};
 use crate::security;
 
 /// Listeners of processes entered from the host served at once; more are
@@ -72,6 +73,11 @@ pub(super) enum Syscall {
     Sysinfo,
     /// `statfs(2)`, `fstatfs(2)` and i386's, with their 64-bit variants.
     Statfs(statfs::Request),
+    /// `uname(2)` (the native one and i386's, both `struct new_utsname`).
+    Uname {
+        /// Where the struct goes.
+        buf: u64,
+    },
 }
 
 impl Syscall {
@@ -82,6 +88,9 @@ impl Syscall {
         let name = abi.name_of(u32::try_from(nr).ok()?)?;
         if name == "sysinfo" && abi.native {
             return Some(Syscall::Sysinfo);
+        }
+        if let Some(buf) = uname::decode(name, abi.native, args) {
+            return Some(Syscall::Uname { buf });
         }
         statfs::Request::decode(name, abi.native, args).map(Syscall::Statfs)
     }
@@ -174,7 +183,8 @@ impl Caller {
     }
 }
 
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+/// `fd`, which the kernel just returned, owned; or the error it stands for.
+pub(super) fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -212,6 +222,7 @@ pub(super) enum Answer {
 pub(super) struct Answers {
     pub(super) sysinfo: sysinfo::Cache,
     pub(super) statfs: statfs::RootFs,
+    pub(super) uname: uname::Uts,
 }
 
 impl Answers {
@@ -220,6 +231,7 @@ impl Answers {
         match call.syscall {
             Syscall::Sysinfo => zone.answer(&mut self.sysinfo, call.args[0]),
             Syscall::Statfs(req) => self.statfs.answer(call, req),
+            Syscall::Uname { buf } => self.uname.answer(call.caller, buf),
         }
     }
 }
@@ -408,8 +420,20 @@ mod tests {
             for nr in [99, 100, 268, 269] {
                 assert!(matches!(Syscall::decode(i386, nr, &args), Some(Syscall::Statfs(_))), "i386 {nr}");
             }
-            // i386's sysinfo (116) is not answered; nor anything else.
-            for (arch, nr) in [(i386, 116), (x86_64, 0), (x86_64, -1), (x86_64, 0x4000_0063), (0xc000_00b7, 179)] {
+            assert_eq!(Syscall::decode(x86_64, 63, &args), Some(Syscall::Uname { buf: 1 }));
+            assert_eq!(Syscall::decode(i386, 122, &[1 << 32 | 7, 0, 0, 0, 0, 0]), Some(Syscall::Uname { buf: 7 }));
+            // i386's sysinfo (116), olduname (109) and oldolduname (59) are
+            // not answered; nor anything else.
+            for (arch, nr) in [
+                (i386, 116),
+                (i386, 109),
+                (i386, 59),
+                (x86_64, 0),
+                (x86_64, -1),
+                (x86_64, 0x4000_0063),
+                (x86_64, 0x4000_003f),
+                (0xc000_00b7, 179),
+            ] {
                 assert_eq!(Syscall::decode(arch, nr, &args), None, "{arch:#x} {nr}");
             }
         }
@@ -418,6 +442,7 @@ mod tests {
             let arch = security::AARCH64.audit_arch;
             assert_eq!(Syscall::decode(arch, 179, &args), Some(Syscall::Sysinfo));
             assert!(matches!(Syscall::decode(arch, 43, &args), Some(Syscall::Statfs(_))));
+            assert_eq!(Syscall::decode(arch, 160, &args), Some(Syscall::Uname { buf: 1 }));
             assert_eq!(Syscall::decode(arch, 0, &args), None);
         }
     }

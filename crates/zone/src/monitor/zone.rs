@@ -31,7 +31,7 @@
 //! for `reboot(RESTART)` and SIGINT for halt/power-off: a reboot and a halt.
 //!
 //! **Its own descriptors**: the seccomp listeners through which the
-//! monitor answers the zone's `sysinfo(2)` and `statfs(2)`
+//! monitor answers the zone's `sysinfo(2)`, `statfs(2)` and `uname(2)`
 //! (`notify.rs`), the inbox on which init's child and the shutdown
 //! helpers send theirs, and the control connections that agreed to send
 //! one (`sysinfo_listener`).
@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     boot, child, died_before_exec, drop_expired, fork_into, make_room, notify, pipe, send, statfs, sysinfo, tmpfs,
-    Conn, Core, Death, Guest, Intent,
+    uname, Conn, Core, Death, Guest, Intent,
 };
 use crate::control::{self, Reply, Request, LISTENER_INIT};
 use crate::launch::LaunchError;
@@ -113,7 +113,7 @@ impl ZoneGuest {
             inbox,
             inbox_tx,
             listeners: notify::Listeners::new(),
-            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs },
+            answers: notify::Answers { sysinfo: sysinfo::Cache::default(), statfs: root_fs, uname: uname::Uts::open() },
             booted: Duration::ZERO,
             helpers: Vec::new(),
             boot: None,

@@ -16,13 +16,14 @@
 //!
 //! **Runs, searched in a balanced tree.** From 0 up, an ABI's verdicts
 //! form runs of equal verdict (x86-64: 0–15 allow, 16 the `ioctl` rule,
-//! 17–98 allow, 99 `sysinfo` to the listener, …, 337–423 `ENOSYS`, …, 470
-//! and above `ENOSYS`): 56 on x86-64, 96 on i386 (more gaps), 49 on aarch64,
+//! 17–62 allow, 63 `uname` to the listener, 64–98 allow, 99 `sysinfo` to
+//! the listener, …, 337–423 `ENOSYS`, …, 470 and above `ENOSYS`): 58 on
+//! x86-64, 98 on i386 (more gaps), 51 on aarch64,
 //! most of them around the refused calls, the gaps and the calls sent to
 //! the listener. `search` is a binary tree
 //! of `jge` over the first numbers of the runs, each leaf returning its
 //! run's verdict, so every number costs ⌈log2(runs)⌉ (6 or 7) comparisons;
-//! a chain of one range test per run would cost up to 56 (96 on i386) for
+//! a chain of one range test per run would cost up to 58 (98 on i386) for
 //! the newest calls (`io_uring`, `clone3`, `openat2` sit at the top), and
 //! one test per system call several hundred. The program is about two
 //! instructions per run plus the `ioctl` rule's seven per ABI: about 320
@@ -311,21 +312,24 @@ mod tests {
     }
 
     #[test]
-    fn sysinfo_and_statfs_go_to_the_listener_only_when_asked() {
+    fn sysinfo_statfs_and_uname_go_to_the_listener_only_when_asked() {
         let (plain, notifying) =
             (program(&Profile::default(), &[X86_64, I386], false), program(&Profile::default(), &[X86_64, I386], true));
         let action = |p: &[Insn], abi: &Abi, nr| run(p, abi.audit_arch, nr, [0; 6]).action;
-        for nr in [99, 137, 138] {
+        for nr in [99, 137, 138, 63] {
             assert_eq!(action(&notifying, &X86_64, nr), SECCOMP_RET_USER_NOTIF, "x86_64 {nr}");
             assert_eq!(action(&plain, &X86_64, nr), SECCOMP_RET_ALLOW, "x86_64 {nr}");
         }
-        for nr in [99, 100, 268, 269] {
+        for nr in [99, 100, 268, 269, 122] {
             assert_eq!(action(&notifying, &I386, nr), SECCOMP_RET_USER_NOTIF, "i386 {nr}");
         }
         assert_eq!(action(&notifying, &I386, 116), SECCOMP_RET_ALLOW, "i386's sysinfo is the kernel's");
+        for nr in [109, 59] {
+            assert_eq!(action(&notifying, &I386, nr), SECCOMP_RET_ALLOW, "i386's olduname {nr} is the kernel's");
+        }
         assert!(!plain.iter().any(|i| i.k == SECCOMP_RET_USER_NOTIF));
         let arm = program(&Profile::default(), &[AARCH64], true);
-        for nr in [179, 43, 44] {
+        for nr in [179, 43, 44, 160] {
             assert_eq!(action(&arm, &AARCH64, nr), SECCOMP_RET_USER_NOTIF, "aarch64 {nr}");
         }
     }
@@ -343,7 +347,7 @@ mod tests {
         }
         // The runs of the strict profile, as the module documentation says.
         let n = |abi: &Abi| runs(&Profile::default(), abi, true).len();
-        assert_eq!((n(&X86_64), n(&I386), n(&AARCH64)), (56, 96, 49));
+        assert_eq!((n(&X86_64), n(&I386), n(&AARCH64)), (58, 98, 51));
     }
 
     #[test]

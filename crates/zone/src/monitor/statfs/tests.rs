@@ -232,7 +232,7 @@ fn a_filtered_caller_sees_the_quota_on_its_root_and_the_kernels_answer_elsewhere
         wait_readable(listener.as_fd());
         notify::serve(listener.as_fd(), &mut |call| match call.syscall {
             Syscall::Statfs(req) => root.answer(call, req),
-            Syscall::Sysinfo => Answer::Errno(libc::ENOSYS),
+            Syscall::Sysinfo | Syscall::Uname { .. } => Answer::Errno(libc::ENOSYS),
         })
         .unwrap();
     }
