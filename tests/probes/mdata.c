@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,20 @@ static void write_all(int fd, const char *p, size_t n)
 				continue;
 			die("write");
 		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* As write_all, but a connection the other side closed only stops it. */
+static void write_some(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
 		p += w;
 		n -= (size_t)w;
 	}
@@ -177,6 +192,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const char *mode = argv[1], *path = argv[2];
+	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(mode, "raw")) {
 		int fd = connect_to(path);
 		for (int i = 3; i < argc; i++) {
@@ -208,7 +224,7 @@ int main(int argc, char **argv)
 		size_t len = 0;
 		for (int i = 0; i < n && len + 200 < sizeof buf; i++)
 			len += (size_t)get_frame(buf + len, sizeof buf - len, (unsigned)i, "sdc:uuid");
-		write_all(fd, buf, len);
+		write_some(fd, buf, len);
 		size_t got = read_for(fd, buf, sizeof buf, 5000);
 		int lines = 0;
 		for (size_t i = 0; i < got; i++)
@@ -246,14 +262,14 @@ int main(int argc, char **argv)
 		memset(buf, 'A', sizeof buf);
 		while (n > 0) {
 			size_t chunk = n < sizeof buf ? n : sizeof buf;
-			write_all(fd, buf, chunk);
+			write_some(fd, buf, chunk);
 			n -= chunk;
 		}
-		write_all(fd, "\n", 1);
+		write_some(fd, "\n", 1);
 		char frame[800];
 		int fl = get_frame(frame, sizeof frame, 7, "sdc:uuid");
-		write_all(fd, "NEGOTIATE V2\n", 13);
-		write_all(fd, frame, (size_t)fl);
+		write_some(fd, "NEGOTIATE V2\n", 13);
+		write_some(fd, frame, (size_t)fl);
 		size_t got = read_for(fd, buf, sizeof buf, 2000);
 		print_escaped(buf, got);
 		return 0;
