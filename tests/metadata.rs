@@ -277,3 +277,70 @@ impl Drop for Watcher {
         let _ = self.child.wait();
     }
 }
+
+/// An uncompressed newc cpio archive of `files` (path in the archive,
+/// mode, contents): the kernel unpacks it after the archive it follows.
+fn cpio(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut entry = |name: &str, mode: u32, data: &[u8], ino: u32| {
+        let header = format!(
+            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    };
+    for (i, (name, mode, data)) in files.iter().enumerate() {
+        entry(name, *mode, data, i as u32 + 1);
+    }
+    entry("TRAILER!!!", 0, &[], 0);
+    out
+}
+
+#[test]
+fn a_vm_reads_and_writes_its_metadata_over_its_second_serial_port() {
+    let Some(h) = host() else { return };
+    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        assert!(!in_ci(), "CI installs qemu-system-x86");
+        eprintln!("skipped: qemu-system-x86 is not installed");
+        return;
+    }
+    let f = vm_images();
+    // The fixture's initramfs, and after it the static guest tools.
+    let mut initrd = std::fs::read(&f.initrd).unwrap();
+    // The kernel reads an uncompressed archive only at a 4-byte boundary
+    // (zeros before it are skipped).
+    initrd.resize(initrd.len().next_multiple_of(512), 0);
+    initrd.extend(cpio(&[("bin", 0o40755, b""), ("bin/mdata", 0o100755, &std::fs::read(static_mdata()).unwrap())]));
+    let initrd_path = h.dir.path().join("initrd-mdata.img");
+    std::fs::write(&initrd_path, initrd).unwrap();
+    let vm = h.create_ok(&json!({
+        "brand": "kvm", "alias": "mdvm", "ram": 256, "vcpus": 1,
+        "boot_kernel": f.vmlinuz, "boot_initrd": initrd_path,
+        "boot_args": "console=ttyS0 quiet zv.boot=direct zv.mdata=sdc:alias",
+        "customer_metadata": {"foo": "bar"},
+    }));
+    let console = h.wait_console(&vm, "zonevisor-guest: ready", 1, Duration::from_secs(240));
+    assert!(console.contains("zonevisor-guest: mdata sdc:alias rc=0 mdvm"), "{console}");
+    assert!(console.contains("zonevisor-guest: mdata-put rc=0"), "{console}");
+    assert_eq!(h.get(&vm)["customer_metadata"]["zv-guest"], "put-from-vm", "the guest's PUT was not stored");
+    h.vmadm(&["delete", &vm]).ok();
+}
