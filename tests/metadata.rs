@@ -344,3 +344,46 @@ fn a_vm_reads_and_writes_its_metadata_over_its_second_serial_port() {
     assert_eq!(h.get(&vm)["customer_metadata"]["zv-guest"], "put-from-vm", "the guest's PUT was not stored");
     h.vmadm(&["delete", &vm]).ok();
 }
+
+#[test]
+fn a_vm_that_asks_for_nocloud_gets_its_cidata_disk() {
+    let Some(h) = host() else { return };
+    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
+        || Command::new("mtype").arg("-V").output().is_err()
+    {
+        assert!(!in_ci(), "CI installs qemu-system-x86 and mtools");
+        eprintln!("skipped: qemu-system-x86 or mtools is not installed");
+        return;
+    }
+    let f = vm_images();
+    let vm = h.create_ok(&json!({
+        "brand": "kvm", "alias": "ci", "hostname": "cihost", "ram": 256, "vcpus": 1,
+        "boot_kernel": f.vmlinuz, "boot_initrd": f.initrd,
+        "boot_args": "console=ttyS0 quiet zv.boot=direct",
+        "internal_metadata": {"cloudinit_datasource": "nocloud"},
+        "customer_metadata": {"cloud-init:user-data": "#cloud-config\nruncmd: [echo hi]\n"},
+        "nics": [{"ips": ["10.66.0.5/24"], "gateways": ["10.66.0.1"], "primary": true, "model": "virtio"}],
+    }));
+    // The guest sees the seed as one more disk (16 MiB, read-only).
+    let console = h.wait_console(&vm, "zonevisor-guest: ready", 1, Duration::from_secs(240));
+    assert!(
+        console.lines().any(|l| l.trim_end().ends_with(" 16777216")),
+        "no 16 MiB seed disk in the guest:\n{console}"
+    );
+    // What it holds, read as cloud-init would find it: label cidata, the files.
+    let image = h.pool().join(&vm).join("cidata.img");
+    let label = Command::new("blkid").args(["-p", "-o", "value", "-s", "LABEL"]).arg(&image).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "cidata");
+    let mtype = |file: &str| {
+        let out = Command::new("mtype").arg("-i").arg(&image).arg(format!("::{file}")).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(mtype("user-data"), "#cloud-config\nruncmd: [echo hi]\n");
+    let meta = mtype("meta-data");
+    assert!(meta.contains(&vm) && meta.contains("cihost"), "{meta}");
+    let net = mtype("network-config");
+    assert!(net.contains("10.66.0.5/24") && net.contains("10.66.0.1"), "{net}");
+    h.vmadm(&["delete", &vm]).ok();
+    assert!(!image.exists(), "the seed outlived its VM");
+}
