@@ -348,13 +348,12 @@ fn a_vm_reads_and_writes_its_metadata_over_its_second_serial_port() {
 #[test]
 fn a_vm_that_asks_for_nocloud_gets_its_cidata_disk() {
     let Some(h) = host() else { return };
-    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
-        || Command::new("mtype").arg("-V").output().is_err()
-    {
-        assert!(!in_ci(), "CI installs qemu-system-x86 and mtools");
-        eprintln!("skipped: qemu-system-x86 or mtools is not installed");
+    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        assert!(!in_ci(), "CI installs qemu-system-x86");
+        eprintln!("skipped: qemu-system-x86 is not installed");
         return;
     }
+    // (Building the VM fixtures installs mtools, which reads the seed below.)
     let f = vm_images();
     let vm = h.create_ok(&json!({
         "brand": "kvm", "alias": "ci", "hostname": "cihost", "ram": 256, "vcpus": 1,
