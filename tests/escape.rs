@@ -24,6 +24,8 @@
 //!   capabilities and seccomp filter, what its root shows, its taps.
 //! - `net`: the host's services from a managed network, the zone's
 //!   links, forged ARP, MACs and VLAN tags.
+//! - `mdata`: the metadata service's socket directory and `/native`,
+//!   another zone's metadata, links planted against the boot's writes.
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
@@ -38,6 +40,8 @@ mod daemon;
 mod entry;
 #[path = "escape/lofs.rs"]
 mod lofs;
+#[path = "escape/mdata.rs"]
+mod mdata;
 #[path = "escape/mounts.rs"]
 mod mounts;
 #[path = "escape/net.rs"]
