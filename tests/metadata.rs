@@ -386,3 +386,46 @@ fn a_vm_that_asks_for_nocloud_gets_its_cidata_disk() {
     h.vmadm(&["delete", &vm]).ok();
     assert!(!image.exists(), "the seed outlived its VM");
 }
+
+/// What cloud-init's own SmartOS datasource (Debian's package, unchanged)
+/// finds in the zone: the environment it detects, then the datasource's
+/// `get_data()` and what it read.
+const CLOUD_INIT_PROBE: &str = r#"
+import json
+from cloudinit import helpers
+from cloudinit.sources import DataSourceSmartOS as ds
+env = ds.get_smartos_environ()
+src = ds.DataSourceSmartOS(sys_cfg={}, distro=None, paths=helpers.Paths({"cloud_dir": "/tmp/ci", "run_dir": "/tmp/cirun"}))
+ok = src.get_data()
+ud = src.userdata_raw
+print(json.dumps({
+    "env": env, "ok": ok,
+    "instance_id": src.metadata.get("instance-id"),
+    "hostname": src.metadata.get("local-hostname"),
+    "keys": src.metadata.get("public-keys"),
+    "user_data": ud.decode() if isinstance(ud, bytes) else ud,
+}))
+"#;
+
+#[test]
+fn cloud_inits_smartos_datasource_reads_a_zones_metadata() {
+    let Some(h) = host() else { return };
+    let img = h.install(debian_cloudinit());
+    let z = h.create_ok(&json!({
+        "brand": "lx", "alias": "ci", "hostname": "cloudy", "image_uuid": img, "max_physical_memory": 512,
+        "customer_metadata": {
+            "root_authorized_keys": "ssh-ed25519 AAAAC3Nz ci@test",
+            "cloud-init:user-data": "#cloud-config\nruncmd: [touch /tmp/ran]\n",
+        },
+    }));
+    let script = CLOUD_INIT_PROBE.replace('\'', "'\\''");
+    let r = zexec(&h, &z, &format!("python3 -c '{script}'"));
+    let line = r.stdout.lines().last().unwrap_or_default();
+    let got: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {} {}", r.stdout, r.stderr));
+    assert_eq!(got["env"], "lx-brand", "cloud-init did not see an lx zone (uname -v): {got}");
+    assert_eq!(got["ok"], true, "{got} {}", r.stderr);
+    assert_eq!(got["instance_id"], z.as_str());
+    assert_eq!(got["hostname"], "cloudy");
+    assert_eq!(got["keys"], "ssh-ed25519 AAAAC3Nz ci@test");
+    assert_eq!(got["user_data"], "#cloud-config\nruncmd: [touch /tmp/ran]\n");
+}

@@ -110,6 +110,13 @@ pub fn debian() -> &'static Fixture {
     F.get_or_init(|| build_fixture("debian").unwrap_or_else(|e| panic!("debian fixture: {e}")))
 }
 
+/// The Debian fixture with Debian's cloud-init package (built once per
+/// test process; slow the first time).
+pub fn debian_cloudinit() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| build_fixture("debian-cloudinit").unwrap_or_else(|e| panic!("debian-cloudinit fixture: {e}")))
+}
+
 /// The guest tools' binary (`mdata`, shown in zones as
 /// `/native/usr/sbin/mdata-get`, ...), linked statically as
 /// `scripts/build` links it, so that it runs in zones whatever their libc:

@@ -11,6 +11,8 @@
  *                                 counts the answers within 5 s
  *   mdata bench SOCKET KEY N     N GETs of KEY on one V2 connection, one at
  *                                 a time; prints "median_us p99_us"
+ *   mdata loop SOCKET KEY SECS   GETs of KEY on one V2 connection, one at a
+ *                                 time, for SECS seconds; prints how many
  *   mdata bigline SOCKET BYTES   sends a line of BYTES 'A's and a newline,
  *                                 then a valid GET: prints what answers
  *
@@ -254,6 +256,29 @@ int main(int argc, char **argv)
 		}
 		qsort(t, (size_t)n, sizeof *t, cmp);
 		printf("%.1f %.1f\n", t[n / 2], t[(n * 99) / 100]);
+		return 0;
+	}
+	if (!strcmp(mode, "loop") && argc == 5) {
+		int fd = connect_to(path);
+		write_all(fd, "NEGOTIATE V2\n", 13);
+		if (!read_for(fd, buf, 64, 2000))
+			return die("negotiate"), 1;
+		double end = now_us() + atof(argv[4]) * 1e6;
+		long n = 0;
+		char frame[800];
+		while (now_us() < end) {
+			int fl = get_frame(frame, sizeof frame, (unsigned)n, argv[3]);
+			write_all(fd, frame, (size_t)fl);
+			size_t got = 0;
+			while (!got || buf[got - 1] != '\n') {
+				ssize_t r = read(fd, buf + got, sizeof buf - got);
+				if (r <= 0)
+					return die("read"), 1;
+				got += (size_t)r;
+			}
+			n++;
+		}
+		printf("%ld\n", n);
 		return 0;
 	}
 	if (!strcmp(mode, "bigline") && argc == 4) {

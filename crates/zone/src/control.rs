@@ -652,12 +652,18 @@ impl FrameDecoder {
 /// for a socket address (108 bytes), on `/proc/self/fd/N/monitor.sock`
 /// through a descriptor of `run_dir`.
 pub(crate) fn with_socket_path<T>(run_dir: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
-    let path = run_dir.join(SOCKET_FILE);
+    with_short_path(run_dir, SOCKET_FILE, f)
+}
+
+/// Runs `f` on `dir/name`, or, when that is too long for a socket address
+/// (108 bytes), on `/proc/self/fd/N/name` through a descriptor of `dir`.
+pub(crate) fn with_short_path<T>(dir: &Path, name: &str, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    let path = dir.join(name);
     if path.as_os_str().len() < 100 {
         return f(&path);
     }
-    let dir = crate::rootfs::open_dir(run_dir)?;
-    f(&Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir))).join(SOCKET_FILE))
+    let fd = crate::rootfs::open_dir(dir)?;
+    f(&Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).join(name))
 }
 
 /// The PID in `run_dir/monitor.pid` if that process is alive and is a

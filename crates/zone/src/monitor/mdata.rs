@@ -169,7 +169,9 @@ impl Service {
         }
         fs::create_dir(&dir)?;
         let path = dir.join(SOCKET_NAME);
-        let listener = UnixListener::bind(&path)?;
+        // (A run directory deep in the file system makes a path too long
+        // for a socket address: bound through a descriptor of it then.)
+        let listener = crate::control::with_short_path(&dir, SOCKET_NAME, |p| UnixListener::bind(p))?;
         listener.set_nonblocking(true)?;
         std::os::unix::fs::lchown(&path, Some(owner.0), Some(owner.1))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;

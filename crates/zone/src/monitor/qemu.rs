@@ -380,7 +380,8 @@ impl Guest for QemuGuest {
         }
         // QEMU made its chardevs before QMP answered.
         let path = self.spec.metadata_socket.as_ref()?;
-        match UnixStream::connect(path) {
+        let (dir, name) = (path.parent()?, path.file_name()?.to_str()?);
+        match control::with_short_path(dir, name, |p| UnixStream::connect(p)) {
             Ok(s) => Some(s),
             Err(e) => {
                 log!("metadata: connecting to the second serial port ({}): {e}", path.display());
