@@ -22,11 +22,7 @@ const SOCK: &str = "/native/.zonecontrol/metadata.sock";
 
 /// A host whose daemon gives zones the static guest tools.
 fn host() -> Option<TestHost> {
-    TestHost::new()?; // Skips (with its reason) where this machine cannot run hosts.
-    let mut h = TestHost::prepare("8G");
-    h.daemon_args = vec!["--mdata".into(), static_mdata().display().to_string()];
-    h.start_daemon();
-    Some(h)
+    TestHost::with_tools()
 }
 
 fn zexec(h: &TestHost, uuid: &str, cmd: &str) -> Run {
@@ -428,4 +424,37 @@ fn cloud_inits_smartos_datasource_reads_a_zones_metadata() {
     assert_eq!(got["hostname"], "cloudy");
     assert_eq!(got["keys"], "ssh-ed25519 AAAAC3Nz ci@test");
     assert_eq!(got["user_data"], "#cloud-config\nruncmd: [touch /tmp/ran]\n");
+}
+
+#[test]
+fn cloud_inits_smartos_datasource_reads_a_vms_metadata_over_the_serial_port() {
+    let Some(h) = host() else { return };
+    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        assert!(!in_ci(), "CI installs qemu-system-x86");
+        eprintln!("skipped: qemu-system-x86 is not installed");
+        return;
+    }
+    let kernel = &vm_images().vmlinuz;
+    let vm = h.create_ok(&json!({
+        "brand": "kvm", "alias": "civm", "hostname": "cloudvm", "ram": 1024, "vcpus": 1,
+        "boot_kernel": kernel, "boot_initrd": vm_cloudinit_initrd(),
+        "boot_args": "console=ttyS0 quiet",
+        "customer_metadata": {
+            "root_authorized_keys": "ssh-ed25519 AAAAC3Nz vm@test",
+            "cloud-init:user-data": "#cloud-config\nhostname: from-user-data\n",
+        },
+    }));
+    let console = h.wait_console(&vm, "zonevisor-guest: done", 1, Duration::from_secs(420));
+    let line = console
+        .lines()
+        .find_map(|l| l.split_once("zonevisor-guest: cloud-init ").map(|(_, j)| j.trim().to_string()))
+        .unwrap_or_else(|| panic!("no cloud-init line:\n{console}"));
+    let got: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(got["env"], "kvm", "cloud-init did not see a SmartOS VM (SMBIOS): {got}");
+    assert_eq!(got["ok"], true, "{console}");
+    assert_eq!(got["instance_id"], vm.as_str());
+    assert_eq!(got["hostname"], "cloudvm");
+    assert_eq!(got["keys"], "ssh-ed25519 AAAAC3Nz vm@test");
+    assert_eq!(got["user_data"], "#cloud-config\nhostname: from-user-data\n");
+    h.vmadm(&["delete", &vm]).ok();
 }

@@ -117,6 +117,19 @@ pub fn debian_cloudinit() -> &'static Fixture {
     F.get_or_init(|| build_fixture("debian-cloudinit").unwrap_or_else(|e| panic!("debian-cloudinit fixture: {e}")))
 }
 
+/// The VM guest whose root is the Debian cloud-init image, in its
+/// initramfs (`fixtures/build-vm-cloudinit-image`; its header says what
+/// the guest prints): built once per test process.
+pub fn vm_cloudinit_initrd() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/build-vm-cloudinit-image");
+        let out = Command::new("python3").arg(&script).output().expect("running fixtures/build-vm-cloudinit-image");
+        assert!(out.status.success(), "build-vm-cloudinit-image failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("initrd.img")
+    })
+}
+
 /// The guest tools' binary (`mdata`, shown in zones as
 /// `/native/usr/sbin/mdata-get`, ...), linked statically as
 /// `scripts/build` links it, so that it runs in zones whatever their libc:
@@ -254,6 +267,19 @@ impl TestHost {
     /// A new host, or `None` (skipped) when this machine cannot run it.
     pub fn new() -> Option<TestHost> {
         TestHost::with_pool_size("8G")
+    }
+
+    /// A new host whose daemon gives zones the static guest tools
+    /// ([`static_mdata`]: `mdata-get` and the others run in any zone).
+    pub fn with_tools() -> Option<TestHost> {
+        if let Err(reason) = host_ready() {
+            return skip(&reason);
+        }
+        let tools = static_mdata().display().to_string();
+        let mut host = TestHost::prepare("8G");
+        host.daemon_args = vec!["--mdata".into(), tools];
+        host.start_daemon();
+        Some(host)
     }
 
     /// A new host whose pool is `size` (e.g. `2G`: tests that fill it).

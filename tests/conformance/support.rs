@@ -25,6 +25,13 @@ pub fn host() -> Option<(TestHost, String)> {
     Some((h, img))
 }
 
+/// As [`host`], with the static guest tools in its zones (`mdata-get`, ...).
+pub fn host_with_tools() -> Option<(TestHost, String)> {
+    let h = TestHost::with_tools()?;
+    let img = h.install(busybox());
+    Some((h, img))
+}
+
 /// `{"brand": "lx", "image_uuid": img}` with `extra`'s members added.
 pub fn lx(img: &str, extra: Value) -> Value {
     let mut p = json!({"brand": "lx", "image_uuid": img});

@@ -746,9 +746,8 @@ fn update_kvm_memory_overhead_and_disks() {
 // test-internal_metadata_namespaces.js: namespaced keys come from
 // internal_metadata, are listed, and cannot be put or deleted from the zone.
 #[test]
-#[ignore = "pending issue 11: the metadata service and mdata tools in zones"]
 fn update_internal_metadata_namespaces() {
-    let Some((h, img)) = host() else { return };
+    let Some((h, img)) = host_with_tools() else { return };
     let uuid = create(
         &h,
         &lx(
