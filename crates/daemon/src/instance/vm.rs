@@ -668,6 +668,36 @@ fn host_has_address(ip: std::net::IpAddr) -> bool {
     found
 }
 
+/// SmartOS copies an image's `org.smartos:cloudinit_datasource` tag into
+/// the new VM's `internal_metadata.cloudinit_datasource` (unless the
+/// payload set one): the image asks for its NoCloud seed.
+fn image_asks_for_nocloud(d: &Daemon, obj: &mut VmObject) {
+    let asked = obj
+        .get("disks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|disk| disk.get("image_uuid").and_then(Value::as_str))
+        .filter_map(|u| u.parse().ok())
+        .filter_map(|id| d.store.get_image(id).ok().flatten())
+        .find_map(|row| row.manifest.get("tags")?.get(NOCLOUD_TAG)?.as_str().map(str::to_owned));
+    let Some(source) = asked else { return };
+    let im = obj.entry("internal_metadata").or_insert_with(|| json!({}));
+    if let Some(im) = im.as_object_mut() {
+        im.entry("cloudinit_datasource").or_insert(Value::String(source));
+    }
+}
+
+/// Writes the seed's image unless the one there holds the same files.
+fn write_nocloud(seed: &zonevisor_vm::nocloud::Seed, image: &Path, digest_file: &Path) -> std::io::Result<()> {
+    let digest = zonevisor_vm::nocloud::digest(seed);
+    if image.is_file() && std::fs::read_to_string(digest_file).is_ok_and(|d| d.trim() == digest) {
+        return Ok(());
+    }
+    zonevisor_vm::nocloud::write_image(seed, image)?;
+    std::fs::write(digest_file, format!("{digest}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,34 +731,4 @@ mod tests {
         assert!(in_zone_root(&root, "/d").unwrap_err().contains("not a regular file"));
         assert!(in_zone_root(&root, "/missing.iso").is_err());
     }
-}
-
-/// SmartOS copies an image's `org.smartos:cloudinit_datasource` tag into
-/// the new VM's `internal_metadata.cloudinit_datasource` (unless the
-/// payload set one): the image asks for its NoCloud seed.
-fn image_asks_for_nocloud(d: &Daemon, obj: &mut VmObject) {
-    let asked = obj
-        .get("disks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|disk| disk.get("image_uuid").and_then(Value::as_str))
-        .filter_map(|u| u.parse().ok())
-        .filter_map(|id| d.store.get_image(id).ok().flatten())
-        .find_map(|row| row.manifest.get("tags")?.get(NOCLOUD_TAG)?.as_str().map(str::to_owned));
-    let Some(source) = asked else { return };
-    let im = obj.entry("internal_metadata").or_insert_with(|| json!({}));
-    if let Some(im) = im.as_object_mut() {
-        im.entry("cloudinit_datasource").or_insert(Value::String(source));
-    }
-}
-
-/// Writes the seed's image unless the one there holds the same files.
-fn write_nocloud(seed: &zonevisor_vm::nocloud::Seed, image: &Path, digest_file: &Path) -> std::io::Result<()> {
-    let digest = zonevisor_vm::nocloud::digest(seed);
-    if image.is_file() && std::fs::read_to_string(digest_file).is_ok_and(|d| d.trim() == digest) {
-        return Ok(());
-    }
-    zonevisor_vm::nocloud::write_image(seed, image)?;
-    std::fs::write(digest_file, format!("{digest}\n"))
 }
