@@ -480,18 +480,6 @@ impl Client {
     /// [`Client::put`] for a key and value that may not be UTF-8 (the host
     /// refuses those, with a message saying so).
     pub fn put_bytes(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        // Refused here, as the host would: a request line past its limit
-        // gets no answer at all, and the client would wait forever.
-        if key.len() > crate::MAX_KEY {
-            return Err(Error::Host(format!("the key is {} bytes; at most {} are allowed", key.len(), crate::MAX_KEY)));
-        }
-        if value.len() > crate::MAX_VALUE {
-            return Err(Error::Host(format!(
-                "the value is {} bytes; at most {} are allowed",
-                value.len(),
-                crate::MAX_VALUE
-            )));
-        }
         self.write("PUT", &put_argument(key, value))
     }
 

@@ -188,6 +188,22 @@ fn put(args: &[OsString], prog: &str, shown: &str) -> u8 {
                 value
             }
         };
+        // Refused here, in the host's words: a key or value far enough past
+        // the host's limit makes a request line it drops unanswered, and
+        // the tool would wait for an answer forever.
+        let too_big = |what: &str, len: usize, max: usize| {
+            eprintln!(
+                "Error putting metadata for key '{key_text}': Invalid PUT Request: \
+                 the {what} is {len} bytes long, more than the {max} allowed"
+            );
+            Err(ERROR)
+        };
+        if key.len() > zonevisor_mdata::MAX_KEY {
+            return too_big("key", key.len(), zonevisor_mdata::MAX_KEY);
+        }
+        if value.len() > zonevisor_mdata::MAX_VALUE {
+            return too_big("value", value.len(), zonevisor_mdata::MAX_VALUE);
+        }
         Ok(match client.put_bytes(key.as_bytes(), &value) {
             Ok(()) => SUCCESS,
             Err(Error::NotFound) => {

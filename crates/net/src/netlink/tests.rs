@@ -258,13 +258,17 @@ fn errors_name_the_operation_and_errno() {
 fn sysctl_and_open_in_belong_to_the_namespace() {
     let test = "sysctl_and_open_in_belong_to_the_namespace";
     let Some(ns) = ns_or_skip(test) else { return };
+    let forwarding = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim().to_string();
+    let host = forwarding();
+    // A new namespace starts with the host's IPv4 settings (the kernel's
+    // default, devconf_inherit_init_net=0): the write flips its own.
     let (before, inside) = ns.run(|| {
-        let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-        sysctl_write("net/ipv4/ip_forward", "1").unwrap();
-        (before, std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap())
+        let before = forwarding();
+        sysctl_write("net/ipv4/ip_forward", if before == "1" { "0" } else { "1" }).unwrap();
+        (before, forwarding())
     });
-    // A new namespace starts with forwarding off, whatever the host has.
-    assert_eq!((before.trim(), inside.trim()), ("0", "1"));
+    assert_ne!(before, inside, "the namespace's forwarding did not change");
+    assert_eq!(forwarding(), host, "the write reached the host's forwarding");
     let e = sysctl_write("net/../../etc/passwd", "x").unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     let e = sysctl_write("net/ipv4/no_such_knob", "1").unwrap_err();
