@@ -132,8 +132,12 @@ pub enum Reply {
 /// Why a line from a guest is not a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
-    /// Not a command at all (an empty line, a line starting with a space,
-    /// `GET` or `NEGOTIATE` without an argument): answer `invalid command\n`.
+    /// An empty line, or one of spaces only (clients send one first, to
+    /// see the host answer): answer `invalid command\n`.
+    #[error("an empty line")]
+    Blank,
+    /// Not a command at all (a line starting with a space, `GET` or
+    /// `NEGOTIATE` without an argument): answer `invalid command\n`.
     #[error("not a metadata command")]
     Invalid,
     /// A V2 frame with a bad shape, length or CRC: SmartOS drops it and
@@ -150,7 +154,7 @@ impl LineError {
     /// What SmartOS writes back for this line, if anything.
     pub fn reply(self) -> Option<&'static [u8]> {
         match self {
-            LineError::Invalid => Some(b"invalid command\n"),
+            LineError::Blank | LineError::Invalid => Some(b"invalid command\n"),
             LineError::BadFrame | LineError::TooLong => None,
         }
     }
@@ -166,6 +170,9 @@ pub fn parse_line(line: &[u8]) -> Result<(Framing, Request), LineError> {
     let text = String::from_utf8_lossy(line);
     // data.trimRight().match(/^([^\s]+)\s?(.*)/)
     let text = js::trim_end(&text);
+    if text.is_empty() {
+        return Err(LineError::Blank);
+    }
     let cmd_end = text.find(js::is_space).unwrap_or(text.len());
     if cmd_end == 0 {
         return Err(LineError::Invalid);

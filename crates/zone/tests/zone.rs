@@ -142,7 +142,17 @@ impl Zone {
 
     fn wait_file(&self, rel: &str) -> String {
         let p = self.root().join(rel);
-        wait_for(&format!("{rel} in the zone"), || p.exists());
+        let start = Instant::now();
+        while !p.exists() {
+            // What the zone wrote so far, and the monitor's log, say where it stuck.
+            let partial = fs::read_to_string(self.root().join(format!("{rel}.tmp"))).unwrap_or_default();
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {rel} in the zone; so far: {partial:?}; monitor log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(20));
         fs::read_to_string(p).unwrap_or_default()
     }
@@ -1000,13 +1010,6 @@ fn uname_fields(out: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 #[test]
 fn uname_says_brandz_with_the_callers_names_and_the_hosts_kernel() {
     let _g = serial();
@@ -1087,22 +1090,10 @@ fn uname_says_brandz_with_the_callers_names_and_the_hosts_kernel() {
     assert_eq!(code, 0, "{}", z.log());
     assert_eq!(fs::read_to_string(z.root().join("entered.out")).unwrap(), "BrandZ virtual linux\nother\n");
 
-    // What a call costs: within the budget (one window's worth), and
-    // beyond it, where the monitor makes the caller wait.
-    let ticks = cpu_ticks(l.monitor_pid);
-    let started = Instant::now();
-    let few = run("/bin/uname-probe bench 200; /bin/uname-probe bench 20000");
-    let (elapsed, spent) = (started.elapsed(), cpu_ticks(l.monitor_pid) - ticks);
-    let host_ns =
-        String::from_utf8_lossy(&std::process::Command::new(&probe).args(["bench", "100000"]).output().unwrap().stdout)
-            .trim()
-            .to_owned();
-    eprintln!(
-        "uname in the zone: {} (200 calls), {} (20000 calls, held to the budget); on the host {host_ns}; \
-         the monitor spent {spent} ticks in {elapsed:?}",
-        few.lines().next().unwrap_or(""),
-        few.lines().nth(1).unwrap_or("")
-    );
+    // Many calls in a row (what a call costs is bench/'s to say): all
+    // answered, and the monitor is still in its own UTS namespace.
+    let many = run("/bin/uname-probe bench 500");
+    assert!(many.starts_with("uname_ns="), "{many}");
     assert!(!z.log().contains("UTS namespace"), "{}", z.log());
     z.client().stop(true, None).unwrap();
     z.assert_gone();

@@ -63,7 +63,7 @@ fn mdata_client_requests_parse() {
     for (line, framing, request) in cases {
         assert_eq!(parse_line(line), Ok((framing, request)), "{}", String::from_utf8_lossy(line));
     }
-    assert_eq!(parse_line(b"\n"), Err(LineError::Invalid), "the opening empty line");
+    assert_eq!(parse_line(b"\n"), Err(LineError::Blank), "the opening empty line");
 }
 
 #[test]
@@ -200,12 +200,16 @@ fn the_client_parser_refuses_bad_frames() {
 fn lines_that_are_not_commands_are_invalid() {
     // agent.js: no /^([^\s]+)\s?(.*)/ match, or GET/NEGOTIATE without an
     // argument, answers "invalid command".
-    for line in
-        [&b""[..], b"\n", b"\r", b"\r\n", b"   ", b" GET foo", b"\tKEYS", b"GET", b"GET   ", b"NEGOTIATE", b"GET \rfoo"]
-    {
+    // An empty line (or spaces only) is the same answer, told apart: a
+    // serial host answers those alone.
+    for line in [&b""[..], b"\n", b"\r", b"\r\n", b"   "] {
+        assert_eq!(parse_line(line), Err(LineError::Blank), "{:?}", String::from_utf8_lossy(line));
+    }
+    for line in [&b" GET foo"[..], b"\tKEYS", b"GET", b"GET   ", b"NEGOTIATE", b"GET \rfoo"] {
         assert_eq!(parse_line(line), Err(LineError::Invalid), "{:?}", String::from_utf8_lossy(line));
     }
     assert_eq!(LineError::Invalid.reply(), Some(&b"invalid command\n"[..]));
+    assert_eq!(LineError::Blank.reply(), Some(&b"invalid command\n"[..]));
     assert_eq!(LineError::BadFrame.reply(), None);
     assert_eq!(LineError::TooLong.reply(), None);
 }

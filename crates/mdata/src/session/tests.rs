@@ -5,7 +5,7 @@ const MDATA_GET: &[u8] = b"\nNEGOTIATE V2\nV2 41 c0288eb2 dae4242d GET cm9vdF9hd
 
 fn mdata_get_requests() -> Vec<Result<(Framing, Request), LineError>> {
     vec![
-        Err(LineError::Invalid),
+        Err(LineError::Blank),
         Ok((Framing::V1, Request::Negotiate { version: "V2".into() })),
         Ok((Framing::V2 { reqid: "dae4242d".into() }, Request::Get { key: "root_authorized_keys".into() })),
     ]
@@ -65,13 +65,13 @@ fn carriage_returns_nuls_and_garbage_do_not_stop_the_stream() {
     assert_eq!(
         got,
         vec![
-            Err(LineError::Invalid),
+            Err(LineError::Blank),
             Ok((Framing::V1, Request::Unknown { command: "\0\0".into() })),
             Ok((Framing::V1, Request::Unknown { command: "\x1b[2J".into() })),
             Ok((Framing::V1, Request::Negotiate { version: "V2".into() })),
             Ok((Framing::V1, Request::Get { key: "\0".into() })),
-            Err(LineError::Invalid),
-            Err(LineError::Invalid),
+            Err(LineError::Blank),
+            Err(LineError::Blank),
             Ok((Framing::V1, Request::Keys)),
         ]
     );
@@ -87,7 +87,7 @@ fn a_flood_of_lines_in_one_feed() {
     let empties = vec![b'\n'; 1_000_000];
     let got = s.feed(&empties);
     assert_eq!(got.len(), 1_000_000);
-    assert!(got.iter().all(|r| *r == Err(LineError::Invalid)));
+    assert!(got.iter().all(|r| *r == Err(LineError::Blank)));
     assert_eq!(s.buffered(), 0);
 }
 

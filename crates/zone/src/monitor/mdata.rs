@@ -25,7 +25,10 @@
 //! requests and [`MAX_OUT`] bytes of unread answers per client (its
 //! socket is not read meanwhile), [`MAX_QUEUED`] writes waiting, and
 //! writes at [`WRITES_PER_SEC`] a second (bursts of [`WRITE_BURST`]);
-//! past that a write is answered `FAILURE`.
+//! past that a write is answered `FAILURE`. On a VM's serial port, which
+//! also carries what its firmware and kernel print, a line that is no
+//! request (not a command, an unknown V1 command) gets no answer: it
+//! would arrive as typed input.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -329,6 +332,14 @@ impl Service {
                     c.last = Instant::now();
                     for r in c.session.feed(&buf[..n]) {
                         match r {
+                            // A serial port also carries what the guest's
+                            // firmware and kernel print there: text that is
+                            // no request gets no answer, which the guest
+                            // would read as typed input (a boot menu
+                            // stops on a key). Clients' empty lines, the
+                            // protocol's own reset, are still answered.
+                            Ok((Framing::V1, Request::Unknown { .. })) | Err(proto::LineError::Invalid) if c.serial => {
+                            }
                             Ok(req) if c.pending.len() < MAX_PENDING => c.pending.push_back(req),
                             // A flood: what does not fit is dropped (a
                             // socket client is cut off below).
