@@ -767,6 +767,7 @@ impl Daemon {
     /// instance stopped; its IFB devices go (its ports are gone).
     pub(crate) fn apply_caps(&self, uuid: InstanceUuid, vm: &VmObject, release: bool) {
         let u: uuid::Uuid = uuid.to_string().parse().expect("an instance uuid is a uuid");
+        let mut nl = if release { Netlink::open().ok() } else { None };
         for n in vm.get("nics").and_then(Value::as_array).into_iter().flatten() {
             let Some(mac) = n.get("mac").and_then(Value::as_str) else { continue };
             let cap = |k: &str| n.get(k).and_then(Value::as_u64).map(|v| v.min(u64::from(u32::MAX)) as u32);
@@ -779,6 +780,16 @@ impl Daemon {
                 if caps.egress_mbps.is_some() {
                     if let Err(e) = zonevisor_net::shape::clear(&port) {
                         tracing::warn!(vm = %uuid, port, error = %e, "removing a stopped NIC's shaper");
+                    }
+                }
+                // The port goes with its instance, not whenever the kernel
+                // gets round to the zone's network namespace (a veth dies
+                // with it, asynchronously): deleting this end takes both.
+                if let Some(nl) = nl.as_mut() {
+                    if let Ok(Some(link)) = nl.link(&port) {
+                        if let Err(e) = nl.delete_link(link.index) {
+                            tracing::debug!(vm = %uuid, port, error = %e, "removing a stopped NIC's port");
+                        }
                     }
                 }
                 continue;
