@@ -82,6 +82,21 @@ struct Client {
     id: u64,
 }
 
+impl Client {
+    fn new(stream: UnixStream, serial: bool, id: u64) -> Client {
+        Client {
+            stream,
+            session: Session::new(),
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            busy: false,
+            serial,
+            last: Instant::now(),
+            id,
+        }
+    }
+}
+
 /// A write waiting for its turn.
 struct Queued {
     client: u64,
@@ -190,16 +205,7 @@ impl Service {
         self.clients.retain(|c| !c.serial);
         if stream.set_nonblocking(true).is_ok() {
             let id = self.next_id();
-            self.clients.push(Client {
-                stream,
-                session: Session::new(),
-                pending: VecDeque::new(),
-                out: Vec::new(),
-                busy: false,
-                serial: true,
-                last: Instant::now(),
-                id,
-            });
+            self.clients.push(Client::new(stream, true, id));
         }
     }
 
@@ -298,16 +304,7 @@ impl Service {
                 }
             }
             let id = self.next_id();
-            self.clients.push(Client {
-                stream,
-                session: Session::new(),
-                pending: VecDeque::new(),
-                out: Vec::new(),
-                busy: false,
-                serial: false,
-                last: Instant::now(),
-                id,
-            });
+            self.clients.push(Client::new(stream, false, id));
         }
     }
 
