@@ -362,6 +362,11 @@ impl Client {
         self.call::<(), _>("GET", &with_uuid(routes::IMAGE, uuid), None)
     }
 
+    /// `POST /v1/vms/{uuid}/create-image`.
+    pub fn create_image(&self, vm: &str, req: &ImageCreateRequest) -> Result<ImageCreated, ClientError> {
+        self.call("POST", &with_uuid(routes::VM_CREATE_IMAGE, vm), Some(req))
+    }
+
     /// `DELETE /v1/images/{uuid}`.
     pub fn delete_image(&self, uuid: &str) -> Result<Done, ClientError> {
         self.call::<(), _>("DELETE", &with_uuid(routes::IMAGE, uuid), None)

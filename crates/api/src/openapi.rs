@@ -102,6 +102,12 @@ fn get_image() {}
     responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 fn delete_image() {}
 
+#[utoipa::path(post, path = "/v1/vms/{uuid}/create-image", params(("uuid" = String, Path)),
+    request_body = ImageCreateRequest,
+    responses((status = 200, body = ImageCreated), (status = 400, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError)))]
+fn create_image() {}
+
 #[utoipa::path(get, path = "/v1/nictags", responses((status = 200, body = [NicTag])))]
 fn list_nic_tags() {}
 
@@ -209,7 +215,8 @@ fn fw_vm_stats() {}
         fw_rule_vms,
         fw_vm_rules,
         fw_vm_status,
-        fw_vm_stats
+        fw_vm_stats,
+        create_image
     ),
     components(schemas(
         ApiError,
@@ -253,7 +260,9 @@ fn fw_vm_stats() {}
         FwChangeRequest,
         FwChanged,
         FwStatus,
-        FwRuleStats
+        FwRuleStats,
+        ImageCreateRequest,
+        ImageCreated
     ))
 )]
 pub struct ApiDoc;

@@ -29,6 +29,8 @@ pub const VM_SYSRQ: &str = "/v1/vms/{uuid}/sysrq";
 pub const VM_INFO: &str = "/v1/vms/{uuid}/info";
 /// `GET`: where a zone's console is served and logged (`vmadm console`).
 pub const VM_CONSOLE: &str = "/v1/vms/{uuid}/console";
+/// `POST`: an image from a stopped instance (`imgadm create`).
+pub const VM_CREATE_IMAGE: &str = "/v1/vms/{uuid}/create-image";
 /// `GET`: the event stream (newline-delimited JSON; `?uuid=` for one VM,
 /// `?full=true` for the VM object with each event).
 pub const EVENTS: &str = "/v1/events";

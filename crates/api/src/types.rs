@@ -154,6 +154,55 @@ pub struct ImageRecord {
     pub clones: u64,
 }
 
+/// The compressions `imgadm create -c` takes.
+pub const IMAGE_COMPRESSIONS: &[&str] = &["none", "gzip", "xz", "zstd"];
+
+/// `POST /v1/vms/{uuid}/create-image`: `imgadm create`, an image from a
+/// stopped instance.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImageCreateRequest {
+    /// Manifest fields (`name` and `version` at least), as `-m` and the
+    /// `field=value` arguments give them.
+    #[schema(value_type = Object)]
+    pub manifest: Value,
+    /// `none` (default), `gzip`, `xz` or `zstd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// Only what changed since the instance's image (`-i`): the manifest's
+    /// `origin` is that image.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Refuse when the origin chain would be deeper than this (`--max-origin-depth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_origin_depth: Option<u32>,
+    /// Write `<prefix>.imgmanifest` and the image file here (absolute; a
+    /// directory gets `<name>-<version>` in it). With neither this nor
+    /// `install`, the CLI sends its working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_prefix: Option<String>,
+    /// Install the image in the pool instead (`-O`): an O(1) snapshot of
+    /// the instance's dataset, no file.
+    #[serde(default)]
+    pub install: bool,
+}
+
+/// What `imgadm create` made.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageCreated {
+    /// The new image's manifest.
+    #[schema(value_type = Object)]
+    pub manifest: Value,
+    /// Where the manifest was saved (not with `install`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_path: Option<String>,
+    /// Where the image file was saved (not with `install`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_path: Option<String>,
+    /// What the daemon did, line by line, as SmartOS's imgadm prints it.
+    #[serde(default)]
+    pub log: Vec<String>,
+}
+
 /// `GET /v1/ping`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Ping {

@@ -8,7 +8,7 @@
 //! SmartOS's imgadm.
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ClientError, ErrorKind, ImageInstallRequest, ImageRecord, ImageUuid};
+use zonevisor_api::{ClientError, ErrorKind, ImageCreateRequest, ImageInstallRequest, ImageRecord, ImageUuid};
 
 use crate::args::{self, Mode, Opt};
 use crate::filter::{self, Filter, SortKey, Tilde};
@@ -74,6 +74,17 @@ pub enum Command {
         /// The image.
         uuid: ImageUuid,
     },
+    /// `create [-m manifest] [-o prefix | -O] [-c comp] [-i] <vm-uuid> [field=value...]`.
+    Create {
+        /// The instance.
+        vm: String,
+        /// `-m`: a manifest file, or `-` for stdin.
+        manifest: Option<String>,
+        /// The `field=value` arguments, each value JSON if it parses.
+        fields: Map<String, Value>,
+        /// What to make.
+        request: ImageCreateRequest,
+    },
 }
 
 /// A parsed command line.
@@ -85,8 +96,12 @@ pub struct Invocation {
     pub command: Command,
 }
 
+/// Manifest fields whose `field=value` argument is always a string.
+const STRING_FIELDS: &[&str] =
+    &["uuid", "owner", "name", "version", "description", "homepage", "type", "os", "origin", "published_at", "state"];
+
 /// SmartOS commands zonevisor does not offer yet.
-const NOT_YET: &[&str] = &["sources", "avail", "available", "update", "ancestry", "vacuum", "create", "publish"];
+const NOT_YET: &[&str] = &["sources", "avail", "available", "update", "ancestry", "vacuum", "publish"];
 
 fn usage(message: impl Into<String>) -> CliError {
     CliError::usage(message)
@@ -188,6 +203,70 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
             (p, Command::Delete { uuid })
+        }
+        "create" => {
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+            let Some(vm) = p.positional.first().cloned() else {
+                return Err(usage("incorrect number of args (0): \"\""));
+            };
+            if vm.parse::<zonevisor_api::InstanceUuid>().is_err() {
+                return Err(usage(format!("invalid VM UUID \"{vm}\"")));
+            }
+            let mut fields = Map::new();
+            for arg in &p.positional[1..] {
+                let Some((k, v)) = arg.split_once('=') else {
+                    return Err(usage(format!("invalid manifest field arg \"{arg}\": must match \"<field>=<value>\"")));
+                };
+                // SmartOS: the value as JSON if it parses, else the string;
+                // string fields stay strings (`version=1` is "1"), as
+                // SmartOS's own TODO there asks.
+                let v = if STRING_FIELDS.contains(&k) {
+                    Value::String(v.to_string())
+                } else {
+                    serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
+                };
+                fields.insert(k.to_string(), v);
+            }
+            if let Some(c) = p.value("compression") {
+                if !zonevisor_api::IMAGE_COMPRESSIONS.contains(&c) {
+                    return Err(usage(format!(
+                        "invalid -c,--compression \"{c}\": must be one of \"{}\"",
+                        zonevisor_api::IMAGE_COMPRESSIONS.join("\", \"")
+                    )));
+                }
+            }
+            let max_origin_depth = match p.value("max-origin-depth") {
+                None => None,
+                Some(d) => match d.parse::<u32>() {
+                    Ok(n) if n >= 2 => Some(n),
+                    _ => return Err(usage(format!("invalid max-origin-depth \"{d}\": must be greater than 1"))),
+                },
+            };
+            if p.has("prepare-script") {
+                return Err(CliError::failed(
+                    "error: -s (a prepare-image script run in the instance) is not supported by zonevisor yet; \
+                     prepare the instance, stop it, and run imgadm create without -s",
+                ));
+            }
+            if p.has("publish") {
+                return Err(CliError::failed(
+                    "error: -p (publish to an IMGAPI server) is not supported by zonevisor yet; write the image \
+                     with -o and install it with imgadm install, or serve it with zonevisord --imgapi-listen",
+                ));
+            }
+            if p.has("output-template") && p.has("install") {
+                return Err(usage("cannot specify both -o,--output-template and -O,--install"));
+            }
+            let request = ImageCreateRequest {
+                manifest: Value::Null,
+                compression: p.value("compression").map(str::to_string),
+                incremental: p.has("incremental"),
+                max_origin_depth,
+                output_prefix: p.value("output-template").map(str::to_string),
+                install: p.has("install"),
+            };
+            let manifest = p.value("manifest").map(str::to_string);
+            (p, Command::Create { vm, manifest, fields, request })
         }
         other if NOT_YET.contains(&other) => {
             return Err(CliError::failed(format!("error: \"{other}\" is not supported by zonevisor yet")))
@@ -378,6 +457,46 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
         Command::Delete { uuid } => {
             client.delete_image(&uuid.to_string()).map_err(client_err)?;
             writeln!(io.out, "Deleted image {uuid}")?;
+        }
+        Command::Create { vm, manifest, fields, mut request } => {
+            let mut m = match manifest.as_deref() {
+                None => Map::new(),
+                Some("-") => {
+                    let mut text = String::new();
+                    io.input.read_to_string(&mut text)?;
+                    match serde_json::from_str(&text) {
+                        Ok(Value::Object(m)) => m,
+                        Ok(_) => return Err(usage("invalid manifest JSON on stdin: not an object")),
+                        Err(e) => return Err(usage(format!("invalid manifest JSON on stdin: {e}"))),
+                    }
+                }
+                Some(path) => match read_manifest(path)? {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                },
+            };
+            m.extend(fields);
+            // The daemon writes the files: it gets an absolute prefix,
+            // the working directory by default (SmartOS: NAME-VER there).
+            if !request.install {
+                let cwd = std::env::current_dir()?;
+                request.output_prefix = Some(match request.output_prefix.take() {
+                    Some(o) => cwd.join(o).display().to_string(),
+                    None => cwd.display().to_string(),
+                });
+            }
+            request.manifest = Value::Object(m);
+            let created = client.create_image(&vm, &request).map_err(|e| match &e {
+                ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
+                    CliError::failed(format!("error (VmNotFound): {}", api.message))
+                }
+                _ => client_err(e),
+            })?;
+            for line in &created.log {
+                writeln!(io.out, "{line}")?;
+            }
+            let field = |k: &str| created.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            writeln!(io.out, "Created image {} ({}@{})", field("uuid"), field("name"), field("version"))?;
         }
     }
     Ok(())

@@ -391,6 +391,64 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
         operands: &[Kind::Image],
     },
     CommandDoc {
+        name: "create",
+        aliases: &[],
+        usage: &[
+            "create [-m <manifest>] [-o <path> | -O] [-c <comp>] [-i] [--max-origin-depth <n>] [-q] <vm-uuid> \
+             [<field>=<value> ...]",
+            "create -s <prepare-script> | -p <url> ... (not supported yet)",
+        ],
+        summary: "Create an image from a stopped zone or VM.",
+        description: &[
+            "The instance must be stopped. Manifest fields come from -m (a JSON file, or - for stdin) and the \
+             <field>=<value> arguments (the value read as JSON when it parses, else as a string); name and version \
+             are required. The image inherits type, os, requirements and a few more fields from the instance's \
+             image, and requires the instance's brand (lx, kvm, bhyve) unless the manifest sets requirements.brand.",
+            "A zone's image is a tar of its root (NAME-VER.tar[.gz|.xz|.zst]); a VM's is its first disk, raw \
+             (NAME-VER.raw[...]). Both are saved with NAME-VER.imgmanifest in the working directory, or as -o says, \
+             ready for imgadm install on this or another host. -O installs the image in the pool instead, in constant \
+             time (a snapshot of the zone's root, a reflink of the VM's disk), ready for vmadm create.",
+        ],
+        options: &[
+            valued("manifest", Some('m'), None, "MANIFEST", Kind::File, "Manifest fields as JSON (- for stdin)."),
+            valued(
+                "output-template",
+                Some('o'),
+                Some("output-template"),
+                "PATH",
+                Kind::File,
+                "Save PATH.imgmanifest and the file beside it (in PATH as NAME-VER when PATH is a directory).",
+            ),
+            flag("install", Some('O'), Some("install"), "Install the image in the pool instead of writing files."),
+            valued(
+                "compression",
+                Some('c'),
+                Some("compression"),
+                "COMP",
+                Kind::Any,
+                "none (default), gzip, xz or zstd.",
+            ),
+            flag(
+                "incremental",
+                Some('i'),
+                None,
+                "An incremental image: only what changed since the zone's image, which becomes its origin.",
+            ),
+            valued(
+                "max-origin-depth",
+                None,
+                Some("max-origin-depth"),
+                "N",
+                Kind::Any,
+                "Refuse when the origin chain would be deeper than N (at least 2).",
+            ),
+            valued("prepare-script", Some('s'), None, "PATH", Kind::File, "Not supported yet (see the README)."),
+            valued("publish", Some('p'), Some("publish"), "URL", Kind::Any, "Not supported yet (see the README)."),
+            flag("quiet", Some('q'), Some("quiet"), "Accepted for SmartOS's scripts."),
+        ],
+        operands: &[Kind::Instance],
+    },
+    CommandDoc {
         name: "delete",
         aliases: &[],
         usage: &["delete <uuid>"],

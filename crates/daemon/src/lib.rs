@@ -16,6 +16,7 @@ mod events;
 pub mod fuzzing;
 mod fw;
 mod images;
+mod imgfile;
 mod instance;
 mod lxcfs;
 mod metadata;

@@ -15,6 +15,7 @@
 //! | POST | `/v1/validate` | [`ApiRequest::Validate`] |
 //! | GET, DELETE | `/v1/vms/{uuid}` | [`ApiRequest::GetVm`], [`ApiRequest::DeleteVm`] |
 //! | POST | `/v1/vms/{uuid}/{update,start,stop,reboot,kill}` | [`ApiRequest::UpdateVm`], ... |
+//! | POST | `/v1/vms/{uuid}/create-image` | [`ApiRequest::CreateImage`] |
 //! | GET | `/v1/vms/{uuid}/{info,console}` | [`ApiRequest::VmInfo`], [`ApiRequest::VmConsole`] |
 //! | GET | `/v1/events` (`?uuid=`, `?full=true`) | [`ApiRequest::Events`] |
 //! | GET, POST | `/v1/images` | [`ApiRequest::ListImages`], [`ApiRequest::InstallImage`] |
@@ -37,8 +38,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid,
-    KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageCreateRequest, ImageInstallRequest, ImageUuid,
+    InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest,
+    ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -166,6 +168,13 @@ pub enum ApiRequest {
     GetImage(ImageUuid),
     /// `DELETE /v1/images/{uuid}`.
     DeleteImage(ImageUuid),
+    /// `POST /v1/vms/{uuid}/create-image`.
+    CreateImage {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// What to make.
+        request: ImageCreateRequest,
+    },
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -352,7 +361,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
             (Route::NicTagVerb(verb), Some(*name))
         }
         ["vms", id, verb] if !id.is_empty() => {
-            let verb = ["update", "start", "stop", "reboot", "kill", "info", "console", "sysrq"]
+            let verb = ["update", "start", "stop", "reboot", "kill", "info", "console", "sysrq", "create-image"]
                 .into_iter()
                 .find(|v| v == verb)?;
             (Route::VmVerb(verb), Some(*id))
@@ -410,6 +419,10 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
             let uuid = vm()?;
             let r: KillRequest = body(bytes, "the kill request")?;
             ApiRequest::KillVm { uuid, signal: parse_signal(r.signal.as_deref())? }
+        }
+        (Route::VmVerb("create-image"), "POST") => {
+            let uuid = vm()?;
+            ApiRequest::CreateImage { uuid, request: body(bytes, "the image create request")? }
         }
         (Route::VmVerb("info"), "GET") => ApiRequest::VmInfo(vm()?),
         (Route::VmVerb("console"), "GET") => ApiRequest::VmConsole(vm()?),

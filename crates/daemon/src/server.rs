@@ -351,6 +351,9 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::InstallImage(r) => {
             blocking(d, move |d| d.install_image(&r.manifest, &r.file)).await.into_response()
         }
+        ApiRequest::CreateImage { uuid, request } => {
+            blocking(d, move |d| d.create_image(&uuid.to_string(), &request)).await.into_response()
+        }
         ApiRequest::GetImage(uuid) => blocking(d, move |d| d.image_record(uuid)).await.into_response(),
         ApiRequest::DeleteImage(uuid) => {
             blocking(d, move |d| d.delete_image(uuid).map(|()| done(format!("Deleted image {uuid}"))))

@@ -34,6 +34,7 @@ use zonevisor_zone::ExitReason;
 use crate::images::step_error;
 use crate::Daemon;
 
+mod create_image;
 mod driver;
 pub(crate) mod host;
 pub(crate) mod spec;
