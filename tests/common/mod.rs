@@ -282,6 +282,17 @@ impl TestHost {
         Some(host)
     }
 
+    /// A new host whose daemon also gets `args`.
+    pub fn with_daemon_args(args: &[&str]) -> Option<TestHost> {
+        if let Err(reason) = host_ready() {
+            return skip(&reason);
+        }
+        let mut host = TestHost::prepare("8G");
+        host.daemon_args = args.iter().map(|a| a.to_string()).collect();
+        host.start_daemon();
+        Some(host)
+    }
+
     /// A new host whose pool is `size` (e.g. `2G`: tests that fill it).
     pub fn with_pool_size(size: &str) -> Option<TestHost> {
         if let Err(reason) = host_ready() {

@@ -683,6 +683,7 @@ impl Daemon {
         }
         self.pool.destroy(&uuid.to_string()).map_err(|e| step_error("destroy image dataset", e))?;
         self.store.delete_image(uuid)?;
+        self.drop_served_file(uuid);
         tracing::info!(image = %uuid, "deleted image");
         Ok(())
     }

@@ -16,6 +16,7 @@ mod events;
 pub mod fuzzing;
 mod fw;
 mod images;
+mod imgapi_serve;
 mod imgfile;
 mod instance;
 mod lxcfs;
@@ -73,6 +74,11 @@ pub struct Config {
     /// default: the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_name = "IP")]
     pub dns_upstream: Vec<std::net::IpAddr>,
+    /// Serve the installed images as an IMGAPI image source on this
+    /// address (e.g. 0.0.0.0:8080), for other hosts' `imgadm import`.
+    /// Off by default; unauthenticated and read-only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub imgapi_listen: Option<std::net::SocketAddr>,
 }
 
 /// Sizes like `64G`, `512M`, `1T` or a byte count.
@@ -116,6 +122,8 @@ pub struct Daemon {
     io_governor: Option<(PathBuf, String)>,
     /// The metadata service's host side.
     metadata: metadata::Metadata,
+    /// The image source's files being made (`--imgapi-listen`).
+    imgapi_making: imgapi_serve::Making,
 }
 
 /// The whole error chain of `e`, joined with `: `.
@@ -245,6 +253,7 @@ impl Daemon {
             started: std::time::Instant::now(),
             io_governor: None,
             metadata: metadata::Metadata::default(),
+            imgapi_making: imgapi_serve::Making::default(),
         })
     }
 }
@@ -330,6 +339,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         started: std::time::Instant::now(),
         io_governor,
         metadata,
+        imgapi_making: imgapi_serve::Making::default(),
     });
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {
@@ -346,6 +356,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     rt.spawn(keep_reserve(daemon.clone()));
     if let Some((_, dev)) = daemon.io_governor.clone() {
         rt.spawn(govern_io(daemon.clone(), dev));
+    }
+    if let Some(addr) = config.imgapi_listen {
+        // Bound now, so that a taken address fails the start, not later.
+        let d = daemon.clone();
+        let listener =
+            rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("--imgapi-listen {addr}"))?;
+        rt.spawn(async move {
+            if let Err(e) = imgapi_serve::serve(d, listener).await {
+                tracing::error!(error = %e, "the image source stopped");
+            }
+        });
     }
     let served = rt.block_on(server::serve(daemon.clone(), socket));
     // Running zones' /proc files point into lxcfs: it stays while any runs.

@@ -150,7 +150,7 @@ where
 /// targets'): hyper's timer, so that [`HEADER_TIMEOUT`] applies, and
 /// half-closed connections answered (a client may shut down its writing
 /// side once its request is sent, as `nc -U` does; the answer still comes).
-fn http1_builder() -> http1::Builder {
+pub(crate) fn http1_builder() -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).half_close(true);
     b
@@ -161,13 +161,13 @@ fn http1_builder() -> http1::Builder {
 /// the connection. Reads pass through untouched: hyper bounds the head,
 /// [`read_body`] the body, and an event stream's client sends nothing for
 /// hours.
-struct StallGuard<T> {
+pub(crate) struct StallGuard<T> {
     inner: T,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> StallGuard<T> {
-    fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         StallGuard { inner, stalled: None }
     }
 
