@@ -26,6 +26,8 @@
 //!   links, forged ARP, MACs and VLAN tags.
 //! - `mdata`: the metadata service's socket directory and `/native`,
 //!   another zone's metadata, links planted against the boot's writes.
+//! - `images`: a zone's root made an image (`imgadm create`): planted
+//!   links to host files, a FIFO, a terabyte sparse file.
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
@@ -38,6 +40,8 @@ mod classic;
 mod daemon;
 #[path = "escape/entry.rs"]
 mod entry;
+#[path = "escape/images.rs"]
+mod images;
 #[path = "escape/lofs.rs"]
 mod lofs;
 #[path = "escape/mdata.rs"]

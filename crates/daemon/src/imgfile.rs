@@ -351,10 +351,20 @@ impl<W: Write> TreeTar<'_, W> {
                 }
                 self.links.insert(key, member.to_path_buf());
             }
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(meta.len());
             // Never through a link someone put in its place.
             let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+            // A file with holes keeps them: a sparse member, its data only
+            // (a zone's 1 TiB sparse file is not 1 TiB of zeros here).
+            if meta.blocks() * 512 < meta.len() {
+                let segments = data_segments(&f, meta.len())?;
+                if segments.iter().map(|s| s.1).sum::<u64>() < meta.len() {
+                    self.sparse(&mut h, member, &f, &segments, meta.len())?;
+                    self.stats.entries += 1;
+                    return Ok(());
+                }
+            }
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(meta.len());
             // Exactly the length the header says, even if it changed.
             let mut body = f.take(meta.len()).chain(io::repeat(0)).take(meta.len());
             self.builder.append_data(&mut h, member, &mut body)?;
@@ -375,6 +385,87 @@ impl<W: Write> TreeTar<'_, W> {
             self.builder.append_data(&mut h, member, io::empty())?;
         }
         self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// Writes a regular file with holes as a GNU sparse member: its data
+    /// `segments` (offset, length), the map in the header (and extension
+    /// headers past four), `len` its real size.
+    fn sparse(
+        &mut self,
+        h: &mut tar::Header,
+        member: &Path,
+        f: &File,
+        segments: &[(u64, u64)],
+        len: u64,
+    ) -> io::Result<()> {
+        let mut map = segments.to_vec();
+        // Ending in a hole: a last, empty segment at the end gives the length.
+        if map.last().is_none_or(|(o, l)| o + l < len) {
+            map.push((len, 0));
+        }
+        let data: u64 = segments.iter().map(|s| s.1).sum();
+        let name = member.as_os_str().as_bytes();
+        if name.len() > 100 {
+            // GNU's long name: a member of its own before this one.
+            let mut long = tar::Header::new_gnu();
+            long.set_entry_type(tar::EntryType::GNULongName);
+            long.as_gnu_mut().expect("a GNU header").name[..13].copy_from_slice(b"././@LongLink");
+            long.set_mode(0o644);
+            long.set_size(name.len() as u64 + 1);
+            long.set_cksum();
+            let mut body = name.to_vec();
+            body.push(0);
+            self.builder.append(&long, body.as_slice())?;
+        }
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(data);
+        let gnu = h.as_gnu_mut().expect("a GNU header");
+        let n = name.len().min(100);
+        gnu.name = [0; 100];
+        gnu.name[..n].copy_from_slice(&name[..n]);
+        gnu.set_real_size(len);
+        for (slot, (off, l)) in gnu.sparse.iter_mut().zip(&map) {
+            slot.set_offset(*off);
+            slot.set_length(*l);
+        }
+        gnu.set_is_extended(map.len() > 4);
+        h.set_cksum();
+        let w = self.builder.get_mut();
+        w.write_all(h.as_bytes())?;
+        if map.len() > 4 {
+            let chunks: Vec<&[(u64, u64)]> = map[4..].chunks(21).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut ext = tar::GnuExtSparseHeader::new();
+                for (slot, (off, l)) in ext.sparse.iter_mut().zip(chunk.iter()) {
+                    slot.set_offset(*off);
+                    slot.set_length(*l);
+                }
+                ext.set_is_extended(i + 1 < chunks.len());
+                w.write_all(ext.as_bytes())?;
+            }
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        for (off, l) in segments {
+            let mut at = *off;
+            let end = off + l;
+            while at < end {
+                let want = ((end - at) as usize).min(buf.len());
+                let got = f.read_at(&mut buf[..want], at)?;
+                if got == 0 {
+                    // Shrunk since: zeros, so the member stays as long as its header says.
+                    buf[..want].fill(0);
+                    w.write_all(&buf[..want])?;
+                    at += want as u64;
+                    continue;
+                }
+                w.write_all(&buf[..got])?;
+                at += got as u64;
+            }
+        }
+        let pad = (512 - data % 512) % 512;
+        w.write_all(&vec![0u8; pad as usize])?;
+        self.stats.bytes += data;
         Ok(())
     }
 
@@ -408,6 +499,28 @@ impl<W: Write> TreeTar<'_, W> {
         h.set_cksum();
         self.builder.append(&h, records.as_slice())
     }
+}
+
+/// The data of a file of `len` bytes, as (offset, length) runs found
+/// with `SEEK_DATA`/`SEEK_HOLE`.
+fn data_segments(f: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    use nix::unistd::{lseek, Whence};
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let data = match lseek(f, at as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if data >= len {
+            break;
+        }
+        let hole = (lseek(f, data as i64, Whence::SeekHole)? as u64).min(len);
+        out.push((data, hole - data));
+        at = hole;
+    }
+    Ok(out)
 }
 
 /// One PAX extended header record: `"<len> <key>=<value>\n"`, where
@@ -528,6 +641,39 @@ mod tests {
         let dz = write_disk(&f, &mut z, Compression::Zstd).unwrap();
         assert!(dz.size < 64 << 10, "zeros compress: {}", dz.size);
         assert_eq!(zstd::decode_all(z.as_slice()).unwrap(), want);
+    }
+
+    #[test]
+    fn sparse_files_keep_their_holes_and_extract_as_they_were() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        // A terabyte, mostly holes; data in more runs than a header holds.
+        let f = File::create(root.join("big")).unwrap();
+        f.set_len(1 << 40).unwrap();
+        for i in 0..30u64 {
+            f.write_all_at(format!("run {i}").as_bytes(), i * (1 << 30)).unwrap();
+        }
+        let long = "d".repeat(120);
+        std::fs::create_dir(root.join(&long)).unwrap();
+        let g = File::create(root.join(&long).join("tail-hole")).unwrap();
+        g.write_all_at(b"head", 0).unwrap();
+        g.set_len(64 << 20).unwrap();
+        let mut out = Vec::new();
+        write_tree(&root, None, &mut out, Compression::None).unwrap();
+        assert!(out.len() < 8 << 20, "the holes are not in the tar: {} bytes", out.len());
+        let dest = t.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        tar::Archive::new(out.as_slice()).unpack(&dest).unwrap();
+        let big = File::open(dest.join("big")).unwrap();
+        assert_eq!(big.metadata().unwrap().len(), 1 << 40);
+        let mut b = [0u8; 6];
+        big.read_exact_at(&mut b, 29 * (1 << 30)).unwrap();
+        assert_eq!(&b, b"run 29");
+        assert!(big.metadata().unwrap().blocks() < 100_000, "extracted sparse");
+        let tail = dest.join(&long).join("tail-hole");
+        assert_eq!(std::fs::metadata(&tail).unwrap().len(), 64 << 20);
+        assert!(std::fs::read(&tail).unwrap().starts_with(b"head"));
     }
 
     #[test]
