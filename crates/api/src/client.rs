@@ -371,6 +371,42 @@ impl Client {
     pub fn delete_image(&self, uuid: &str) -> Result<Done, ClientError> {
         self.call::<(), _>("DELETE", &with_uuid(routes::IMAGE, uuid), None)
     }
+
+    /// `GET /v1/vms/{uuid}/snapshots`: newest first.
+    pub fn list_snapshots(&self, uuid: &str) -> Result<Vec<Snapshot>, ClientError> {
+        self.call::<(), _>("GET", &with_uuid(routes::VM_SNAPSHOTS, uuid), None)
+    }
+
+    /// `POST /v1/vms/{uuid}/snapshots`.
+    pub fn create_snapshot(&self, uuid: &str, name: &str) -> Result<Done, ClientError> {
+        let req = SnapshotRequest { name: name.to_string() };
+        self.call("POST", &with_uuid(routes::VM_SNAPSHOTS, uuid), Some(&req))
+    }
+
+    /// `POST /v1/vms/{uuid}/snapshots/{name}/rollback`.
+    pub fn rollback_snapshot(&self, uuid: &str, name: &str) -> Result<Done, ClientError> {
+        let path = routes::with_name(&with_uuid(routes::VM_SNAPSHOT_ROLLBACK, uuid), &encode_segment(name));
+        self.call::<(), _>("POST", &path, None)
+    }
+
+    /// `DELETE /v1/vms/{uuid}/snapshots/{name}`.
+    pub fn delete_snapshot(&self, uuid: &str, name: &str) -> Result<Done, ClientError> {
+        let path = routes::with_name(&with_uuid(routes::VM_SNAPSHOT, uuid), &encode_segment(name));
+        self.call::<(), _>("DELETE", &path, None)
+    }
+}
+
+/// Percent-encodes a path segment (a snapshot's name may hold `%`; any
+/// `/` stays inside the segment).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Percent-encodes a query value.

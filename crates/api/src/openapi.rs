@@ -175,6 +175,33 @@ fn fw_vm_status() {}
     responses((status = 200, body = [FwRuleStats]), (status = 404, body = ApiError)))]
 fn fw_vm_stats() {}
 
+/// A VM's snapshots (`vmadm get`'s `snapshots`), newest first.
+#[utoipa::path(get, path = "/v1/vms/{uuid}/snapshots", params(("uuid" = String, Path)),
+    responses((status = 200, body = [Snapshot]), (status = 404, body = ApiError)))]
+fn list_snapshots() {}
+
+/// `vmadm create-snapshot`: O(1), of every disk of a VM at once (a
+/// running hardware VM is paused around it).
+#[utoipa::path(post, path = "/v1/vms/{uuid}/snapshots", params(("uuid" = String, Path)), request_body = SnapshotRequest,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, description = "A snapshot of that name exists, or the snapshot limit is reached", body = ApiError),
+              (status = 422, description = "The pool cannot snapshot (the dir backend)", body = ApiError)))]
+fn create_snapshot() {}
+
+/// `vmadm rollback-snapshot`: the VM's dataset, tags, metadata and routes
+/// as they were; newer snapshots are deleted; a running VM is stopped
+/// and started again.
+#[utoipa::path(post, path = "/v1/vms/{uuid}/snapshots/{name}/rollback",
+    params(("uuid" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+fn rollback_snapshot() {}
+
+/// `vmadm delete-snapshot`.
+#[utoipa::path(delete, path = "/v1/vms/{uuid}/snapshots/{name}",
+    params(("uuid" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+fn delete_snapshot() {}
+
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
@@ -216,7 +243,11 @@ fn fw_vm_stats() {}
         fw_vm_rules,
         fw_vm_status,
         fw_vm_stats,
-        create_image
+        create_image,
+        list_snapshots,
+        create_snapshot,
+        rollback_snapshot,
+        delete_snapshot
     ),
     components(schemas(
         ApiError,
@@ -262,7 +293,9 @@ fn fw_vm_stats() {}
         FwStatus,
         FwRuleStats,
         ImageCreateRequest,
-        ImageCreated
+        ImageCreated,
+        SnapshotRequest,
+        Snapshot
     ))
 )]
 pub struct ApiDoc;
@@ -326,6 +359,9 @@ mod tests {
             routes::FW_VM_RULES,
             routes::FW_VM_STATUS,
             routes::FW_VM_STATS,
+            routes::VM_SNAPSHOTS,
+            routes::VM_SNAPSHOT,
+            routes::VM_SNAPSHOT_ROLLBACK,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

@@ -64,6 +64,13 @@ pub const FW_VM_STATUS: &str = "/v1/fw/vms/{uuid}/status";
 /// `GET`: per-rule packet and byte counts of an instance's firewall.
 pub const FW_VM_STATS: &str = "/v1/fw/vms/{uuid}/stats";
 
+/// `GET`: a VM's snapshots; `POST`: take one ([`crate::SnapshotRequest`]).
+pub const VM_SNAPSHOTS: &str = "/v1/vms/{uuid}/snapshots";
+/// `DELETE`: delete a VM's snapshot.
+pub const VM_SNAPSHOT: &str = "/v1/vms/{uuid}/snapshots/{name}";
+/// `POST`: roll a VM back to a snapshot (a running VM is stopped and started again).
+pub const VM_SNAPSHOT_ROLLBACK: &str = "/v1/vms/{uuid}/snapshots/{name}/rollback";
+
 /// Fills `{name}` in a route.
 pub fn with_name(route: &str, name: &str) -> String {
     route.replace("{name}", name)

@@ -667,3 +667,20 @@ pub struct FwRuleStats {
     /// Bytes it matched.
     pub bytes: u64,
 }
+
+/// `vmadm create-snapshot <uuid> <name>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// The snapshot's name: 1 to 64 characters of `[A-Za-z0-9_.:%-]`.
+    pub name: String,
+}
+
+/// One snapshot of a VM, as `vmadm get` lists it in `snapshots`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Snapshot {
+    /// Its name.
+    pub name: String,
+    /// When it was taken (`2026-01-31T18:05:05.000Z`).
+    pub created_at: String,
+}

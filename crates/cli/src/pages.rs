@@ -68,6 +68,17 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         operands: &[],
     },
     CommandDoc {
+        name: "create-snapshot",
+        aliases: &[],
+        usage: &["create-snapshot <uuid> <snapname>"],
+        summary: "Snapshot the VM's dataset: a zone's root, or every disk of a VM at once.",
+        description: &[
+            "Takes snapshot <snapname> of the VM's dataset (SmartOS's <dataset>@vmsnap-<snapname>) in constant              time, whatever its size, and prints Created snapshot <snapname> for VM <uuid> on stderr. The name is              1 to 64 characters of letters, digits and -_.:% (others: exit 1, Invalid snapshot name). A VM's disks              are all in its dataset and snapshotted together; a running hardware VM is paused (QMP stop) for the              instant it takes. The VM's tags, customer_metadata, internal_metadata and routes are kept with the              snapshot, as SmartOS keeps them in the zone's dataset. Snapshots count against the VM's quota (the              blocks they hold that the VM no longer does), and zfs_snapshot_limit caps their number. A name in              use, or the limit reached, fails (exit 1); so does a pool on the dir backend. vmadm get lists them              in snapshots (name, created_at), newest first; the zone itself never sees them.",
+        ],
+        options: &[],
+        operands: &[Kind::Instance, Kind::Any],
+    },
+    CommandDoc {
         name: "delete",
         aliases: &["destroy"],
         usage: &["delete <uuid>"],
@@ -76,6 +87,15 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
              indestructible_zoneroot is set."],
         options: &[],
         operands: &[Kind::Instance],
+    },
+    CommandDoc {
+        name: "delete-snapshot",
+        aliases: &[],
+        usage: &["delete-snapshot <uuid> <snapname>"],
+        summary: "Delete one of the VM's snapshots.",
+        description: &["Deletes snapshot <snapname> of the VM and prints Deleted snapshot <snapname> for VM <uuid> on              stderr; the blocks only it held are free (and no longer count against the quota) when it returns. A              snapshot that does not exist fails (exit 1). It cannot be undone."],
+        options: &[],
+        operands: &[Kind::Instance, Kind::Any],
     },
     CommandDoc {
         name: "events",
@@ -193,6 +213,18 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         description: &[],
         options: &[flag("force", Some('F'), Some("force"), "Kill the zone at once instead of shutting it down.")],
         operands: &[Kind::RunningInstance],
+    },
+    CommandDoc {
+        name: "rollback-snapshot",
+        aliases: &[],
+        usage: &["rollback-snapshot <uuid> <snapname>"],
+        summary: "Roll the VM back to a snapshot: data, tags and metadata; newer snapshots are deleted.",
+        description: &[
+            "Rolls the VM's dataset back to snapshot <snapname> and prints Rolled back snapshot <snapname> for VM              <uuid> on stderr. A running VM is stopped (forced) first and started again after, as SmartOS does; a              stopped one stays stopped. Its tags, customer_metadata, internal_metadata and routes go back to what              they were when the snapshot was taken. IMPORTANT: every snapshot newer than <snapname> is deleted,              and the state from before the rollback is gone; neither can be undone.",
+            "The rollback is crash-safe: if zonevisord dies during it, its next start finishes it or undoes it,              data and tags together, and starts the VM again if its autoboot is set.",
+        ],
+        options: &[],
+        operands: &[Kind::Instance, Kind::Any],
     },
     CommandDoc {
         name: "start",

@@ -261,6 +261,26 @@ pub enum Command {
         /// The payload's source.
         source: UpdateSource,
     },
+    /// `create-snapshot`, `rollback-snapshot` or `delete-snapshot <uuid> <snapname>`.
+    Snapshot {
+        /// What to do with the snapshot.
+        verb: SnapshotVerb,
+        /// The instance.
+        uuid: InstanceUuid,
+        /// The snapshot's name.
+        name: String,
+    },
+}
+
+/// What a snapshot command does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotVerb {
+    /// `create-snapshot`.
+    Create,
+    /// `rollback-snapshot`.
+    Rollback,
+    /// `delete-snapshot`.
+    Delete,
 }
 
 /// A parsed command line.
@@ -273,17 +293,7 @@ pub struct Invocation {
 }
 
 /// SmartOS commands zonevisor does not offer yet.
-const NOT_YET: &[&str] = &[
-    "create-snapshot",
-    "delete-snapshot",
-    "install",
-    "receive",
-    "recv",
-    "reprovision",
-    "rollback-snapshot",
-    "send",
-    "sysrq",
-];
+const NOT_YET: &[&str] = &["install", "receive", "recv", "reprovision", "send", "sysrq"];
 
 /// Linux signal names (without `SIG`).
 pub const SIGNALS: &[&str] = &[
@@ -556,6 +566,21 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 }
             }
             (p, Command::Info { uuid, types })
+        }
+        "create-snapshot" | "rollback-snapshot" | "delete-snapshot" => {
+            let p = parse(rest, &opts(cmd))?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            // SmartOS's words for a missing or extra name.
+            let [name] = &p.positional[1..] else {
+                return Err(usage(format!("Wrong number of parameters to \"{cmd}\"")));
+            };
+            let verb = match cmd.as_str() {
+                "create-snapshot" => SnapshotVerb::Create,
+                "rollback-snapshot" => SnapshotVerb::Rollback,
+                _ => SnapshotVerb::Delete,
+            };
+            let name = name.clone();
+            (p, Command::Snapshot { verb, uuid, name })
         }
         other if NOT_YET.contains(&other) => {
             return Err(CliError::failed(format!("\"{other}\" is not supported by zonevisor yet")))
@@ -1072,6 +1097,17 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                 Err(e) => return Err(payload_error(e)),
             }
         }
+        Command::Snapshot { verb, uuid, name } => {
+            let id = uuid.to_string();
+            let message = match verb {
+                SnapshotVerb::Create => client.create_snapshot(&id, &name).map(|_| "Created snapshot"),
+                SnapshotVerb::Rollback => client.rollback_snapshot(&id, &name).map(|_| "Rolled back snapshot"),
+                SnapshotVerb::Delete => client.delete_snapshot(&id, &name).map(|_| "Deleted snapshot"),
+            }
+            .map_err(client_err)?;
+            // SmartOS prints it on stderr.
+            writeln!(io.err, "{message} {name} for VM {uuid}")?;
+        }
     }
     Ok(())
 }
@@ -1570,6 +1606,48 @@ mod tests {
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["vmadm", "get", U1]), 0);
         assert_eq!(t.out(), format!("{{\n  \"uuid\": \"{U1}\",\n  \"alias\": \"web\",\n  \"nics\": []\n}}\n"));
+    }
+
+    #[test]
+    fn snapshot_commands_call_their_routes_and_say_what_they_did() {
+        let d = FakeDaemon::start(|req| {
+            if req.path.contains("nope") {
+                (
+                    404,
+                    json!({"kind": "NotFound", "message": format!("No snapshot named \"nope\" for {U1}")}).to_string(),
+                )
+            } else {
+                (200, json!({"message": "done"}).to_string())
+            }
+        });
+        for (argv, said) in [
+            (["vmadm", "create-snapshot", U1, "s1"], "Created snapshot s1"),
+            (["vmadm", "rollback-snapshot", U1, "a%b"], "Rolled back snapshot a%b"),
+            (["vmadm", "delete-snapshot", U1, "s1"], "Deleted snapshot s1"),
+        ] {
+            let mut t = TestIo::for_daemon(&d);
+            assert_eq!(t.run(&argv), 0, "{argv:?}: {}", t.err());
+            assert_eq!((t.out(), t.err()), (String::new(), format!("{said} for VM {U1}\n")));
+        }
+        let seen = d.seen();
+        let routes: Vec<String> = seen.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+        assert_eq!(
+            routes,
+            [
+                format!("POST /v1/vms/{U1}/snapshots"),
+                format!("POST /v1/vms/{U1}/snapshots/a%25b/rollback"),
+                format!("DELETE /v1/vms/{U1}/snapshots/s1"),
+            ]
+        );
+        assert_eq!(serde_json::from_str::<Value>(&seen[0].body).unwrap(), json!({"name": "s1"}));
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "delete-snapshot", U1, "nope"]), 1);
+        assert_eq!(t.err(), format!("vmadm: No snapshot named \"nope\" for {U1}\n"));
+        // A name is needed, and only one.
+        for argv in [&["create-snapshot", U1][..], &["rollback-snapshot", U1, "a", "b"], &["delete-snapshot"]] {
+            let e = usage_err(argv);
+            assert!(e.contains("Wrong number of parameters") || e.contains("UUID"), "{argv:?}: {e}");
+        }
     }
 
     #[test]

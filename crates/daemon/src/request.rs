@@ -28,6 +28,9 @@
 //! | POST, GET | `/v1/fw/rules/{uuid}/{update,vms}` | [`ApiRequest::UpdateFwRule`], [`ApiRequest::FwRuleVms`] |
 //! | POST | `/v1/fw/changes` | [`ApiRequest::ChangeFwRules`] |
 //! | GET | `/v1/fw/vms/{uuid}/{rules,status,stats}` | [`ApiRequest::FwVm`] |
+//! | GET, POST | `/v1/vms/{uuid}/snapshots` | [`ApiRequest::ListSnapshots`], [`ApiRequest::CreateSnapshot`] |
+//! | DELETE | `/v1/vms/{uuid}/snapshots/{name}` | [`ApiRequest::DeleteSnapshot`] |
+//! | POST | `/v1/vms/{uuid}/snapshots/{name}/rollback` | [`ApiRequest::RollbackSnapshot`] |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
 //! there decodes). Path segments are percent-decoded, query strings are
@@ -39,8 +42,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
     routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageCreateRequest, ImageInstallRequest, ImageUuid,
-    InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest,
-    ValidateRequest,
+    InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, SnapshotRequest, StartRequest, StopRequest,
+    SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -174,6 +177,29 @@ pub enum ApiRequest {
         uuid: InstanceUuid,
         /// What to make.
         request: ImageCreateRequest,
+    },
+    /// `GET /v1/vms/{uuid}/snapshots`.
+    ListSnapshots(InstanceUuid),
+    /// `POST /v1/vms/{uuid}/snapshots`.
+    CreateSnapshot {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// The snapshot's name (checked by the daemon).
+        name: String,
+    },
+    /// `POST /v1/vms/{uuid}/snapshots/{name}/rollback`.
+    RollbackSnapshot {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// The snapshot's name.
+        name: String,
+    },
+    /// `DELETE /v1/vms/{uuid}/snapshots/{name}`.
+    DeleteSnapshot {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// The snapshot's name.
+        name: String,
     },
 }
 
@@ -309,6 +335,9 @@ enum Route {
     FwRuleVerb(&'static str),
     FwChanges,
     FwVm(&'static str),
+    VmSnapshots,
+    VmSnapshot,
+    VmSnapshotRollback,
 }
 
 impl Route {
@@ -326,6 +355,9 @@ impl Route {
             Route::Vm | Route::Image => "GET, DELETE",
             Route::VmVerb("info" | "console") => "GET",
             Route::VmVerb(_) => "POST",
+            Route::VmSnapshots => "GET, POST",
+            Route::VmSnapshot => "DELETE",
+            Route::VmSnapshotRollback => "POST",
         }
     }
 }
@@ -360,6 +392,11 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
             let verb = ["update", "vms"].into_iter().find(|v| v == verb)?;
             (Route::NicTagVerb(verb), Some(*name))
         }
+        ["vms", id, "snapshots"] if !id.is_empty() => (Route::VmSnapshots, Some(*id)),
+        ["vms", id, "snapshots", name] if !id.is_empty() && !name.is_empty() => (Route::VmSnapshot, Some(*id)),
+        ["vms", id, "snapshots", name, "rollback"] if !id.is_empty() && !name.is_empty() => {
+            (Route::VmSnapshotRollback, Some(*id))
+        }
         ["vms", id, verb] if !id.is_empty() => {
             let verb = ["update", "start", "stop", "reboot", "kill", "info", "console", "sysrq", "create-image"]
                 .into_iter()
@@ -369,6 +406,12 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         _ => return None,
     };
     Some(r)
+}
+
+/// The `{name}` of `/v1/vms/{uuid}/snapshots/{name}[/rollback]`, decoded.
+fn snapshot_segment(path: &str) -> String {
+    let segment = path.split('/').nth(5).unwrap_or_default();
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
 /// Decodes one request: `method` as sent (`GET`), `path` without the query,
@@ -457,6 +500,16 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::FwRuleVerb("vms"), "GET") => ApiRequest::FwRuleVms(name()),
         (Route::FwChanges, "POST") => ApiRequest::ChangeFwRules(body(bytes, "the rule changes")?),
         (Route::FwVm(what), "GET") => ApiRequest::FwVm { uuid: vm()?, what },
+        (Route::VmSnapshots, "GET") => ApiRequest::ListSnapshots(vm()?),
+        (Route::VmSnapshots, "POST") => {
+            let uuid = vm()?;
+            let r: SnapshotRequest = body(bytes, "the snapshot request")?;
+            ApiRequest::CreateSnapshot { uuid, name: r.name }
+        }
+        (Route::VmSnapshot, "DELETE") => ApiRequest::DeleteSnapshot { uuid: vm()?, name: snapshot_segment(path) },
+        (Route::VmSnapshotRollback, "POST") => {
+            ApiRequest::RollbackSnapshot { uuid: vm()?, name: snapshot_segment(path) }
+        }
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -548,6 +601,22 @@ mod tests {
             })
         );
         assert_eq!(err("GET", routes::FW_CHANGES, None, "").status(), 405);
+        assert_eq!(ok("GET", &with(routes::VM_SNAPSHOTS), None, ""), ApiRequest::ListSnapshots(uuid));
+        assert_eq!(
+            ok("POST", &with(routes::VM_SNAPSHOTS), None, r#"{"name":"s1"}"#),
+            ApiRequest::CreateSnapshot { uuid, name: "s1".into() }
+        );
+        let snap = |r: &str| routes::with_name(&with(r), "a%25b:c");
+        assert_eq!(
+            ok("POST", &snap(routes::VM_SNAPSHOT_ROLLBACK), None, ""),
+            ApiRequest::RollbackSnapshot { uuid, name: "a%b:c".into() }
+        );
+        assert_eq!(
+            ok("DELETE", &snap(routes::VM_SNAPSHOT), None, ""),
+            ApiRequest::DeleteSnapshot { uuid, name: "a%b:c".into() }
+        );
+        assert_eq!(err("GET", &snap(routes::VM_SNAPSHOT), None, "").status(), 405);
+        assert_eq!(err("POST", &with(routes::VM_SNAPSHOTS), None, r#"{"nom":"s1"}"#).status(), 400);
         // Percent-encoded path segments are decoded, as axum's did.
         assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
     }

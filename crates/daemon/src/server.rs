@@ -360,6 +360,18 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
                 .await
                 .into_response()
         }
+        ApiRequest::ListSnapshots(uuid) => {
+            blocking(d, move |d| d.list_snapshots(&uuid.to_string())).await.into_response()
+        }
+        ApiRequest::CreateSnapshot { uuid, name } => {
+            blocking(d, move |d| d.create_snapshot(&uuid.to_string(), &name).map(done)).await.into_response()
+        }
+        ApiRequest::RollbackSnapshot { uuid, name } => {
+            blocking(d, move |d| d.rollback_snapshot(&uuid.to_string(), &name).map(done)).await.into_response()
+        }
+        ApiRequest::DeleteSnapshot { uuid, name } => {
+            blocking(d, move |d| d.delete_snapshot(&uuid.to_string(), &name).map(done)).await.into_response()
+        }
     }
 }
 

@@ -6,6 +6,14 @@
 //! uses btrfs ioctls ([`crate::sys`]), never the `btrfs` command: a clone is
 //! one `BTRFS_IOC_SNAP_CREATE_V2`, a volume's clone one `FICLONE`. Quotas are simple quotas where the kernel
 //! has them (6.7+), otherwise classic qgroups.
+//!
+//! qgroups: every dataset is in the pool's `1/100` (the reserve); a
+//! dataset with snapshots is also in its own level-1 group with them
+//! (`1/<id>`, [`dataset_group`]), which carries its quota too, so what a
+//! snapshot pins is charged to the dataset. Under simple quotas a block
+//! is charged to the subvolume that wrote it for as long as anything
+//! holds it, so the group also keeps charging what a rolled-back
+//! dataset's old subvolume wrote while a snapshot holds it.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -35,6 +43,17 @@ enum QuotaMode {
 /// limit is what all datasets together may hold, the pool less its
 /// reserve (see [`crate::Pool::keep_reserve`]).
 pub(crate) const DATASETS_QGROUP: u64 = (1 << 48) | 100;
+
+/// The level-1 qgroup of one dataset and its snapshots (`1/<id>`, the id
+/// of the dataset's subvolume when its first snapshot was made; subvolume
+/// ids are never reused, and are above 255, so no two datasets, and not
+/// [`DATASETS_QGROUP`], share one). Its limit is the dataset's quota, so
+/// what a snapshot pins counts against it, as ZFS's `quota` counts a
+/// dataset's snapshots; a rollback's new subvolume joins it, so the
+/// quota outlives the subvolume it was set on.
+const fn dataset_group(subvol: u64) -> u64 {
+    (1 << 48) | subvol
+}
 
 /// Datasets as btrfs subvolumes.
 pub(crate) struct BtrfsBackend {
@@ -308,6 +327,92 @@ fn delete_nested(path: &Path) -> Result<()> {
     walk(path)
 }
 
+/// The dataset's level-1 qgroup (see [`dataset_group`]) that subvolume
+/// `id` belongs to, if any.
+fn group_of(fs: &File, id: u64) -> io::Result<Option<u64>> {
+    let parents = sys::search_items(
+        fs,
+        sys::BTRFS_QUOTA_TREE_OBJECTID,
+        id,
+        sys::BTRFS_QGROUP_RELATION_KEY,
+        dataset_group(0)..=dataset_group((1 << 48) - 1),
+    )?;
+    Ok(parents.into_iter().map(|(parent, _)| parent).find(|&p| p != DATASETS_QGROUP))
+}
+
+/// The limit item of qgroup `qgroup`: (flags, max_rfer, max_excl).
+fn limit_of(fs: &File, qgroup: u64) -> io::Result<(u64, u64, u64)> {
+    let item = sys::search_item(fs, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, sys::BTRFS_QGROUP_LIMIT_KEY, qgroup)?;
+    Ok(item.map_or((0, 0, 0), |l| (sys::le_u64(&l, 0), sys::le_u64(&l, 8), sys::le_u64(&l, 16))))
+}
+
+/// Sets the limits of qgroup `qgroup` to (flags, max_rfer, max_excl) as
+/// [`limit_of`] reads them: the limits not flagged are cleared.
+fn set_limit(fs: &File, qgroup: u64, (flags, max_rfer, max_excl): (u64, u64, u64)) -> io::Result<()> {
+    use sys::{
+        BTRFS_QGROUP_LIMIT_CLEAR as CLEAR, BTRFS_QGROUP_LIMIT_MAX_EXCL as EXCL, BTRFS_QGROUP_LIMIT_MAX_RFER as RFER,
+    };
+    let rfer = if flags & RFER != 0 { max_rfer } else { CLEAR };
+    let excl = if flags & EXCL != 0 { max_excl } else { CLEAR };
+    let limit = || sys::qgroup_limit(fs, qgroup, RFER | EXCL, rfer, excl);
+    match limit() {
+        // A qgroup at its limit: commit the pending writes first (as set_quota).
+        Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => sys::fs_sync(fs).and_then(|()| limit()),
+        r => r,
+    }
+}
+
+/// Rescans the quota numbers when classic qgroups say they need it (a
+/// subvolume that joined a group holding blocks it shares, a snapshot in
+/// two groups), and waits for it: until it is done the groups' limits do
+/// not hold. Simple quotas never need one.
+fn rescan_if_inconsistent(fs: &File, path: &Path) {
+    let status = sys::search_item(fs, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, sys::BTRFS_QGROUP_STATUS_KEY, 0);
+    let inconsistent = status
+        .ok()
+        .flatten()
+        .is_some_and(|item| sys::le_u64(&item, 16) & sys::BTRFS_QGROUP_STATUS_FLAG_INCONSISTENT != 0);
+    if !inconsistent {
+        return;
+    }
+    match sys::quota_rescan(fs) {
+        Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => {
+            tracing::warn!(pool = %path.display(), error = %e, "cannot start a qgroup rescan");
+            return;
+        }
+        _ => {}
+    }
+    if let Err(e) = sys::quota_rescan_wait(fs) {
+        tracing::warn!(pool = %path.display(), error = %e, "waiting for a qgroup rescan");
+    }
+}
+
+impl BtrfsBackend {
+    /// The quota group of the dataset open as `subvol` (at `path`), made
+    /// now if it has none: the dataset joins it, and its quota is put on it.
+    fn ensure_group(&self, subvol: &File, path: &Path) -> Result<u64> {
+        let err = |op| move |e| PoolError::io(op, path, e);
+        let id = sys::subvol_id(subvol).map_err(err("read subvolume id"))?;
+        if let Some(group) = group_of(subvol, id).map_err(err("read qgroup relations"))? {
+            return Ok(group);
+        }
+        let group = dataset_group(id);
+        match sys::qgroup_create(subvol, true, group) {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(err("create the dataset's qgroup")(e)),
+            _ => {}
+        }
+        // The quota first, then membership: a group joined without its
+        // limit never holds a dataset past its quota.
+        let limit = limit_of(subvol, id).map_err(err("read qgroup limit"))?;
+        set_limit(subvol, group, limit).map_err(err("set the dataset's qgroup limit"))?;
+        let rescan = sys::qgroup_assign(subvol, true, id, group).map_err(err("join the dataset's qgroup"))?;
+        if rescan {
+            rescan_if_inconsistent(subvol, path);
+        }
+        Ok(group)
+    }
+}
+
 impl Backend for BtrfsBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities { backend: "btrfs", o1_clone: true, quota: true }
@@ -426,13 +531,22 @@ impl Backend for BtrfsBackend {
             Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => sys::fs_sync(&subvol).and_then(|()| limit()),
             r => r,
         }
-        .map_err(|e| PoolError::io("set qgroup limit", path, e))
+        .map_err(|e| PoolError::io("set qgroup limit", path, e))?;
+        // A dataset with snapshots: the quota holds for it and them together.
+        let id = sys::subvol_id(&subvol).map_err(|e| PoolError::io("read subvolume id", path, e))?;
+        if let Some(group) = group_of(&subvol, id).map_err(|e| PoolError::io("read qgroup relations", path, e))? {
+            let limit = limit_of(&subvol, id).map_err(|e| PoolError::io("read qgroup limit", path, e))?;
+            set_limit(&subvol, group, limit).map_err(|e| PoolError::io("set the dataset's qgroup limit", path, e))?;
+        }
+        Ok(())
     }
 
     fn usage(&self, path: &Path) -> Result<Usage> {
         let subvol = open_subvol(path)?;
         let err = |e| PoolError::io("read qgroup", path, e);
         let id = sys::subvol_id(&subvol).map_err(err)?;
+        // With snapshots, what counts against the quota is the group's.
+        let id = group_of(&subvol, id).map_err(err)?.unwrap_or(id);
         let search = |item_type| sys::search_item(&subvol, sys::BTRFS_QUOTA_TREE_OBJECTID, 0, item_type, id);
         // btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr.
         let used_bytes = search(sys::BTRFS_QGROUP_INFO_KEY).map_err(err)?.map_or(0, |info| sys::le_u64(&info, 24));
@@ -450,5 +564,53 @@ impl Backend for BtrfsBackend {
 
     fn is_dataset(&self, path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok_and(|md| md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID)
+    }
+
+    fn snapshot(&self, path: &Path, target: &Path) -> Result<()> {
+        let subvol = open_subvol(path)?;
+        let group = self.ensure_group(&subvol, path)?;
+        let (dir, name) = parent_and_name(target)?;
+        let inherit = [DATASETS_QGROUP, group];
+        created(target, "snapshot subvolume", sys::snap_create(&dir, name, &subvol, true, &inherit))?;
+        if self.quota == QuotaMode::Qgroups {
+            rescan_if_inconsistent(&dir, target);
+        }
+        Ok(())
+    }
+
+    fn clone_snapshot(&self, path: &Path, snapshot: &Path, target: &Path) -> Result<()> {
+        let live = open_subvol(path)?;
+        let group = self.ensure_group(&live, path)?;
+        let id = sys::subvol_id(&live).map_err(|e| PoolError::io("read subvolume id", path, e))?;
+        let limit = limit_of(&live, id).map_err(|e| PoolError::io("read qgroup limit", path, e))?;
+        let source = open_subvol(snapshot)?;
+        let (dir, name) = parent_and_name(target)?;
+        let inherit = [DATASETS_QGROUP, group];
+        created(target, "snapshot subvolume", sys::snap_create(&dir, name, &source, false, &inherit))?;
+        // The dataset's own quota too (what its statfs(2) reports in a zone).
+        let clone = open_subvol(target)?;
+        let new_id = sys::subvol_id(&clone).map_err(|e| PoolError::io("read subvolume id", target, e))?;
+        let set = match set_limit(&clone, new_id, limit) {
+            // A qgroup the kernel did not make (quotas turned on since).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                sys::qgroup_create(&clone, true, new_id).and_then(|()| set_limit(&clone, new_id, limit))
+            }
+            r => r,
+        };
+        if let Err(e) = set {
+            let _ = delete_subvolume(&dir, name, target);
+            return Err(PoolError::io("set qgroup limit", target, e));
+        }
+        if self.quota == QuotaMode::Qgroups {
+            rescan_if_inconsistent(&dir, target);
+        }
+        Ok(())
+    }
+
+    fn snapshot_info(&self, path: &Path) -> Result<(u64, std::time::SystemTime)> {
+        let subvol = open_subvol(path)?;
+        let info = sys::subvol_info(&subvol).map_err(|e| PoolError::io("read subvolume info", path, e))?;
+        let created = std::time::UNIX_EPOCH + Duration::new(info.otime.sec, info.otime.nsec.min(999_999_999));
+        Ok((info.id, created))
     }
 }

@@ -18,17 +18,23 @@
 //! A dataset may also hold **volumes**, a hardware VM's disks: sparse
 //! files in its top directory, cloned from an image's by reflink
 //! (`volume.rs` has the layout and the rules).
+//!
+//! A dataset has **snapshots** on btrfs (`snapshot.rs`): read-only, O(1),
+//! in a hidden directory of the pool, counted against the dataset's
+//! quota, and a crash-safe rollback to any of them.
 
 mod btrfs;
 mod dir;
 mod error;
 mod host;
+mod snapshot;
 mod sys;
 mod volume;
 
 use std::path::{Path, PathBuf};
 
 pub use error::PoolError;
+pub use snapshot::{check_snapshot_name, PendingRollback, RollbackOutcome, SnapshotInfo};
 pub use volume::check_volume_name;
 
 /// Reading a btrfs file system's trees, for what outside the pool needs to
@@ -160,6 +166,22 @@ pub(crate) trait Backend: Send + Sync {
     fn usage(&self, path: &Path) -> Result<Usage>;
     /// Whether `path` is a dataset of this backend.
     fn is_dataset(&self, path: &Path) -> bool;
+    /// A read-only snapshot of dataset `path` at `target` (a new name),
+    /// counted against the dataset's quota.
+    fn snapshot(&self, _path: &Path, _target: &Path) -> Result<()> {
+        Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "snapshot datasets" })
+    }
+    /// A writable snapshot of the snapshot at `snapshot`, made at `target`
+    /// (a new name) to take dataset `path`'s place: counted against the
+    /// same quota, with the same quota.
+    fn clone_snapshot(&self, _path: &Path, _snapshot: &Path, _target: &Path) -> Result<()> {
+        Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "roll datasets back" })
+    }
+    /// The snapshot at `path`: a number that grows with each snapshot made
+    /// in the pool (their order), and when it was made.
+    fn snapshot_info(&self, _path: &Path) -> Result<(u64, std::time::SystemTime)> {
+        Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "snapshot datasets" })
+    }
 }
 
 /// An open pool.
@@ -333,16 +355,21 @@ impl Pool {
         self.backend.is_readonly(&self.checked_path(name)?)
     }
 
-    /// Destroys a dataset and all it holds. Absent is success.
+    /// Destroys a dataset and all it holds, its snapshots too. Absent is
+    /// success.
     pub fn destroy(&self, name: &str) -> Result<()> {
-        self.backend.destroy(&self.checked_path(name)?)
+        let path = self.checked_path(name)?;
+        self.destroy_snapshots_of(name)?;
+        self.backend.destroy(&path)
     }
 
     /// As [`Pool::destroy`], and returns once the dataset's space is free
     /// again (a failed image install that filled the pool must not leave
     /// it full behind it).
     pub fn destroy_and_wait(&self, name: &str) -> Result<()> {
-        self.backend.destroy_and_wait(&self.checked_path(name)?)
+        let path = self.checked_path(name)?;
+        self.destroy_snapshots_of(name)?;
+        self.backend.destroy_and_wait(&path)
     }
 
     /// Sets (or with `None` clears) a dataset's quota in bytes.

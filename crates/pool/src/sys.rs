@@ -107,6 +107,48 @@ pub struct SubvolWait {
     count: u32,
 }
 
+/// `struct btrfs_ioctl_timespec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timespec {
+    /// Seconds since the epoch.
+    pub sec: u64,
+    /// Nanoseconds.
+    pub nsec: u32,
+}
+
+/// `struct btrfs_ioctl_get_subvol_info_args`.
+#[repr(C)]
+pub struct GetSubvolInfoArgs {
+    treeid: u64,
+    name: [u8; 256],
+    parent_id: u64,
+    dirid: u64,
+    generation: u64,
+    flags: u64,
+    uuid: [u8; 16],
+    parent_uuid: [u8; 16],
+    received_uuid: [u8; 16],
+    ctransid: u64,
+    otransid: u64,
+    stransid: u64,
+    rtransid: u64,
+    ctime: Timespec,
+    otime: Timespec,
+    stime: Timespec,
+    rtime: Timespec,
+    reserved: [u64; 8],
+}
+
+/// What `BTRFS_IOC_GET_SUBVOL_INFO` says of a subvolume.
+#[derive(Clone, Copy, Debug)]
+pub struct SubvolInfo {
+    /// Its id (tree id, = its level-0 qgroup id).
+    pub id: u64,
+    /// When it was made.
+    pub otime: Timespec,
+}
+
 /// `struct btrfs_ioctl_search_key`.
 #[repr(C)]
 #[derive(Default)]
@@ -211,7 +253,9 @@ mod ioc {
     nix::ioctl_write_ptr!(qgroup_assign, BTRFS_IOCTL_MAGIC, 41, QgroupAssignArgs);
     nix::ioctl_write_ptr!(qgroup_create, BTRFS_IOCTL_MAGIC, 42, QgroupCreateArgs);
     nix::ioctl_write_ptr!(quota_rescan, BTRFS_IOCTL_MAGIC, 44, QuotaRescanArgs);
+    nix::ioctl_none!(quota_rescan_wait, BTRFS_IOCTL_MAGIC, 46);
     nix::ioctl_write_ptr!(subvol_sync_wait, BTRFS_IOCTL_MAGIC, 65, SubvolWait);
+    nix::ioctl_read!(get_subvol_info, BTRFS_IOCTL_MAGIC, 60, GetSubvolInfoArgs);
     // The kernel declares this one _IOR although it only reads the argument.
     nix::ioctl_read!(qgroup_limit, BTRFS_IOCTL_MAGIC, 43, QgroupLimitArgs);
     // FICLONE: _IOW(0x94, 9, int), the source descriptor passed by value.
@@ -290,6 +334,13 @@ pub fn quota_rescan(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Waits for a running quota rescan to finish (none running: at once).
+pub fn quota_rescan_wait(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: BTRFS_IOC_QUOTA_RESCAN_WAIT takes no argument.
+    unsafe { ioc::quota_rescan_wait(fd.as_fd().as_raw_fd()) }?;
+    Ok(())
+}
+
 /// `BTRFS_IOC_SYNC`: commits the filesystem's transaction and wakes its
 /// cleaner (which drops deleted subvolumes) now, not at the next periodic
 /// commit.
@@ -310,6 +361,15 @@ pub fn subvol_sync_wait(fd: impl AsFd, subvolid: u64) -> io::Result<()> {
         Ok(_) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What the kernel says of the subvolume holding `fd` (`BTRFS_IOC_GET_SUBVOL_INFO`, kernel 4.18+).
+pub fn subvol_info(fd: impl AsFd) -> io::Result<SubvolInfo> {
+    // SAFETY: an all-zero GetSubvolInfoArgs is valid (integers and byte arrays).
+    let mut args: GetSubvolInfoArgs = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one btrfs_ioctl_get_subvol_info_args to the pointer, valid for writes.
+    unsafe { ioc::get_subvol_info(fd.as_fd().as_raw_fd(), &mut args) }?;
+    Ok(SubvolInfo { id: args.treeid, otime: args.otime })
 }
 
 /// Deletes the subvolume `name` in directory `dir`.
@@ -411,6 +471,60 @@ pub fn search_item(
     }
 }
 
+/// The items (`objectid`, `item_type`, offset) of tree `tree_id` whose
+/// offsets are within `offsets`, as (offset, item) in key order; at most
+/// what one search returns (a 4 KiB buffer), which is ample for the few
+/// items the pool looks for (a qgroup's parents).
+pub fn search_items(
+    fd: impl AsFd,
+    tree_id: u64,
+    objectid: u64,
+    item_type: u32,
+    offsets: std::ops::RangeInclusive<u64>,
+) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    let mut args = SearchArgs {
+        key: SearchKey {
+            tree_id,
+            min_objectid: objectid,
+            max_objectid: objectid,
+            min_offset: *offsets.start(),
+            max_offset: *offsets.end(),
+            max_transid: u64::MAX,
+            min_type: item_type,
+            max_type: item_type,
+            nr_items: 4096,
+            ..SearchKey::default()
+        },
+        buf: [0; BTRFS_SEARCH_ARGS_BUFSIZE],
+    };
+    // SAFETY: `args` is a valid btrfs_ioctl_search_args the kernel reads and writes in place.
+    match unsafe { ioc::tree_search(fd.as_fd().as_raw_fd(), &mut args) } {
+        Err(nix::errno::Errno::ENOENT) => return Ok(Vec::new()),
+        r => r?,
+    };
+    let mut items = Vec::new();
+    let mut at = 0usize;
+    for _ in 0..args.key.nr_items {
+        let header = args.buf.get(at..at + SEARCH_HEADER_LEN).ok_or_else(malformed)?;
+        let ne_u64 = |i: usize| header.get(i..i + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_ne_bytes);
+        let ne_u32 = |i: usize| header.get(i..i + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_ne_bytes);
+        let (found_objectid, offset, found_type, len) = (ne_u64(8), ne_u64(16), ne_u32(24), ne_u32(28) as usize);
+        let item = args.buf.get(at + SEARCH_HEADER_LEN..at + SEARCH_HEADER_LEN + len).ok_or_else(malformed)?;
+        // The search walks keys in order between (min) and (max): a key
+        // with the objectid and type in range but another's offset order
+        // can come between; only exact matches count.
+        if found_objectid == objectid && found_type == item_type && offsets.contains(&offset) {
+            items.push((offset, item.to_vec()));
+        }
+        at += SEARCH_HEADER_LEN + len;
+    }
+    Ok(items)
+}
+
+fn malformed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "malformed btrfs tree search result")
+}
+
 /// Reads the little-endian u64 at byte `at` of an on-disk item (0 past its end).
 pub fn le_u64(item: &[u8], at: usize) -> u64 {
     item.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
@@ -491,6 +605,9 @@ mod tests {
         assert_eq!(size_of::<QgroupLimitArgs>(), 48);
         assert_eq!(size_of::<LoopInfo64>(), 232);
         assert_eq!(size_of::<LoopConfig>(), 304);
+        assert_eq!(size_of::<GetSubvolInfoArgs>(), 504);
+        assert_eq!(std::mem::offset_of!(GetSubvolInfoArgs, parent_uuid), 312);
+        assert_eq!(std::mem::offset_of!(GetSubvolInfoArgs, otime), 392);
     }
 
     #[test]
@@ -511,6 +628,8 @@ mod tests {
         assert_eq!(request_code_readwrite!(m, 40, size_of::<QuotaCtlArgs>()), 0xc0109428); // QUOTA_CTL
         assert_eq!(request_code_write!(m, 42, size_of::<QgroupCreateArgs>()), 0x4010942a); // QGROUP_CREATE
         assert_eq!(request_code_read!(m, 43, size_of::<QgroupLimitArgs>()), 0x8030942b);
+        assert_eq!(request_code_read!(m, 60, size_of::<GetSubvolInfoArgs>()), 0x81f8943c);
+        // GET_SUBVOL_INFO
         // QGROUP_LIMIT
     }
 

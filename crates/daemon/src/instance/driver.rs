@@ -29,6 +29,9 @@ pub(crate) struct Made {
 /// A live change to put back when a later one is refused.
 pub(crate) type Undo<'a> = Box<dyn FnOnce() + 'a>;
 
+/// What resumes an instance paused for a snapshot.
+pub(crate) type Resume<'a> = Box<dyn Fn() -> Result<(), ApiError> + 'a>;
+
 /// One kind of instance.
 pub(crate) trait Driver: Sync {
     /// Checks what a create payload refers to that only this kind has
@@ -89,6 +92,21 @@ pub(crate) trait Driver: Sync {
     /// What `vmadm info` shows of a running instance beyond its cgroup's
     /// figures (a VM: QEMU's answers), as top-level keys.
     fn info(&self, d: &Daemon, spec: &InstanceSpec) -> Result<Map<String, Value>, ApiError>;
+
+    /// Pauses the running instance for a snapshot of its dataset and
+    /// returns what resumes it (callable again if it fails). A zone is not
+    /// paused: its snapshot is one atomic cut of its files, as a crash
+    /// would leave them.
+    fn pause<'a>(&self, _d: &'a Daemon, _spec: &InstanceSpec) -> Result<Option<Resume<'a>>, ApiError> {
+        Ok(None)
+    }
+
+    /// A running instance found at the daemon's start: puts right what a
+    /// daemon dying mid-operation left (a VM paused for a snapshot is
+    /// resumed).
+    fn adopted(&self, _d: &Daemon, _spec: &InstanceSpec) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// The driver of instances of `brand`.

@@ -37,6 +37,24 @@ pub(crate) struct Monitor {
     exited: OwnedFd,
 }
 
+/// A fake snapshot: what its dataset held when it was taken.
+#[derive(Clone, Debug)]
+pub(crate) struct FakeSnapshot {
+    pub name: String,
+    pub order: u64,
+    /// The dataset's data ([`State::contents`]).
+    pub content: u64,
+    /// The files at the dataset's top.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// A rollback not ended.
+#[derive(Clone, Debug)]
+pub(crate) struct FakeRollback {
+    pub snapshot: String,
+    pub committed: bool,
+}
+
 /// The fake host's state.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -48,6 +66,17 @@ pub(crate) struct State {
     pub run_dirs: BTreeSet<PathBuf>,
     pub monitors: BTreeMap<PathBuf, Monitor>,
     pub exits: BTreeMap<PathBuf, ExitRecord>,
+    /// Each dataset's data, a number a test changes to stand for writes.
+    pub contents: BTreeMap<String, u64>,
+    /// Files at the top of datasets, by dataset.
+    pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Each dataset's snapshots, oldest first.
+    pub snapshots: BTreeMap<String, Vec<FakeSnapshot>>,
+    /// Rollbacks not ended, by dataset.
+    pub rollbacks: BTreeMap<String, FakeRollback>,
+    /// The run directories of VMs paused over QMP (`stop`, until `cont`).
+    pub paused: BTreeSet<PathBuf>,
+    next_order: u64,
     /// The steps taken, in order (for the tests to enumerate them).
     pub steps: Vec<&'static str>,
     fault: Option<(&'static str, Fault)>,
@@ -140,12 +169,15 @@ impl Host for FakeHost {
         let mut st = self.state();
         assert!(!st.datasets.contains(name), "clone over an existing dataset {name} (from {image})");
         st.datasets.insert(name.to_string());
+        st.contents.insert(name.to_string(), 0);
         Ok(())
     }
 
     fn create_dataset(&self, name: &str) -> Result<(), ApiError> {
         self.api_step("create_dataset")?;
-        self.state().datasets.insert(name.to_string());
+        let mut st = self.state();
+        st.datasets.insert(name.to_string());
+        st.contents.insert(name.to_string(), 0);
         Ok(())
     }
 
@@ -203,6 +235,11 @@ impl Host for FakeHost {
         st.datasets.remove(name);
         st.quotas.remove(name);
         st.volumes.retain(|v| !v.starts_with(&format!("{name}/")));
+        // Its snapshots and what a rollback left go with it.
+        st.contents.remove(name);
+        st.files.remove(name);
+        st.snapshots.remove(name);
+        st.rollbacks.remove(name);
         Ok(())
     }
 
@@ -281,8 +318,24 @@ impl Host for FakeHost {
         command: &str,
         _arguments: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, ControlError> {
-        self.control_step("qmp")?;
-        self.status(run_dir).map(|_| serde_json::json!({"command": command}))
+        // A VM paused for a snapshot and resumed: steps of their own.
+        self.control_step(match command {
+            "stop" => "qmp_stop",
+            "cont" => "qmp_cont",
+            _ => "qmp",
+        })?;
+        self.status(run_dir)?;
+        let mut st = self.state();
+        match command {
+            "stop" => st.paused.insert(run_dir.to_path_buf()),
+            "cont" => st.paused.remove(run_dir),
+            "query-status" => {
+                let status = if st.paused.contains(run_dir) { "paused" } else { "running" };
+                return Ok(serde_json::json!({"status": status, "running": status == "running"}));
+            }
+            _ => false,
+        };
+        Ok(serde_json::json!({"command": command}))
     }
 
     fn set_tmpfs(&self, run_dir: &Path, _bytes: u64) -> Result<(), ControlError> {
@@ -353,5 +406,153 @@ impl Host for FakeHost {
 
     fn lxcfs(&self) -> Option<PathBuf> {
         None
+    }
+
+    fn snapshot_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.api_step("snapshot_dataset")?;
+        let mut st = self.state();
+        if !st.datasets.contains(name) {
+            return Err(ApiError::internal(format!("snapshot dataset: no dataset {name}")));
+        }
+        if st.snapshots.get(name).is_some_and(|l| l.iter().any(|s| s.name == snap)) {
+            return Err(ApiError::internal(format!("snapshot dataset: {name}@{snap} exists")));
+        }
+        st.next_order += 1;
+        let snapshot = FakeSnapshot {
+            name: snap.to_string(),
+            order: st.next_order,
+            content: st.contents.get(name).copied().unwrap_or_default(),
+            files: st.files.get(name).cloned().unwrap_or_default(),
+        };
+        st.snapshots.entry(name.to_string()).or_default().push(snapshot);
+        Ok(())
+    }
+
+    fn list_snapshots(&self, name: &str) -> Result<Vec<zonevisor_pool::SnapshotInfo>, ApiError> {
+        let st = self.state();
+        Ok(st
+            .snapshots
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|s| zonevisor_pool::SnapshotInfo {
+                name: s.name.clone(),
+                created: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + s.order),
+                order: s.order,
+            })
+            .collect())
+    }
+
+    fn destroy_snapshot(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.api_step("destroy_snapshot")?;
+        if let Some(list) = self.state().snapshots.get_mut(name) {
+            list.retain(|s| s.name != snap);
+        }
+        Ok(())
+    }
+
+    fn rollback_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.api_step("rollback_dataset")?;
+        {
+            let mut st = self.state();
+            if st.rollbacks.contains_key(name) {
+                return Err(ApiError::internal(format!("roll dataset back: {name}'s rollback is not finished")));
+            }
+            if !st.snapshots.get(name).is_some_and(|l| l.iter().any(|s| s.name == snap)) {
+                return Err(ApiError::internal(format!("roll dataset back: no snapshot {name}@{snap}")));
+            }
+            st.rollbacks.insert(name.to_string(), FakeRollback { snapshot: snap.to_string(), committed: false });
+        }
+        // The commit: an error before it undoes the rollback, as the pool does.
+        if let Err(e) = self.step("rollback_commit") {
+            self.state().rollbacks.remove(name);
+            return Err(ApiError::internal(e));
+        }
+        {
+            let mut st = self.state();
+            let target = st.snapshots[name].iter().find(|s| s.name == snap).cloned().expect("checked above");
+            st.contents.insert(name.to_string(), target.content);
+            st.files.insert(name.to_string(), target.files);
+            if let Some(r) = st.rollbacks.get_mut(name) {
+                r.committed = true;
+            }
+        }
+        // Destroying the newer snapshots: an error is left to end_rollback.
+        if self.step("rollback_cleanup").is_ok() {
+            self.destroy_newer(name);
+        }
+        Ok(())
+    }
+
+    fn end_rollback(&self, name: &str) -> Result<(), ApiError> {
+        self.api_step("end_rollback")?;
+        let committed = self.state().rollbacks.get(name).map(|r| r.committed);
+        if committed == Some(true) {
+            self.destroy_newer(name);
+        }
+        self.state().rollbacks.remove(name);
+        Ok(())
+    }
+
+    fn pending_rollbacks(&self) -> Result<Vec<zonevisor_pool::PendingRollback>, ApiError> {
+        Ok(self
+            .state()
+            .rollbacks
+            .iter()
+            .map(|(d, r)| zonevisor_pool::PendingRollback {
+                dataset: d.clone(),
+                snapshot: r.snapshot.clone(),
+                committed: r.committed,
+            })
+            .collect())
+    }
+
+    fn resume_rollback(&self, name: &str) -> Result<zonevisor_pool::RollbackOutcome, ApiError> {
+        self.api_step("resume_rollback")?;
+        let committed = self.state().rollbacks.get(name).map(|r| r.committed);
+        match committed {
+            None => Err(ApiError::internal(format!("resume rollback: none of {name}"))),
+            Some(true) => {
+                self.destroy_newer(name);
+                Ok(zonevisor_pool::RollbackOutcome::Finished)
+            }
+            Some(false) => {
+                self.state().rollbacks.remove(name);
+                Ok(zonevisor_pool::RollbackOutcome::Undone)
+            }
+        }
+    }
+
+    fn write_dataset_file(&self, name: &str, file: &str, bytes: &[u8]) -> Result<(), ApiError> {
+        self.api_step("write_dataset_file")?;
+        let mut st = self.state();
+        if !st.datasets.contains(name) {
+            return Err(ApiError::internal(format!("write {file}: no dataset {name}")));
+        }
+        st.files.entry(name.to_string()).or_default().insert(file.to_string(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        self.api_step("read_dataset_file")?;
+        let st = self.state();
+        let files = match snapshot {
+            Some(snap) => st.snapshots.get(name).and_then(|l| l.iter().find(|s| s.name == snap)).map(|s| &s.files),
+            None => st.files.get(name),
+        };
+        Ok(files.and_then(|f| f.get(file)).cloned())
+    }
+}
+
+impl FakeHost {
+    /// Destroys the snapshots of `name` newer than its rollback's.
+    fn destroy_newer(&self, name: &str) {
+        let mut st = self.state();
+        let Some(snap) = st.rollbacks.get(name).map(|r| r.snapshot.clone()) else { return };
+        if let Some(list) = st.snapshots.get_mut(name) {
+            if let Some(order) = list.iter().find(|s| s.name == snap).map(|s| s.order) {
+                list.retain(|s| s.order <= order);
+            }
+        }
     }
 }

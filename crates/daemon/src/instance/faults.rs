@@ -1,8 +1,10 @@
 //! The lifecycle under faults, on a fake host (no root): every step of
-//! create, start, stop and delete fails once, and the daemon dies once at
-//! every step. After the error, or after a new daemon's recovery, nothing
-//! is left behind that no row accounts for, and each row's state is what
-//! the host shows.
+//! create, start, stop and delete, and of create-snapshot,
+//! rollback-snapshot and delete-snapshot, fails once, and the daemon dies
+//! once at every step. After the error, or after a new daemon's recovery,
+//! nothing is left behind that no row accounts for, each row's state is
+//! what the host shows, no VM is left paused, and a rollback's data and
+//! the tags that roll back with it agree.
 
 use std::sync::Arc;
 
@@ -383,4 +385,218 @@ fn a_vm_update_adds_grows_and_removes_volumes_and_undoes_them_when_refused() {
     // And a new disk takes the free name.
     env.d().update_vm(VM, &json!({"add_disks": [{"size": 4}]})).unwrap();
     assert_eq!(volumes(&env), ["disk0", "disk1", "disk2"]);
+}
+
+// Snapshots: create, rollback and delete under faults. The host's
+// `contents` stands for the dataset's data; tags stand for what rolls back
+// with it (test-snapshots.js "modify tags and rollback").
+
+impl Env {
+    /// Sets the instance's tag `v` to `n` and its data to `n`.
+    fn write(&self, n: u64) {
+        self.d().update_vm(VM, &json!({"set_tags": {"v": n}})).unwrap();
+        self.host.state().contents.insert(VM.to_string(), n);
+    }
+
+    fn snapshot(&self, name: &str) -> Result<(), String> {
+        self.d().create_snapshot(VM, name).map(drop).map_err(|e| e.message)
+    }
+
+    fn rollback(&self, name: &str) -> Result<(), String> {
+        self.d().rollback_snapshot(VM, name).map(drop).map_err(|e| e.message)
+    }
+
+    /// (data, tag v, snapshot names) as the host and the row have them.
+    fn snapshot_state(&self) -> (u64, Value, Vec<String>) {
+        let content = self.host.state().contents.get(VM).copied().unwrap_or_default();
+        let tag = self.d().get_vm(VM).unwrap()["tags"]["v"].clone();
+        let snaps = self.d().get_vm(VM).unwrap()["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        (content, tag, snaps)
+    }
+
+    fn paused(&self) -> bool {
+        self.host.state().paused.contains(&self.run_dir())
+    }
+}
+
+/// An instance (running or not) with data 1 in snapshot s1, 2 in s2, and 3 now.
+fn with_snapshots(env: &Env, running: bool) {
+    env.create(running).unwrap();
+    for n in 1..=2 {
+        env.write(n);
+        env.snapshot(&format!("s{n}")).unwrap();
+    }
+    env.write(3);
+}
+
+#[test]
+fn snapshots_are_listed_newest_first_and_roll_back_with_tags() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        with_snapshots(&env, true);
+        assert_eq!(env.snapshot_state(), (3, json!(3), vec!["s2".to_string(), "s1".to_string()]));
+        let vm = env.d().get_vm(VM).unwrap();
+        assert!(vm["snapshots"][0]["created_at"].as_str().unwrap().ends_with('Z'), "{vm:?}");
+        let err = env.snapshot("s1").unwrap_err();
+        assert_eq!(err, "snapshot with name \"s1\" already exists.");
+        assert_eq!(env.rollback("s9").unwrap_err(), format!("No snapshot named \"s9\" for {VM}"));
+        env.rollback("s1").unwrap();
+        assert_eq!(env.snapshot_state(), (1, json!(1), vec!["s1".to_string()]));
+        env.assert_state("running", &format!("{kind:?}: after a rollback"));
+        assert!(!env.paused());
+        // A stopped instance stays stopped.
+        env.d().stop_vm(VM, false, None).unwrap();
+        env.write(4);
+        env.rollback("s1").unwrap();
+        assert_eq!(env.snapshot_state(), (1, json!(1), vec!["s1".to_string()]));
+        env.assert_state("stopped", &format!("{kind:?}: after a rollback of a stopped instance"));
+        env.d().delete_snapshot(VM, "s1").unwrap();
+        assert_eq!(env.snapshot_state().2, Vec::<String>::new());
+        assert_eq!(
+            env.d().delete_snapshot(VM, "s1").unwrap_err().message,
+            format!("No snapshot named \"s1\" for {VM}")
+        );
+        // zfs_snapshot_limit caps them.
+        env.d().update_vm(VM, &json!({"zfs_snapshot_limit": 1})).unwrap();
+        env.snapshot("a").unwrap();
+        assert!(env.snapshot("b").unwrap_err().contains("zfs_snapshot_limit"));
+    }
+}
+
+#[test]
+fn a_snapshot_that_fails_leaves_no_snapshot_and_no_paused_vm() {
+    quiet_panics();
+    let running = |e: &Env| e.create(true).unwrap();
+    let snap = |e: &Env| e.snapshot("s1");
+    for kind in kinds() {
+        let steps = Env::steps_of(kind, running, snap);
+        let expected: &[&str] = match kind {
+            Kind::Zone => &["write_dataset_file", "snapshot_dataset"],
+            Kind::Vm => &["write_dataset_file", "qmp_stop", "snapshot_dataset", "qmp_cont"],
+        };
+        assert_eq!(steps, expected, "the steps of a {kind:?} snapshot");
+        for step in steps {
+            for fault in [Fault::Error, Fault::Crash] {
+                let mut env = Env::new(kind);
+                running(&env);
+                env.host.fail(step, fault);
+                let when = format!("{kind:?}: {fault:?} at {step} of create-snapshot");
+                let result = if fault == Fault::Crash {
+                    crashes(|| snap(&env));
+                    env.restart(true);
+                    None
+                } else {
+                    Some(snap(&env))
+                };
+                env.assert_state("running", &when);
+                assert!(!env.paused(), "{when}: the VM is left paused");
+                let taken = !env.snapshot_state().2.is_empty();
+                match result {
+                    // A resume that failed once is tried again.
+                    Some(r) if step == "qmp_cont" => assert!(r.is_ok() && taken, "{when}: {r:?}"),
+                    Some(r) => assert!(r.is_err() && !taken, "{when}: {r:?}, taken {taken}"),
+                    None => {}
+                }
+                // And the name can be used (again).
+                if taken {
+                    env.d().delete_snapshot(VM, "s1").unwrap();
+                }
+                snap(&env).unwrap();
+                assert_eq!(env.snapshot_state().2, ["s1"], "{when}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rollback_that_fails_or_dies_at_any_step_leaves_data_and_row_agreeing() {
+    quiet_panics();
+    let rollback = |e: &Env| e.rollback("s1");
+    for kind in kinds() {
+        for running in [true, false] {
+            let set_up = |e: &Env| with_snapshots(e, running);
+            let steps = Env::steps_of(kind, set_up, rollback);
+            // What comes after the rollback's end is the instance's start.
+            let start_steps: Vec<&str> = steps.iter().skip_while(|s| **s != "end_rollback").skip(1).copied().collect();
+            if kind == Kind::Zone {
+                let mut expected = vec!["read_dataset_file", "stop", "rollback_dataset", "rollback_commit"];
+                expected.extend(["rollback_cleanup", "end_rollback", "launch"]);
+                expected.retain(|s| running || !["stop", "launch"].contains(s));
+                assert_eq!(steps, expected, "the steps of a zone's rollback (running {running})");
+            }
+            for step in steps {
+                for fault in [Fault::Error, Fault::Crash] {
+                    let mut env = Env::new(kind);
+                    set_up(&env);
+                    env.host.fail(step, fault);
+                    let when = format!("{kind:?} (running {running}): {fault:?} at {step} of rollback");
+                    if fault == Fault::Crash {
+                        crashes(|| rollback(&env));
+                        env.restart(true);
+                    } else {
+                        let _ = rollback(&env);
+                    }
+                    // The row is the host's, and the data and the tags
+                    // are both of the snapshot or both of before it.
+                    let (phase, state) = env.row().expect("the row is still there");
+                    assert_eq!(phase, "ready", "{when}");
+                    env.assert_state(state.as_str().unwrap(), &when);
+                    let s = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+                    let (data, tag, snaps) = env.snapshot_state();
+                    let rolled_back = (1, json!(1), s(&["s1"]));
+                    let not = (3, json!(3), s(&["s2", "s1"]));
+                    assert!(
+                        (data, &tag, &snaps) == (rolled_back.0, &rolled_back.1, &rolled_back.2)
+                            || (data, &tag, &snaps) == (not.0, &not.1, &not.2),
+                        "{when}: data {data}, tag {tag}, snapshots {snaps:?}"
+                    );
+                    assert!(!env.paused(), "{when}");
+                    // A rollback, a crash's included, never stops what was
+                    // running for good unless its start is what failed.
+                    if running && !start_steps.contains(&step) && !(fault == Fault::Crash && data == 3) {
+                        assert_eq!(state, json!("running"), "{when}");
+                    }
+                    // The next rollback finishes the job.
+                    rollback(&env).unwrap();
+                    assert_eq!(env.snapshot_state(), rolled_back, "{when}: then rolled back");
+                    assert!(env.host.state().rollbacks.is_empty(), "{when}: a rollback left unended");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_delete_that_fails_can_be_done_again() {
+    quiet_panics();
+    for fault in [Fault::Error, Fault::Crash] {
+        let mut env = Env::new(Kind::Zone);
+        with_snapshots(&env, true);
+        env.host.fail("destroy_snapshot", fault);
+        if fault == Fault::Crash {
+            crashes(|| env.d().delete_snapshot(VM, "s1").map(drop).map_err(|e| e.message));
+            env.restart(true);
+        } else {
+            env.d().delete_snapshot(VM, "s1").unwrap_err();
+        }
+        assert_eq!(env.snapshot_state().2, ["s2", "s1"], "{fault:?}");
+        env.d().delete_snapshot(VM, "s1").unwrap();
+        assert_eq!(env.snapshot_state().2, ["s2"], "{fault:?}");
+    }
+}
+
+#[test]
+fn deleting_an_instance_takes_its_snapshots_along() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        with_snapshots(&env, true);
+        env.d().delete_vm(VM).unwrap();
+        env.assert_clean(&format!("{kind:?}: delete with snapshots"));
+        assert!(env.host.state().snapshots.is_empty(), "{kind:?}: snapshots left");
+    }
 }

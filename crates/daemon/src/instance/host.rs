@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zonevisor_api::ApiError;
-use zonevisor_pool::Pool;
+use zonevisor_pool::{PendingRollback, Pool, PoolError, RollbackOutcome, SnapshotInfo};
 use zonevisor_zone::cgroup::Stats;
 use zonevisor_zone::control::{ControlError, MonitorClient, MonitorStatus};
 use zonevisor_zone::{ExitRecord, Launched, Limits, QemuSpec, ZoneSpec};
@@ -135,6 +135,32 @@ pub(crate) trait Host: Send + Sync {
     fn cgroup_stats(&self, cgroup: &str) -> Result<Stats, ApiError>;
     /// Where the daemon's lxcfs serves (started if it is not), for zones.
     fn lxcfs(&self) -> Option<PathBuf>;
+
+    /// Takes snapshot `snap` of dataset `name` (read-only, O(1), counted
+    /// against its quota).
+    fn snapshot_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError>;
+    /// The snapshots of dataset `name`, oldest first.
+    fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, ApiError>;
+    /// Destroys snapshot `snap` of dataset `name`.
+    fn destroy_snapshot(&self, name: &str, snap: &str) -> Result<(), ApiError>;
+    /// Rolls dataset `name` back to its snapshot `snap`, destroying the
+    /// newer ones; a record of it stays until [`Host::end_rollback`]
+    /// (`Pool::rollback`). An error leaves the dataset as it was, or
+    /// rolled back with the record left for [`Host::resume_rollback`].
+    fn rollback_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError>;
+    /// Ends dataset `name`'s rollback: what it was is destroyed.
+    fn end_rollback(&self, name: &str) -> Result<(), ApiError>;
+    /// The rollbacks not ended (interrupted, or not ended yet).
+    fn pending_rollbacks(&self) -> Result<Vec<PendingRollback>, ApiError>;
+    /// Takes dataset `name`'s unended rollback to one end: finished (the
+    /// record stays for [`Host::end_rollback`]) or undone.
+    fn resume_rollback(&self, name: &str) -> Result<RollbackOutcome, ApiError>;
+    /// Replaces `file` at the top of dataset `name` (never a symlink) with
+    /// `bytes`: written beside it, synced, renamed over it.
+    fn write_dataset_file(&self, name: &str, file: &str, bytes: &[u8]) -> Result<(), ApiError>;
+    /// `file` at the top of dataset `name`, or of its snapshot `snapshot`;
+    /// `None` when there is none.
+    fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError>;
 }
 
 /// The host itself.
@@ -150,6 +176,15 @@ pub(crate) struct RealHost {
 impl RealHost {
     fn pool_error(&self, step: &str, e: zonevisor_pool::PoolError) -> ApiError {
         crate::images::pool_error(self.pool.name(), step, e)
+    }
+
+    /// [`RealHost::pool_error`], where what the pool's backend cannot do
+    /// is not supported (rather than failed).
+    fn snapshot_error(&self, step: &str, e: PoolError) -> ApiError {
+        match e {
+            PoolError::Unsupported { .. } => ApiError::unsupported(format!("{step}: {e}")),
+            e => self.pool_error(step, e),
+        }
     }
 }
 
@@ -352,5 +387,74 @@ impl Host for RealHost {
 
     fn lxcfs(&self) -> Option<PathBuf> {
         self.lxcfs.ensure()
+    }
+
+    fn snapshot_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.pool.snapshot(name, snap).map(drop).map_err(|e| self.snapshot_error("snapshot dataset", e))
+    }
+
+    fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, ApiError> {
+        self.pool.list_snapshots(name).map_err(|e| step_error("list snapshots", e))
+    }
+
+    fn destroy_snapshot(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.pool.destroy_snapshot(name, snap).map_err(|e| step_error("destroy snapshot", e))
+    }
+
+    fn rollback_dataset(&self, name: &str, snap: &str) -> Result<(), ApiError> {
+        self.pool.rollback(name, snap).map_err(|e| self.snapshot_error("roll dataset back", e))
+    }
+
+    fn end_rollback(&self, name: &str) -> Result<(), ApiError> {
+        self.pool.end_rollback(name).map_err(|e| step_error("end rollback", e))
+    }
+
+    fn pending_rollbacks(&self) -> Result<Vec<PendingRollback>, ApiError> {
+        self.pool.pending_rollbacks().map_err(|e| step_error("list rollbacks", e))
+    }
+
+    fn resume_rollback(&self, name: &str) -> Result<RollbackOutcome, ApiError> {
+        self.pool.resume_rollback(name).map_err(|e| step_error("resume rollback", e))
+    }
+
+    fn write_dataset_file(&self, name: &str, file: &str, bytes: &[u8]) -> Result<(), ApiError> {
+        use std::io::Write;
+        let step = || format!("write {file} in dataset {name}");
+        if !self.pool.exists(name) || file.contains('/') || file.starts_with('.') {
+            return Err(ApiError::internal(format!("{}: no such dataset or a bad name", step())));
+        }
+        let target = self.pool.dataset_path(name).join(file);
+        let temp = self.pool.dataset_path(name).join(format!(".{file}.new"));
+        let _ = std::fs::remove_file(&temp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)
+            .map_err(|e| step_error(&step(), e))?;
+        let written = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&temp, &target));
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            step_error(&step(), e)
+        })
+    }
+
+    fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        use std::io::Read;
+        let step = || format!("read {file} in dataset {name}{}", snapshot.map(|s| format!("@{s}")).unwrap_or_default());
+        let top = match snapshot {
+            Some(snap) => self.pool.snapshot_path(name, snap).map_err(|e| step_error(&step(), e))?,
+            None => self.pool.dataset_path(name),
+        };
+        let path = top.join(file);
+        let mut f =
+            match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                r => r.map_err(|e| step_error(&step(), e))?,
+            };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(|e| step_error(&step(), e))?;
+        Ok(Some(bytes))
     }
 }

@@ -37,6 +37,7 @@ use crate::Daemon;
 mod create_image;
 mod driver;
 pub(crate) mod host;
+mod snapshot;
 pub(crate) mod spec;
 mod vm;
 
@@ -450,7 +451,7 @@ impl Daemon {
             ("server_uuid", Some(json!(server_uuid))),
             ("platform_buildstamp", Some(json!(crate::sysinfo::live_image()))),
             ("zfs_filesystem", dataset.map(Value::from)),
-            ("snapshots", Some(json!([]))),
+            ("snapshots", Some(self.snapshots_json(&vm))),
             ("v", Some(json!(1))),
             // The running count comes from the monitor (`get_vm`).
             ("init_restarts", Some(json!(0))),
@@ -989,6 +990,8 @@ impl Daemon {
     /// Start-up: undo interrupted creates, re-adopt running zones, and after
     /// a host reboot start every zone with `autoboot`.
     pub(crate) fn recover(&self) -> anyhow::Result<()> {
+        // First the rollbacks a dying daemon left: a dataset is then in its place.
+        let rolled_back = self.recover_rollbacks();
         for (uuid, row) in self.store.list_images()? {
             if row.phase != "ready" {
                 tracing::warn!(image = %uuid, "undoing an interrupted image install");
@@ -1019,6 +1022,10 @@ impl Daemon {
                         &[],
                     )?;
                     self.watch(uuid, st.monitor_pid);
+                    match InstanceSpec::from_vm(&row.vm).and_then(|spec| driver_of(&spec.kind).adopted(self, &spec)) {
+                        Ok(()) => {}
+                        Err(e) => tracing::warn!(vm = %uuid, error = %e.message, "re-adopting"),
+                    }
                 }
                 None => match self.host.live_monitor_pid(&self.run_dir(uuid)) {
                     // Alive but not answering (busy, or stopped by a
@@ -1042,6 +1049,11 @@ impl Daemon {
             }
         }
         self.store.host_set("boot_id", boot_id)?;
+        for uuid in rolled_back {
+            if !autoboot.contains(&uuid) && !self.is_running(uuid) {
+                autoboot.push(uuid);
+            }
+        }
         for uuid in autoboot {
             let lock = self.runtime.lock_of(uuid);
             let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());

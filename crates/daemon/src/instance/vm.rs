@@ -26,7 +26,7 @@ use zonevisor_vm::config::{
 };
 use zonevisor_zone::{Jail, JailBind, Limits, QemuSpec};
 
-use super::driver::{Driver, Made, Undo};
+use super::driver::{Driver, Made, Resume, Undo};
 use super::host::Launch;
 use super::spec::{InstanceSpec, Kind, VmPart, MIB};
 use crate::Daemon;
@@ -557,6 +557,34 @@ impl Driver for VmDriver {
         let accel = accelerator();
         out.insert("accelerator".into(), json!({"name": accel.kind.to_string(), "reason": accel.reason}));
         Ok(out)
+    }
+
+    /// QEMU's `stop`: the vCPUs halt and QEMU drains its disks' requests
+    /// (`cache=none`: they are in the files), so one snapshot of the
+    /// dataset holds every disk at the same instant, with nothing in flight.
+    fn pause<'a>(&self, d: &'a Daemon, spec: &InstanceSpec) -> Result<Option<Resume<'a>>, ApiError> {
+        let run_dir = d.run_dir(spec.uuid);
+        d.host.qmp(&run_dir, "stop", None).map_err(|e| crate::images::step_error("pause the VM (QMP stop)", e))?;
+        Ok(Some(Box::new(move || {
+            d.host
+                .qmp(&run_dir, "cont", None)
+                .map(drop)
+                .map_err(|e| crate::images::step_error("resume the VM (QMP cont)", e))
+        })))
+    }
+
+    /// Only the daemon pauses a VM (for a snapshot), so a VM found paused
+    /// (QMP's `paused`, not an I/O error's stop) was left so by a daemon
+    /// that died: it is resumed.
+    fn adopted(&self, d: &Daemon, spec: &InstanceSpec) -> Result<(), ApiError> {
+        let run_dir = d.run_dir(spec.uuid);
+        let status =
+            d.host.qmp(&run_dir, "query-status", None).map_err(|e| crate::images::step_error("query-status", e))?;
+        if status.get("status").and_then(Value::as_str) == Some("paused") {
+            tracing::warn!(vm = %spec.uuid, "resuming a VM a snapshot left paused");
+            d.host.qmp(&run_dir, "cont", None).map_err(|e| crate::images::step_error("resume the VM (QMP cont)", e))?;
+        }
+        Ok(())
     }
 }
 
