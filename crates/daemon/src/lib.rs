@@ -16,6 +16,7 @@ mod events;
 pub mod fuzzing;
 mod fw;
 mod images;
+mod imgapi;
 mod instance;
 mod lxcfs;
 mod metadata;
@@ -115,6 +116,8 @@ pub struct Daemon {
     io_governor: Option<(PathBuf, String)>,
     /// The metadata service's host side.
     metadata: metadata::Metadata,
+    /// Image sources and imports: per-image locks, the sources' lock.
+    imgapi: imgapi::State,
 }
 
 /// The whole error chain of `e`, joined with `: `.
@@ -244,6 +247,7 @@ impl Daemon {
             started: std::time::Instant::now(),
             io_governor: None,
             metadata: metadata::Metadata::default(),
+            imgapi: imgapi::State::default(),
         })
     }
 }
@@ -329,6 +333,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         started: std::time::Instant::now(),
         io_governor,
         metadata,
+        imgapi: imgapi::State::default(),
     });
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {

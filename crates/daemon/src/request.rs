@@ -27,6 +27,10 @@
 //! | POST, GET | `/v1/fw/rules/{uuid}/{update,vms}` | [`ApiRequest::UpdateFwRule`], [`ApiRequest::FwRuleVms`] |
 //! | POST | `/v1/fw/changes` | [`ApiRequest::ChangeFwRules`] |
 //! | GET | `/v1/fw/vms/{uuid}/{rules,status,stats}` | [`ApiRequest::FwVm`] |
+//! | GET, POST, PUT, DELETE | `/v1/sources` (`DELETE`: `?url=`) | [`ApiRequest::ListSources`], [`ApiRequest::AddSource`], [`ApiRequest::ReplaceSources`], [`ApiRequest::DeleteSource`] |
+//! | GET | `/v1/sources/check` | [`ApiRequest::CheckSources`] |
+//! | GET | `/v1/sources/images`, `/v1/sources/images/{image}` | [`ApiRequest::AvailableImages`], [`ApiRequest::AvailableImage`] |
+//! | POST | `/v1/images/{import,update}` | [`ApiRequest::ImportImage`], [`ApiRequest::UpdateImages`] |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
 //! there decodes). Path segments are percent-decoded, query strings are
@@ -37,8 +41,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid,
-    KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageImportRequest, ImageInstallRequest,
+    ImageUpdateRequest, ImageUuid, InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest,
+    SourceAddRequest, SourcesReplaceRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -166,6 +171,24 @@ pub enum ApiRequest {
     GetImage(ImageUuid),
     /// `DELETE /v1/images/{uuid}`.
     DeleteImage(ImageUuid),
+    /// `GET /v1/sources`.
+    ListSources,
+    /// `POST /v1/sources`.
+    AddSource(SourceAddRequest),
+    /// `PUT /v1/sources`.
+    ReplaceSources(SourcesReplaceRequest),
+    /// `DELETE /v1/sources?url=`.
+    DeleteSource(String),
+    /// `GET /v1/sources/check`.
+    CheckSources,
+    /// `GET /v1/sources/images`.
+    AvailableImages,
+    /// `GET /v1/sources/images/{image}`: a uuid or `name[@version]`.
+    AvailableImage(String),
+    /// `POST /v1/images/import`.
+    ImportImage(ImageImportRequest),
+    /// `POST /v1/images/update`.
+    UpdateImages(ImageUpdateRequest),
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -300,6 +323,12 @@ enum Route {
     FwRuleVerb(&'static str),
     FwChanges,
     FwVm(&'static str),
+    Sources,
+    SourcesCheck,
+    SourcesImages,
+    SourcesImage,
+    ImagesImport,
+    ImagesUpdate,
 }
 
 impl Route {
@@ -317,6 +346,9 @@ impl Route {
             Route::Vm | Route::Image => "GET, DELETE",
             Route::VmVerb("info" | "console") => "GET",
             Route::VmVerb(_) => "POST",
+            Route::Sources => "GET, POST, PUT, DELETE",
+            Route::SourcesCheck | Route::SourcesImages | Route::SourcesImage => "GET",
+            Route::ImagesImport | Route::ImagesUpdate => "POST",
         }
     }
 }
@@ -333,7 +365,13 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["events"] => (Route::Events, None),
         ["images"] => (Route::Images, None),
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
+        ["images", "import"] => (Route::ImagesImport, None),
+        ["images", "update"] => (Route::ImagesUpdate, None),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
+        ["sources"] => (Route::Sources, None),
+        ["sources", "check"] => (Route::SourcesCheck, None),
+        ["sources", "images"] => (Route::SourcesImages, None),
+        ["sources", "images", id] if !id.is_empty() => (Route::SourcesImage, Some(*id)),
         ["nictags"] => (Route::NicTags, None),
         ["fw", "rules"] => (Route::FwRules, None),
         ["fw", "changes"] => (Route::FwChanges, None),
@@ -444,6 +482,18 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::FwRuleVerb("vms"), "GET") => ApiRequest::FwRuleVms(name()),
         (Route::FwChanges, "POST") => ApiRequest::ChangeFwRules(body(bytes, "the rule changes")?),
         (Route::FwVm(what), "GET") => ApiRequest::FwVm { uuid: vm()?, what },
+        (Route::Sources, "GET") => ApiRequest::ListSources,
+        (Route::Sources, "POST") => ApiRequest::AddSource(body(bytes, "the image source")?),
+        (Route::Sources, "PUT") => ApiRequest::ReplaceSources(body(bytes, "the image sources")?),
+        (Route::Sources, "DELETE") => {
+            let q = query_get(&query_pairs(query)?, "url").map(str::to_string);
+            ApiRequest::DeleteSource(q.ok_or_else(|| ApiError::invalid("the source's ?url= is required"))?)
+        }
+        (Route::SourcesCheck, "GET") => ApiRequest::CheckSources,
+        (Route::SourcesImages, "GET") => ApiRequest::AvailableImages,
+        (Route::SourcesImage, "GET") => ApiRequest::AvailableImage(name()),
+        (Route::ImagesImport, "POST") => ApiRequest::ImportImage(body(bytes, "the import request")?),
+        (Route::ImagesUpdate, "POST") => ApiRequest::UpdateImages(body(bytes, "the update request")?),
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -535,6 +585,32 @@ mod tests {
             })
         );
         assert_eq!(err("GET", routes::FW_CHANGES, None, "").status(), 405);
+        assert_eq!(ok("GET", routes::SOURCES, None, ""), ApiRequest::ListSources);
+        assert!(matches!(
+            ok("POST", routes::SOURCES, None, r#"{"url":"http://x","type":"imgapi"}"#),
+            ApiRequest::AddSource(r) if r.source.url == "http://x" && !r.force
+        ));
+        assert!(matches!(ok("PUT", routes::SOURCES, None, r#"{"sources":[]}"#), ApiRequest::ReplaceSources(_)));
+        assert_eq!(
+            ok("DELETE", routes::SOURCES, Some("url=http%3A%2F%2Fx%2F"), ""),
+            ApiRequest::DeleteSource("http://x/".into())
+        );
+        assert_eq!(err("DELETE", routes::SOURCES, None, "").status(), 400);
+        assert_eq!(ok("GET", routes::SOURCES_CHECK, None, ""), ApiRequest::CheckSources);
+        assert_eq!(ok("GET", routes::SOURCES_IMAGES, None, ""), ApiRequest::AvailableImages);
+        assert_eq!(
+            ok("GET", &routes::SOURCES_IMAGE.replace("{image}", "base%4015.4.1"), None, ""),
+            ApiRequest::AvailableImage("base@15.4.1".into())
+        );
+        assert_eq!(
+            ok("POST", routes::IMAGES_IMPORT, None, r#"{"image":"base"}"#),
+            ApiRequest::ImportImage(zonevisor_api::ImageImportRequest { image: "base".into(), source: None })
+        );
+        assert_eq!(err("GET", routes::IMAGES_IMPORT, None, "").status(), 405, "not an image uuid");
+        assert_eq!(
+            ok("POST", routes::IMAGES_UPDATE, None, ""),
+            ApiRequest::UpdateImages(zonevisor_api::ImageUpdateRequest::default())
+        );
         // Percent-encoded path segments are decoded, as axum's did.
         assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
     }
