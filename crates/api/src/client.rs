@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::routes::{self, with_uuid};
+use crate::sources::*;
 use crate::types::*;
 
 /// Why a call did not get an answer from the daemon, or got an error.
@@ -313,7 +314,16 @@ impl Client {
         } else {
             format!("{}?{}", routes::EVENTS, query.join("&"))
         };
-        let stream = self.send("GET", &path, None)?;
+        let r = self.open_stream("GET", &path, None)?;
+        read_events(r, &mut on_event)
+    }
+
+    /// Sends one request whose answer is a stream (newline-delimited JSON)
+    /// and returns its body as it arrives, de-chunked; an error status is
+    /// [`ClientError::Api`]. The client's timeout does not apply to the
+    /// body: a stream's lines may be far apart.
+    fn open_stream(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Box<dyn BufRead>, ClientError> {
+        let stream = self.send(method, path, body)?;
         stream.set_read_timeout(None)?;
         let mut r = BufReader::new(stream);
         let head = read_head(&mut r)?;
@@ -334,17 +344,17 @@ impl Client {
             return Err(match serde_json::from_slice::<ApiError>(&body) {
                 Ok(err) => ClientError::Api(Box::new(err)),
                 Err(_) => {
-                    protocol(&format!("status {} to GET {path}: {}", head.status, String::from_utf8_lossy(&body)))
+                    protocol(&format!("status {} to {method} {path}: {}", head.status, String::from_utf8_lossy(&body)))
                 }
             });
         }
-        if head.chunked {
-            read_events(BufReader::new(Chunked::new(r)), &mut on_event)
+        Ok(if head.chunked {
+            Box::new(BufReader::new(Chunked::new(r)))
         } else if let Some(n) = head.length {
-            read_events(r.take(n as u64), &mut on_event)
+            Box::new(r.take(n as u64))
         } else {
-            read_events(r, &mut on_event)
-        }
+            Box::new(r)
+        })
     }
 
     /// `GET /v1/images`.
@@ -393,6 +403,75 @@ impl Client {
     pub fn delete_snapshot(&self, uuid: &str, name: &str) -> Result<Done, ClientError> {
         let path = routes::with_name(&with_uuid(routes::VM_SNAPSHOT, uuid), &encode_segment(name));
         self.call::<(), _>("DELETE", &path, None)
+    }
+    /// `GET /v1/sources`.
+    pub fn list_sources(&self) -> Result<Vec<ImageSource>, ClientError> {
+        self.call::<(), _>("GET", routes::SOURCES, None)
+    }
+
+    /// `POST /v1/sources`.
+    pub fn add_source(&self, req: &SourceAddRequest) -> Result<SourceAdded, ClientError> {
+        self.call("POST", routes::SOURCES, Some(req))
+    }
+
+    /// `DELETE /v1/sources?url=<url>`.
+    pub fn delete_source(&self, url: &str) -> Result<SourcesDeleted, ClientError> {
+        self.call::<(), _>("DELETE", &format!("{}?url={}", routes::SOURCES, encode_query(url)), None)
+    }
+
+    /// `PUT /v1/sources`.
+    pub fn replace_sources(&self, req: &SourcesReplaceRequest) -> Result<SourcesChanged, ClientError> {
+        self.call("PUT", routes::SOURCES, Some(req))
+    }
+
+    /// `GET /v1/sources/check`.
+    pub fn check_sources(&self) -> Result<Vec<SourceCheck>, ClientError> {
+        self.call::<(), _>("GET", routes::SOURCES_CHECK, None)
+    }
+
+    /// `GET /v1/sources/images`.
+    pub fn available_images(&self) -> Result<AvailableImages, ClientError> {
+        self.call::<(), _>("GET", routes::SOURCES_IMAGES, None)
+    }
+
+    /// `GET /v1/sources/images/{image}`: `image` is a uuid or `name[@version]`.
+    pub fn available_image(&self, image: &str) -> Result<AvailableImage, ClientError> {
+        self.call::<(), _>("GET", &routes::SOURCES_IMAGE.replace("{image}", &encode(image)), None)
+    }
+
+    /// `POST /v1/images/import`: hands each message and progress event to
+    /// `on_event` as it arrives and returns the image installed, or the
+    /// import's error as [`ClientError::Api`].
+    pub fn import_image(
+        &self,
+        req: &ImageImportRequest,
+        mut on_event: impl FnMut(&ImportEvent),
+    ) -> Result<ImageRecord, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut r = self.open_stream("POST", routes::IMAGES_IMPORT, Some(&body))?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).map_err(chunk_error)? == 0 {
+                return Err(protocol("the import's answer ended before it said how the import ended"));
+            }
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let ev: ImportEvent =
+                serde_json::from_str(text).map_err(|e| protocol(&format!("import event {text:?}: {e}")))?;
+            match ev {
+                ImportEvent::Done { image } => return Ok(image),
+                ImportEvent::Error { error } => return Err(ClientError::Api(Box::new(error))),
+                other => on_event(&other),
+            }
+        }
+    }
+
+    /// `POST /v1/images/update`.
+    pub fn update_images(&self, req: &ImageUpdateRequest) -> Result<ImageUpdateResult, ClientError> {
+        self.call("POST", routes::IMAGES_UPDATE, Some(req))
     }
 }
 

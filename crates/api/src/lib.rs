@@ -11,11 +11,13 @@ pub mod error;
 pub mod ids;
 pub mod openapi;
 pub mod routes;
+pub mod sources;
 pub mod types;
 
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorKind, ValidationErrors};
 pub use ids::{ImageUuid, InstanceUuid};
+pub use sources::*;
 pub use types::*;
 
 /// Environment variable naming the daemon's socket for the CLIs.

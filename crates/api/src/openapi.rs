@@ -6,6 +6,7 @@
 use utoipa::OpenApi;
 
 use crate::error::{ApiError, ErrorKind, ValidationErrors};
+use crate::sources::*;
 use crate::types::*;
 
 #[utoipa::path(get, path = "/v1/ping", responses((status = 200, body = Ping)))]
@@ -201,6 +202,50 @@ fn rollback_snapshot() {}
     params(("uuid" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 fn delete_snapshot() {}
+#[utoipa::path(get, path = "/v1/sources", responses((status = 200, body = [ImageSource])))]
+fn list_sources() {}
+
+/// Appends a source; unless `force`, only once it answered as a server of
+/// its type. A source already listed changes nothing (`added` is false).
+#[utoipa::path(post, path = "/v1/sources", request_body = SourceAddRequest,
+    responses((status = 200, body = SourceAdded),
+              (status = 400, description = "A bad URL or type, or a source that did not answer", body = ApiError)))]
+fn add_source() {}
+
+/// Replaces the list (`imgadm sources -e`); sources new to it are checked unless `force`.
+#[utoipa::path(put, path = "/v1/sources", request_body = SourcesReplaceRequest,
+    responses((status = 200, body = SourcesChanged), (status = 400, body = ApiError)))]
+fn replace_sources() {}
+
+#[utoipa::path(delete, path = "/v1/sources",
+    params(("url" = String, Query, description = "The source's URL (compared without a trailing /)")),
+    responses((status = 200, body = SourcesDeleted), (status = 400, body = ApiError)))]
+fn delete_source() {}
+
+#[utoipa::path(get, path = "/v1/sources/check", responses((status = 200, body = [SourceCheck])))]
+fn check_sources() {}
+
+#[utoipa::path(get, path = "/v1/sources/images", responses((status = 200, body = AvailableImages)))]
+fn available_images() {}
+
+/// The first IMGAPI source that has the image (any state) answers.
+#[utoipa::path(get, path = "/v1/sources/images/{image}",
+    params(("image" = String, Path, description = "A uuid, or name[@version] (the latest active version)")),
+    responses((status = 200, body = AvailableImage), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+fn available_image() {}
+
+/// Imports an image and its origin chain from the sources. The answer is a
+/// stream of newline-delimited JSON [`ImportEvent`]s (`application/x-ndjson`,
+/// chunked) ending with one `done` or `error` event.
+#[utoipa::path(post, path = "/v1/images/import", request_body = ImageImportRequest,
+    responses((status = 200, description = "One ImportEvent per line", body = ImportEvent,
+               content_type = "application/x-ndjson"),
+              (status = 400, body = ApiError)))]
+fn import_image() {}
+
+#[utoipa::path(post, path = "/v1/images/update", request_body = ImageUpdateRequest,
+    responses((status = 200, body = ImageUpdateResult), (status = 404, body = ApiError)))]
+fn update_images() {}
 
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
@@ -247,7 +292,16 @@ fn delete_snapshot() {}
         list_snapshots,
         create_snapshot,
         rollback_snapshot,
-        delete_snapshot
+        delete_snapshot,
+        list_sources,
+        add_source,
+        replace_sources,
+        delete_source,
+        check_sources,
+        available_images,
+        available_image,
+        import_image,
+        update_images
     ),
     components(schemas(
         ApiError,
@@ -295,7 +349,23 @@ fn delete_snapshot() {}
         ImageCreateRequest,
         ImageCreated,
         SnapshotRequest,
-        Snapshot
+        Snapshot,
+        SourceType,
+        ImageSource,
+        SourceAddRequest,
+        SourceAdded,
+        SourcesDeleted,
+        SourcesReplaceRequest,
+        SourceChangeKind,
+        SourceChange,
+        SourcesChanged,
+        SourceCheck,
+        AvailableImage,
+        AvailableImages,
+        ImageImportRequest,
+        ImportEvent,
+        ImageUpdateRequest,
+        ImageUpdateResult
     ))
 )]
 pub struct ApiDoc;
@@ -362,6 +432,12 @@ mod tests {
             routes::VM_SNAPSHOTS,
             routes::VM_SNAPSHOT,
             routes::VM_SNAPSHOT_ROLLBACK,
+            routes::SOURCES,
+            routes::SOURCES_CHECK,
+            routes::SOURCES_IMAGES,
+            routes::SOURCES_IMAGE,
+            routes::IMAGES_IMPORT,
+            routes::IMAGES_UPDATE,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

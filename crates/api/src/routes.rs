@@ -70,6 +70,19 @@ pub const VM_SNAPSHOTS: &str = "/v1/vms/{uuid}/snapshots";
 pub const VM_SNAPSHOT: &str = "/v1/vms/{uuid}/snapshots/{name}";
 /// `POST`: roll a VM back to a snapshot (a running VM is stopped and started again).
 pub const VM_SNAPSHOT_ROLLBACK: &str = "/v1/vms/{uuid}/snapshots/{name}/rollback";
+/// `GET`: the image sources; `POST`: add one; `PUT`: replace the list;
+/// `DELETE` (`?url=`): remove one.
+pub const SOURCES: &str = "/v1/sources";
+/// `GET`: whether each source answers.
+pub const SOURCES_CHECK: &str = "/v1/sources/check";
+/// `GET`: the images the IMGAPI sources offer (`imgadm avail`).
+pub const SOURCES_IMAGES: &str = "/v1/sources/images";
+/// `GET`: one image the sources offer, by uuid or `name[@version]` (`imgadm show`).
+pub const SOURCES_IMAGE: &str = "/v1/sources/images/{image}";
+/// `POST`: import an image from the sources (a stream of progress lines).
+pub const IMAGES_IMPORT: &str = "/v1/images/import";
+/// `POST`: fetch installed images' manifests again from the sources.
+pub const IMAGES_UPDATE: &str = "/v1/images/update";
 
 /// Fills `{name}` in a route.
 pub fn with_name(route: &str, name: &str) -> String {

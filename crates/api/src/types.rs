@@ -142,16 +142,21 @@ pub struct ImageInstallRequest {
 }
 
 /// An installed image as `imgadm get` prints it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageRecord {
     /// The manifest as installed.
     #[schema(value_type = Object)]
     pub manifest: Value,
     /// The pool the image lives in.
     pub zpool: String,
-    /// Instances cloned from this image.
+    /// Instances cloned from this image, and installed images whose
+    /// `origin` it is (SmartOS's dependent clones).
     #[serde(default)]
     pub clones: u64,
+    /// The URL of the image source it was imported from (none when it
+    /// was installed from local files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The compressions `imgadm create -c` takes.

@@ -652,7 +652,13 @@ mod tests {
         let (_, v) = values(&["vmadm", "--"]);
         assert_eq!(v, ["--socket", "--help", "--version"]);
         let (_, v) = values(&["imgadm", ""]);
-        assert_eq!(v, ["install", "list", "get", "show", "import", "create", "delete"]);
+        assert_eq!(
+            v,
+            [
+                "install", "list", "get", "show", "import", "create", "delete", "sources", "avail", "update", "vacuum",
+                "ancestry"
+            ]
+        );
         let (_, v) = values(&["zonevisor", "man", "z"]);
         assert_eq!(v, ["zlogin", "zonevisor", "zonevisord"]);
         let (_, v) = values(&["zonevisor", "vmadm", "get", "d"]);

@@ -59,15 +59,12 @@ pub enum Command {
         /// The image.
         uuid: ImageUuid,
     },
-    /// `import <uuid>`: only an installed image (nothing to do) for now.
-    Import {
-        /// The image.
-        uuid: ImageUuid,
-    },
-    /// `show <uuid>`.
+    /// `import <uuid|name[@version]>`.
+    Import(crate::imgapi::ImportOpts),
+    /// `show <uuid|name[@version]>`.
     Show {
-        /// The image.
-        uuid: ImageUuid,
+        /// The image: a uuid, or `name[@version]`.
+        image: String,
     },
     /// `delete <uuid>`.
     Delete {
@@ -85,6 +82,33 @@ pub enum Command {
         /// What to make.
         request: ImageCreateRequest,
     },
+    /// `help <command>`.
+    HelpOn(&'static crate::doc::CommandDoc),
+    /// `sources ...`.
+    Sources(crate::imgapi::SourcesCmd),
+    /// `avail ...`.
+    Avail(ListOpts),
+    /// `update [-n] [uuid...]`.
+    Update {
+        /// The images (all when empty).
+        uuids: Vec<ImageUuid>,
+        /// `-n`.
+        dry_run: bool,
+    },
+    /// `vacuum [-n] [-f]`.
+    Vacuum {
+        /// `-n`.
+        dry_run: bool,
+        /// `-f`.
+        force: bool,
+    },
+    /// `ancestry <uuid>`.
+    Ancestry {
+        /// The image.
+        uuid: ImageUuid,
+        /// Columns, header, `-j`.
+        opts: ListOpts,
+    },
 }
 
 /// A parsed command line.
@@ -101,7 +125,10 @@ const STRING_FIELDS: &[&str] =
     &["uuid", "owner", "name", "version", "description", "homepage", "type", "os", "origin", "published_at", "state"];
 
 /// SmartOS commands zonevisor does not offer yet.
-const NOT_YET: &[&str] = &["sources", "avail", "available", "update", "ancestry", "vacuum", "publish"];
+const NOT_YET: &[&str] = &["publish"];
+
+/// `ancestry`'s columns when `-o` is not given.
+pub const ANCESTRY_COLUMNS: &str = "uuid,name,version,published";
 
 fn usage(message: impl Into<String>) -> CliError {
     CliError::usage(message)
@@ -143,8 +170,22 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         }
         args::image_uuid(p.positional.first(), cmd).map_err(usage)
     };
+    // A uuid, or name[@version] (the daemon says what a bad one is).
+    let one_image = |p: &args::Parsed| -> Result<String, CliError> {
+        match p.positional.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(usage(format!("missing image UUID or name for {cmd}"))),
+            more => Err(usage(format!("incorrect number of args ({}): \"{}\"", more.len(), more.join(" ")))),
+        }
+    };
     let (parsed, command) = match cmd.as_str() {
-        "help" => (args::Parsed::default(), Command::Help),
+        "help" => match rest.first() {
+            Some(name) => match pages::IMGADM.command(name) {
+                Some(c) => (args::Parsed::default(), Command::HelpOn(c)),
+                None => return Err(CliError::failed(format!("error (UnknownCommand): unknown command: \"{name}\""))),
+            },
+            None => (args::Parsed::default(), Command::Help),
+        },
         "install" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             if let Some(extra) = p.positional.first() {
@@ -156,32 +197,7 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         }
         "list" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
-            let columns: Vec<String> = p
-                .value("output")
-                .unwrap_or(DEFAULT_COLUMNS)
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|c| field_key(c).to_string())
-                .collect();
-            if columns.is_empty() || columns.iter().any(|c| c.split('.').any(str::is_empty)) {
-                return Err(usage(format!("invalid output fields: \"{}\"", p.value("output").unwrap_or(""))));
-            }
-            let sort = filter::parse_sort(p.value("sort").unwrap_or(DEFAULT_SORT))
-                .iter()
-                .map(|k| SortKey::parse(&format!("{}{}", if k.descending { "-" } else { "" }, field_key(&k.key))))
-                .collect();
-            let filters = p
-                .positional
-                .iter()
-                .map(|a| {
-                    // SmartOS fails a bad filter (exit 1) rather than calling it usage.
-                    let bad = || CliError::failed(format!("error: invalid filter: \"{a}\""));
-                    let (k, v) = args::split_kv(a).map_err(|_| bad())?;
-                    Filter::parse(&format!("{}={v}", field_key(k)), Tilde::Substring).map_err(|_| bad())
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let style = Style { header: !p.has("noheader"), parsable: false, fixed: false };
-            let list = ListOpts { json: p.has("json"), columns, sort, filters, style };
+            let list = list_opts(&p, DEFAULT_COLUMNS, true)?;
             (p, Command::List(list))
         }
         "get" | "info" => {
@@ -191,13 +207,53 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         }
         "show" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
-            let uuid = one_uuid(&p)?;
-            (p, Command::Show { uuid })
+            let image = one_image(&p)?;
+            (p, Command::Show { image })
         }
         "import" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+            let image = one_image(&p)?;
+            let opts = crate::imgapi::ImportOpts {
+                image,
+                quiet: p.has("quiet"),
+                source: p.value("source").map(str::to_string),
+            };
+            (p, Command::Import(opts))
+        }
+        "sources" => {
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+            let sources = crate::imgapi::SourcesCmd::parse(&p)?;
+            (p, Command::Sources(sources))
+        }
+        "avail" | "available" => {
+            let p = parse(rest, &pages::IMGADM.opts("avail"))?;
+            let list = list_opts(&p, DEFAULT_COLUMNS, true)?;
+            (p, Command::Avail(list))
+        }
+        "update" => {
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+            let uuids = p
+                .positional
+                .iter()
+                .map(|u| u.parse::<ImageUuid>().map_err(|_| usage(format!("invalid image UUID \"{u}\" for update"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let dry_run = p.has("dry-run");
+            (p, Command::Update { uuids, dry_run })
+        }
+        "vacuum" => {
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
+            if !p.positional.is_empty() {
+                return Err(usage(format!("unexpected arguments: {}", p.positional.join(" "))));
+            }
+            let (dry_run, force) = (p.has("dry-run"), p.has("force"));
+            (p, Command::Vacuum { dry_run, force })
+        }
+        "ancestry" => {
+            let p = parse(rest, &pages::IMGADM.opts(cmd))?;
             let uuid = one_uuid(&p)?;
-            (p, Command::Import { uuid })
+            let mut opts = list_opts(&p, ANCESTRY_COLUMNS, false)?;
+            opts.filters.clear();
+            (p, Command::Ancestry { uuid, opts })
         }
         "delete" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
@@ -283,10 +339,44 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
     Ok(Invocation { socket, command })
 }
 
-/// The row `list` filters, sorts and shows for an image: its manifest plus
-/// the computed fields.
-pub fn image_row(record: &ImageRecord) -> Map<String, Value> {
-    let mut row = match &record.manifest {
+/// `list`'s (and `avail`'s, `ancestry`'s) `-j`, `-H`, `-o`, `-s` and
+/// filters; `columns` when `-o` is not given; filters only when `filters`.
+fn list_opts(p: &args::Parsed, columns: &str, filters: bool) -> Result<ListOpts, CliError> {
+    let columns: Vec<String> = p
+        .value("output")
+        .unwrap_or(columns)
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|c| field_key(c).to_string())
+        .collect();
+    if columns.is_empty() || columns.iter().any(|c| c.split('.').any(str::is_empty)) {
+        return Err(usage(format!("invalid output fields: \"{}\"", p.value("output").unwrap_or(""))));
+    }
+    let sort = filter::parse_sort(p.value("sort").unwrap_or(DEFAULT_SORT))
+        .iter()
+        .map(|k| SortKey::parse(&format!("{}{}", if k.descending { "-" } else { "" }, field_key(&k.key))))
+        .collect();
+    if !filters && !p.positional.is_empty() && p.positional.iter().any(|a| a.contains('=')) {
+        return Err(usage(format!("unexpected filters: {}", p.positional.join(" "))));
+    }
+    let filters = if filters { p.positional.as_slice() } else { &[] };
+    let filters = filters
+        .iter()
+        .map(|a| {
+            // SmartOS fails a bad filter (exit 1) rather than calling it usage.
+            let bad = || CliError::failed(format!("error: invalid filter: \"{a}\""));
+            let (k, v) = args::split_kv(a).map_err(|_| bad())?;
+            Filter::parse(&format!("{}={v}", field_key(k)), Tilde::Substring).map_err(|_| bad())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let style = Style { header: !p.has("noheader"), parsable: false, fixed: false };
+    Ok(ListOpts { json: p.has("json"), columns, sort, filters, style })
+}
+
+/// A manifest plus the fields imgadm computes from it (`published_date`,
+/// `pub`, `published`, `size`): the row of `list` and `avail`.
+pub fn manifest_row(manifest: &Value) -> Map<String, Value> {
+    let mut row = match manifest {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
@@ -299,8 +389,18 @@ pub fn image_row(record: &ImageRecord) -> Map<String, Value> {
     if let Some(size) = row.get("files").and_then(|f| f.get(0)).and_then(|f| f.get("size")).cloned() {
         row.insert("size".into(), size);
     }
+    row
+}
+
+/// The row `list` filters, sorts and shows for an image: its manifest plus
+/// the computed fields.
+pub fn image_row(record: &ImageRecord) -> Map<String, Value> {
+    let mut row = manifest_row(&record.manifest);
     row.insert("clones".into(), Value::from(record.clones));
     row.insert("zpool".into(), Value::from(record.zpool.clone()));
+    if let Some(source) = &record.source {
+        row.insert("source".into(), Value::from(source.clone()));
+    }
     row
 }
 
@@ -330,9 +430,14 @@ pub fn select(records: Vec<ImageRecord>, opts: &ListOpts) -> Vec<(Map<String, Va
 
 /// Renders `imgadm list` output (table or `-j`).
 pub fn render_list(records: Vec<ImageRecord>, opts: &ListOpts) -> String {
-    let rows = select(records, opts);
+    render_rows(select(records, opts), opts)
+}
+
+/// Renders rows (each with what `-j` prints of it) as `list` does: a
+/// table of `opts`' columns, or a JSON array.
+pub fn render_rows<T: serde::Serialize>(rows: Vec<(Map<String, Value>, T)>, opts: &ListOpts) -> String {
     if opts.json {
-        let list: Vec<&ImageRecord> = rows.iter().map(|(_, r)| r).collect();
+        let list: Vec<&T> = rows.iter().map(|(_, r)| r).collect();
         let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
         text.push('\n');
         return text;
@@ -350,7 +455,7 @@ pub fn render_list(records: Vec<ImageRecord>, opts: &ListOpts) -> String {
     table::render(&columns, &cells, opts.style)
 }
 
-fn client_err(e: ClientError) -> CliError {
+pub(crate) fn client_err(e: ClientError) -> CliError {
     match &e {
         ClientError::Api(api) if api.kind == ErrorKind::NotFound => CliError::Failed {
             code: EXIT_NOT_INSTALLED,
@@ -361,7 +466,7 @@ fn client_err(e: ClientError) -> CliError {
 }
 
 /// SmartOS's answer to installing or importing an image that is installed.
-fn skip_installed(io: &mut Io, record: &ImageRecord) -> Result<(), CliError> {
+pub(crate) fn skip_installed(io: &mut Io, record: &ImageRecord) -> Result<(), CliError> {
     let field = |k: &str| record.manifest.get(k).and_then(Value::as_str).map(String::from);
     let uuid = field("uuid").unwrap_or_default();
     let extra = match (field("name"), field("version")) {
@@ -384,7 +489,7 @@ fn read_manifest(path: &str) -> Result<Value, CliError> {
     Ok(manifest)
 }
 
-fn pretty(v: &impl serde::Serialize) -> String {
+pub(crate) fn pretty(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
@@ -421,8 +526,19 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             // SmartOS says what it is about to do, then that it is done.
             writeln!(io.out, "Installing image {} ({}@{})", given("uuid"), given("name"), given("version"))?;
             io.out.flush()?;
+            let uuid = manifest.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
             let req = ImageInstallRequest { manifest, file: file.display().to_string() };
-            let record = client.install_image(&req).map_err(client_err)?;
+            let record = match client.install_image(&req) {
+                Ok(r) => r,
+                // Another install of it finished first (the daemon installs one at a time).
+                Err(ClientError::Api(api))
+                    if api.kind == ErrorKind::Conflict && api.message.contains("already installed") =>
+                {
+                    let record = client.get_image(&uuid).map_err(client_err)?;
+                    return skip_installed(io, &record);
+                }
+                Err(e) => return Err(client_err(e)),
+            };
             let field = |k: &str| record.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
             writeln!(io.out, "Installed image {} ({}@{})", field("uuid"), field("name"), field("version"))?;
         }
@@ -434,25 +550,37 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             let record = client.get_image(&uuid.to_string()).map_err(client_err)?;
             writeln!(io.out, "{}", pretty(&record))?;
         }
-        Command::Import { uuid } => match client.get_image(&uuid.to_string()) {
-            Ok(record) => skip_installed(io, &record)?,
-            Err(ClientError::Api(api)) if api.kind == ErrorKind::NotFound => {
-                return Err(CliError::failed(format!(
-                    "error: image {uuid} is not installed, and importing from image sources is not \
-                     supported yet; install it from local files with imgadm install -m <manifest> -f <file>"
-                )))
-            }
-            Err(e) => return Err(client_err(e)),
-        },
-        Command::Show { uuid } => {
-            // SmartOS's show looks among available images: not found is 1.
-            let record = client.get_image(&uuid.to_string()).map_err(|e| match e {
-                ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
-                    CliError::failed(format!("error (ImageNotFound): image \"{uuid}\" was not found"))
+        Command::Import(opts) => {
+            // SmartOS: an installed uuid is skipped before any source is asked.
+            if let Ok(uuid) = opts.image.parse::<ImageUuid>() {
+                match client.get_image(&uuid.to_string()) {
+                    Ok(record) => return skip_installed(io, &record),
+                    Err(ClientError::Api(api)) if api.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(client_err(e)),
                 }
-                other => client_err(other),
+            }
+            crate::imgapi::import(&client, &opts, io)?;
+        }
+        Command::Show { image } => {
+            // zonevisor: an installed image's manifest; else SmartOS's
+            // show, which asks the sources (not found is 1, not 3).
+            if let Ok(uuid) = image.parse::<ImageUuid>() {
+                match client.get_image(&uuid.to_string()) {
+                    Ok(record) => {
+                        writeln!(io.out, "{}", pretty(&record.manifest))?;
+                        return Ok(());
+                    }
+                    Err(ClientError::Api(api)) if api.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(client_err(e)),
+                }
+            }
+            let found = client.available_image(&image).map_err(|e| match e {
+                ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
+                    CliError::failed(format!("error (ImageNotFound): image \"{image}\" was not found"))
+                }
+                other => CliError::failed(format!("error: {}", describe_client_error(&other))),
             })?;
-            writeln!(io.out, "{}", pretty(&record.manifest))?;
+            writeln!(io.out, "{}", pretty(&found.manifest))?;
         }
         Command::Delete { uuid } => {
             client.delete_image(&uuid.to_string()).map_err(client_err)?;
@@ -497,6 +625,26 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             }
             let field = |k: &str| created.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
             writeln!(io.out, "Created image {} ({}@{})", field("uuid"), field("name"), field("version"))?;
+        }
+        Command::HelpOn(c) => io.out.write_all(crate::imgapi::command_help(c).as_bytes())?,
+        Command::Sources(cmd) => crate::imgapi::sources(&client, &cmd, io)?,
+        Command::Avail(opts) => crate::imgapi::avail(&client, &opts, io)?,
+        Command::Update { uuids, dry_run } => crate::imgapi::update(&client, uuids, dry_run, io)?,
+        Command::Vacuum { dry_run, force } => crate::imgapi::vacuum(&client, dry_run, force, io)?,
+        Command::Ancestry { uuid, opts } => {
+            let mut chain: Vec<(Map<String, Value>, ImageRecord)> = Vec::new();
+            let mut next = Some(uuid.to_string());
+            while let Some(u) = next.take() {
+                if chain.len() > 64
+                    || chain.iter().any(|(_, r)| r.manifest.get("uuid").and_then(Value::as_str) == Some(&u))
+                {
+                    return Err(CliError::failed(format!("error: the origin chain of image {uuid} does not end")));
+                }
+                let record = client.get_image(&u).map_err(client_err)?;
+                next = record.manifest.get("origin").and_then(Value::as_str).map(str::to_string);
+                chain.push((image_row(&record), record));
+            }
+            io.out.write_all(render_rows(chain, &opts).as_bytes())?;
         }
     }
     Ok(())
@@ -601,7 +749,7 @@ mod tests {
         assert_eq!(t.run(&["imgadm", "get", "x"]), 2);
         assert_eq!(t.err(), "imgadm: error (Usage): invalid image UUID \"x\" for get\n");
         let mut t = TestIo::new();
-        assert_eq!(t.run(&["imgadm", "sources"]), 1);
+        assert_eq!(t.run(&["imgadm", "publish"]), 1);
         assert!(t.err().contains("not supported"));
     }
 
@@ -618,9 +766,7 @@ mod tests {
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["imgadm", "import", I1]), 0, "{}", t.err());
         assert_eq!(t.out(), format!("Image {I1} (busybox 1.0) is already installed, skipping\n"));
-        let mut t = TestIo::for_daemon(&d);
-        assert_eq!(t.run(&["imgadm", "import", I2]), 1);
-        assert!(t.err().contains("not supported yet"), "{}", t.err());
+        assert_eq!(d.seen().len(), 1, "an installed image is skipped before any source is asked");
     }
 
     #[test]

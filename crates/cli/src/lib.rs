@@ -30,6 +30,7 @@ pub mod doc;
 pub mod filter;
 pub mod fwadm;
 pub mod imgadm;
+pub mod imgapi;
 pub mod nictagadm;
 pub mod pages;
 pub mod sysinfo;

@@ -401,23 +401,41 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "show",
         aliases: &[],
-        usage: &["show <uuid>"],
-        summary: "Print an installed image's manifest.",
-        description: &[],
+        usage: &["show <uuid|name[@version]>"],
+        summary: "Print the manifest of an installed image, or of an image the sources offer.",
+        description: &["Prints an image's manifest as JSON: an installed image's, else the first IMGAPI source's \
+             that has it (by uuid in any state, or by name and optionally version: the latest active one). An \
+             image no source has is an error (ImageNotFound, exit 1)."],
         options: &[],
         operands: &[Kind::Image],
     },
     CommandDoc {
         name: "import",
         aliases: &[],
-        usage: &["import [-q] [-P <pool>] <uuid>"],
-        summary: "Import an image: an image already installed is skipped (exit 0), as in SmartOS.",
+        usage: &["import [-q] [-S <url>] [-P <pool>] <uuid|name[@version]>"],
+        summary: "Import an image and its origin chain from the image sources (skipped when installed).",
         description: &[
-            "Importing from image sources (IMGAPI servers, registries) is not supported yet: an image that is not \
-             installed is an error (exit 1); install it from local files with imgadm install.",
+            "Finds the image in the IMGAPI sources, in order (by uuid, or by name and optionally @version: the \
+             latest active one), then downloads and installs it and the images of its origin chain that are not \
+             installed, oldest first: Importing <uuid> (<name>@<version>) from \"<url>\", ..., Imported image \
+             <uuid> (<name>@<version>). An image already installed is skipped (exit 0). The daemon downloads \
+             into the pool and checks the file's size and sha1 (and sha256) before anything is installed; an \
+             interrupted download is resumed, and what arrived is kept for the next import. Two imports of one \
+             image at once install it once. A progress bar is drawn on stderr when it is a terminal.",
+            "An image no source has is an error (ActiveImageNotFound, exit 1); so is an unreachable source, a \
+             manifest that fails validation, a file whose checksum does not match or a full pool, each naming \
+             the image, with nothing of it installed.",
         ],
         options: &[
-            flag("quiet", Some('q'), Some("quiet"), "Print nothing but errors (accepted for SmartOS's scripts)."),
+            flag("quiet", Some('q'), Some("quiet"), "Draw no progress bar."),
+            valued(
+                "source",
+                Some('S'),
+                Some("source"),
+                "URL",
+                Kind::Any,
+                "Import from this IMGAPI URL, not the sources.",
+            ),
             valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
         ],
         operands: &[Kind::Image],
@@ -489,17 +507,123 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
         options: &[],
         operands: &[Kind::Image],
     },
+    CommandDoc {
+        name: "sources",
+        aliases: &[],
+        usage: &[
+            "sources [-v] [-j]",
+            "sources -a <url> [-t imgapi|docker] [-k] [-f]",
+            "sources -d <url>",
+            "sources -e [-f]",
+            "sources -c",
+            "sources --add-docker-hub [-f]",
+        ],
+        summary: "List and edit image sources (default: https://images.smartos.org).",
+        description: &[
+            "Lists the image sources, one URL a line (-v: a table of URL, TYPE, INSECURE; -j: JSON objects \
+             with url, type and insecure). An IMGAPI URL may carry ?channel=<name>. -a appends a source (Added \
+             \"imgapi\" image source \"<url>\", or Already have ..., no change) once it answered a ping, unless \
+             -f; -d removes a URL (Deleted ..., or Do not have image source \"<url>\", no change); -e edits the \
+             list in $VISUAL or $EDITOR (vi), one URL TYPE [insecure] a line; -c pings every source. \
+             --add-docker-hub adds https://docker.io as a docker source. docker sources are listed and kept; \
+             avail does not list them.",
+        ],
+        options: &[
+            flag("verbose", Some('v'), Some("verbose"), "List the URL, type and insecure flag of each source."),
+            flag("json", Some('j'), Some("json"), "List the sources as JSON."),
+            valued("add", Some('a'), None, "URL", Kind::Any, "Add a source at the end of the list."),
+            valued("delete", Some('d'), None, "URL", Kind::Any, "Delete a source."),
+            flag("edit", Some('e'), None, "Edit the sources in $VISUAL or $EDITOR (vi)."),
+            flag("check", Some('c'), Some("check"), "Ping every source."),
+            valued(
+                "type",
+                Some('t'),
+                Some("type"),
+                "TYPE",
+                Kind::Word(&["imgapi", "docker"]),
+                "The added source's type: imgapi (the default) or docker.",
+            ),
+            flag("insecure", Some('k'), Some("insecure"), "Do not check the added HTTPS source's certificate."),
+            flag("force", Some('f'), Some("force"), "Do not ping new sources before adding them."),
+            flag("add-docker-hub", None, Some("add-docker-hub"), "Add https://docker.io as a docker source."),
+        ],
+        operands: &[],
+    },
+    CommandDoc {
+        name: "avail",
+        aliases: &["available"],
+        usage: &["avail [-j] [-H] [-o FIELD,...] [-s FIELD,...] [<filters>]"],
+        summary: "List the images the IMGAPI sources offer (columns uuid,name,version,os,type,pub).",
+        description: &["Lists the active images of every IMGAPI source (the first source listing a uuid wins), \
+             with list's columns, sort, filters and -j, plus the field source. A source that does not answer is \
+             an error (exit 1) after the others' images are listed."],
+        options: &[
+            flag("json", Some('j'), Some("json"), "Print the images as a JSON array of {manifest, source}."),
+            flag("noheader", Some('H'), None, "Leave out the header line."),
+            valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show."),
+            valued(
+                "sort",
+                Some('s'),
+                Some("sort"),
+                "FIELD,...",
+                Kind::ImageFields,
+                "The fields to sort by; -field sorts descending.",
+            ),
+        ],
+        operands: &[Kind::ImageFilter],
+    },
+    CommandDoc {
+        name: "update",
+        aliases: &[],
+        usage: &["update [-n] [<uuid>...]"],
+        summary: "Fetch installed images' manifests again from the image sources.",
+        description: &["Fetches the manifest of every installed image (or of those given) from the first IMGAPI \
+             source that has it and stores what changed: Updated N manifest fields for image <uuid> from \
+             \"<url>\": <fields>. An image no source has is a warning. -n says what would change."],
+        options: &[flag("dry-run", Some('n'), Some("dry-run"), "Change nothing; say what would change.")],
+        operands: &[Kind::Image],
+    },
+    CommandDoc {
+        name: "vacuum",
+        aliases: &[],
+        usage: &["vacuum [-n] [-f]"],
+        summary: "Delete the images no instance and no other image uses.",
+        description: &["Deletes every installed image that no instance was cloned from and that is no installed \
+             image's origin (after the images that were its only users), after asking on stdin (Delete these N \
+             images? [y/N]) unless -f: Deleted image <uuid> (<name>@<version>)."],
+        options: &[
+            flag("dry-run", Some('n'), Some("dry-run"), "Delete nothing; say what would be deleted."),
+            flag("force", Some('f'), Some("force"), "Do not ask before deleting."),
+        ],
+        operands: &[],
+    },
+    CommandDoc {
+        name: "ancestry",
+        aliases: &[],
+        usage: &["ancestry [-j] [-H] [-o FIELD,...] [-P <pool>] <uuid>"],
+        summary: "List an installed image and its origin chain (columns uuid,name,version,published).",
+        description: &[],
+        options: &[
+            flag("json", Some('j'), Some("json"), "Print the images as a JSON array."),
+            flag("noheader", Some('H'), None, "Leave out the header line."),
+            valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show."),
+            valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
+        ],
+        operands: &[Kind::Image],
+    },
 ];
 
 /// `imgadm`.
 pub const IMGADM: ToolDoc = ToolDoc {
     name: "imgadm",
     section: 8,
-    summary: "install, list and remove zone images",
+    summary: "import, install, list and remove zone and VM images",
     usage: &[],
     description: &[
         "Manage zonevisor images, as SmartOS's imgadm does. An image is a manifest (v2) plus a tarball of a root \
-         filesystem, installed as a read-only dataset that zones clone in constant time.",
+         filesystem, installed as a read-only dataset that zones clone in constant time. Images come from \
+         image sources (IMGAPI servers such as https://images.smartos.org: sources, avail, import) or from \
+         local files (install).",
     ],
     commands: IMGADM_COMMANDS,
     options: &[SOCKET, HELP, VERSION],

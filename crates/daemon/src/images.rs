@@ -8,10 +8,21 @@
 //!                                 which a VM's disk clones by reflink (pool volumes)
 //! ```
 //!
-//! An install verifies the manifest and the file's size and SHA-1 before it
-//! touches the pool, records the image as `installing`, fills the dataset,
-//! marks it read-only and only then records it `ready`. Any failure
-//! destroys the dataset and the row: a failed install leaves nothing.
+//! An install verifies the manifest and the file's size and SHA-1 (and
+//! SHA-256 where the manifest gives one) before it touches the pool,
+//! records the image as `installing`, fills the dataset, marks it
+//! read-only and only then records it `ready`. Any failure destroys the
+//! dataset and the row: a failed install leaves nothing. An image file
+//! downloaded from a source ([`crate::imgapi`]) was verified as it
+//! arrived and is installed by the same steps ([`Daemon::install_verified`]).
+//! One install (or import, or delete) of an image runs at a time: the
+//! others wait for it ([`ImageLocks`]) and then find it installed.
+//!
+//! An image with an `origin` (an incremental image, SmartOS's ZFS clone of
+//! its origin's `@final`) is installed over a clone of its origin's
+//! dataset, which must be installed; its file is extracted into that
+//! clone's `root/`. An image that is another installed image's origin is
+//! one of its clones (`clones`), and cannot be deleted before it.
 //!
 //! - **lx-dataset**: the file is a tarball (plain, gzip, xz or zstd, told
 //!   by its magic), extracted into `root/`.
@@ -31,15 +42,18 @@
 //! not by more than its metadata could need), and the install stops as
 //! soon as the stream says otherwise, refusing `image_size`.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use zonevisor_api::{ApiError, ImageRecord, ImageUuid, ValidationErrors};
 
 use crate::Daemon;
@@ -64,7 +78,12 @@ pub struct Manifest {
     pub uuid: ImageUuid,
     pub value: Value,
     pub sha1: String,
+    /// `files[0].sha256`, or the hex of a `files[0].digest` of `sha256:<hex>`
+    /// (IMGAPI's docker images), lowercase: checked too where given.
+    pub sha256: Option<String>,
     pub size: u64,
+    /// `origin`: the image this one is incremental on.
+    pub origin: Option<ImageUuid>,
     /// `type` (one of the installable types).
     pub image_type: String,
     /// `image_size` in MiB: a zvol's disk size (required for zvol images).
@@ -142,12 +161,31 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
         }
         Some(_) => {}
     }
+    let origin = match obj.get("origin") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().map(str::parse::<ImageUuid>) {
+            Some(Ok(o)) if Some(o) == uuid => {
+                errs.bad_value("origin", "an image cannot be its own origin");
+                None
+            }
+            Some(Ok(o)) if zvol => {
+                errs.bad_value("origin", format!("incremental zvol images (origin {o}) are not supported"));
+                None
+            }
+            Some(Ok(o)) => Some(o),
+            _ => {
+                errs.bad_value("origin", "must be the UUID of the image this one is incremental on");
+                None
+            }
+        },
+    };
     if let Some(st) = obj.get("state") {
         if !matches!(st.as_str(), Some("active" | "unactivated" | "disabled" | "creating" | "failed")) {
             errs.bad_value("state", "must be active, unactivated, disabled, creating or failed");
         }
     }
     let mut sha1 = String::new();
+    let mut sha256 = None;
     let mut size = 0;
     match obj.get("files").and_then(Value::as_array) {
         None => errs.missing("files", "exactly one file entry is required"),
@@ -158,6 +196,26 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
                 Some(h) if h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()) => sha1 = h.to_ascii_lowercase(),
                 Some(_) => errs.bad_value("files.0.sha1", "must be 40 hex digits"),
                 None => errs.missing("files.0.sha1", "is required"),
+            }
+            let hex64 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+            match f.get("sha256").and_then(Value::as_str) {
+                Some(h) if hex64(h) => sha256 = Some(h.to_ascii_lowercase()),
+                Some(_) => errs.bad_value("files.0.sha256", "must be 64 hex digits"),
+                None if f.get("sha256").is_some() => errs.bad_value("files.0.sha256", "must be 64 hex digits"),
+                None => {}
+            }
+            if let Some(d) = f.get("digest") {
+                match d.as_str().map(|d| d.split_once(':')) {
+                    Some(Some(("sha256", h))) if hex64(h) => match &sha256 {
+                        Some(other) if !other.eq_ignore_ascii_case(h) => {
+                            errs.bad_value("files.0.digest", "names another sha256 than files.0.sha256")
+                        }
+                        _ => sha256 = Some(h.to_ascii_lowercase()),
+                    },
+                    // Another algorithm: not one this host checks, and not refused.
+                    Some(Some((alg, h))) if !alg.is_empty() && !h.is_empty() && alg != "sha256" => {}
+                    _ => errs.bad_value("files.0.digest", "must be <algorithm>:<hex>, e.g. sha256:<64 hex digits>"),
+                }
             }
             match f.get("size").and_then(Value::as_u64) {
                 Some(n) => size = n,
@@ -189,7 +247,9 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
             uuid,
             value: m.clone(),
             sha1,
+            sha256,
             size,
+            origin,
             image_type: s("type").unwrap_or_default().to_string(),
             image_size_mib,
         }),
@@ -208,22 +268,100 @@ fn verify_file(file: &mut File, path: &Path, m: &Manifest) -> Result<(), ApiErro
         errs.bad_value("files.0.size", format!("manifest says {} bytes but {} has {len}", m.size, path.display()));
         return Err(ApiError::validation(errs));
     }
-    let mut hasher = Sha1::new();
+    let mut hashes = FileHashes::new(m);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(|e| ApiError::internal(format!("reading {}: {e}", path.display())))?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        hashes.update(&buf[..n]);
     }
-    let got = hex::encode(hasher.finalize());
-    if got != m.sha1 {
-        errs.bad_value("files.0.sha1", format!("{} has sha1 {got}, the manifest says {}", path.display(), m.sha1));
+    if let Some(errs) = hashes.check(m, &path.display().to_string()) {
         return Err(ApiError::validation(errs));
     }
     file.rewind().map_err(|e| ApiError::internal(format!("rewinding {}: {e}", path.display())))?;
     Ok(())
+}
+
+/// The digests of an image file, computed as its bytes go by (read from a
+/// file, or as they arrive from a source), to check against its manifest.
+pub(crate) struct FileHashes {
+    sha1: Sha1,
+    /// Only when the manifest gives one.
+    sha256: Option<Sha256>,
+}
+
+impl FileHashes {
+    /// Empty digests of what `m` names.
+    pub(crate) fn new(m: &Manifest) -> FileHashes {
+        FileHashes { sha1: Sha1::new(), sha256: m.sha256.as_ref().map(|_| Sha256::new()) }
+    }
+
+    /// Adds the next bytes.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.sha1.update(bytes);
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
+    }
+
+    /// What does not match `m`, in SmartOS's shape, saying what `what`
+    /// (the file, or the download) hashed to; `None` when all match.
+    pub(crate) fn check(self, m: &Manifest, what: &str) -> Option<ValidationErrors> {
+        let mut errs = ValidationErrors::default();
+        let got = hex::encode(self.sha1.finalize());
+        if got != m.sha1 {
+            errs.bad_value("files.0.sha1", format!("{what} has sha1 {got}, the manifest says {}", m.sha1));
+        }
+        if let (Some(h), Some(want)) = (self.sha256, &m.sha256) {
+            let got = hex::encode(h.finalize());
+            if &got != want {
+                errs.bad_value("files.0.sha256", format!("{what} has sha256 {got}, the manifest says {want}"));
+            }
+        }
+        (!errs.is_empty()).then_some(errs)
+    }
+}
+
+/// One install, import or delete of an image at a time: the per-image
+/// locks. A second caller waits until the first is done (and then finds
+/// the image installed, or gone).
+#[derive(Default)]
+pub(crate) struct ImageLocks {
+    held: Mutex<HashSet<ImageUuid>>,
+    freed: Condvar,
+}
+
+/// An image's lock, held until dropped.
+pub(crate) struct ImageLock<'a> {
+    locks: &'a ImageLocks,
+    uuid: ImageUuid,
+}
+
+impl ImageLocks {
+    /// Takes `uuid`'s lock, waiting while another holds it.
+    pub(crate) fn lock(&self, uuid: ImageUuid) -> ImageLock<'_> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(&uuid) {
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(uuid);
+        ImageLock { locks: self, uuid }
+    }
+
+    /// Takes `uuid`'s lock if no one holds it.
+    pub(crate) fn try_lock(&self, uuid: ImageUuid) -> Option<ImageLock<'_>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(uuid).then_some(ImageLock { locks: self, uuid })
+    }
+}
+
+impl Drop for ImageLock<'_> {
+    fn drop(&mut self) {
+        self.locks.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.uuid);
+        self.locks.freed.notify_all();
+    }
 }
 
 /// The file's stream, decompressed as its first bytes say (gzip, xz,
@@ -455,6 +593,21 @@ impl Daemon {
         let mut file = File::open(path)
             .map_err(|e| ApiError::invalid(format!("cannot open image file {}: {e}", path.display())))?;
         verify_file(&mut file, path, &m)?;
+        let _lock = self.imgapi.locks.lock(m.uuid);
+        self.install_verified(&m, file, path, None)
+    }
+
+    /// Installs the image of manifest `m` from `file` (at `path`), which
+    /// was checked against `m` (size and digests) already; `source` is the
+    /// URL it was imported from. The caller holds the image's lock
+    /// ([`ImageLocks`]). See the module doc.
+    pub(crate) fn install_verified(
+        &self,
+        m: &Manifest,
+        file: File,
+        path: &Path,
+        source: Option<&str>,
+    ) -> Result<ImageRecord, ApiError> {
         if self.store.get_image(m.uuid)?.is_some() {
             return Err(ApiError::conflict(format!("image {} is already installed", m.uuid)));
         }
@@ -462,16 +615,47 @@ impl Daemon {
         if self.pool.exists(&name) {
             return Err(ApiError::conflict(format!("dataset {name} already exists in pool {}", self.pool.name())));
         }
+        // The origin may not be deleted between its check and its clone.
+        let _origin_lock = m.origin.map(|o| self.imgapi.locks.lock(o));
+        if let Some(origin) = m.origin {
+            match self.store.get_image(origin)? {
+                Some(row) if row.phase == "ready" && row.manifest.get("type") == m.value.get("type") => {}
+                Some(row) if row.phase == "ready" => {
+                    return Err(ApiError::invalid(format!(
+                        "image {}: its origin image {origin} is of type {}, not {}",
+                        m.uuid,
+                        row.manifest.get("type").and_then(Value::as_str).unwrap_or("?"),
+                        m.image_type
+                    )))
+                }
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "image {}: origin image \"{origin}\" is not installed on zpool \"{}\"",
+                        m.uuid,
+                        self.pool.name()
+                    )))
+                }
+            }
+        }
         self.store.insert_image(m.uuid, "installing", &m.value)?;
         let mut made = false;
         let result = (|| -> Result<(), ApiError> {
-            let ds = self.pool.create(&name).map_err(|e| self.pool_step_error("create image dataset", e))?;
+            if let Some(url) = source {
+                self.store.set_image_source(m.uuid, url)?;
+            }
+            let ds = match m.origin {
+                Some(origin) => zonevisor_pool::Pool::clone_from(&self.pool, &origin.to_string(), &name)
+                    .map_err(|e| self.pool_step_error("clone the origin image's dataset", e))?,
+                None => self.pool.create(&name).map_err(|e| self.pool_step_error("create image dataset", e))?,
+            };
             made = true;
             if m.image_type == "zvol" {
-                self.install_disk(&m, file, path)?;
+                self.install_disk(m, file, path)?;
             } else {
                 let root = ds.join("root");
-                std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
+                if m.origin.is_none() {
+                    std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
+                }
                 extract(file, &root).map_err(|e| self.write_error("extract image", e))?;
             }
             self.pool.set_readonly(&name, true).map_err(|e| step_error("make image read-only", e))?;
@@ -483,7 +667,7 @@ impl Daemon {
             return Err(e);
         }
         self.keep_reserve();
-        tracing::info!(image = %m.uuid, "installed image");
+        tracing::info!(image = %m.uuid, source, "installed image");
         self.image_record(m.uuid)
     }
 
@@ -644,38 +828,52 @@ impl Daemon {
     /// `imgadm get`.
     pub fn image_record(&self, uuid: ImageUuid) -> Result<ImageRecord, ApiError> {
         match self.store.get_image(uuid)? {
-            Some(row) if row.phase == "ready" => Ok(ImageRecord {
-                zpool: self.pool.name().to_string(),
-                clones: self.store.image_clones(uuid)?,
-                manifest: row.manifest,
-            }),
+            Some(row) if row.phase == "ready" => {
+                let children = self.child_images(uuid)?.len() as u64;
+                Ok(ImageRecord {
+                    zpool: self.pool.name().to_string(),
+                    clones: self.store.image_clones(uuid)? + children,
+                    manifest: row.manifest,
+                    source: self.store.image_source(uuid)?,
+                })
+            }
             _ => Err(ApiError::not_found(format!("image \"{uuid}\" was not found on zpool \"{}\"", self.pool.name()))),
         }
     }
 
     /// `imgadm list`.
     pub fn list_images(&self) -> Result<Vec<ImageRecord>, ApiError> {
+        let rows = self.store.list_images()?;
         let mut out = Vec::new();
-        for (uuid, row) in self.store.list_images()? {
+        for (uuid, row) in &rows {
             if row.phase == "ready" {
+                let children = rows.iter().filter(|(_, r)| origin_of(&r.manifest) == Some(*uuid)).count() as u64;
                 out.push(ImageRecord {
                     zpool: self.pool.name().to_string(),
-                    clones: self.store.image_clones(uuid)?,
-                    manifest: row.manifest,
+                    clones: self.store.image_clones(*uuid)? + children,
+                    manifest: row.manifest.clone(),
+                    source: self.store.image_source(*uuid)?,
                 });
             }
         }
         Ok(out)
     }
 
+    /// The images (installed, or being installed) whose origin is `uuid`.
+    fn child_images(&self, uuid: ImageUuid) -> Result<Vec<ImageUuid>, ApiError> {
+        let rows = self.store.list_images()?;
+        Ok(rows.into_iter().filter(|(_, r)| origin_of(&r.manifest) == Some(uuid)).map(|(u, _)| u).collect())
+    }
+
     /// `imgadm delete`: refused while any instance was cloned from it
-    /// (a zone's root, or a VM's disk).
+    /// (a zone's root, or a VM's disk), or another image has it as origin.
     pub fn delete_image(&self, uuid: ImageUuid) -> Result<(), ApiError> {
+        let _lock = self.imgapi.locks.lock(uuid);
         self.image_record(uuid)?;
-        let users = self.store.instances_using_image(uuid)?;
+        let mut users: Vec<String> = self.store.instances_using_image(uuid)?.iter().map(ToString::to_string).collect();
+        users.extend(self.child_images(uuid)?.iter().map(ToString::to_string));
         if !users.is_empty() {
             // SmartOS's words, naming the instances made from it.
-            let users: Vec<String> = users.iter().map(ToString::to_string).collect();
             return Err(ApiError::conflict(format!(
                 "image \"{uuid}\" has dependent clones: {}; delete them first",
                 users.join(", ")
@@ -687,6 +885,11 @@ impl Daemon {
         tracing::info!(image = %uuid, "deleted image");
         Ok(())
     }
+}
+
+/// A manifest's `origin`, when it names one.
+fn origin_of(manifest: &Value) -> Option<ImageUuid> {
+    manifest.get("origin").and_then(Value::as_str).and_then(|o| o.parse().ok())
 }
 
 /// An installed zvol image's disk ([`Daemon::image_volume`]).

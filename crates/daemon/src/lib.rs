@@ -16,6 +16,7 @@ mod events;
 pub mod fuzzing;
 mod fw;
 mod images;
+mod imgapi;
 mod imgapi_serve;
 mod imgfile;
 mod instance;
@@ -124,6 +125,8 @@ pub struct Daemon {
     metadata: metadata::Metadata,
     /// The image source's files being made (`--imgapi-listen`).
     imgapi_making: imgapi_serve::Making,
+    /// Image sources and imports: per-image locks, the sources' lock.
+    imgapi: imgapi::State,
 }
 
 /// The whole error chain of `e`, joined with `: `.
@@ -254,6 +257,7 @@ impl Daemon {
             io_governor: None,
             metadata: metadata::Metadata::default(),
             imgapi_making: imgapi_serve::Making::default(),
+            imgapi: imgapi::State::default(),
         })
     }
 }
@@ -340,6 +344,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         io_governor,
         metadata,
         imgapi_making: imgapi_serve::Making::default(),
+        imgapi: imgapi::State::default(),
     });
     tracing::info!(root = %root.display(), pool = ?daemon.pool, "zonevisord starting");
     {

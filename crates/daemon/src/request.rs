@@ -31,6 +31,10 @@
 //! | GET, POST | `/v1/vms/{uuid}/snapshots` | [`ApiRequest::ListSnapshots`], [`ApiRequest::CreateSnapshot`] |
 //! | DELETE | `/v1/vms/{uuid}/snapshots/{name}` | [`ApiRequest::DeleteSnapshot`] |
 //! | POST | `/v1/vms/{uuid}/snapshots/{name}/rollback` | [`ApiRequest::RollbackSnapshot`] |
+//! | GET, POST, PUT, DELETE | `/v1/sources` (`DELETE`: `?url=`) | [`ApiRequest::ListSources`], [`ApiRequest::AddSource`], [`ApiRequest::ReplaceSources`], [`ApiRequest::DeleteSource`] |
+//! | GET | `/v1/sources/check` | [`ApiRequest::CheckSources`] |
+//! | GET | `/v1/sources/images`, `/v1/sources/images/{image}` | [`ApiRequest::AvailableImages`], [`ApiRequest::AvailableImage`] |
+//! | POST | `/v1/images/{import,update}` | [`ApiRequest::ImportImage`], [`ApiRequest::UpdateImages`] |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
 //! there decodes). Path segments are percent-decoded, query strings are
@@ -41,9 +45,10 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageCreateRequest, ImageInstallRequest, ImageUuid,
-    InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, SnapshotRequest, StartRequest, StopRequest,
-    SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageCreateRequest, ImageImportRequest,
+    ImageInstallRequest, ImageUpdateRequest, ImageUuid, InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate,
+    RebootRequest, SnapshotRequest, SourceAddRequest, SourcesReplaceRequest, StartRequest, StopRequest, SysrqRequest,
+    ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -201,6 +206,24 @@ pub enum ApiRequest {
         /// The snapshot's name.
         name: String,
     },
+    /// `GET /v1/sources`.
+    ListSources,
+    /// `POST /v1/sources`.
+    AddSource(SourceAddRequest),
+    /// `PUT /v1/sources`.
+    ReplaceSources(SourcesReplaceRequest),
+    /// `DELETE /v1/sources?url=`.
+    DeleteSource(String),
+    /// `GET /v1/sources/check`.
+    CheckSources,
+    /// `GET /v1/sources/images`.
+    AvailableImages,
+    /// `GET /v1/sources/images/{image}`: a uuid or `name[@version]`.
+    AvailableImage(String),
+    /// `POST /v1/images/import`.
+    ImportImage(ImageImportRequest),
+    /// `POST /v1/images/update`.
+    UpdateImages(ImageUpdateRequest),
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -338,6 +361,12 @@ enum Route {
     VmSnapshots,
     VmSnapshot,
     VmSnapshotRollback,
+    Sources,
+    SourcesCheck,
+    SourcesImages,
+    SourcesImage,
+    ImagesImport,
+    ImagesUpdate,
 }
 
 impl Route {
@@ -358,6 +387,9 @@ impl Route {
             Route::VmSnapshots => "GET, POST",
             Route::VmSnapshot => "DELETE",
             Route::VmSnapshotRollback => "POST",
+            Route::Sources => "GET, POST, PUT, DELETE",
+            Route::SourcesCheck | Route::SourcesImages | Route::SourcesImage => "GET",
+            Route::ImagesImport | Route::ImagesUpdate => "POST",
         }
     }
 }
@@ -374,7 +406,13 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["events"] => (Route::Events, None),
         ["images"] => (Route::Images, None),
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
+        ["images", "import"] => (Route::ImagesImport, None),
+        ["images", "update"] => (Route::ImagesUpdate, None),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
+        ["sources"] => (Route::Sources, None),
+        ["sources", "check"] => (Route::SourcesCheck, None),
+        ["sources", "images"] => (Route::SourcesImages, None),
+        ["sources", "images", id] if !id.is_empty() => (Route::SourcesImage, Some(*id)),
         ["nictags"] => (Route::NicTags, None),
         ["fw", "rules"] => (Route::FwRules, None),
         ["fw", "changes"] => (Route::FwChanges, None),
@@ -510,6 +548,18 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::VmSnapshotRollback, "POST") => {
             ApiRequest::RollbackSnapshot { uuid: vm()?, name: snapshot_segment(path) }
         }
+        (Route::Sources, "GET") => ApiRequest::ListSources,
+        (Route::Sources, "POST") => ApiRequest::AddSource(body(bytes, "the image source")?),
+        (Route::Sources, "PUT") => ApiRequest::ReplaceSources(body(bytes, "the image sources")?),
+        (Route::Sources, "DELETE") => {
+            let q = query_get(&query_pairs(query)?, "url").map(str::to_string);
+            ApiRequest::DeleteSource(q.ok_or_else(|| ApiError::invalid("the source's ?url= is required"))?)
+        }
+        (Route::SourcesCheck, "GET") => ApiRequest::CheckSources,
+        (Route::SourcesImages, "GET") => ApiRequest::AvailableImages,
+        (Route::SourcesImage, "GET") => ApiRequest::AvailableImage(name()),
+        (Route::ImagesImport, "POST") => ApiRequest::ImportImage(body(bytes, "the import request")?),
+        (Route::ImagesUpdate, "POST") => ApiRequest::UpdateImages(body(bytes, "the update request")?),
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -617,6 +667,32 @@ mod tests {
         );
         assert_eq!(err("GET", &snap(routes::VM_SNAPSHOT), None, "").status(), 405);
         assert_eq!(err("POST", &with(routes::VM_SNAPSHOTS), None, r#"{"nom":"s1"}"#).status(), 400);
+        assert_eq!(ok("GET", routes::SOURCES, None, ""), ApiRequest::ListSources);
+        assert!(matches!(
+            ok("POST", routes::SOURCES, None, r#"{"url":"http://x","type":"imgapi"}"#),
+            ApiRequest::AddSource(r) if r.source.url == "http://x" && !r.force
+        ));
+        assert!(matches!(ok("PUT", routes::SOURCES, None, r#"{"sources":[]}"#), ApiRequest::ReplaceSources(_)));
+        assert_eq!(
+            ok("DELETE", routes::SOURCES, Some("url=http%3A%2F%2Fx%2F"), ""),
+            ApiRequest::DeleteSource("http://x/".into())
+        );
+        assert_eq!(err("DELETE", routes::SOURCES, None, "").status(), 400);
+        assert_eq!(ok("GET", routes::SOURCES_CHECK, None, ""), ApiRequest::CheckSources);
+        assert_eq!(ok("GET", routes::SOURCES_IMAGES, None, ""), ApiRequest::AvailableImages);
+        assert_eq!(
+            ok("GET", &routes::SOURCES_IMAGE.replace("{image}", "base%4015.4.1"), None, ""),
+            ApiRequest::AvailableImage("base@15.4.1".into())
+        );
+        assert_eq!(
+            ok("POST", routes::IMAGES_IMPORT, None, r#"{"image":"base"}"#),
+            ApiRequest::ImportImage(zonevisor_api::ImageImportRequest { image: "base".into(), source: None })
+        );
+        assert_eq!(err("GET", routes::IMAGES_IMPORT, None, "").status(), 405, "not an image uuid");
+        assert_eq!(
+            ok("POST", routes::IMAGES_UPDATE, None, ""),
+            ApiRequest::UpdateImages(zonevisor_api::ImageUpdateRequest::default())
+        );
         // Percent-encoded path segments are decoded, as axum's did.
         assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
     }

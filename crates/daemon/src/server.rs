@@ -372,7 +372,55 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::DeleteSnapshot { uuid, name } => {
             blocking(d, move |d| d.delete_snapshot(&uuid.to_string(), &name).map(done)).await.into_response()
         }
+        ApiRequest::ListSources => blocking(d, |d| d.list_sources()).await.into_response(),
+        ApiRequest::AddSource(r) => blocking(d, move |d| d.add_source(&r)).await.into_response(),
+        ApiRequest::ReplaceSources(r) => blocking(d, move |d| d.replace_sources(&r)).await.into_response(),
+        ApiRequest::DeleteSource(url) => blocking(d, move |d| d.delete_source(&url)).await.into_response(),
+        ApiRequest::CheckSources => blocking(d, |d| d.check_sources()).await.into_response(),
+        ApiRequest::AvailableImages => blocking(d, |d| d.available_images()).await.into_response(),
+        ApiRequest::AvailableImage(id) => blocking(d, move |d| d.available_image(&id)).await.into_response(),
+        ApiRequest::ImportImage(r) => import(d, r),
+        ApiRequest::UpdateImages(r) => blocking(d, move |d| d.update_images(&r)).await.into_response(),
     }
+}
+
+/// `POST /v1/images/import`: the import runs on the blocking pool and its
+/// [`ImportEvent`]s are the answer's lines as they happen, the last one
+/// `done` or `error`. A client that goes away does not stop the import
+/// (what it downloads and installs is kept).
+fn import(d: D, req: zonevisor_api::ImageImportRequest) -> Response {
+    use zonevisor_api::ImportEvent;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ImportEvent>();
+    tokio::task::spawn_blocking(move || {
+        let emit = |ev: ImportEvent| {
+            let _ = tx.send(ev);
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| d.import_image(&req, &emit)));
+        let last = match result {
+            Ok(Ok(image)) => ImportEvent::Done { image },
+            Ok(Err(error)) => {
+                tracing::warn!(image = %req.image, error = %error.message, "import failed");
+                ImportEvent::Error { error }
+            }
+            Err(panic) => {
+                let msg = panic_message(panic.as_ref()).to_string();
+                tracing::error!(panic = %msg, "an import panicked");
+                ImportEvent::Error { error: ApiError::internal(format!("the import panicked: {msg}")) }
+            }
+        };
+        let _ = tx.send(last);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 fn psi_line(l: cgroup::PsiLine) -> PsiLine {

@@ -21,6 +21,7 @@
 //! | 2       | `vms.idmap_slot` and its unique index (each zone's id range)        |
 //! | 3       | `instance_images`: every image each instance depends on             |
 //! | 4       | `nic_tags`, `fw_rules`, and `nic_addrs` (the MACs and IPs on each tag) |
+//! | 5       | `image_sources` (SmartOS's default source to begin with) and `images.source` |
 //!
 //! Releases before versioning left `user_version` at 0 with the tables of
 //! versions 1 and 2 (or 1 alone) in place; migrations 1 and 2 recognise
@@ -34,7 +35,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
-use zonevisor_api::{ImageUuid, InstanceUuid, VmObject};
+use zonevisor_api::{ImageSource, ImageUuid, InstanceUuid, SourceType, VmObject};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +137,7 @@ pub struct Store {
 
 /// The schema version this build creates and understands: the last
 /// migration's.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One schema step: applied inside the transaction that also records its
 /// version. Code rather than bare SQL, as some steps must look first (a
@@ -151,6 +152,7 @@ const MIGRATIONS: &[(u32, &str, Migrate)] = &[
     (2, "an id range slot per instance", idmap_slots),
     (3, "the images each instance depends on", instance_images),
     (4, "nic tags, firewall rules and the addresses on each tag", networking),
+    (5, "image sources, and the source of each image", image_sources),
 ];
 
 // The table is numbered 1, 2, 3, ... and ends at SCHEMA_VERSION.
@@ -244,6 +246,26 @@ fn instance_images(tx: &Transaction<'_>) -> Result<()> {
     for (uuid, vm) in stored_vms(tx)? {
         record_images(tx, &uuid, &vm)?;
     }
+    Ok(())
+}
+
+/// Version 5: the image sources, in order (`imgadm sources`), starting
+/// with SmartOS's default, and the source each image was imported from.
+fn image_sources(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE image_sources (
+             position INTEGER PRIMARY KEY,
+             url TEXT NOT NULL,
+             type TEXT NOT NULL,
+             insecure INTEGER NOT NULL DEFAULT 0
+         );
+         ALTER TABLE images ADD COLUMN source TEXT;",
+    )?;
+    let default = ImageSource::default_source();
+    tx.execute(
+        "INSERT INTO image_sources (position, url, type, insecure) VALUES (0, ?1, ?2, 0)",
+        params![default.url, default.source_type.as_str()],
+    )?;
     Ok(())
 }
 
@@ -717,6 +739,69 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The image sources, in order.
+    pub fn image_sources(&self) -> Result<Vec<ImageSource>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT url, type, insecure FROM image_sources ORDER BY position")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (url, kind, insecure) = row?;
+                // Written only from typed sources; an unknown type is skipped.
+                if let Ok(source_type) = kind.parse::<SourceType>() {
+                    out.push(ImageSource { url, source_type, insecure });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Replaces the image sources with `sources`, in order, in one transaction.
+    pub fn set_image_sources(&self, sources: &[ImageSource]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM image_sources", [])?;
+            for (i, s) in sources.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO image_sources (position, url, type, insecure) VALUES (?1, ?2, ?3, ?4)",
+                    params![i as i64, s.url, s.source_type.as_str(), s.insecure],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// The URL of the source an image was imported from, if it was.
+    pub fn image_source(&self, uuid: ImageUuid) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT source FROM images WHERE uuid = ?1", [uuid.to_string()], |r| r.get(0))
+                .optional()?
+                .flatten())
+        })
+    }
+
+    /// Records the source an image was imported from.
+    pub fn set_image_source(&self, uuid: ImageUuid, url: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("UPDATE images SET source = ?2 WHERE uuid = ?1", params![uuid.to_string(), url])?;
+            Ok(())
+        })
+    }
+
+    /// Replaces an image's manifest (`imgadm update`).
+    pub fn set_image_manifest(&self, uuid: ImageUuid, manifest: &Value) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE images SET manifest = ?2 WHERE uuid = ?1",
+                params![uuid.to_string(), manifest.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+}
+
 /// A dynamic address reserved for a NIC (see [`Store::reserve_address`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
@@ -1039,6 +1124,25 @@ CREATE TABLE IF NOT EXISTS host (
     fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
         v.sort();
         v
+    }
+
+    #[test]
+    fn image_sources_start_with_smartos_default_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.image_sources().unwrap(), vec![ImageSource::default_source()]);
+        let docker = ImageSource { url: "https://docker.io".into(), source_type: SourceType::Docker, insecure: true };
+        store.set_image_sources(&[docker.clone(), ImageSource::default_source()]).unwrap();
+        assert_eq!(store.image_sources().unwrap(), vec![docker, ImageSource::default_source()]);
+        store.set_image_sources(&[]).unwrap();
+        assert_eq!(store.image_sources().unwrap(), vec![], "an emptied list stays empty");
+        let img = ImageUuid::new_random();
+        store.insert_image(img, "ready", &json!({"uuid": img.to_string()})).unwrap();
+        assert_eq!(store.image_source(img).unwrap(), None);
+        store.set_image_source(img, "http://x").unwrap();
+        assert_eq!(store.image_source(img).unwrap().as_deref(), Some("http://x"));
+        store.set_image_manifest(img, &json!({"uuid": img.to_string(), "name": "n"})).unwrap();
+        assert_eq!(store.get_image(img).unwrap().unwrap().manifest["name"], "n");
     }
 
     #[test]
