@@ -17,6 +17,7 @@ pub mod fuzzing;
 mod fw;
 mod images;
 mod instance;
+pub mod layer;
 mod lxcfs;
 mod metadata;
 mod net;
