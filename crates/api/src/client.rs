@@ -366,6 +366,11 @@ impl Client {
     pub fn delete_image(&self, uuid: &str) -> Result<Done, ClientError> {
         self.call::<(), _>("DELETE", &with_uuid(routes::IMAGE, uuid), None)
     }
+
+    /// `POST /v1/images/pull`.
+    pub fn pull_image(&self, req: &ImagePullRequest) -> Result<ImagePulled, ClientError> {
+        self.call("POST", routes::IMAGES_PULL, Some(req))
+    }
 }
 
 /// Percent-encodes a query value.

@@ -102,6 +102,13 @@ fn get_image() {}
     responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 fn delete_image() {}
 
+/// Imports an image from an OCI registry: its layers, each verified by
+/// its digest, applied into one read-only dataset (image type `docker`).
+#[utoipa::path(post, path = "/v1/images/pull", request_body = ImagePullRequest,
+    responses((status = 200, body = ImagePulled), (status = 400, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+fn pull_image() {}
+
 #[utoipa::path(get, path = "/v1/nictags", responses((status = 200, body = [NicTag])))]
 fn list_nic_tags() {}
 
@@ -209,7 +216,8 @@ fn fw_vm_stats() {}
         fw_rule_vms,
         fw_vm_rules,
         fw_vm_status,
-        fw_vm_stats
+        fw_vm_stats,
+        pull_image
     ),
     components(schemas(
         ApiError,
@@ -253,7 +261,9 @@ fn fw_vm_stats() {}
         FwChangeRequest,
         FwChanged,
         FwStatus,
-        FwRuleStats
+        FwRuleStats,
+        ImagePullRequest,
+        ImagePulled
     ))
 )]
 pub struct ApiDoc;
@@ -317,6 +327,7 @@ mod tests {
             routes::FW_VM_RULES,
             routes::FW_VM_STATUS,
             routes::FW_VM_STATS,
+            routes::IMAGES_PULL,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

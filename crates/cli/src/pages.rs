@@ -378,15 +378,27 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "import",
         aliases: &[],
-        usage: &["import [-q] [-P <pool>] <uuid>"],
+        usage: &["import [-q] [-P <pool>] <uuid>", "import [-q] [-k] <registry/repository[:tag][@digest]>"],
         summary: "Import an image: an image already installed is skipped (exit 0), as in SmartOS.",
         description: &[
             "Importing from image sources (IMGAPI servers, registries) is not supported yet: an image that is not \
              installed is an error (exit 1); install it from local files with imgadm install.",
+            "An argument with a / or a : (and not a UUID) is an OCI image reference, imported from its registry \
+             (Docker Hub without one: alpine:3.20, docker.io/library/alpine:3.20, 127.0.0.1:5000/app@sha256:...): \
+             its layers, each checked against its digest, become one read-only image of type docker, which lx \
+             zones with docker: true run. Credentials come from a Docker config.json ($DOCKER_CONFIG, else \
+             ~/.docker/config.json, of the daemon); without them a registry that demands them is an error.",
         ],
         options: &[
             flag("quiet", Some('q'), Some("quiet"), "Print nothing but errors (accepted for SmartOS's scripts)."),
             valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
+            flag(
+                "insecure",
+                Some('k'),
+                Some("insecure"),
+                "A registry reference: speak plain HTTP, or HTTPS without checking the certificate (registries on \
+                 loopback addresses are treated so without it).",
+            ),
         ],
         operands: &[Kind::Image],
     },

@@ -21,6 +21,7 @@ pub mod layer;
 mod lxcfs;
 mod metadata;
 mod net;
+pub mod oci;
 mod request;
 mod server;
 mod store;

@@ -37,8 +37,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
-    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageInstallRequest, ImageUuid, InstanceUuid,
-    KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest, ValidateRequest,
+    routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageInstallRequest, ImagePullRequest, ImageUuid,
+    InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate, RebootRequest, StartRequest, StopRequest, SysrqRequest,
+    ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -166,6 +167,8 @@ pub enum ApiRequest {
     GetImage(ImageUuid),
     /// `DELETE /v1/images/{uuid}`.
     DeleteImage(ImageUuid),
+    /// `POST /v1/images/pull`.
+    PullImage(ImagePullRequest),
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -300,6 +303,7 @@ enum Route {
     FwRuleVerb(&'static str),
     FwChanges,
     FwVm(&'static str),
+    ImagesPull,
 }
 
 impl Route {
@@ -317,6 +321,7 @@ impl Route {
             Route::Vm | Route::Image => "GET, DELETE",
             Route::VmVerb("info" | "console") => "GET",
             Route::VmVerb(_) => "POST",
+            Route::ImagesPull => "POST",
         }
     }
 }
@@ -333,6 +338,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["events"] => (Route::Events, None),
         ["images"] => (Route::Images, None),
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
+        ["images", "pull"] => (Route::ImagesPull, None),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
         ["nictags"] => (Route::NicTags, None),
         ["fw", "rules"] => (Route::FwRules, None),
@@ -444,6 +450,7 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::FwRuleVerb("vms"), "GET") => ApiRequest::FwRuleVms(name()),
         (Route::FwChanges, "POST") => ApiRequest::ChangeFwRules(body(bytes, "the rule changes")?),
         (Route::FwVm(what), "GET") => ApiRequest::FwVm { uuid: vm()?, what },
+        (Route::ImagesPull, "POST") => ApiRequest::PullImage(body(bytes, "the pull request")?),
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -518,6 +525,11 @@ mod tests {
         ));
         assert_eq!(ok("GET", &with(routes::IMAGE), None, ""), ApiRequest::GetImage(image));
         assert_eq!(ok("DELETE", &with(routes::IMAGE), None, ""), ApiRequest::DeleteImage(image));
+        assert_eq!(
+            ok("POST", routes::IMAGES_PULL, None, r#"{"reference": "alpine:3.20"}"#),
+            ApiRequest::PullImage(ImagePullRequest { reference: "alpine:3.20".into(), insecure: false })
+        );
+        assert_eq!(err("GET", routes::IMAGES_PULL, None, "").status(), 405);
         assert_eq!(
             ok(
                 "POST",

@@ -357,6 +357,7 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
                 .await
                 .into_response()
         }
+        ApiRequest::PullImage(r) => blocking(d, move |d| d.pull_image(&r)).await.into_response(),
     }
 }
 
