@@ -357,7 +357,7 @@ impl Registry {
     /// more than the manifest says: a registry streaming without end is
     /// cut off) and its sha256 digest. The file is synced.
     pub(crate) async fn download(&self, layer: &LayerBlob, to: &Path) -> Result<(), PullError> {
-        let what = format!("layer {} of image {}", layer.digest, self.reference.whole());
+        let what = format!("layer {}", layer.digest);
         let desc = OciDescriptor { digest: layer.digest.clone(), size: layer.size as i64, ..Default::default() };
         let mut stream =
             self.client.pull_blob_stream(&self.reference, &desc).await.map_err(|e| self.error(&what, e))?;
@@ -372,10 +372,12 @@ impl Registry {
                     // The client's own check at the end of the stream, or the transport.
                     let text = crate::chain(&e);
                     return Err(if text.contains("Invalid digest") {
+                        // "... Expected <digest>, got <digest>": what arrived is the last.
+                        let actual = text.rsplit("got ").next().filter(|a| a.starts_with("sha256:"));
                         PullError::Digest {
                             what,
                             expected: layer.digest.clone(),
-                            actual: format!("something else ({text})"),
+                            actual: actual.map_or_else(|| format!("something else ({text})"), str::to_string),
                         }
                     } else {
                         PullError::Unreachable { registry: self.host(), message: format!("downloading {what}: {text}") }
