@@ -109,6 +109,7 @@ impl Driver for ZoneDriver {
             nics: d.ports_of(spec.uuid, &spec.net, true)?,
             metadata: Some(d.metadata_spec(obj)),
             native: d.native_dir(),
+            docker: None,
         })))
     }
 
