@@ -7,6 +7,8 @@ mod common;
 #[path = "common/registry.rs"]
 mod registry;
 
+use std::time::Duration;
+
 use common::*;
 use registry::*;
 use serde_json::{json, Value};
@@ -158,4 +160,89 @@ fn a_registry_that_demands_credentials() {
     h.start_daemon();
     let (uuid, _) = import_ok(&h, &reg.reference("zv/test:1"));
     assert_eq!(uuid, smartos_uuid(&layer_digests(test_layout(), TEST_TAG)));
+}
+
+/// The console's line that starts with `marker`.
+#[track_caller]
+fn console_line(h: &TestHost, uuid: &str, marker: &str) -> String {
+    let console = h.wait_console(uuid, marker, 1, Duration::from_secs(60));
+    console.lines().find(|l| l.contains(marker)).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_docker_zone_runs_the_image_s_command_as_its_user_and_stops_when_it_exits() {
+    let Some(h) = registry::host() else { return };
+    let reg = Registry::start(&h, false);
+    reg.push(test_layout(), TEST_TAG, "zv/test:1");
+    let (img, _) = import_ok(&h, &reg.reference("zv/test:1"));
+
+    // The image's entrypoint and command, environment, working directory and user.
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "docker": true, "alias": "oci",
+                                   "max_physical_memory": 128}));
+    let line = console_line(&h, &uuid, TEST_MARKER);
+    assert_eq!(line, format!("{TEST_MARKER} user=1000:1000 groups=1000 1001 pwd=/srv greeting=hello home=/home/app"));
+    let console = h.wait_console(&uuid, "new", 1, Duration::from_secs(30));
+    assert!(console.contains("keep") && !console.contains("old"), "ls /srv: {console}");
+    // Its exit stops the zone, with its status recorded.
+    let vm = h.wait_state(&uuid, "stopped", Duration::from_secs(30));
+    assert_eq!(vm["exit_status"], 0, "{vm}");
+    assert_eq!(vm["restart_init"], false);
+    assert_eq!(vm["internal_metadata_namespaces"], json!(["docker"]));
+    let md = &vm["internal_metadata"];
+    assert_eq!(md["docker:entrypoint"], "[\"/bin/sh\",\"-c\"]", "filled from the image: {md}");
+    assert_eq!((md["docker:user"].as_str(), md["docker:workdir"].as_str()), (Some("app"), Some("/srv")));
+    assert_eq!(md["docker:id"].as_str().map(str::len), Some(64));
+    let log = h.vmadm(&["console", "--log", &uuid]);
+    assert!(log.ok().contains(TEST_MARKER), "vmadm console --log: {}", log.stdout);
+
+    // The payload's docker:* keys override the image's, as SmartOS's do.
+    let cmd = "echo OVERRIDE user=$(id -u) greeting=$GREETING extra=$EXTRA pwd=$(pwd) stdin=$(readlink /proc/self/fd/0); exit 3";
+    let u2 = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "docker": true, "internal_metadata": {
+        "docker:cmd": serde_json::to_string(&[cmd]).unwrap(), "docker:user": "0", "docker:workdir": "~/work",
+        "docker:env": "[\"EXTRA=yes\"]"}}));
+    let line = console_line(&h, &u2, "OVERRIDE");
+    assert_eq!(line, "OVERRIDE user=0 greeting=hello extra=yes pwd=/root/work stdin=/dev/null");
+    assert_eq!(h.wait_state(&u2, "stopped", Duration::from_secs(30))["exit_status"], 3);
+
+    // Otherwise a zone like any other: zlogin, limits; vmadm stop sends SIGTERM.
+    let cmd = "trap 'echo GOT-TERM; exit 0' TERM; echo READY; while :; do sleep 1; done";
+    let u3 = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "docker": true, "max_physical_memory": 96,
+        "internal_metadata": {"docker:cmd": serde_json::to_string(&[cmd]).unwrap()}}));
+    console_line(&h, &u3, "READY");
+    let r = h.cli("zlogin", &[&u3, "grep -E '^(Uid|Gid|Groups):' /proc/1/status; cat /proc/1/cmdline | tr '\\0' ' '"], None);
+    let out = r.ok();
+    assert!(out.contains("Uid:\t1000\t1000\t1000\t1000") && out.contains("Groups:\t1000 1001"), "{out}");
+    assert!(out.contains("/bin/sh -c trap"), "{out}");
+    let mem = h.cli("zlogin", &[&u3, "grep MemTotal /proc/meminfo"], None);
+    assert!(mem.ok().contains(&format!("{}", 96 * 1024)), "the zone's memory cap: {}", mem.stdout);
+    let stop = h.vmadm(&["stop", &u3]);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(h.console(&u3).contains("GOT-TERM"), "SIGTERM reached the command: {}", h.console(&u3));
+    assert_eq!(h.get(&u3)["exit_status"], 0);
+}
+
+#[test]
+fn docker_zones_are_checked_at_create() {
+    let Some(h) = registry::host() else { return };
+    let reg = Registry::start(&h, false);
+    // An image without a command: the payload must give one.
+    let layout = write_layout(&h.dir.path().join("bare"), "bare", &[busybox_layer()], json!({"config": {}}));
+    reg.push(&layout, "bare", "zv/bare:1");
+    let (img, _) = import_ok(&h, &reg.reference("zv/bare:1"));
+    let r = h.create(&json!({"brand": "lx", "image_uuid": img, "docker": true}));
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("internal_metadata.docker:cmd") && r.stderr.contains("needs docker:cmd"), "{}", r.stderr);
+    let r = h.create(&json!({"brand": "lx", "image_uuid": img, "docker": true,
+                             "internal_metadata": {"docker:cmd": "sleep 1"}}));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("JSON array of strings"), "{}", r.stderr);
+    // A user the image does not have: the start fails, saying so.
+    let r = h.create(&json!({"brand": "lx", "image_uuid": img, "docker": true,
+                             "internal_metadata": {"docker:cmd": "[\"true\"]", "docker:user": "ghost"}}));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("ghost") && r.stderr.contains("/etc/passwd"), "{}", r.stderr);
+    let r = h.create(&json!({"brand": "lx", "image_uuid": img, "docker": true,
+                             "internal_metadata": {"docker:cmd": "[\"no-such-program\"]"}}));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("no-such-program") && r.stderr.contains("PATH"), "{}", r.stderr);
 }
