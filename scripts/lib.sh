@@ -9,12 +9,15 @@
 # rustup, see ensure_rust), reading the man pages
 # (man-db, groff-base), completion (bash-completion; zsh, whose completion
 # the tests run too) and checking the systemd unit (systemd, for
-# systemd-analyze; installing it does not make it the init).
+# systemd-analyze; installing it does not make it the init), and the OCI
+# tests' registry (docker-registry, run by the tests only; Debian's service
+# need not run) with the tools that push images to it (skopeo, umoci).
 ZONEVISOR_APT_PACKAGES=(
     btrfs-progs busybox-static mmdebstrap nftables iproute2 dnsmasq-base uidmap lxcfs
     xz-utils zstd ca-certificates gcc libc6-dev pkg-config util-linux
     man-db groff-base bash-completion zsh systemd
     qemu-utils qemu-system-x86 ovmf seabios
+    docker-registry skopeo umoci
 )
 
 phase() { printf '\n==> %s\n' "$*" >&2; }

@@ -221,6 +221,8 @@ pub struct TestHost {
     pub pool_size: String,
     /// More arguments for the daemon.
     pub daemon_args: Vec<String>,
+    /// Environment variables for the daemon.
+    pub daemon_env: Vec<(String, String)>,
 }
 
 /// The result of a CLI call.
@@ -322,6 +324,7 @@ impl TestHost {
             cgroup_parent: format!("zonevisor-test-{tag}"),
             pool_size: size.to_string(),
             daemon_args: Vec::new(),
+            daemon_env: Vec::new(),
         }
     }
 
@@ -339,7 +342,8 @@ impl TestHost {
             .arg(&self.cgroup_parent)
             .arg("--monitor")
             .arg(bin("zonevisor-monitor"))
-            .args(&self.daemon_args);
+            .args(&self.daemon_args)
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

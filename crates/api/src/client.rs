@@ -473,6 +473,10 @@ impl Client {
     pub fn update_images(&self, req: &ImageUpdateRequest) -> Result<ImageUpdateResult, ClientError> {
         self.call("POST", routes::IMAGES_UPDATE, Some(req))
     }
+    /// `POST /v1/images/pull`.
+    pub fn pull_image(&self, req: &ImagePullRequest) -> Result<ImagePulled, ClientError> {
+        self.call("POST", routes::IMAGES_PULL, Some(req))
+    }
 }
 
 /// Percent-encodes a path segment (a snapshot's name may hold `%`; any

@@ -108,6 +108,12 @@ fn delete_image() {}
     responses((status = 200, body = ImageCreated), (status = 400, body = ApiError), (status = 404, body = ApiError),
               (status = 409, body = ApiError)))]
 fn create_image() {}
+/// Imports an image from an OCI registry: its layers, each verified by
+/// its digest, applied into one read-only dataset (image type `docker`).
+#[utoipa::path(post, path = "/v1/images/pull", request_body = ImagePullRequest,
+    responses((status = 200, body = ImagePulled), (status = 400, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+fn pull_image() {}
 
 #[utoipa::path(get, path = "/v1/nictags", responses((status = 200, body = [NicTag])))]
 fn list_nic_tags() {}
@@ -301,7 +307,8 @@ fn update_images() {}
         available_images,
         available_image,
         import_image,
-        update_images
+        update_images,
+        pull_image
     ),
     components(schemas(
         ApiError,
@@ -365,7 +372,9 @@ fn update_images() {}
         ImageImportRequest,
         ImportEvent,
         ImageUpdateRequest,
-        ImageUpdateResult
+        ImageUpdateResult,
+        ImagePullRequest,
+        ImagePulled
     ))
 )]
 pub struct ApiDoc;
@@ -438,6 +447,7 @@ mod tests {
             routes::SOURCES_IMAGE,
             routes::IMAGES_IMPORT,
             routes::IMAGES_UPDATE,
+            routes::IMAGES_PULL,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

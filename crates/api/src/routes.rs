@@ -38,6 +38,9 @@ pub const EVENTS: &str = "/v1/events";
 pub const IMAGES: &str = "/v1/images";
 /// `GET`: one image; `DELETE`: remove it.
 pub const IMAGE: &str = "/v1/images/{uuid}";
+/// `POST`: import an OCI image from a registry by its reference
+/// ([`crate::ImagePullRequest`]).
+pub const IMAGES_PULL: &str = "/v1/images/pull";
 /// `GET`: list nic tags; `POST`: add one.
 pub const NIC_TAGS: &str = "/v1/nictags";
 /// `GET`: one nic tag; `DELETE`: remove it (`?force=true` even while NICs use it).

@@ -689,3 +689,30 @@ pub struct Snapshot {
     /// When it was taken (`2026-01-31T18:05:05.000Z`).
     pub created_at: String,
 }
+
+/// `POST /v1/images/pull`: import an image from an OCI registry
+/// (`imgadm import <reference>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImagePullRequest {
+    /// A Docker-style image reference: `[registry[:port]/]repository[:tag][@sha256:digest]`
+    /// (`alpine:3.20`, `docker.io/library/alpine:3.20`, `127.0.0.1:5000/busybox@sha256:...`).
+    /// Without a registry, Docker Hub (`docker.io`); without a tag, `latest`.
+    pub reference: String,
+    /// Speak plain HTTP to the registry (and HTTPS without checking its
+    /// certificate where it speaks HTTPS). Registries on loopback
+    /// addresses (`localhost`, `127.0.0.0/8`, `::1`) are insecure
+    /// without it, as Docker treats them.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// What `POST /v1/images/pull` did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImagePulled {
+    /// The image as installed (type `docker`).
+    pub image: ImageRecord,
+    /// The reference as resolved (`docker.io/library/alpine:3.20`).
+    pub reference: String,
+    /// True when the image was installed already: nothing was downloaded.
+    pub already_installed: bool,
+}

@@ -8,7 +8,9 @@
 //! SmartOS's imgadm.
 
 use serde_json::{Map, Value};
-use zonevisor_api::{ClientError, ErrorKind, ImageCreateRequest, ImageInstallRequest, ImageRecord, ImageUuid};
+use zonevisor_api::{
+    ClientError, ErrorKind, ImageCreateRequest, ImageInstallRequest, ImagePullRequest, ImageRecord, ImageUuid,
+};
 
 use crate::args::{self, Mode, Opt};
 use crate::filter::{self, Filter, SortKey, Tilde};
@@ -109,6 +111,24 @@ pub enum Command {
         /// Columns, header, `-j`.
         opts: ListOpts,
     },
+    /// `import <reference>`: an OCI image from its registry.
+    Pull {
+        /// The image reference as given.
+        reference: String,
+        /// `-k`: plain HTTP, or HTTPS without checking certificates.
+        insecure: bool,
+        /// `-q`.
+        quiet: bool,
+    },
+}
+
+/// True when `arg` of `imgadm import` is an OCI image reference rather
+/// than an image uuid or an IMGAPI `name[@version]`: it is no uuid and
+/// has a `/` (a repository path or registry) or a `:` (a tag, a port, a
+/// digest). A bare name (`busybox`) stays an IMGAPI name: write
+/// `busybox:latest` or `docker.io/library/busybox` for Docker Hub's.
+pub fn is_oci_reference(arg: &str) -> bool {
+    arg.parse::<ImageUuid>().is_err() && (arg.contains('/') || arg.contains(':'))
 }
 
 /// A parsed command line.
@@ -212,13 +232,26 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
         }
         "import" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
-            let image = one_image(&p)?;
-            let opts = crate::imgapi::ImportOpts {
-                image,
-                quiet: p.has("quiet"),
-                source: p.value("source").map(str::to_string),
+            // An OCI reference (a / or a :, not a UUID) is pulled from its registry.
+            let oci = match p.positional.as_slice() {
+                [reference] if is_oci_reference(reference) => Some(reference.clone()),
+                _ => None,
             };
-            (p, Command::Import(opts))
+            match oci {
+                Some(reference) => {
+                    let command = Command::Pull { reference, insecure: p.has("insecure"), quiet: p.has("quiet") };
+                    (p, command)
+                }
+                None => {
+                    let image = one_image(&p)?;
+                    let opts = crate::imgapi::ImportOpts {
+                        image,
+                        quiet: p.has("quiet"),
+                        source: p.value("source").map(str::to_string),
+                    };
+                    (p, Command::Import(opts))
+                }
+            }
         }
         "sources" => {
             let p = parse(rest, &pages::IMGADM.opts(cmd))?;
@@ -646,6 +679,33 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
             }
             io.out.write_all(render_rows(chain, &opts).as_bytes())?;
         }
+        Command::Pull { reference, insecure, quiet } => {
+            if !quiet {
+                writeln!(io.out, "Importing {reference} from its registry")?;
+                io.out.flush()?;
+            }
+            let pulled = client.pull_image(&ImagePullRequest { reference, insecure }).map_err(|e| match &e {
+                ClientError::Api(api) if api.kind == ErrorKind::NotFound => {
+                    CliError::failed(format!("error (ActiveImageNotFound): {}", api.message))
+                }
+                _ => CliError::failed(format!("error: {}", describe_client_error(&e))),
+            })?;
+            if pulled.already_installed {
+                if !quiet {
+                    skip_installed(io, &pulled.image)?;
+                }
+            } else if !quiet {
+                let field = |k: &str| pulled.image.manifest.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                writeln!(
+                    io.out,
+                    "Imported image {} ({}@{}) from {}",
+                    field("uuid"),
+                    field("name"),
+                    field("version"),
+                    pulled.reference
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -794,6 +854,52 @@ mod tests {
         let mut t = TestIo::for_daemon(&d);
         assert_eq!(t.run(&["imgadm", "delete", I3]), 0);
         assert_eq!(t.out(), format!("Deleted image {I3}\n"));
+    }
+
+    #[test]
+    fn import_of_a_reference_pulls_it_from_its_registry() {
+        for (arg, oci) in [
+            ("alpine:3.20", true),
+            ("127.0.0.1:5000/app", true),
+            ("docker.io/library/busybox", true),
+            ("busybox", false),
+            ("base-64@24.4.1", false),
+            (I1, false),
+        ] {
+            assert_eq!(is_oci_reference(arg), oci, "{arg}");
+        }
+        let d = FakeDaemon::start(|req| {
+            let body: Value = serde_json::from_str(&req.body).unwrap_or_default();
+            let m = json!({"uuid": I3, "name": "127.0.0.1:5000/app", "version": "1"});
+            match body["reference"].as_str() {
+                Some("127.0.0.1:5000/app:1") => (
+                    200,
+                    json!({"image": {"manifest": m, "zpool": "zones"}, "reference": "127.0.0.1:5000/app:1",
+                           "already_installed": body["insecure"] == true})
+                    .to_string(),
+                ),
+                _ => (404, json!({"kind": "NotFound", "message": "importing x: manifest unknown"}).to_string()),
+            }
+        });
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", "127.0.0.1:5000/app:1"]), 0, "{}", t.err());
+        assert_eq!(
+            t.out(),
+            format!(
+                "Importing 127.0.0.1:5000/app:1 from its registry\n\
+                 Imported image {I3} (127.0.0.1:5000/app@1) from 127.0.0.1:5000/app:1\n"
+            )
+        );
+        assert_eq!(d.seen()[0].path, "/v1/images/pull");
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", "-k", "127.0.0.1:5000/app:1"]), 0, "{}", t.err());
+        assert!(t.out().ends_with("is already installed, skipping\n"), "{}", t.out());
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", "-q", "127.0.0.1:5000/app:1"]), 0, "{}", t.err());
+        assert_eq!(t.out(), "");
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["imgadm", "import", "x/y:nope"]), 1);
+        assert!(t.err().contains("ActiveImageNotFound") && t.err().contains("manifest unknown"), "{}", t.err());
     }
 
     #[test]

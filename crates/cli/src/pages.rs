@@ -412,7 +412,10 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "import",
         aliases: &[],
-        usage: &["import [-q] [-S <url>] [-P <pool>] <uuid|name[@version]>"],
+        usage: &[
+            "import [-q] [-S <url>] [-P <pool>] <uuid|name[@version]>",
+            "import [-q] [-k] <registry/repository[:tag][@digest]>",
+        ],
         summary: "Import an image and its origin chain from the image sources (skipped when installed).",
         description: &[
             "Finds the image in the IMGAPI sources, in order (by uuid, or by name and optionally @version: the \
@@ -425,6 +428,11 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
             "An image no source has is an error (ActiveImageNotFound, exit 1); so is an unreachable source, a \
              manifest that fails validation, a file whose checksum does not match or a full pool, each naming \
              the image, with nothing of it installed.",
+            "An argument with a / or a : (and not a UUID) is an OCI image reference, imported from its registry \
+             (Docker Hub without one: alpine:3.20, docker.io/library/alpine:3.20, 127.0.0.1:5000/app@sha256:...): \
+             its layers, each checked against its digest, become one read-only image of type docker, which lx \
+             zones with docker: true run. Credentials come from a Docker config.json ($DOCKER_CONFIG, else \
+             ~/.docker/config.json, of the daemon); without them a registry that demands them is an error.",
         ],
         options: &[
             flag("quiet", Some('q'), Some("quiet"), "Draw no progress bar."),
@@ -437,6 +445,13 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
                 "Import from this IMGAPI URL, not the sources.",
             ),
             valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
+            flag(
+                "insecure",
+                Some('k'),
+                Some("insecure"),
+                "A registry reference: speak plain HTTP, or HTTPS without checking the certificate (registries on \
+                 loopback addresses are treated so without it).",
+            ),
         ],
         operands: &[Kind::Image],
     },

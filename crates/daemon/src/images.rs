@@ -60,8 +60,10 @@ use crate::Daemon;
 
 /// Image types a manifest may declare (IMGAPI).
 const IMAGE_TYPES: &[&str] = &["zone-dataset", "lx-dataset", "zvol", "docker", "other"];
-/// Image types this host can install today.
-const INSTALLABLE_TYPES: &[&str] = &["lx-dataset", "zvol"];
+/// Image types this host can install today (`docker`: a root file system
+/// for lx zones, as `imgadm import <reference>` makes them from a
+/// registry, or from one flattened layer file).
+const INSTALLABLE_TYPES: &[&str] = &["lx-dataset", "zvol", "docker"];
 /// Operating systems a manifest may declare.
 const IMAGE_OS: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "other"];
 /// The volume, in a zvol image's dataset, holding its disk.
@@ -132,7 +134,7 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
         Some(t) if !INSTALLABLE_TYPES.contains(&t) => errs.bad_value(
             "type",
             format!(
-                "{t} images cannot be installed on this host yet; zones use lx-dataset images, \
+                "{t} images cannot be installed on this host yet; zones use lx-dataset or docker images, \
                  hardware VMs zvol images"
             ),
         ),
@@ -156,8 +158,8 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
     match s("os") {
         None => errs.missing("os", "is required"),
         Some(o) if !IMAGE_OS.contains(&o) => errs.bad_value("os", format!("must be one of {}", IMAGE_OS.join(", "))),
-        Some(o) if s("type") == Some("lx-dataset") && o != "linux" => {
-            errs.bad_value("os", "lx-dataset images must have os linux")
+        Some(o) if matches!(s("type"), Some("lx-dataset" | "docker")) && o != "linux" => {
+            errs.bad_value("os", format!("{} images must have os linux", s("type").unwrap_or_default()))
         }
         Some(_) => {}
     }
@@ -231,13 +233,14 @@ pub fn check_manifest(m: &Value) -> Result<Manifest, ValidationErrors> {
     }
     if let Some(brand) = obj.get("requirements").and_then(|r| r.get("brand")) {
         match (s("type"), brand.as_str()) {
-            (Some("zvol"), Some("kvm" | "bhyve")) | (Some("lx-dataset"), Some("lx")) => {}
+            (Some("zvol"), Some("kvm" | "bhyve")) | (Some("lx-dataset" | "docker"), Some("lx")) => {}
             (Some("zvol"), _) => {
                 errs.bad_value("requirements.brand", "zvol images (disks) can only require brand kvm or bhyve")
             }
             (Some("lx-dataset"), _) => {
                 errs.bad_value("requirements.brand", "lx-dataset images can only require brand lx")
             }
+            (Some("docker"), _) => errs.bad_value("requirements.brand", "docker images can only require brand lx"),
             // Another type, refused above already.
             _ => {}
         }
@@ -392,17 +395,18 @@ fn decompress(file: File) -> std::io::Result<(Box<dyn Read>, Option<&'static str
     })
 }
 
-/// Extracts a (possibly compressed) tarball into `dest`, keeping owners,
-/// modes, xattrs and special files; members may not escape `dest`.
+/// Extracts a (possibly compressed) tarball into `dest` as a layer
+/// ([`crate::layer::apply`]: whiteouts honoured, owners, modes, xattrs
+/// and special files kept, every path resolved inside `dest`).
 fn extract(file: File, dest: &Path) -> std::io::Result<()> {
-    let (stream, _) = decompress(file)?;
-    let mut archive = tar::Archive::new(stream);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(true);
-    archive.set_overwrite(true);
-    archive.unpack(dest)
+    let mut reader = BufReader::new(file);
+    if reader.fill_buf()?.starts_with(b"BZh") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "bzip2 image files are not supported; recompress with gzip, xz or zstd",
+        ));
+    }
+    crate::layer::apply(reader, dest).map(|_| ())
 }
 
 /// The first bytes of a qcow2 disk (any version).
@@ -652,11 +656,20 @@ impl Daemon {
             if m.image_type == "zvol" {
                 self.install_disk(m, file, path)?;
             } else {
+                // A root (lx-dataset, docker): the file is a layer laid over
+                // nothing, or over its origin's clone (an incremental
+                // image), its whiteouts honoured, every path kept inside.
                 let root = ds.join("root");
                 if m.origin.is_none() {
                     std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
                 }
-                extract(file, &root).map_err(|e| self.write_error("extract image", e))?;
+                extract(file, &root).map_err(|e| {
+                    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                        self.write_error("extract image", e)
+                    } else {
+                        ApiError::invalid(format!("image file {}: {e}", path.display()))
+                    }
+                })?;
             }
             self.pool.set_readonly(&name, true).map_err(|e| step_error("make image read-only", e))?;
             self.store.set_image_phase(m.uuid, "ready")?;
@@ -974,7 +987,7 @@ mod tests {
         let mut m = good();
         m["v"] = json!(1);
         m["uuid"] = json!("nope");
-        m["type"] = json!("docker");
+        m["type"] = json!("zone-dataset");
         m["files"][0]["sha1"] = json!("xyz");
         m.as_object_mut().unwrap().remove("name");
         let e = check_manifest(&m).err().unwrap();
@@ -1096,10 +1109,19 @@ mod tests {
         assert_eq!(check_manifest(&zone).err().unwrap().bad_values, ["requirements.brand"]);
         assert_eq!(check_manifest(&good()).unwrap().image_size_mib, None);
         // Other types are still refused, naming what this host installs.
-        let mut docker = zvol();
-        docker["type"] = json!("docker");
-        let e = check_manifest(&docker).err().unwrap();
+        let mut other = zvol();
+        other["type"] = json!("other");
+        let e = check_manifest(&other).err().unwrap();
         assert!(e.reasons["type"].contains("zvol") && e.reasons["type"].contains("lx-dataset"), "{:?}", e.reasons);
+        // Docker images (imgadm import from a registry): linux, for lx.
+        let mut docker = good();
+        docker["type"] = json!("docker");
+        docker["requirements"] = json!({"brand": "lx"});
+        assert_eq!(check_manifest(&docker).unwrap().image_type, "docker");
+        docker["requirements"] = json!({"brand": "bhyve"});
+        docker["os"] = json!("windows");
+        let e = check_manifest(&docker).err().unwrap();
+        assert_eq!(e.bad_values, ["os", "requirements.brand"]);
     }
 
     #[test]

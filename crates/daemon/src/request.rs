@@ -46,9 +46,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zonevisor_api::{
     routes, ApiError, FwAddRequest, FwChangeRequest, FwRuleUpdate, ImageCreateRequest, ImageImportRequest,
-    ImageInstallRequest, ImageUpdateRequest, ImageUuid, InstanceUuid, KillRequest, NicTagRequest, NicTagUpdate,
-    RebootRequest, SnapshotRequest, SourceAddRequest, SourcesReplaceRequest, StartRequest, StopRequest, SysrqRequest,
-    ValidateRequest,
+    ImageInstallRequest, ImagePullRequest, ImageUpdateRequest, ImageUuid, InstanceUuid, KillRequest, NicTagRequest,
+    NicTagUpdate, RebootRequest, SnapshotRequest, SourceAddRequest, SourcesReplaceRequest, StartRequest, StopRequest,
+    SysrqRequest, ValidateRequest,
 };
 
 /// A decoded request: the route, with its inputs typed and checked.
@@ -224,6 +224,8 @@ pub enum ApiRequest {
     ImportImage(ImageImportRequest),
     /// `POST /v1/images/update`.
     UpdateImages(ImageUpdateRequest),
+    /// `POST /v1/images/pull`.
+    PullImage(ImagePullRequest),
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -367,6 +369,7 @@ enum Route {
     SourcesImage,
     ImagesImport,
     ImagesUpdate,
+    ImagesPull,
 }
 
 impl Route {
@@ -390,6 +393,7 @@ impl Route {
             Route::Sources => "GET, POST, PUT, DELETE",
             Route::SourcesCheck | Route::SourcesImages | Route::SourcesImage => "GET",
             Route::ImagesImport | Route::ImagesUpdate => "POST",
+            Route::ImagesPull => "POST",
         }
     }
 }
@@ -408,6 +412,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
         ["images", "import"] => (Route::ImagesImport, None),
         ["images", "update"] => (Route::ImagesUpdate, None),
+        ["images", "pull"] => (Route::ImagesPull, None),
         ["images", id] if !id.is_empty() => (Route::Image, Some(*id)),
         ["sources"] => (Route::Sources, None),
         ["sources", "check"] => (Route::SourcesCheck, None),
@@ -560,6 +565,7 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::SourcesImage, "GET") => ApiRequest::AvailableImage(name()),
         (Route::ImagesImport, "POST") => ApiRequest::ImportImage(body(bytes, "the import request")?),
         (Route::ImagesUpdate, "POST") => ApiRequest::UpdateImages(body(bytes, "the update request")?),
+        (Route::ImagesPull, "POST") => ApiRequest::PullImage(body(bytes, "the pull request")?),
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -634,6 +640,11 @@ mod tests {
         ));
         assert_eq!(ok("GET", &with(routes::IMAGE), None, ""), ApiRequest::GetImage(image));
         assert_eq!(ok("DELETE", &with(routes::IMAGE), None, ""), ApiRequest::DeleteImage(image));
+        assert_eq!(
+            ok("POST", routes::IMAGES_PULL, None, r#"{"reference": "alpine:3.20"}"#),
+            ApiRequest::PullImage(ImagePullRequest { reference: "alpine:3.20".into(), insecure: false })
+        );
+        assert_eq!(err("GET", routes::IMAGES_PULL, None, "").status(), 405);
         assert_eq!(
             ok(
                 "POST",

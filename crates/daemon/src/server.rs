@@ -381,6 +381,7 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::AvailableImage(id) => blocking(d, move |d| d.available_image(&id)).await.into_response(),
         ApiRequest::ImportImage(r) => import(d, r),
         ApiRequest::UpdateImages(r) => blocking(d, move |d| d.update_images(&r)).await.into_response(),
+        ApiRequest::PullImage(r) => blocking(d, move |d| d.pull_image(&r)).await.into_response(),
     }
 }
 

@@ -18,6 +18,7 @@
 //! - `normalize`: defaults, derived memory caps, NIC/disk/filesystem elements,
 //!   cross-property rules
 //! - [`update`]: update payloads and their operators (`set_tags`, `add_nics`, ...)
+//! - [`docker`]: `docker: true` and the `docker:*` keys of `internal_metadata`
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use serde_json::Value;
 use zonevisor_api::{PropertyWarning, ValidationErrors, VmObject};
 
 mod check;
+pub mod docker;
 mod normalize;
 pub mod props;
 pub mod update;
@@ -303,6 +305,10 @@ fn create(payload: &Value) -> Result<(VmObject, ValidationErrors, Vec<PropertyWa
         let given = |n: &str| obj.get(n).is_some_and(|v| !v.is_null());
         normalize::clamp_memory(brand, &mut vm, &given, &mut notes);
     }
+    if let Some(Value::Object(m)) = vm.get("internal_metadata") {
+        docker::check_keys(m, &mut errs);
+    }
+    docker::apply_defaults(&mut vm);
     normalize::metadata_size(&vm, &mut errs);
     smartos_names(&mut errs);
     if fatal(&errs) {

@@ -915,3 +915,37 @@ fn a_gateway_must_be_inside_one_of_the_nics_subnets() {
         crate::accept_create(&lx(json!({"nics": [nic]}))).unwrap_or_else(|e| panic!("{nic} refused: {e:?}"));
     }
 }
+
+// ---- docker ----------------------------------------------------------------------
+
+// VM.js (smartos-live src/vm/node_modules/VM.js, the docker branch of
+// create/update) and src/vm/tests/test-docker.js: docker=true makes a
+// docker:id, sets restart_init false and adds the docker namespace.
+#[test]
+fn docker_true_brings_smartos_s_defaults_and_checks_the_docker_keys() {
+    let vm = created(lx(json!({"uuid": VM, "docker": true, "restart_init": true,
+        "internal_metadata": {"docker:cmd": "[\"sleep\",\"3600\"]", "docker:user": "app"}})));
+    assert_eq!(vm["restart_init"], false);
+    assert_eq!(vm["internal_metadata_namespaces"], json!(["docker"]));
+    let id = vm["internal_metadata"]["docker:id"].as_str().unwrap();
+    assert!(id.len() == 64 && id.starts_with(&VM.replace('-', "")), "{id}");
+    let e = refused(lx(json!({"docker": true, "internal_metadata": {"docker:cmd": "sleep 3600"}})));
+    assert_has(&e, "bad_values", "internal_metadata.docker:cmd", "JSON array of strings");
+    let e = refused(lx(json!({"internal_metadata": {"docker:env": "[\"A\"]", "docker:tty": "maybe"}})));
+    assert_has(&e, "bad_values", "internal_metadata.docker:env", "NAME=value");
+    assert_has(&e, "bad_values", "internal_metadata.docker:tty", "true or false");
+    let e = refused(kvm(json!({"docker": true})));
+    assert_has(&e, "bad_properties", "docker", "lx");
+
+    // An update: a bad key it sets is refused; docker=true brings the defaults once.
+    let plain = created(lx(json!({"uuid": VM})));
+    let e = update_refused(&plain, json!({"set_internal_metadata": {"docker:user": "a:b:c"}}));
+    assert_has(&e, "bad_values", "internal_metadata.docker:user", "user:group");
+    let plan = updated(&plain, json!({"docker": true}));
+    assert_eq!(plan.vm["restart_init"], false);
+    let id = plan.vm["internal_metadata"]["docker:id"].clone();
+    assert!(id.is_string());
+    let again = updated(&plan.vm, json!({"docker": false}));
+    let back = updated(&again.vm, json!({"docker": true}));
+    assert_eq!(back.vm["internal_metadata"]["docker:id"], id, "the docker:id stays, as test-docker.js checks");
+}

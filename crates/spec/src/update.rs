@@ -222,6 +222,19 @@ fn apply(
         normalize::clamp_memory(brand, &mut vm, &|n| given.contains(n), notes);
     }
     normalize::no_cap_is_absent(&mut vm);
+    // The docker keys this update sets (what is stored was checked when stored).
+    if let Some(Value::Object(m)) = vm.get("internal_metadata") {
+        let before = current.and_then(|c| c.get("internal_metadata"));
+        let changed: Map<String, Value> = m
+            .iter()
+            .filter(|(k, v)| before.and_then(|b| b.get(k.as_str())) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        crate::docker::check_keys(&changed, errs);
+    }
+    if current.is_some_and(|c| c.get("docker") != Some(&Value::Bool(true))) {
+        crate::docker::apply_defaults(&mut vm);
+    }
     normalize::metadata_size(&vm, errs);
     vm
 }

@@ -42,6 +42,7 @@
 pub mod cgroup;
 pub mod control;
 pub mod cpuset;
+pub mod docker;
 pub mod enter;
 pub mod fairio;
 mod launch;
@@ -55,4 +56,5 @@ mod spec;
 
 pub use launch::{launch, launch_qemu, LaunchError, Launched};
 pub use rootfs::unescape_mountinfo;
+pub use spec::DockerInit;
 pub use spec::{BindMount, ExitReason, ExitRecord, IdMap, Jail, JailBind, Limits, MetadataSpec, QemuSpec, ZoneSpec};

@@ -77,6 +77,32 @@ pub struct ZoneSpec {
     /// has none of its own.
     #[serde(default)]
     pub native: Option<PathBuf>,
+    /// A docker zone (`docker: true`): init is the image's command, run
+    /// as [`crate::docker`] describes, instead of `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<Box<DockerInit>>,
+}
+
+/// What a docker zone runs as its init (SmartOS's `dockerinit` reads the
+/// same from the zone's `docker:*` metadata): see [`crate::docker`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerInit {
+    /// The entrypoint followed by the command; `argv[0]` without a `/`
+    /// is looked up in the environment's `PATH` inside the zone.
+    pub argv: Vec<String>,
+    /// `NAME=value` entries over the defaults (`TERM`, `HOME`, `PATH`, `HOSTNAME`).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The working directory (`~` is the user's home); `/` when absent.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// `user[:group]`, names or ids, resolved in the zone's `/etc/passwd`
+    /// and `/etc/group`; root when absent.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// stdin is the console (`docker:open_stdin`); otherwise `/dev/null`.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// The metadata service (SmartOS's mdata) a monitor serves its instance.
@@ -370,6 +396,7 @@ mod tests {
             nics: Vec::new(),
             metadata: None,
             native: None,
+            docker: None,
         }
     }
 

@@ -114,6 +114,7 @@ impl Zone {
             nics: Vec::new(),
             metadata: None,
             native: None,
+            docker: None,
         };
         Zone { dir, spec, launched: None }
     }

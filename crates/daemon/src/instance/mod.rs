@@ -739,6 +739,8 @@ impl Daemon {
             let state = str_of(&vm, "state").unwrap_or("stopped");
             return Err(ApiError::conflict(format!("VM {uuid} is already not 'running' (currently: {state})")));
         }
+        // A docker zone gets SmartOS's (and docker's) 10 s before SIGKILL.
+        let timeout = timeout.or_else(|| zone::docker_stop_timeout(&vm));
         self.stop_locked(uuid, force, timeout)?;
         self.set_fields(uuid, &[("autoboot", json!(false))], &[])?;
         Ok(format!("Successfully completed stop for VM {uuid}"))

@@ -115,6 +115,9 @@ pub(crate) struct ZonePart {
     pub limit_priv: Vec<String>,
     /// `maintain_resolvers`: new `resolvers` reach the running zone.
     pub maintain_resolvers: bool,
+    /// `docker: true` without an `init_name`: the command its `docker:*`
+    /// metadata names runs as init (see `zonevisor_zone::docker`).
+    pub docker: Option<zonevisor_zone::DockerInit>,
 }
 
 /// What a hardware VM has.
@@ -300,6 +303,7 @@ fn zone_part(vm: &VmObject, uuid: &str) -> Result<ZonePart, ApiError> {
         })
         .unwrap_or_default();
     Ok(ZonePart {
+        docker: docker_init(vm),
         image,
         maintain_resolvers: vm.get("maintain_resolvers").and_then(Value::as_bool).unwrap_or(false),
         dns_domain: str_of(vm, "dns_domain").map(String::from),
@@ -314,6 +318,28 @@ fn zone_part(vm: &VmObject, uuid: &str) -> Result<ZonePart, ApiError> {
             Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
             _ => Vec::new(),
         },
+    })
+}
+
+/// What a zone with `docker: true` and no `init_name` runs: its
+/// `internal_metadata`'s `docker:entrypoint` then `docker:cmd`, with
+/// `docker:env`, `docker:workdir`, `docker:user` and `docker:open_stdin`.
+pub(crate) fn docker_init(vm: &VmObject) -> Option<zonevisor_zone::DockerInit> {
+    use zonevisor_spec::docker::{flag, string_array};
+    if vm.get("docker") != Some(&Value::Bool(true)) || vm.contains_key("init_name") {
+        return None;
+    }
+    let md = map_of(vm, "internal_metadata");
+    let array = |k: &str| md.get(k).and_then(string_array).unwrap_or_default();
+    let string = |k: &str| md.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
+    let mut argv = array("docker:entrypoint");
+    argv.extend(array("docker:cmd"));
+    Some(zonevisor_zone::DockerInit {
+        argv,
+        env: array("docker:env"),
+        workdir: string("docker:workdir"),
+        user: string("docker:user"),
+        open_stdin: md.get("docker:open_stdin").and_then(flag).unwrap_or(false),
     })
 }
 
@@ -402,6 +428,33 @@ mod tests {
         assert_eq!(z.init, "/sbin/init");
         assert_eq!(z.limit_priv, ["default", "sys_mount"]);
         assert!(z.mounts[0].readonly && z.mounts[0].nodev && !z.mounts[0].noexec);
+    }
+
+    #[test]
+    fn a_docker_zone_runs_its_docker_keys() {
+        let spec = InstanceSpec::from_vm(&obj(json!({
+            "uuid": "5f8f3f3e-95c3-4cda-9a0e-1c3b7d3e0a05", "brand": "lx", "docker": true, "restart_init": false,
+            "image_uuid": "9a1c9e52-2b3a-4a8e-8f3e-5a0b6c1d2e3f",
+            "internal_metadata": {"docker:entrypoint": "[\"/bin/sh\",\"-c\"]", "docker:cmd": "[\"echo hi\"]",
+                                  "docker:env": "[\"A=1\"]", "docker:user": "app", "docker:workdir": "/srv",
+                                  "docker:open_stdin": true},
+        })))
+        .unwrap();
+        let Kind::Zone(z) = spec.kind else { panic!() };
+        let d = z.docker.expect("docker: true runs the docker keys");
+        assert_eq!(d.argv, ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            (d.env.as_slice(), d.user.as_deref(), d.workdir.as_deref()),
+            (&["A=1".to_string()][..], Some("app"), Some("/srv"))
+        );
+        assert!(d.open_stdin && !z.restart_init);
+        let with_init = InstanceSpec::from_vm(&obj(json!({
+            "uuid": "5f8f3f3e-95c3-4cda-9a0e-1c3b7d3e0a06", "brand": "lx", "docker": true, "init_name": "/root/init",
+            "image_uuid": "9a1c9e52-2b3a-4a8e-8f3e-5a0b6c1d2e3f",
+        })))
+        .unwrap();
+        let Kind::Zone(z) = with_init.kind else { panic!() };
+        assert_eq!((z.docker, z.init.as_str()), (None, "/root/init"), "an init_name is run as SmartOS runs it");
     }
 
     #[test]

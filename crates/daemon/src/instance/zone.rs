@@ -1,5 +1,8 @@
-//! The zone driver (brand lx): a writable clone of an `lx-dataset` image,
-//! run by the monitor as a set of namespaces around the image's init.
+//! The zone driver (brand lx): a writable clone of an `lx-dataset` or
+//! `docker` image, run by the monitor as a set of namespaces around the
+//! image's init, or with `docker: true` around the image's command (its
+//! `docker:*` metadata, filled at create from the image's configuration
+//! where the payload gives none, as Triton's sdc-docker fills them).
 
 use serde_json::{Map, Value};
 use zonevisor_api::{ApiError, StartRequest, ValidationErrors, VmObject};
@@ -11,6 +14,7 @@ use super::driver::{Driver, Made, Undo};
 use super::host::Launch;
 use super::spec::{InstanceSpec, Kind, ZonePart};
 use crate::images::step_error;
+use crate::oci::DockerConfig;
 use crate::Daemon;
 
 /// The first host id of zones' user namespaces (well above normal users).
@@ -34,12 +38,13 @@ impl Driver for ZoneDriver {
             match img.parse().ok().and_then(|id| d.store.get_image(id).ok().flatten()) {
                 Some(row) if row.phase == "ready" => {
                     let ty = row.manifest.get("type").and_then(Value::as_str).unwrap_or("");
-                    if ty != "lx-dataset" {
+                    if ty != "lx-dataset" && ty != "docker" {
                         errs.bad_value(
                             "image_uuid",
-                            format!("image {img} is of type {ty}; brand lx needs an lx-dataset image"),
+                            format!("image {img} is of type {ty}; brand lx needs an lx-dataset or docker image"),
                         );
                     }
+                    check_docker_command(vm, &row.manifest, errs);
                 }
                 _ => errs.bad_value("image_uuid", format!("image {img} is not installed (see imgadm list)")),
             }
@@ -47,8 +52,13 @@ impl Driver for ZoneDriver {
         d.check_lofs_sources(vm, errs);
     }
 
-    fn provision(&self, d: &Daemon, spec: &InstanceSpec, _vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
+    fn provision(&self, d: &Daemon, spec: &InstanceSpec, vm: &mut VmObject, made: &mut Made) -> Result<(), ApiError> {
         let zone = part(spec)?;
+        if vm.get("docker") == Some(&Value::Bool(true)) {
+            if let Some(cfg) = d.store.get_image(zone.image)?.and_then(|r| DockerConfig::of_manifest(&r.manifest)) {
+                fill_docker_metadata(vm, &cfg);
+            }
+        }
         d.host.clone_dataset(&zone.image.to_string(), &spec.dataset())?;
         made.dataset = true;
         Ok(())
@@ -109,6 +119,7 @@ impl Driver for ZoneDriver {
             nics: d.ports_of(spec.uuid, &spec.net, true)?,
             metadata: Some(d.metadata_spec(obj)),
             native: d.native_dir(),
+            docker: zone.docker.clone().map(Box::new),
         })))
     }
 
@@ -168,6 +179,75 @@ impl Driver for ZoneDriver {
     }
 }
 
+/// How long `vmadm stop` waits for a docker zone's command to end after
+/// SIGTERM before SIGKILL, unless told (SmartOS's `doTermStop`: 10 s);
+/// `None` for other instances.
+pub(crate) fn docker_stop_timeout(vm: &VmObject) -> Option<u64> {
+    (vm.get("docker") == Some(&Value::Bool(true))).then_some(10)
+}
+
+/// A zone with `docker: true` and no `init_name` needs a command: its
+/// payload's `docker:entrypoint` or `docker:cmd`, or its image's (SmartOS's
+/// dockerinit refuses to start without one, `ERR_NO_COMMAND`).
+fn check_docker_command(vm: &VmObject, image: &Value, errs: &mut ValidationErrors) {
+    if vm.get("docker") != Some(&Value::Bool(true)) || vm.contains_key("init_name") {
+        return;
+    }
+    let md = vm.get("internal_metadata").and_then(Value::as_object);
+    let given = |k: &str| md.and_then(|m| m.get(k)).and_then(zonevisor_spec::docker::string_array);
+    let image_has = DockerConfig::of_manifest(image).is_some_and(|c| {
+        c.entrypoint.as_ref().is_some_and(|e| !e.is_empty()) || c.cmd.as_ref().is_some_and(|c| !c.is_empty())
+    });
+    let payload_has = ["docker:entrypoint", "docker:cmd"].iter().any(|k| given(k).is_some_and(|a| !a.is_empty()));
+    if !payload_has && !image_has {
+        errs.bad_value(
+            "internal_metadata.docker:cmd",
+            "a zone with docker: true needs docker:cmd or docker:entrypoint (its image names no command)",
+        );
+    }
+}
+
+/// Fills a docker zone's `docker:*` metadata from its image's
+/// configuration, as Docker combines them: the payload's
+/// `docker:entrypoint` and `docker:cmd` replace the image's (a payload
+/// entrypoint without a command drops the image's command, as
+/// `docker run --entrypoint` does); `docker:env` is the image's `Env`
+/// with the payload's entries replacing those of their name;
+/// `docker:workdir` and `docker:user` are the payload's or the image's.
+/// Arrays are kept as SmartOS keeps them, JSON in strings.
+pub(crate) fn fill_docker_metadata(vm: &mut VmObject, cfg: &DockerConfig) {
+    use zonevisor_spec::docker::string_array;
+    let md = vm.entry("internal_metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(md) = md else { return };
+    let given = |md: &Map<String, Value>, k: &str| md.get(k).and_then(string_array);
+    let json = |a: &[String]| Value::from(serde_json::to_string(a).unwrap_or_default());
+    let entrypoint_given = given(md, "docker:entrypoint").is_some();
+    if !entrypoint_given {
+        if let Some(e) = &cfg.entrypoint {
+            md.insert("docker:entrypoint".into(), json(e));
+        }
+    }
+    if given(md, "docker:cmd").is_none() && !entrypoint_given {
+        if let Some(c) = &cfg.cmd {
+            md.insert("docker:cmd".into(), json(c));
+        }
+    }
+    let mut env = cfg.env.clone();
+    for e in given(md, "docker:env").unwrap_or_default() {
+        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n).to_string();
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(n, _)| n) != name);
+        env.push(e);
+    }
+    if !env.is_empty() {
+        md.insert("docker:env".into(), json(&env));
+    }
+    for (key, value) in [("docker:workdir", &cfg.workdir), ("docker:user", &cfg.user)] {
+        if let (false, Some(v)) = (md.contains_key(key), value) {
+            md.insert(key.into(), Value::from(v.clone()));
+        }
+    }
+}
+
 /// The zone's user-namespace id range, allocated on its first start and
 /// kept in the store with its row (freed when the row goes):
 /// `IDMAP_BASE + slot * IDMAP_COUNT`, for uids and gids alike.
@@ -204,5 +284,68 @@ impl Daemon {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn vm(v: Value) -> VmObject {
+        v.as_object().unwrap().clone()
+    }
+
+    fn image() -> DockerConfig {
+        DockerConfig {
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec!["echo image".into()]),
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            workdir: Some("/srv".into()),
+            user: Some("app".into()),
+        }
+    }
+
+    #[test]
+    fn the_image_fills_what_the_payload_leaves_out() {
+        let mut v = vm(json!({"docker": true}));
+        fill_docker_metadata(&mut v, &image());
+        assert_eq!(
+            v["internal_metadata"],
+            json!({"docker:entrypoint": "[\"/bin/sh\",\"-c\"]", "docker:cmd": "[\"echo image\"]",
+                   "docker:env": "[\"PATH=/bin\",\"A=image\"]", "docker:workdir": "/srv", "docker:user": "app"})
+        );
+        // The payload's command replaces the image's; its env entries replace theirs by name.
+        let mut v = vm(json!({"internal_metadata": {"docker:cmd": "[\"echo mine\"]",
+            "docker:env": "[\"A=mine\",\"B=2\"]", "docker:user": "0"}}));
+        fill_docker_metadata(&mut v, &image());
+        let md = &v["internal_metadata"];
+        assert_eq!(md["docker:entrypoint"], "[\"/bin/sh\",\"-c\"]");
+        assert_eq!(md["docker:cmd"], "[\"echo mine\"]");
+        assert_eq!(md["docker:env"], "[\"PATH=/bin\",\"A=mine\",\"B=2\"]");
+        assert_eq!(md["docker:user"], "0");
+        // A payload entrypoint drops the image's command, as `docker run --entrypoint` does.
+        let mut v = vm(json!({"internal_metadata": {"docker:entrypoint": "[\"/bin/true\"]"}}));
+        fill_docker_metadata(&mut v, &image());
+        assert_eq!(v["internal_metadata"].get("docker:cmd"), None);
+    }
+
+    #[test]
+    fn a_docker_zone_needs_a_command() {
+        let docker_image = json!({"type": "docker", "tags": {"docker:config": {"Cmd": ["sh"]}}});
+        let bare = json!({"type": "docker", "tags": {"docker:config": {}}});
+        let check = |v: Value, image: &Value| {
+            let mut errs = ValidationErrors::default();
+            check_docker_command(&vm(v), image, &mut errs);
+            errs.bad_values
+        };
+        assert!(check(json!({"docker": true}), &docker_image).is_empty());
+        assert_eq!(check(json!({"docker": true}), &bare), ["internal_metadata.docker:cmd"]);
+        assert!(check(json!({"docker": true, "internal_metadata": {"docker:cmd": "[\"sh\"]"}}), &bare).is_empty());
+        assert!(check(json!({"docker": true, "init_name": "/sbin/init"}), &bare).is_empty());
+        assert!(check(json!({}), &bare).is_empty());
+        assert_eq!(docker_stop_timeout(&vm(json!({"docker": true}))), Some(10));
+        assert_eq!(docker_stop_timeout(&vm(json!({}))), None);
     }
 }

@@ -128,6 +128,8 @@ pub(super) struct Plan {
     inbox: RawFd,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// A docker zone's command, decided inside the zone (see [`crate::docker`]).
+    docker: Option<crate::DockerInit>,
 }
 
 /// The environment of processes started in the zone.
@@ -139,13 +141,16 @@ impl Plan {
     pub(super) fn new(spec: &ZoneSpec, console: RawFd, console_path: &Path, inbox: RawFd) -> Result<Plan, LaunchError> {
         let trees = Trees::open(spec, console_path)?;
         let argv = spec
-            .init
+            .docker
+            .as_ref()
+            .map_or(&spec.init, |d| &d.argv)
             .iter()
             .map(|a| cstring(a.as_bytes()))
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| LaunchError::new("exec init", e))?;
         if argv.is_empty() {
-            return Err(LaunchError::new("exec init", "init is empty"));
+            let what = if spec.docker.is_some() { "docker command" } else { "exec init" };
+            return Err(LaunchError::new(what, "the command is empty (no docker:entrypoint or docker:cmd)"));
         }
         let h = &spec.hostname;
         let fqdn = match spec.dns_domain.as_deref() {
@@ -170,6 +175,7 @@ impl Plan {
             inbox,
             argv,
             envp: zone_env().into_iter().filter_map(|s| CString::new(s).ok()).collect(),
+            docker: spec.docker.as_deref().cloned(),
         })
     }
 }
@@ -297,6 +303,10 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
     if p.trees.native.is_some() {
         link_tools(root);
     }
+    let docker = match &p.docker {
+        Some(d) => Some(docker_command(root, &p.hostname, d, &p.argv)?),
+        None => None,
+    };
     // SAFETY: session/terminal/descriptor syscalls on our own process and its descriptors.
     unsafe {
         // A new session, but no controlling terminal: like the kernel's own
@@ -317,7 +327,19 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
                 cvt(libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim)).map_err(step("rlimit memlock"))?;
             }
         }
-        cvt(libc::chdir(c"/".as_ptr())).map_err(step("chdir /"))?;
+        match &docker {
+            Some(d) => {
+                cvt(libc::chdir(d.workdir.as_ptr())).map_err(|e| {
+                    LaunchError::new("docker working directory", format!("{}: {e}", d.workdir.to_string_lossy()))
+                })?;
+                if let Some(null) = &d.stdin {
+                    cvt(libc::dup2(null.as_raw_fd(), 0)).map_err(step("docker stdin"))?;
+                }
+            }
+            None => {
+                cvt(libc::chdir(c"/".as_ptr())).map_err(step("chdir /"))?;
+            }
+        }
         libc::umask(0o022);
     }
     wait_go(&mut go, "join cgroup")?;
@@ -336,14 +358,124 @@ fn setup(p: &Plan, go: OwnedFd) -> Result<Infallible, LaunchError> {
         }
         security::Installed::Plain(_) => {}
     }
+    if let Some(d) = &docker {
+        // Last: the filter and its listener needed root's capabilities.
+        d.ids.become_them().map_err(step("docker user"))?;
+    }
     // SAFETY: close_range on our own descriptors.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if let Some(d) = &docker {
+        let argv = ptrs(&p.argv);
+        let envp = ptrs(&d.envp);
+        // SAFETY: argv and envp are null-terminated arrays of live C strings.
+        unsafe { libc::execve(d.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = io::Error::last_os_error();
+        return Err(LaunchError::new("docker command", format!("{}: {e}", d.program.to_string_lossy())));
+    }
     let argv = ptrs(&p.argv);
     let envp = ptrs(&p.envp);
     // SAFETY: argv and envp are null-terminated arrays of live C strings.
     unsafe { libc::execve(p.argv[0].as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = io::Error::last_os_error();
     Err(LaunchError::new("exec init", format!("{}: {e}", p.argv[0].to_string_lossy())))
+}
+
+/// A docker zone's command, made ready inside the zone (after
+/// `pivot_root`, as its root): see [`crate::docker`].
+struct DockerCommand {
+    /// What to execute (`argv[0]` looked up in `PATH`).
+    program: CString,
+    /// The environment.
+    envp: Vec<CString>,
+    /// The working directory (made when absent).
+    workdir: CString,
+    /// `/dev/null` for stdin, unless stdin is open.
+    stdin: Option<OwnedFd>,
+    /// Who it runs as.
+    ids: DockerIds,
+}
+
+/// [`crate::docker::Ids`], to become.
+struct DockerIds(crate::docker::Ids);
+
+impl DockerIds {
+    /// Takes the user's groups, gid and uid (dropping root's capabilities
+    /// when the uid is not 0, as setuid(2) does).
+    fn become_them(&self) -> io::Result<()> {
+        let ids = &self.0;
+        let groups: Vec<libc::gid_t> = ids.groups.clone();
+        // SAFETY: id-changing syscalls on our own process; groups outlives the call.
+        unsafe {
+            cvt(libc::setgroups(groups.len(), groups.as_ptr()))?;
+            cvt(libc::setresgid(ids.gid, ids.gid, ids.gid))?;
+            cvt(libc::setresuid(ids.uid, ids.uid, ids.uid))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a zone's account file (`etc/passwd`, `etc/group`): empty when
+/// absent; refused when it is no regular file or is too large (a FIFO
+/// planted there must not hang the zone's start).
+fn read_accounts(root: BorrowedFd, rel: &str) -> Result<String, LaunchError> {
+    let what = || format!("docker user (/{rel})");
+    let fd = match rootfs::open_in(root, Path::new(rel), libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(LaunchError::new(what(), e)),
+    };
+    let file = std::fs::File::from(fd);
+    let md = file.metadata().map_err(|e| LaunchError::new(what(), e))?;
+    if !md.is_file() || md.len() > crate::docker::MAX_ACCOUNTS_FILE {
+        return Err(LaunchError::new(what(), "not a regular file of at most 4 MiB"));
+    }
+    let mut text = String::new();
+    (&file)
+        .take(crate::docker::MAX_ACCOUNTS_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| LaunchError::new(what(), e))?;
+    Ok(text)
+}
+
+/// Decides, inside the zone, what a docker zone's command runs as (user,
+/// environment, working directory, program): see [`crate::docker`].
+fn docker_command(
+    root: BorrowedFd,
+    hostname: &str,
+    d: &crate::DockerInit,
+    argv: &[CString],
+) -> Result<DockerCommand, LaunchError> {
+    use crate::docker;
+    use std::os::unix::fs::PermissionsExt;
+    let passwd = read_accounts(root, "etc/passwd")?;
+    let group = read_accounts(root, "etc/group")?;
+    let ids =
+        docker::resolve_user(d.user.as_deref(), &passwd, &group).map_err(|e| LaunchError::new("docker user", e))?;
+    let env = docker::environment(hostname, &ids.home, &d.env);
+    let workdir = docker::workdir(d.workdir.as_deref(), &ids.home);
+    rootfs::mkdir_all(root, &workdir, 0o755)
+        .map_err(|e| LaunchError::new("docker working directory", format!("{}: {e}", workdir.display())))?;
+    let argv0 = argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let is_exec = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let program = docker::find_program(&argv0, docker::env_value(&env, "PATH"), &workdir, is_exec)
+        .map_err(|e| LaunchError::new("docker command", e))?;
+    let c = |s: &[u8], what: &str| cstring(s).map_err(|e| LaunchError::new(what.to_string(), e));
+    let envp = env.iter().map(|e| c(e.as_bytes(), "docker environment")).collect::<Result<Vec<_>, _>>()?;
+    let stdin = if d.open_stdin {
+        None
+    } else {
+        Some(
+            rootfs::open_in(root, Path::new("dev/null"), libc::O_RDONLY, 0)
+                .map_err(|e| LaunchError::new("docker stdin", e))?,
+        )
+    };
+    Ok(DockerCommand {
+        program: c(program.as_os_str().as_encoded_bytes(), "docker command")?,
+        envp,
+        workdir: c(workdir.as_os_str().as_encoded_bytes(), "docker working directory")?,
+        stdin,
+        ids: DockerIds(ids),
+    })
 }
 
 /// The guest tools `/native` carries, linked from the zone's `/usr/sbin`

@@ -241,9 +241,20 @@ impl ZoneGuest {
         Err(setup_error(&msg, ""))
     }
 
-    /// Runs the zone's poweroff (or halt) inside it, or signals init when it has none.
+    /// Runs the zone's poweroff (or halt) inside it, or signals init when it
+    /// has none; a docker zone's command gets SIGTERM.
     fn run_shutdown(&mut self, core: &Core) {
         let init = core.pid;
+        if self.spec.docker.is_some() {
+            // SmartOS stops a docker zone as docker stops a container:
+            // SIGTERM to its command, SIGKILL when the time is up.
+            log!("signalling the docker command (init {init}) with SIGTERM");
+            if init > 0 {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(init, libc::SIGTERM) };
+            }
+            return;
+        }
         let found = rootfs::open_dir(Path::new(&format!("/proc/{init}/root"))).ok().and_then(|root| {
             SHUTDOWN_COMMANDS.iter().find(|c| {
                 rootfs::open_in(root.as_fd(), Path::new(c), libc::O_PATH, 0)
