@@ -113,6 +113,22 @@ fn install_to_the_pool_is_a_snapshot_and_incremental_files_hold_only_changes() {
     assert!(members.contains(&"etc/.wh.hostname".to_string()) || !busybox_has(&h, &img, "etc/hostname"));
     assert!(!members.iter().any(|n| n == "bin/busybox"), "an unchanged file is left out: {members:?}");
     assert!(members.len() < 20, "only the changes: {members:?}");
+    // Installed over a clone of its origin, its whiteouts honoured.
+    let inc = m["uuid"].as_str().unwrap().to_string();
+    let inc_file = out.path().join("inc.tar");
+    h.imgadm(&[
+        "install",
+        "-m",
+        out.path().join("inc.imgmanifest").to_str().unwrap(),
+        "-f",
+        inc_file.to_str().unwrap(),
+    ])
+    .ok();
+    let inc_root = h.pool().join(&inc).join("root");
+    assert_eq!(std::fs::read_to_string(inc_root.join("etc/added")).unwrap(), "added\n");
+    assert!(inc_root.join("bin/busybox").exists(), "the origin's files are there");
+    assert!(!inc_root.join("etc/hostname").exists(), "the whiteout removed what the zone removed");
+    assert_eq!(h.imgadm(&["get", &inc]).json()["manifest"]["origin"], img.as_str());
     // Too deep an origin chain is refused (SmartOS's MaxOriginDepth).
     let r = h.imgadm(&["create", "-i", "--max-origin-depth", "2", "-O", &clone, "name=deep", "version=1"]);
     assert_eq!(r.code, 0, "a chain of two is allowed: {}", r.stderr);

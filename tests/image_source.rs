@@ -112,6 +112,55 @@ fn installed_images_are_served_with_files_made_on_first_request() {
     assert!(!h.pool().join("imgapi-files").join(format!("{made}.file")).exists(), "its file went with it");
 }
 
+/// Links the network namespaces of `a` and `b` with a veth pair:
+/// `a` is 10.213.0.1/30, `b` 10.213.0.2/30.
+fn link(a: &TestHost, b: &TestHost) {
+    let tag = &a.netns[a.netns.len().saturating_sub(6)..];
+    let (ea, eb) = (format!("zvsa{tag}"), format!("zvsb{tag}"));
+    let run = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    run(&["link", "add", &ea, "type", "veth", "peer", "name", &eb]);
+    run(&["link", "set", &ea, "netns", &a.netns]);
+    run(&["link", "set", &eb, "netns", &b.netns]);
+    run(&["-n", &a.netns, "addr", "add", "10.213.0.1/30", "dev", &ea]);
+    run(&["-n", &b.netns, "addr", "add", "10.213.0.2/30", "dev", &eb]);
+    run(&["-n", &a.netns, "link", "set", &ea, "up"]);
+    run(&["-n", &b.netns, "link", "set", &eb, "up"]);
+}
+
+/// A second host imports from the first: an incremental image made
+/// there in the pool, and its origin first.
+#[test]
+fn a_second_host_imports_an_image_and_its_origin_from_the_first() {
+    let Some(a) = TestHost::with_daemon_args(&["--imgapi-listen", &format!("0.0.0.0:{PORT}")]) else { return };
+    let Some(b) = TestHost::new() else { return };
+    link(&a, &b);
+    let img = a.install(busybox());
+    let zone = a.create_ok(&json!({"brand": "lx", "image_uuid": img, "autoboot": false}));
+    std::fs::write(a.pool().join(&zone).join("root/etc/golden"), "built on a\n").unwrap();
+    std::fs::remove_file(a.pool().join(&zone).join("root/bin/vi")).ok();
+    let said = a.imgadm(&["create", "-i", "-O", &zone, "name=golden", "version=1"]).ok().to_string();
+    let golden = said.lines().last().unwrap().split_whitespace().nth(2).unwrap().to_string();
+
+    let url = format!("http://10.213.0.1:{PORT}");
+    b.imgadm(&["sources", "-a", &url]).ok();
+    let r = b.imgadm(&["import", "-q", &golden]);
+    r.ok();
+    let got = b.imgadm(&["get", &golden]).json();
+    assert_eq!(got["manifest"]["origin"], img.as_str());
+    assert_eq!(b.imgadm(&["get", &img]).json()["manifest"]["uuid"], img.as_str(), "the origin came first");
+    let clone = b.create_ok(&json!({"brand": "lx", "image_uuid": golden}));
+    b.wait_state(&clone, "running", std::time::Duration::from_secs(30));
+    assert_eq!(b.cli("zlogin", &[&clone, "cat /etc/golden"], None).ok(), "built on a\n");
+    let r = b.cli("zlogin", &[&clone, "test -e /bin/vi && echo there || echo gone"], None);
+    assert_eq!(r.ok(), "gone\n", "the whiteout crossed hosts");
+    // Imported again: nothing to do.
+    let again = b.imgadm(&["import", &golden]);
+    assert!(again.ok().contains("already installed"), "{}", again.stdout);
+}
+
 /// The source answers nothing but reads.
 #[test]
 fn the_source_is_read_only() {

@@ -218,7 +218,7 @@ fn bad_zvol_images_are_refused_naming_what_is_wrong() {
     refused(&h, &r, uuid, &["image_size", "type zvol"]);
     let r = install(&h, &manifest(dir, uuid, &raw, 16, json!({"requirements": {"brand": "lx"}})), &raw);
     refused(&h, &r, uuid, &["requirements.brand", "kvm or bhyve"]);
-    let r = install(&h, &manifest(dir, uuid, &raw, 16, json!({"type": "docker"})), &raw);
+    let r = install(&h, &manifest(dir, uuid, &raw, 16, json!({"type": "zone-dataset"})), &raw);
     refused(&h, &r, uuid, &["type", "cannot be installed"]);
     let r = install(
         &h,

@@ -6,11 +6,12 @@
 //! |---|---|
 //! | `GET /ping` | `{"ping": "pong", "imgapi": true, "version": ...}` |
 //! | `GET /images` | the active images' manifests; filters `name`, `version`, `os`, `type`, `state` (`all` for any), `owner`, `uuid`; `~` before a value matches a substring |
-//! | `GET /images/<uuid>` | one manifest, or 404 `ResourceNotFound` |
+//! | `GET /images/<uuid>` | one manifest (its file made first, so its `files` entry is there), or 404 `ResourceNotFound` |
 //! | `GET /images/<uuid>/file` | the image's file; `Range: bytes=N-[M]` answered with 206, so an interrupted download resumes |
 //!
 //! The file is made from the installed dataset the first time a host asks
-//! for it ([`crate::imgfile`], zstd), kept in the pool's `imgapi-files`
+//! for it or for the image's manifest (`GET /images` lists the `files` of
+//! those made) ([`crate::imgfile`], zstd), kept in the pool's `imgapi-files`
 //! dataset, and described by the served manifest's `files` entry (an
 //! installed image does not keep the file it came from; an image made
 //! with `imgadm create -O` never had one). An image with an `origin`
@@ -272,8 +273,11 @@ async fn handle(d: Arc<Daemon>, req: hyper::Request<Incoming>) -> Response {
                 return error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("image {id} was not found"));
             };
             let d2 = d.clone();
+            // The manifest names its file: made now if it was not yet.
             let got = tokio::task::spawn_blocking(move || {
-                d2.image_record(uuid).map(|r| d2.served_manifest(uuid, &r.manifest))
+                let record = d2.image_record(uuid)?;
+                d2.served_file(uuid)?;
+                Ok::<_, ApiError>(d2.served_manifest(uuid, &record.manifest))
             })
             .await;
             match got {
