@@ -220,3 +220,88 @@ fn bad_requests_name_the_problem_and_leave_nothing() {
     let images = h.imgadm(&["list", "-j"]).json();
     assert_eq!(images.as_array().unwrap().len(), 1, "only the busybox image: {images}");
 }
+
+/// `-s`: SmartOS's prepare-image contract, run as the zone's operator-script.
+#[test]
+fn a_prepare_script_runs_in_the_zone_and_the_zone_is_rolled_back_after() {
+    let Some(h) = TestHost::with_tools() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "customer_metadata": {"keep": "me"}}));
+    h.wait_state(&uuid, "running", Duration::from_secs(30));
+    let root = h.pool().join(&uuid).join("root");
+    std::fs::write(root.join("etc/secret"), "do not ship\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("prepare");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nmdata-put prepare-image:state running\necho prepared > /etc/prepared\nrm -f /etc/secret\n\
+         mdata-put prepare-image:state success\npoweroff\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = h.imgadm(&[
+        "create",
+        "-s",
+        script.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        &uuid,
+        "name=prepped",
+        "version=1",
+    ]);
+    let said = r.ok().to_string();
+    for line in [
+        format!("Stopping VM {uuid} to snapshot it"),
+        "Prepare script is running".to_string(),
+        "Prepare script succeeded".to_string(),
+        format!("Prepare script stopped VM {uuid}"),
+        format!("Rollback VM {uuid} to pre-prepare snapshot (cleanup)"),
+        format!("Restarting VM {uuid} (cleanup)"),
+    ] {
+        assert!(said.contains(&line), "{line:?} in {said}");
+    }
+    // The image is of the prepared zone.
+    let members = tar_members(&out.join("prepped-1.tar"));
+    assert!(members.iter().any(|n| n == "etc/prepared"), "{members:?}");
+    assert!(!members.iter().any(|n| n == "etc/secret"), "the script's removal is in the image");
+    // The zone is as it was: its files, its metadata, running, no snapshot left.
+    let vm = h.wait_state(&uuid, "running", Duration::from_secs(30));
+    assert_eq!(std::fs::read_to_string(root.join("etc/secret")).unwrap(), "do not ship\n");
+    assert!(!root.join("etc/prepared").exists());
+    assert_eq!(vm["customer_metadata"], json!({"keep": "me"}), "prepare-image:state is gone with the rollback");
+    assert!(vm["internal_metadata"].get("operator-script").is_none(), "{}", vm["internal_metadata"]);
+    assert_eq!(vm["snapshots"], json!([]), "the pre-prepare snapshot is deleted");
+
+    // A script that fails: SmartOS's error, the zone back as it was, no image.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nmdata-put prepare-image:state running\ntouch /etc/half-done\n\
+         mdata-put prepare-image:error 'no network'\nmdata-put prepare-image:state error\n",
+    )
+    .unwrap();
+    let r = h.imgadm(&[
+        "create",
+        "-s",
+        script.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        &uuid,
+        "name=broken",
+        "version=1",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!("prepare-image script error while preparing VM {uuid}: no network")),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("broken-1.tar").exists());
+    let vm = h.wait_state(&uuid, "running", Duration::from_secs(30));
+    assert!(!root.join("etc/half-done").exists(), "rolled back");
+    assert_eq!(vm["snapshots"], json!([]));
+    // The manifest is checked before the zone is touched.
+    let r = h.imgadm(&["create", "-s", script.to_str().unwrap(), "-o", out.to_str().unwrap(), &uuid, "name=x"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("version"), "{}", r.stderr);
+}

@@ -136,12 +136,25 @@ fn user_script_and_root_authorized_keys_come_at_every_boot() {
     let keys = zexec(&h, &z, "stat -c '%a %U' /root/.ssh /root/.ssh/authorized_keys; cat /root/.ssh/authorized_keys");
     assert_eq!(keys.ok(), "700 root\n600 root\nssh-ed25519 AAAAC3Nz test@host\n");
     // Every boot, with the script as it is then.
-    let up = json!({"set_customer_metadata": {"user-script": "echo second script\n"}});
+    // A script's own mdata-put is answered while the boot goes on (the
+    // boot waits for nothing the script does).
+    let up = json!({"set_customer_metadata": {"user-script": "echo second script\nmdata-put booted yes\n"}});
     h.cli("vmadm", &["update", &z], Some(&up.to_string())).ok();
     h.vmadm(&["reboot", &z]).ok();
     let text = wait_for("user-script exited 0", 1);
     assert!(text.contains("second script\n") && text.matches("== boot at").count() == 2, "{text}");
+    assert!(!text.contains("Error putting"), "{text}");
+    assert_eq!(h.get(&z)["customer_metadata"]["booted"], "yes");
     assert_eq!(zexec(&h, &z, "cat /var/boots").ok(), "boot\n", "the first script ran once, at the first boot");
+    // An operator's script (SmartOS's sdc:operator-script) runs instead while it is set.
+    let up = json!({"set_internal_metadata": {"operator-script": "#!/bin/sh\necho operator was here\n"}});
+    h.cli("vmadm", &["update", &z], Some(&up.to_string())).ok();
+    h.vmadm(&["reboot", &z]).ok();
+    let text = wait_for("operator-script exited 0", 1);
+    assert!(text.contains("operator was here\n"), "{text}");
+    assert_eq!(text.matches("second script").count(), 1, "not the user-script as well: {text}");
+    let up = json!({"remove_internal_metadata": ["operator-script"]});
+    h.cli("vmadm", &["update", &z], Some(&up.to_string())).ok();
     // A zone cannot make the log grow without bound: past 1 MiB a boot's output is dropped.
     let flood = json!({"set_customer_metadata": {"user-script": "head -c 3000000 /dev/zero | tr '\\0' x\n"}});
     h.cli("vmadm", &["update", &z], Some(&flood.to_string())).ok();

@@ -189,6 +189,15 @@ pub struct ImageCreateRequest {
     /// the instance's dataset, no file.
     #[serde(default)]
     pub install: bool,
+    /// A prepare-image script (`-s`, its text): the instance is
+    /// snapshotted, booted with it as its `operator-script`, and imaged
+    /// once the script said `success` and stopped it; then rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare_script: Option<String>,
+    /// How long each step of the script may take (booted → running →
+    /// success or error → stopped), in seconds (default 300, as SmartOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare_timeout_secs: Option<u64>,
 }
 
 /// What `imgadm create` made.

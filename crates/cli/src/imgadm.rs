@@ -331,12 +331,6 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                     _ => return Err(usage(format!("invalid max-origin-depth \"{d}\": must be greater than 1"))),
                 },
             };
-            if p.has("prepare-script") {
-                return Err(CliError::failed(
-                    "error: -s (a prepare-image script run in the instance) is not supported by zonevisor yet; \
-                     prepare the instance, stop it, and run imgadm create without -s",
-                ));
-            }
             if p.has("publish") {
                 return Err(CliError::failed(
                     "error: -p (publish to an IMGAPI server) is not supported by zonevisor yet; write the image \
@@ -353,6 +347,13 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
                 max_origin_depth,
                 output_prefix: p.value("output-template").map(str::to_string),
                 install: p.has("install"),
+                prepare_script: match p.value("prepare-script") {
+                    None => None,
+                    Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        CliError::failed(format!("error: cannot read prepare-image script {path}: {e}"))
+                    })?),
+                },
+                prepare_timeout_secs: None,
             };
             let manifest = p.value("manifest").map(str::to_string);
             (p, Command::Create { vm, manifest, fields, request })

@@ -459,13 +459,13 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
         name: "create",
         aliases: &[],
         usage: &[
-            "create [-m <manifest>] [-o <path> | -O] [-c <comp>] [-i] [--max-origin-depth <n>] [-q] <vm-uuid> \
-             [<field>=<value> ...]",
-            "create -s <prepare-script> | -p <url> ... (not supported yet)",
+            "create [-m <manifest>] [-o <path> | -O] [-c <comp>] [-i] [--max-origin-depth <n>] [-s <script>] [-q] \
+             <vm-uuid> [<field>=<value> ...]",
+            "create -p <url> ... (not supported yet)",
         ],
         summary: "Create an image from a stopped zone or VM.",
         description: &[
-            "The instance must be stopped. Manifest fields come from -m (a JSON file, or - for stdin) and the \
+            "The instance must be stopped, unless -s prepares it. Manifest fields come from -m (a JSON file, or - for stdin) and the \
              <field>=<value> arguments (the value read as JSON when it parses, else as a string); name and version \
              are required. The image inherits type, os, requirements and a few more fields from the instance's \
              image, and requires the instance's brand (lx, kvm, bhyve) unless the manifest sets requirements.brand.",
@@ -507,7 +507,16 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
                 Kind::Any,
                 "Refuse when the origin chain would be deeper than N (at least 2).",
             ),
-            valued("prepare-script", Some('s'), None, "PATH", Kind::File, "Not supported yet (see the README)."),
+            valued(
+                "prepare-script",
+                Some('s'),
+                None,
+                "PATH",
+                Kind::File,
+                "Prepare the instance with this script first: it is snapshotted, booted with the script as its \
+                 sdc:operator-script (which must mdata-put prepare-image:state running, then success or error, and \
+                 shut it down), imaged, and rolled back to how it was.",
+            ),
             valued("publish", Some('p'), Some("publish"), "URL", Kind::Any, "Not supported yet (see the README)."),
             flag("quiet", Some('q'), Some("quiet"), "Accepted for SmartOS's scripts."),
         ],

@@ -160,6 +160,10 @@ pub fn main() -> ! {
             report(Report { ok: true, monitor_pid: pid, init_pid: Some(m.core.pid), ..Report::default() });
             // End-of-file tells launch() we are done reporting.
             drop(status);
+            // Only now: the boot's helper (a user-script may run for
+            // minutes) must not hold the status pipe open, or launch(),
+            // and the create or start waiting on it, would wait for it.
+            m.attach_metadata(true);
             std::process::exit(m.run())
         }
         Err(e) => {
@@ -465,7 +469,6 @@ impl Monitor {
             Ok(pid) => {
                 m.core.pid = pid;
                 m.core.started_at = now_secs();
-                m.attach_metadata(true);
                 Ok(m)
             }
             Err(e) => {

@@ -21,9 +21,12 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use zonevisor_api::{ApiError, ImageCreateRequest, ImageCreated, ImageUuid, InstanceUuid, ValidationErrors, VmObject};
+use zonevisor_api::{
+    ApiError, ImageCreateRequest, ImageCreated, ImageUuid, InstanceUuid, StartRequest, ValidationErrors, VmObject,
+};
 
 use super::{parse_uuid, str_of, timestamp};
 use crate::images::{step_error, IMAGE_VOLUME};
@@ -51,6 +54,10 @@ const INHERITED: &[&str] = &[
 const BRAND_REQUIRED: &[&str] = &["bhyve", "lx", "kvm"];
 
 const MIB: u64 = 1 << 20;
+
+/// The snapshot `imgadm create -s` takes before preparing (SmartOS's
+/// `@imgadm-create-pre-prepare`).
+const PREPARE_SNAPSHOT: &str = "imgadm-create-pre-prepare";
 
 /// What an instance's image is made from.
 enum Source {
@@ -91,6 +98,21 @@ impl Daemon {
         let Some(fields) = req.manifest.as_object() else {
             return Err(ApiError::invalid("the manifest data must be a JSON object"));
         };
+        if let Some(script) = &req.prepare_script {
+            // What the manifest must have, checked before the instance is touched.
+            let mut errs = ValidationErrors::default();
+            for key in ["name", "version"] {
+                match fields.get(key) {
+                    None => errs.missing(key, "is required"),
+                    Some(Value::String(v)) if !v.is_empty() => {}
+                    Some(_) => errs.bad_value(key, "must be a non-empty string"),
+                }
+            }
+            if !errs.is_empty() {
+                return Err(ApiError::validation(errs));
+            }
+            return self.create_image_prepared(uuid, req, script);
+        }
         // Stopped it stays while its image is made.
         let lock = self.runtime.lock_of(uuid);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,6 +281,138 @@ impl Daemon {
             file_path: Some(file_path.display().to_string()),
             log,
         })
+    }
+
+    /// `imgadm create -s`: SmartOS's automatic preparation. The instance
+    /// (stopped first if it runs) is snapshotted, booted with `script` as
+    /// its `operator-script`; the script reports through the
+    /// `prepare-image:state` customer metadata (`running`, then `success`
+    /// or `error` with `prepare-image:error`) and shuts the instance down,
+    /// each step within the timeout; the stopped instance is imaged; then,
+    /// whatever happened, it is rolled back to the snapshot (which takes the
+    /// operator-script away again), the snapshot deleted, and the instance
+    /// started again if it ran.
+    fn create_image_prepared(
+        &self,
+        uuid: InstanceUuid,
+        req: &ImageCreateRequest,
+        script: &str,
+    ) -> Result<ImageCreated, ApiError> {
+        let id = uuid.to_string();
+        let step = Duration::from_secs(req.prepare_timeout_secs.unwrap_or(300).clamp(1, 24 * 3600));
+        self.vm_row(uuid).map_err(|_| ApiError::not_found(format!("vm \"{uuid}\" was not found")))?;
+        if self.snapshots_of(&id).iter().any(|s| s.name == PREPARE_SNAPSHOT) {
+            return Err(ApiError::conflict(format!(
+                "vm \"{uuid}\" has a snapshot {PREPARE_SNAPSHOT} left by an interrupted imgadm create -s: roll it \
+                 back (vmadm rollback-snapshot {uuid} {PREPARE_SNAPSHOT}) or delete it first"
+            )));
+        }
+        let mut log = Vec::new();
+        let was_running = self.is_running(uuid);
+        if was_running {
+            log.push(format!("Stopping VM {uuid} to snapshot it"));
+            self.stop_vm(&id, false, None)?;
+        }
+        log.push(format!("Snapshotting VM \"{uuid}\" to @{PREPARE_SNAPSHOT}"));
+        if let Err(e) = self.create_snapshot(&id, PREPARE_SNAPSHOT) {
+            if was_running {
+                let _ = self.start_vm(&id, &StartRequest::default());
+            }
+            return Err(e);
+        }
+        let made = (|| -> Result<ImageCreated, ApiError> {
+            let update = json!({
+                "set_internal_metadata": {"operator-script": script},
+                "remove_customer_metadata": ["prepare-image:state", "prepare-image:error"],
+            });
+            self.update_vm(&id, &update)?;
+            log.push(format!("Preparing VM {uuid} (starting it)"));
+            self.start_vm(&id, &StartRequest::default())?;
+            let state = |vm: &VmObject| {
+                vm.get("customer_metadata")
+                    .and_then(|m| m.get("prepare-image:state"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            self.wait_for(uuid, step, |vm| state(vm).is_some())
+                .map_err(|_| ApiError::invalid(format!("prepare-image script did not run on VM {uuid} boot")))?;
+            log.push("Prepare script is running".to_string());
+            let vm = self
+                .wait_for(uuid, step, |vm| matches!(state(vm).as_deref(), Some("success" | "error")))
+                .map_err(|_| {
+                    ApiError::invalid(format!(
+                        "prepare-image script error while preparing VM {uuid}: prepare-image script did not complete"
+                    ))
+                })?;
+            if state(&vm).as_deref() == Some("error") {
+                let why = vm
+                    .get("customer_metadata")
+                    .and_then(|m| m.get("prepare-image:error"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Err(ApiError::invalid(format!(
+                    "prepare-image script error while preparing VM {uuid}{}",
+                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                )));
+            }
+            log.push("Prepare script succeeded".to_string());
+            self.wait_for(uuid, step, |vm| str_of(vm, "state") == Some("stopped") && !self.is_running(uuid)).map_err(
+                |_| {
+                    ApiError::invalid(format!(
+                        "prepare-image script error while preparing VM {uuid}: VM did not shutdown"
+                    ))
+                },
+            )?;
+            log.push(format!("Prepare script stopped VM {uuid}"));
+            let mut plain = req.clone();
+            plain.prepare_script = None;
+            self.create_image(&id, &plain)
+        })();
+        // Cleanup, whatever happened: the instance as it was.
+        log.push(format!("Rollback VM {uuid} to pre-prepare snapshot (cleanup)"));
+        let cleaned = (|| -> Result<(), ApiError> {
+            if self.is_running(uuid) {
+                self.stop_vm(&id, true, None)?;
+            }
+            self.rollback_snapshot(&id, PREPARE_SNAPSHOT)?;
+            self.delete_snapshot(&id, PREPARE_SNAPSHOT)?;
+            if was_running {
+                log.push(format!("Restarting VM {uuid} (cleanup)"));
+                self.start_vm(&id, &StartRequest::default())?;
+            }
+            Ok(())
+        })();
+        let mut created = made?;
+        if let Err(e) = cleaned {
+            return Err(ApiError {
+                message: format!(
+                    "image {} was created, but restoring VM {uuid} failed: {} (its snapshot {PREPARE_SNAPSHOT} is kept)",
+                    created.manifest["uuid"].as_str().unwrap_or("?"),
+                    e.message
+                ),
+                ..e
+            });
+        }
+        log.append(&mut created.log);
+        created.log = log;
+        Ok(created)
+    }
+
+    /// Polls the instance's stored object until `done` says so, for at
+    /// most `within`; the object that satisfied it.
+    fn wait_for(&self, uuid: InstanceUuid, within: Duration, done: impl Fn(&VmObject) -> bool) -> Result<VmObject, ()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(vm) = self.vm_row(uuid) {
+                if done(&vm) {
+                    return Ok(vm);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// What an instance's image is made of, and the image it came from.

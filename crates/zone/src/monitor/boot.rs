@@ -3,7 +3,10 @@
 //! becomes root's `~/.ssh/authorized_keys`, and `user-script` is written
 //! to `/var/svc/mdata-user-script` and run, as the zone's root, inside the
 //! zone (its namespaces, root, cgroup and filter; a helper process the
-//! monitor forks and that enters like `zlogin`).
+//! monitor forks and that enters like `zlogin`). An operator's script
+//! (`internal_metadata["operator-script"]`, `sdc:operator-script` to the
+//! guest; what `imgadm create -s` runs) is run instead of the
+//! `user-script` while it is set, from `/var/svc/mdata-operator-script`.
 //!
 //! The script's output (stdout and stderr) comes to the monitor through a
 //! pipe and is appended to `user-script.log` in the zone's run directory
@@ -31,6 +34,8 @@ pub(crate) const LOG_PER_BOOT: u64 = 1 << 20;
 pub(crate) const LOG_MAX: u64 = 4 << 20;
 /// Where the script is written in the zone (SmartOS's place).
 pub(crate) const SCRIPT: &str = "/var/svc/mdata-user-script";
+/// Where an operator's script is written in the zone.
+pub(crate) const OPERATOR_SCRIPT: &str = "/var/svc/mdata-operator-script";
 
 /// A boot's helper and its output.
 pub(super) struct BootRun {
@@ -39,6 +44,8 @@ pub(super) struct BootRun {
     log: Option<fs::File>,
     kept: u64,
     dropped: u64,
+    /// `user-script` or `operator-script`, for the log.
+    kind: &'static str,
 }
 
 impl BootRun {
@@ -46,7 +53,16 @@ impl BootRun {
     pub(super) fn start(core: &Core, vm: &Value, inbox_tx: &OwnedFd) -> io::Result<Option<BootRun>> {
         let md = vm.get("customer_metadata");
         let text = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let (keys, script) = (text("root_authorized_keys"), text("user-script"));
+        let operator = vm
+            .get("internal_metadata")
+            .and_then(|m| m.get("operator-script"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let (kind, path, script) = match operator {
+            Some(s) => ("operator-script", OPERATOR_SCRIPT, Some(s)),
+            None => ("user-script", SCRIPT, text("user-script")),
+        };
+        let keys = text("root_authorized_keys");
         if keys.is_none() && script.is_none() {
             return Ok(None);
         }
@@ -61,8 +77,8 @@ impl BootRun {
             .sysinfo_to(inbox_tx.try_clone()?);
         // A script without `#!` is the shell's, as a terminal would run it.
         let exec = match script {
-            Some(s) if s.starts_with("#!") => enter::Exec::new(SCRIPT, &[SCRIPT], &child::zone_env())?,
-            _ => enter::Exec::new("/bin/sh", &["/bin/sh", SCRIPT], &child::zone_env())?,
+            Some(s) if s.starts_with("#!") => enter::Exec::new(path, &[path], &child::zone_env())?,
+            _ => enter::Exec::new("/bin/sh", &["/bin/sh", path], &child::zone_env())?,
         }
         .stdio(enter::Stdio::Inherit)
         .umask(0o022);
@@ -75,10 +91,10 @@ impl BootRun {
                 libc::dup2(w.as_raw_fd(), 1);
                 libc::dup2(w.as_raw_fd(), 2);
             }
-            child::run_boot(entry, keys, script, &exec);
+            child::run_boot(entry, keys, script.map(|s| (path, s)), &exec);
         }
         drop(w);
-        Ok(Some(BootRun { pid, out: Some(fs::File::from(r)), log: Some(log), kept: 0, dropped: 0 }))
+        Ok(Some(BootRun { pid, out: Some(fs::File::from(r)), log: Some(log), kept: 0, dropped: 0, kind }))
     }
 
     /// The pipe to poll, while it is open.
@@ -122,7 +138,7 @@ impl BootRun {
         } else {
             format!("killed by signal {}", libc::WTERMSIG(status))
         };
-        self.note(&format!("== user-script {how} ==\n"));
+        self.note(&format!("== {} {how} ==\n", self.kind));
         self.close();
     }
 

@@ -755,7 +755,7 @@ pub(super) fn write_resolv_conf(entry: Entry, text: &str) -> ! {
 /// output is this process's, the monitor's pipe). Both files are written
 /// beside their place and renamed over it, never through a link the zone
 /// put there. Exits with the script's status (0 without one).
-pub(super) fn run_boot(entry: Entry, keys: Option<&str>, script: Option<&str>, exec: &Exec) -> ! {
+pub(super) fn run_boot(entry: Entry, keys: Option<&str>, script: Option<(&str, &str)>, exec: &Exec) -> ! {
     reset_signals();
     let code = match entry.enter() {
         Err(e) => {
@@ -771,16 +771,19 @@ pub(super) fn run_boot(entry: Entry, keys: Option<&str>, script: Option<&str>, e
             }
             match script {
                 None => 0,
-                Some(s) => match replace_file("/var/svc", "mdata-user-script", s.as_bytes(), 0o700) {
-                    Ok(()) => exec.run().unwrap_or_else(|e| {
-                        eprintln!("user-script: {e}");
-                        126
-                    }),
-                    Err(e) => {
-                        eprintln!("user-script: writing /var/svc/mdata-user-script: {e}");
-                        126
+                Some((path, s)) => {
+                    let (dir, name) = path.rsplit_once('/').unwrap_or(("/var/svc", path));
+                    match replace_file(dir, name, s.as_bytes(), 0o700) {
+                        Ok(()) => exec.run().unwrap_or_else(|e| {
+                            eprintln!("{name}: {e}");
+                            126
+                        }),
+                        Err(e) => {
+                            eprintln!("{name}: writing {path}: {e}");
+                            126
+                        }
                     }
-                },
+                }
             }
         }
     };
