@@ -209,7 +209,11 @@ fn a_docker_zone_runs_the_image_s_command_as_its_user_and_stops_when_it_exits() 
     let u3 = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "docker": true, "max_physical_memory": 96,
         "internal_metadata": {"docker:cmd": serde_json::to_string(&[cmd]).unwrap()}}));
     console_line(&h, &u3, "READY");
-    let r = h.cli("zlogin", &[&u3, "grep -E '^(Uid|Gid|Groups):' /proc/1/status; cat /proc/1/cmdline | tr '\\0' ' '"], None);
+    let r = h.cli(
+        "zlogin",
+        &[&u3, "grep -E '^(Uid|Gid|Groups):' /proc/1/status; cat /proc/1/cmdline | tr '\\0' ' '"],
+        None,
+    );
     let out = r.ok();
     assert!(out.contains("Uid:\t1000\t1000\t1000\t1000") && out.contains("Groups:\t1000 1001"), "{out}");
     assert!(out.contains("/bin/sh -c trap"), "{out}");
