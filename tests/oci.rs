@@ -250,3 +250,28 @@ fn docker_zones_are_checked_at_create() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no-such-program") && r.stderr.contains("PATH"), "{}", r.stderr);
 }
+
+#[test]
+fn two_imports_of_one_image_install_it_once() {
+    let Some(h) = registry::host() else { return };
+    let reg = Registry::start(&h, false);
+    reg.push(test_layout(), TEST_TAG, "zv/test:1");
+    let before = datasets(&h);
+    let reference = reg.reference("zv/test:1");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let a = s.spawn(|| h.imgadm(&["import", &reference]));
+        let b = s.spawn(|| h.imgadm(&["import", &reference]));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &runs {
+        assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    }
+    let imported = runs.iter().filter(|r| r.stdout.contains("Imported image")).count();
+    let skipped = runs.iter().filter(|r| r.stdout.contains("is already installed")).count();
+    assert_eq!((imported, skipped), (1, 1), "{:?}", runs.iter().map(|r| &r.stdout).collect::<Vec<_>>());
+    let uuid = smartos_uuid(&layer_digests(test_layout(), TEST_TAG));
+    let mut want = before;
+    want.push(uuid);
+    want.sort();
+    assert_eq!(datasets(&h), want);
+}
