@@ -275,3 +275,33 @@ fn two_imports_of_one_image_install_it_once() {
     want.sort();
     assert_eq!(datasets(&h), want);
 }
+
+#[test]
+fn a_layer_that_fills_the_pool_is_refused_and_leaves_it_usable() {
+    if let Err(why) = tools_ready() {
+        skip(&why);
+        return;
+    }
+    let Some(h) = TestHost::with_pool_size("2G") else { return };
+    let reg = Registry::start(&h, false);
+    // A few MiB that expand to 3 GiB in a 2 GiB pool.
+    let bomb = zeros_layer(&h.dir.path().join("bomb-layer"), "big", 3 << 30);
+    assert!(bomb.0.len() < 32 << 20, "not much of a bomb");
+    let tar = busybox_layer();
+    let base = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        (gz.finish().unwrap(), format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar))))
+    };
+    let layout = write_layout_gzipped(&h.dir.path().join("bomb"), "bomb", &[base, bomb], json!({"config": {}}));
+    reg.push(&layout, "bomb", "zv/bomb:1");
+    let before = datasets(&h);
+    let r = h.imgadm(&["import", &reg.reference("zv/bomb:1")]);
+    assert_eq!(r.code, 1, "a 3 GiB layer fit a 2 GiB pool: {} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("pool zones is full") && r.stderr.contains("zv/bomb:1"), "{}", r.stderr);
+    assert_eq!(datasets(&h), before, "nothing left");
+    // The next import fits.
+    reg.push(test_layout(), TEST_TAG, "zv/test:1");
+    import_ok(&h, &reg.reference("zv/test:1"));
+}

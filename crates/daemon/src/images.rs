@@ -477,8 +477,8 @@ impl Daemon {
                 let root = ds.join("root");
                 std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
                 crate::layer::apply(std::io::BufReader::new(file), &root).map_err(|e| {
-                    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-                        self.write_error("extract image", e)
+                    if crate::oci::is_full(&e) {
+                        ApiError::internal(format!("extract image: pool {} is full", self.pool.name()))
                     } else {
                         ApiError::invalid(format!("image file {}: {e}", path.display()))
                     }

@@ -175,13 +175,20 @@ fn published_at(created: &str) -> Option<String> {
     Some(humantime::format_rfc3339_millis(t).to_string())
 }
 
+/// Whether a write failed for want of space (the pool, or the datasets'
+/// share of it): by its errno, or by its kind once wrapped with context.
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 /// The error for a failed pull of `reference`.
 fn pull_error(d: &Daemon, reference: &str, e: PullError) -> ApiError {
     let msg = format!("importing {reference}: {e}");
     match e {
         PullError::NotFound { .. } => ApiError::not_found(msg),
         PullError::Unreachable { .. } => ApiError::internal(msg),
-        PullError::Write { source, .. } if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+        PullError::Write { source, .. } if is_full(&source) => {
             ApiError::internal(format!("importing {reference}: pool {} is full", d.pool.name()))
         }
         PullError::Write { .. } => ApiError::internal(msg),
@@ -274,7 +281,7 @@ impl Daemon {
             Ok(stats) => {
                 tracing::debug!(layer = digest, ?stats, "applied layer");
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            Err(e) if is_full(&e) => {
                 return Err(ApiError::internal(format!("importing {whole}: pool {} is full", self.pool.name())))
             }
             Err(e) => {
