@@ -181,6 +181,15 @@ pub const TEST_MARKER: &str = "ZVOCI";
 pub fn test_layout() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
+        // Those of test processes that are gone go first.
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("zv-oci-layout-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("zv-oci-layout-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -237,6 +246,9 @@ pub fn test_layout() -> &'static Path {
             "app",
         ]);
         umoci(&["gc", "--layout", layout.to_str().unwrap()]);
+        for bundle in [b1, b2] {
+            let _ = std::fs::remove_dir_all(bundle);
+        }
         layout
     })
 }
