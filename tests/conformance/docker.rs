@@ -141,3 +141,52 @@ fn docker_stop_sends_sigterm_then_sigkill() {
         }
     }
 }
+
+// What dockerinit refuses at boot (docker-common.c: getMdataArray's
+// ERR_PARSE_JSON for docker:cmd, docker:entrypoint and docker:env,
+// forEachStringInArray's "missing string" for non-strings;
+// getUserGroupData's user[:group]), and vmadm's proptable: `docker` is a
+// boolean for lx (and joyent-minimal) only. zonevisor refuses them at
+// validate and create, naming the key in bad_values.
+#[test]
+fn docker_keys_are_validated_as_dockerinit_reads_them() {
+    let Some((h, img)) = host() else { return };
+    let good = lx(
+        &img,
+        json!({"docker": true, "internal_metadata": {
+            "docker:entrypoint": "[\"/bin/sh\",\"-c\"]", "docker:cmd": "[\"sleep 1\"]",
+            "docker:env": "[\"A=1\",\"B=\"]", "docker:workdir": "/srv", "docker:user": "nobody:nogroup",
+            "docker:open_stdin": true, "docker:tty": "false"}}),
+    );
+    assert_valid(&validate(&h, "create", None, &good), "create", "lx", "good docker keys");
+    for (key, value) in [
+        ("docker:cmd", json!("sleep 1")),
+        ("docker:cmd", json!("[1, 2]")),
+        ("docker:entrypoint", json!("{\"a\": 1}")),
+        ("docker:env", json!("[\"NOEQUALS\"]")),
+        ("docker:user", json!("a:b:c")),
+        ("docker:workdir", json!(5)),
+        ("docker:open_stdin", json!("yes")),
+        ("docker:id", json!("short")),
+    ] {
+        let payload = lx(&img, json!({"docker": true, "internal_metadata": {key: value}}));
+        let prop = format!("internal_metadata.{key}");
+        assert_refused(
+            &validate(&h, "create", None, &payload),
+            "bad_values",
+            &prop,
+            &format!("validate {key}={value}"),
+        );
+        // create says it as SmartOS's create does.
+        let r = h.create(&payload);
+        assert_eq!(r.code, 1, "create {key}={value}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("Invalid value(s) for: {prop}")), "create {key}={value}: {}", r.stderr);
+    }
+    let r = validate(&h, "create", None, &json!({"brand": "kvm", "docker": true}));
+    assert!(names(&error_object(&r), "bad_properties").contains(&"docker".to_string()), "{}", r.stderr);
+    // An update that sets a bad key is refused too.
+    let uuid = create(&h, &lx(&img, json!({"autoboot": false})));
+    let r = update(&h, &uuid, &json!({"set_internal_metadata": {"docker:env": "A=1"}}));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("internal_metadata.docker:env"), "{}", r.stderr);
+}
