@@ -305,3 +305,27 @@ fn a_layer_that_fills_the_pool_is_refused_and_leaves_it_usable() {
     reg.push(test_layout(), TEST_TAG, "zv/test:1");
     import_ok(&h, &reg.reference("zv/test:1"));
 }
+
+#[test]
+fn a_docker_image_installs_from_one_layer_file() {
+    let Some(h) = TestHost::new() else { return };
+    // imgadm install takes type docker too: one flattened layer.
+    let dir = h.dir.path().join("docker-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("layer.tar.gz");
+    std::fs::copy(&busybox().file, &file).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&bytes));
+    let uuid = "4d1f5a2e-0c1b-4e6f-9a8d-7c6b5a4f3e21";
+    let manifest = json!({"v": 2, "uuid": uuid, "name": "flat", "version": "1", "type": "docker", "os": "linux",
+        "requirements": {"brand": "lx"},
+        "tags": {"docker:config": {"Entrypoint": ["/bin/echo"], "Cmd": ["FLAT-OK"]}},
+        "files": [{"sha1": sha1, "size": bytes.len(), "compression": "gzip"}]});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let r = h.imgadm(&["install", "-m", dir.join("manifest.json").to_str().unwrap(), "-f", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert_eq!(h.imgadm(&["get", uuid]).json()["manifest"]["type"], "docker");
+    let zone = h.create_ok(&json!({"brand": "lx", "image_uuid": uuid, "docker": true}));
+    h.wait_console(&zone, "FLAT-OK", 1, Duration::from_secs(60));
+    assert_eq!(h.wait_state(&zone, "stopped", Duration::from_secs(30))["exit_status"], 0);
+}
