@@ -16,6 +16,7 @@
 //! | `lifecycle` | create, start, stop, reboot, kill, delete: messages, streams, states, exit codes |
 //! | `lastexited` | `exit_status` and `exit_timestamp` as init exits |
 //! | `imgadm` | `imgadm` install, import, list, get, show, delete: output, errors, exit codes |
+//! | `docker` | `docker: true` and the `docker:*` keys: defaults, the command run, stop |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -31,6 +32,8 @@ mod common;
 
 #[path = "conformance/defaults.rs"]
 mod defaults;
+#[path = "conformance/docker.rs"]
+mod docker;
 #[path = "conformance/imgadm.rs"]
 mod imgadm;
 #[path = "conformance/lastexited.rs"]

@@ -31,6 +31,10 @@
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
+//! - `oci`: hostile OCI images from a real registry: layers with
+//!   symlinks out and files written through them, `../` names, hard
+//!   links to host files, whiteouts of `../x`; a docker zone's
+//!   `/etc/passwd` as a FIFO or a symlink out.
 
 mod common;
 
@@ -50,12 +54,16 @@ mod mdata;
 mod mounts;
 #[path = "escape/net.rs"]
 mod net;
+#[path = "escape/oci.rs"]
+mod oci;
 #[path = "escape/pool.rs"]
 mod pool;
 #[path = "escape/probe.rs"]
 mod probe;
 #[path = "escape/qemu.rs"]
 mod qemu;
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "escape/statfs.rs"]
 mod statfs;
 #[path = "escape/syscalls.rs"]

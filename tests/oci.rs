@@ -250,3 +250,82 @@ fn docker_zones_are_checked_at_create() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no-such-program") && r.stderr.contains("PATH"), "{}", r.stderr);
 }
+
+#[test]
+fn two_imports_of_one_image_install_it_once() {
+    let Some(h) = registry::host() else { return };
+    let reg = Registry::start(&h, false);
+    reg.push(test_layout(), TEST_TAG, "zv/test:1");
+    let before = datasets(&h);
+    let reference = reg.reference("zv/test:1");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let a = s.spawn(|| h.imgadm(&["import", &reference]));
+        let b = s.spawn(|| h.imgadm(&["import", &reference]));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &runs {
+        assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    }
+    let imported = runs.iter().filter(|r| r.stdout.contains("Imported image")).count();
+    let skipped = runs.iter().filter(|r| r.stdout.contains("is already installed")).count();
+    assert_eq!((imported, skipped), (1, 1), "{:?}", runs.iter().map(|r| &r.stdout).collect::<Vec<_>>());
+    let uuid = smartos_uuid(&layer_digests(test_layout(), TEST_TAG));
+    let mut want = before;
+    want.push(uuid);
+    want.sort();
+    assert_eq!(datasets(&h), want);
+}
+
+#[test]
+fn a_layer_that_fills_the_pool_is_refused_and_leaves_it_usable() {
+    if let Err(why) = tools_ready() {
+        skip(&why);
+        return;
+    }
+    let Some(h) = TestHost::with_pool_size("2G") else { return };
+    let reg = Registry::start(&h, false);
+    // A few MiB that expand to 3 GiB in a 2 GiB pool.
+    let bomb = bomb_layer(&h.dir.path().join("bomb-layer"), "big", 3 << 30);
+    assert!(bomb.0.len() < 32 << 20, "not much of a bomb");
+    let tar = busybox_layer();
+    let base = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        (gz.finish().unwrap(), format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar))))
+    };
+    let layout = write_layout_gzipped(&h.dir.path().join("bomb"), "bomb", &[base, bomb], json!({"config": {}}));
+    reg.push(&layout, "bomb", "zv/bomb:1");
+    let before = datasets(&h);
+    let r = h.imgadm(&["import", &reg.reference("zv/bomb:1")]);
+    assert_eq!(r.code, 1, "a 3 GiB layer fit a 2 GiB pool: {} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("pool zones is full") && r.stderr.contains("zv/bomb:1"), "{}", r.stderr);
+    assert_eq!(datasets(&h), before, "nothing left");
+    // The next import fits.
+    reg.push(test_layout(), TEST_TAG, "zv/test:1");
+    import_ok(&h, &reg.reference("zv/test:1"));
+}
+
+#[test]
+fn a_docker_image_installs_from_one_layer_file() {
+    let Some(h) = TestHost::new() else { return };
+    // imgadm install takes type docker too: one flattened layer.
+    let dir = h.dir.path().join("docker-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("layer.tar.gz");
+    std::fs::copy(&busybox().file, &file).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&bytes));
+    let uuid = "4d1f5a2e-0c1b-4e6f-9a8d-7c6b5a4f3e21";
+    let manifest = json!({"v": 2, "uuid": uuid, "name": "flat", "version": "1", "type": "docker", "os": "linux",
+        "requirements": {"brand": "lx"},
+        "tags": {"docker:config": {"Entrypoint": ["/bin/echo"], "Cmd": ["FLAT-OK"]}},
+        "files": [{"sha1": sha1, "size": bytes.len(), "compression": "gzip"}]});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let r = h.imgadm(&["install", "-m", dir.join("manifest.json").to_str().unwrap(), "-f", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert_eq!(h.imgadm(&["get", uuid]).json()["manifest"]["type"], "docker");
+    let zone = h.create_ok(&json!({"brand": "lx", "image_uuid": uuid, "docker": true}));
+    h.wait_console(&zone, "FLAT-OK", 1, Duration::from_secs(60));
+    assert_eq!(h.wait_state(&zone, "stopped", Duration::from_secs(30))["exit_status"], 0);
+}

@@ -181,6 +181,15 @@ pub const TEST_MARKER: &str = "ZVOCI";
 pub fn test_layout() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
+        // Those of test processes that are gone go first.
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("zv-oci-layout-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("zv-oci-layout-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -237,6 +246,9 @@ pub fn test_layout() -> &'static Path {
             "app",
         ]);
         umoci(&["gc", "--layout", layout.to_str().unwrap()]);
+        for bundle in [b1, b2] {
+            let _ = std::fs::remove_dir_all(bundle);
+        }
         layout
     })
 }
@@ -286,15 +298,27 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
 /// (tarballs, gzip-compressed here) bottom first and `config` (its
 /// `rootfs` filled in). Returns the layout.
 pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], config: Value) -> PathBuf {
+    let gzipped: Vec<(Vec<u8>, String)> = layers
+        .iter()
+        .map(|tar| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(tar).unwrap();
+            (gz.finish().unwrap(), format!("sha256:{}", hex::encode(sha2::Sha256::digest(tar))))
+        })
+        .collect();
+    write_layout_gzipped(dir, tag, &gzipped, config)
+}
+
+/// [`write_layout`] with the layers gzipped already, each with its
+/// uncompressed digest (its `diff_id`).
+pub fn write_layout_gzipped(dir: &Path, tag: &str, layers: &[(Vec<u8>, String)], config: Value) -> PathBuf {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
-    for tar in layers {
-        diff_ids.push(format!("sha256:{}", hex::encode(sha2::Sha256::digest(tar))));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(tar).unwrap();
-        let (digest, size) = put_blob(dir, &gz.finish().unwrap());
+    for (gz, diff_id) in layers {
+        diff_ids.push(diff_id.clone());
+        let (digest, size) = put_blob(dir, gz);
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}));
     }
     let mut config = config;
@@ -313,6 +337,39 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], config: Value) ->
         "annotations": {"org.opencontainers.image.ref.name": tag}}]});
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     dir.to_path_buf()
+}
+
+/// A gzipped layer holding one file `name` of `bytes` repeated bytes (a
+/// decompression bomb: a few MiB that expand to `bytes`), streamed by
+/// Python's tarfile into gzip in `dir`; with its `diff_id`.
+pub fn bomb_layer(dir: &Path, name: &str, bytes: u64) -> (Vec<u8>, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    // Not zeros, which an install keeps as holes: `x` bytes, as compressible,
+    // written as a tar stream without a file on disk.
+    let gen = format!(
+        "import sys, tarfile\n\
+         class X:\n    def read(self, n=-1):\n        return b'x' * n\n\
+         t = tarfile.open(fileobj=sys.stdout.buffer, mode='w|')\n\
+         i = tarfile.TarInfo('{name}'); i.size = {bytes}\n\
+         t.addfile(i, X()); t.close()\n"
+    );
+    let script = format!(
+        "set -o pipefail; python3 -c \"$GEN\" | tee >(sha256sum > {dir}/diff_id) | gzip -1 > {dir}/layer.gz",
+        dir = dir.display()
+    );
+    let st = Command::new("bash").arg("-c").arg(&script).env("GEN", &gen).status().unwrap();
+    assert!(st.success(), "{script}");
+    // tee's process substitution may finish after the pipeline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sum = loop {
+        let text = std::fs::read_to_string(dir.join("diff_id")).unwrap_or_default();
+        if text.len() >= 64 {
+            break text[..64].to_string();
+        }
+        assert!(Instant::now() < deadline, "sha256sum of the layer did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (std::fs::read(dir.join("layer.gz")).unwrap(), format!("sha256:{sum}"))
 }
 
 /// A tarball builder for layers, including members no archiver would

@@ -96,7 +96,7 @@ pub fn image(h: &TestHost, uuid: &str, members: &[Member], pad: u64) -> (PathBuf
     if pad == 0 {
         out.write_all(&gz(&tar.into_inner().unwrap())).unwrap();
     } else {
-        // A member of `pad` zero bytes: its header, then the zeros as
+        // A member of `pad` bytes: its header, then the bytes as
         // concatenated gzip members (a multi-member stream, as `gunzip`
         // and the daemon read it) of one 64 MiB block each, compressed
         // once: a bomb in a few megabytes, made in a moment.
@@ -108,12 +108,16 @@ pub fn image(h: &TestHost, uuid: &str, members: &[Member], pad: u64) -> (PathBuf
         hd.set_path("big").unwrap();
         hd.set_size(pad);
         hd.set_mode(0o644);
+        hd.set_uid(0);
+        hd.set_gid(0);
+        hd.set_mtime(0);
         hd.set_cksum();
         head.extend_from_slice(hd.as_bytes());
         out.write_all(&gz(&head)).unwrap();
-        let zeros = gz(&vec![0u8; BLOCK as usize]);
+        // Not zeros, which an install keeps as holes: a repeated byte.
+        let block = gz(&vec![b'x'; BLOCK as usize]);
         for _ in 0..pad / BLOCK {
-            out.write_all(&zeros).unwrap();
+            out.write_all(&block).unwrap();
         }
         // The end of the archive: two zero blocks.
         out.write_all(&gz(&[0u8; 1024])).unwrap();

@@ -664,8 +664,8 @@ impl Daemon {
                     std::fs::create_dir(&root).map_err(|e| step_error("create image root", e))?;
                 }
                 extract(file, &root).map_err(|e| {
-                    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-                        self.write_error("extract image", e)
+                    if crate::oci::is_full(&e) {
+                        ApiError::internal(format!("extract image: pool {} is full", self.pool.name()))
                     } else {
                         ApiError::invalid(format!("image file {}: {e}", path.display()))
                     }

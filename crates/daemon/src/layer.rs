@@ -232,8 +232,8 @@ impl Layer<'_> {
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = openat(dir, &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
-                let mut file = File::from(fd);
-                self.stats.bytes += io::copy(entry, &mut file)?;
+                let file = File::from(fd);
+                self.stats.bytes += copy_keeping_holes(entry, &file)?;
                 set_meta_fd(file.as_fd(), owner, mode, &xattrs)?;
                 set_times_fd(file.as_fd(), mtime)?;
                 self.stats.files += 1;
@@ -421,6 +421,39 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(CString,
         }
     }
     Ok(out)
+}
+
+/// Copies `from` into the new, empty `to`, leaving every all-zero 64 KiB
+/// block a hole (a GNU sparse member's holes, read as zeros, stay holes:
+/// a terabyte sparse file takes its data's space, not a terabyte); the
+/// length copied.
+fn copy_keeping_holes(mut from: impl Read, to: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = 64 << 10;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+            if block.iter().any(|&b| b != 0) {
+                to.write_all_at(block, at + (i * BLOCK) as u64)?;
+            }
+        }
+        at += n as u64;
+    }
+    to.set_len(at)?;
+    Ok(at)
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -682,6 +715,20 @@ mod tests {
         let (_d, root) = root();
         let err = apply(&b"BZh91AY&SY"[..], &root).unwrap_err();
         assert!(err.to_string().contains("bzip2"), "{err}");
+    }
+
+    #[test]
+    fn zero_runs_stay_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let (_t, dest) = root();
+        let mut data = vec![0u8; 8 << 20];
+        data[0] = 1;
+        data[(8 << 20) - 1] = 2;
+        apply(Tar::new().file("big", &data).bytes().as_slice(), &dest).unwrap();
+        let md = std::fs::metadata(dest.join("big")).unwrap();
+        assert_eq!(md.len(), 8 << 20);
+        assert!(md.blocks() * 512 < 1 << 20, "holes where the zeros were: {} blocks", md.blocks());
+        assert_eq!(std::fs::read(dest.join("big")).unwrap(), data);
     }
 
     #[test]

@@ -40,6 +40,8 @@ use registry::{PullError, Registry, Resolved};
 
 /// Where, in an importing image's dataset, its layers wait to be applied.
 const STAGING: &str = ".layers";
+/// How long an import of an image another import is installing waits for it.
+const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Parses a Docker-style image reference (`alpine:3.20`,
 /// `127.0.0.1:5000/x/y@sha256:...`): without a registry, Docker Hub;
@@ -173,13 +175,20 @@ fn published_at(created: &str) -> Option<String> {
     Some(humantime::format_rfc3339_millis(t).to_string())
 }
 
+/// Whether a write failed for want of space (the pool, or the datasets'
+/// share of it): by its errno, or by its kind once wrapped with context.
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 /// The error for a failed pull of `reference`.
 fn pull_error(d: &Daemon, reference: &str, e: PullError) -> ApiError {
     let msg = format!("importing {reference}: {e}");
     match e {
         PullError::NotFound { .. } => ApiError::not_found(msg),
         PullError::Unreachable { .. } => ApiError::internal(msg),
-        PullError::Write { source, .. } if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+        PullError::Write { source, .. } if is_full(&source) => {
             ApiError::internal(format!("importing {reference}: pool {} is full", d.pool.name()))
         }
         PullError::Write { .. } => ApiError::internal(msg),
@@ -196,26 +205,40 @@ impl Daemon {
             self.rt.block_on(Registry::resolve(&reference, req.insecure)).map_err(|e| pull_error(self, &whole, e))?;
         let digests: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
         let uuid = uuid_from_digests(&digests);
-        let busy = || ApiError::conflict(format!("image {uuid} ({whole}) is being installed by another import"));
-        match self.store.get_image(uuid)? {
-            Some(row) if row.phase == "ready" => {
-                tracing::info!(image = %uuid, reference = %whole, "image already installed");
-                return Ok(ImagePulled { image: self.image_record(uuid)?, reference: whole, already_installed: true });
-            }
-            Some(_) => return Err(busy()),
-            None => {}
-        }
         let name = uuid.to_string();
-        if self.pool.exists(&name) {
-            return Err(ApiError::conflict(format!("dataset {name} already exists in pool {}", self.pool.name())));
-        }
         let manifest = manifest_of(&reference, &resolved, uuid);
-        if let Err(e) = self.store.insert_image(uuid, "installing", &manifest) {
-            // Two imports of one image: the second finds the first's row.
-            return Err(match self.store.get_image(uuid) {
-                Ok(Some(_)) => busy(),
-                _ => ApiError::from(e),
-            });
+        // Two imports of one image: the second waits for the first (its
+        // row says `installing`) and then finds the image installed, or
+        // installs it itself if the first failed. The store's primary key
+        // decides who installs.
+        let deadline = std::time::Instant::now() + IMPORT_WAIT;
+        loop {
+            match self.store.get_image(uuid)? {
+                Some(row) if row.phase == "ready" => {
+                    tracing::info!(image = %uuid, reference = %whole, "image already installed");
+                    let image = self.image_record(uuid)?;
+                    return Ok(ImagePulled { image, reference: whole, already_installed: true });
+                }
+                Some(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    continue;
+                }
+                Some(_) => {
+                    return Err(ApiError::conflict(format!(
+                        "image {uuid} ({whole}) is still being installed by another import"
+                    )))
+                }
+                None => {}
+            }
+            if self.pool.exists(&name) {
+                return Err(ApiError::conflict(format!("dataset {name} already exists in pool {}", self.pool.name())));
+            }
+            match self.store.insert_image(uuid, "installing", &manifest) {
+                Ok(()) => break,
+                // Another import took it between our look and our insert.
+                Err(_) if self.store.get_image(uuid)?.is_some() => continue,
+                Err(e) => return Err(ApiError::from(e)),
+            }
         }
         tracing::info!(image = %uuid, reference = %whole, layers = digests.len(), "importing image");
         let mut made = false;
@@ -258,7 +281,7 @@ impl Daemon {
             Ok(stats) => {
                 tracing::debug!(layer = digest, ?stats, "applied layer");
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            Err(e) if is_full(&e) => {
                 return Err(ApiError::internal(format!("importing {whole}: pool {} is full", self.pool.name())))
             }
             Err(e) => {
