@@ -116,7 +116,14 @@ impl Daemon {
             attempt += 1;
             match self.fetch(src, m, &mut file, &mut hashes, note) {
                 Ok(()) => {}
-                Err(Short::Fatal(e)) => return Err(e),
+                Err(Short::Fatal(e)) => {
+                    // Nothing worth resuming: leave nothing behind.
+                    if file.metadata().map(|md| md.len()).unwrap_or(0) == 0 {
+                        drop(file);
+                        self.drop_download(m.uuid);
+                    }
+                    return Err(e);
+                }
                 Err(Short::Full(e)) => {
                     drop(file);
                     self.drop_download(m.uuid);

@@ -200,7 +200,7 @@ fn joined(errs: &[SourceError]) -> String {
 /// when it does not already.
 fn naming(m: &Value, mut e: ApiError) -> ApiError {
     let uuid = field(m, "uuid");
-    if !e.message.contains(uuid) {
+    if !e.message.contains(&format!("image {uuid}")) && !e.message.contains(&format!("image \"{uuid}\"")) {
         e.message = format!("image {}: {}", title(m), e.message);
     }
     e
