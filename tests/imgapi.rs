@@ -333,6 +333,36 @@ fn two_imports_of_one_image_race_and_it_is_installed_once() {
     assert_eq!(h.imgadm(&["list", "-H", "-o", "uuid"]).ok(), format!("{uuid}\n"));
 }
 
+// imgadm(8) import -q: a progress bar on a terminal (here a pty that
+// `script` makes), none with -q; none when piped (the other tests).
+#[test]
+fn a_progress_bar_is_drawn_on_a_terminal_only() {
+    let Some(h) = TestHost::new() else { return };
+    if Command::new("script").arg("--version").output().is_err() {
+        skip("script (util-linux) is not installed");
+        return;
+    }
+    let server = serve(&h);
+    let on_tty = |uuid: &str, quiet: bool| {
+        let q = if quiet { "-q " } else { "" };
+        let cmd =
+            format!("ZONEVISOR_SOCKET={} {} imgadm import {q}{uuid}", h.socket.display(), bin("zonevisor").display());
+        let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let m = add_image(&h, &server, "bar", "1", 2 << 20, json!({}));
+    server.fault(uuid_of(&m), Fault::Slow(Duration::from_millis(20)));
+    let out = on_tty(uuid_of(&m), false);
+    assert!(out.contains("Downloading [") && out.contains('%'), "a bar: {out:?}");
+    assert!(out.contains(&format!("Imported image {}", uuid_of(&m))), "{out:?}");
+    let m = add_image(&h, &server, "nobar", "1", 2 << 20, json!({}));
+    server.fault(uuid_of(&m), Fault::Slow(Duration::from_millis(20)));
+    let out = on_tty(uuid_of(&m), true);
+    assert!(!out.contains("Downloading ["), "-q: no bar: {out:?}");
+    assert!(out.contains(&format!("Imported image {}", uuid_of(&m))), "{out:?}");
+}
+
 // Faults, each a clear error naming the image with nothing of it
 // installed, and the next import succeeding: an unreachable source, an
 // image or file that is not there (404), a manifest that fails

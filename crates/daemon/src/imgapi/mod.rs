@@ -455,7 +455,7 @@ impl Daemon {
         let n = chain.len();
         say(format!("Must download and install {n} image{} ({})", if n == 1 { "" } else { "s" }, human_size(total)));
         let mut done_before = 0u64;
-        let mut last = Instant::now() - PROGRESS_EVERY;
+        let mut last = (Instant::now() - PROGRESS_EVERY, None);
         for m in chain.iter().rev() {
             let lock = match self.imgapi.locks.try_lock(m.uuid) {
                 Some(l) => l,
@@ -473,8 +473,8 @@ impl Daemon {
             let mut note = |n: Note| match n {
                 Note::Bytes(b) => {
                     let done = done_before + b;
-                    if last.elapsed() >= PROGRESS_EVERY || b == m.size {
-                        last = Instant::now();
+                    if last.1 != Some(done) && (last.0.elapsed() >= PROGRESS_EVERY || b == m.size) {
+                        last = (Instant::now(), Some(done));
                         emit(ImportEvent::Progress { done, total });
                     }
                 }
