@@ -483,7 +483,11 @@ impl Daemon {
             let downloaded = self.download_file(src, m, &mut note).map_err(|e| naming(&m.value, e))?;
             say(format!("Downloaded image {} ({})", m.uuid, human_size(m.size)));
             let installed = self.install_verified(m, downloaded.file, &downloaded.path, Some(&src.url));
-            self.drop_download(m.uuid);
+            match &installed {
+                Ok(_) => self.forget_download(m.uuid),
+                // A failed install may have filled the pool: its space back first.
+                Err(_) => self.drop_download(m.uuid),
+            }
             installed.map_err(|e| naming(&m.value, e))?;
             drop(lock);
             done_before += m.size;
