@@ -429,7 +429,9 @@ impl Daemon {
             None => self.imgapi_sources()?,
         };
         if sources.is_empty() {
-            return Err(ApiError::invalid("imgadm has no configured sources (add one with imgadm sources -a <url>)"));
+            return Err(ApiError::invalid(
+                "imgadm has no configured IMGAPI sources (add one with imgadm sources -a <url>)",
+            ));
         }
         let found = match self.find(&sources, &arg, true) {
             Ok(Some(f)) => f,
