@@ -15,7 +15,7 @@
 //! | `lookup` | `list` and `lookup`: filters, regexes, columns, sorting, output formats, exit codes |
 //! | `lifecycle` | create, start, stop, reboot, kill, delete: messages, streams, states, exit codes |
 //! | `lastexited` | `exit_status` and `exit_timestamp` as init exits |
-//! | `imgadm` | `imgadm` install, import, list, get, show, delete: output, errors, exit codes |
+//! | `imgadm` | `imgadm` install, sources, import, list, get, show, delete: output, errors, exit codes |
 //! | `docker` | `docker: true` and the `docker:*` keys: defaults, the command run, stop |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod imgapi;
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

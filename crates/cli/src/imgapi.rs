@@ -315,42 +315,55 @@ pub fn avail(client: &Client, opts: &ListOpts, io: &mut Io) -> Result<(), CliErr
     Ok(())
 }
 
-/// The progress bar of an import: on stderr, drawn only on a terminal.
-struct Bar(Option<indicatif::ProgressBar>);
+/// The progress bar of an import: on stderr, drawn only on a terminal,
+/// from the first bytes downloaded until the last.
+struct Bar {
+    wanted: bool,
+    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+    /// Everything was downloaded: the bar is gone for good.
+    ended: std::cell::Cell<bool>,
+}
 
 impl Bar {
     /// A bar when `wanted`, else nothing drawn.
     fn new(wanted: bool) -> Bar {
-        if !wanted {
-            return Bar(None);
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {percent:>3}% {bytes:>10} {binary_bytes_per_sec:>12} {eta:>4}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("Downloading");
-        Bar(Some(bar))
+        Bar { wanted, bar: std::cell::RefCell::new(None), ended: std::cell::Cell::new(false) }
     }
 
     /// Prints a line on stdout without tearing the bar.
     fn line(&self, io: &mut Io, text: &str) -> std::io::Result<()> {
-        match &self.0 {
+        match &*self.bar.borrow() {
             Some(bar) => bar.suspend(|| writeln!(io.out, "{text}").and_then(|()| io.out.flush())),
             None => writeln!(io.out, "{text}").and_then(|()| io.out.flush()),
         }
     }
 
     fn progress(&self, done: u64, total: u64) {
-        if let Some(bar) = &self.0 {
-            bar.set_length(total);
-            bar.set_position(done);
+        if !self.wanted || self.ended.get() {
+            return;
+        }
+        let mut slot = self.bar.borrow_mut();
+        let bar = slot.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {percent:>3}% {bytes:>10} {binary_bytes_per_sec:>12} {eta:>4}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message("Downloading");
+            bar
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+            *slot = None;
+            self.ended.set(true);
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = self.bar.borrow_mut().take() {
             bar.finish_and_clear();
         }
     }

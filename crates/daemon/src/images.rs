@@ -356,7 +356,8 @@ impl ImageLocks {
     /// Takes `uuid`'s lock if no one holds it.
     pub(crate) fn try_lock(&self, uuid: ImageUuid) -> Option<ImageLock<'_>> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(uuid).then_some(ImageLock { locks: self, uuid })
+        // Lazily: a lock made and dropped here would free the holder's.
+        held.insert(uuid).then(|| ImageLock { locks: self, uuid })
     }
 }
 
@@ -687,7 +688,7 @@ impl Daemon {
     /// An I/O error while filling an image's dataset, saying so plainly
     /// when the pool is full.
     fn write_error(&self, step: &str, e: std::io::Error) -> ApiError {
-        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+        if is_no_space(&e) {
             ApiError::internal(format!("{step}: pool {} is full", self.pool.name()))
         } else {
             step_error(step, e)
@@ -900,6 +901,26 @@ impl Daemon {
     }
 }
 
+/// Whether `e`, or an I/O error it wraps (the tar crate wraps the one of
+/// the member it was writing), says the file system is out of space or
+/// over its quota.
+fn is_no_space(e: &std::io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// A manifest's `origin`, when it names one.
 fn origin_of(manifest: &Value) -> Option<ImageUuid> {
     manifest.get("origin").and_then(Value::as_str).and_then(|o| o.parse().ok())
@@ -1062,6 +1083,47 @@ mod tests {
         let bytes = b.into_inner().unwrap();
         let _ = extracted(&bytes);
         assert!(!std::path::Path::new("/tmp").join(&marker).exists(), "a member was written through a symlink");
+    }
+
+    #[test]
+    fn a_full_pool_is_found_inside_wrapped_errors() {
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("failed to unpack")
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(is_no_space(&quota));
+        let wrapped = std::io::Error::other(Wrap(std::io::Error::other(Wrap(quota))));
+        assert!(is_no_space(&wrapped), "{wrapped}");
+        assert!(!is_no_space(&std::io::Error::other(Wrap(std::io::Error::from_raw_os_error(libc::EIO)))));
+    }
+
+    #[test]
+    fn image_locks_are_one_holder_at_a_time() {
+        let locks = ImageLocks::default();
+        let (a, b) = (ImageUuid::new_random(), ImageUuid::new_random());
+        let held = locks.lock(a);
+        assert!(locks.try_lock(a).is_none(), "held");
+        assert!(locks.try_lock(a).is_none(), "a refused try leaves the holder's lock alone");
+        let other = locks.try_lock(b).expect("another image is free");
+        drop(held);
+        let again = locks.try_lock(a).expect("free once dropped");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| drop(locks.lock(a)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "lock waits for the holder");
+            drop(again);
+            waiter.join().unwrap();
+        });
+        drop(other);
     }
 
     #[test]

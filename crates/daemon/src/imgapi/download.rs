@@ -116,7 +116,14 @@ impl Daemon {
             attempt += 1;
             match self.fetch(src, m, &mut file, &mut hashes, note) {
                 Ok(()) => {}
-                Err(Short::Fatal(e)) => return Err(e),
+                Err(Short::Fatal(e)) => {
+                    // Nothing worth resuming: leave nothing behind.
+                    if file.metadata().map(|md| md.len()).unwrap_or(0) == 0 {
+                        drop(file);
+                        self.drop_download(m.uuid);
+                    }
+                    return Err(e);
+                }
                 Err(Short::Full(e)) => {
                     drop(file);
                     self.drop_download(m.uuid);
@@ -153,14 +160,25 @@ impl Daemon {
         Ok(Downloaded { file, path })
     }
 
-    /// Removes an image's download dataset (after its install, or when
-    /// what it holds is of no use); a failure is logged.
+    /// Removes an image's download dataset when what it holds is of no
+    /// use (or the pool is full), waiting until its space is free again;
+    /// a failure is logged.
     pub(crate) fn drop_download(&self, uuid: ImageUuid) {
         let name = staging_name(uuid);
         if self.pool.exists(&name) {
             if let Err(e) = self.pool.destroy_and_wait(&name) {
                 tracing::warn!(image = %uuid, error = %crate::chain(&e), "cannot remove an image's download dataset");
             }
+        }
+    }
+
+    /// Removes an image's download dataset once the image is installed
+    /// (the file system frees its space in the background); a failure is
+    /// logged.
+    pub(crate) fn forget_download(&self, uuid: ImageUuid) {
+        let name = staging_name(uuid);
+        if let Err(e) = self.pool.destroy(&name) {
+            tracing::warn!(image = %uuid, error = %crate::chain(&e), "cannot remove an image's download dataset");
         }
     }
 

@@ -200,7 +200,7 @@ fn joined(errs: &[SourceError]) -> String {
 /// when it does not already.
 fn naming(m: &Value, mut e: ApiError) -> ApiError {
     let uuid = field(m, "uuid");
-    if !e.message.contains(uuid) {
+    if !e.message.contains(&format!("image {uuid}")) && !e.message.contains(&format!("image \"{uuid}\"")) {
         e.message = format!("image {}: {}", title(m), e.message);
     }
     e
@@ -429,7 +429,9 @@ impl Daemon {
             None => self.imgapi_sources()?,
         };
         if sources.is_empty() {
-            return Err(ApiError::invalid("imgadm has no configured sources (add one with imgadm sources -a <url>)"));
+            return Err(ApiError::invalid(
+                "imgadm has no configured IMGAPI sources (add one with imgadm sources -a <url>)",
+            ));
         }
         let found = match self.find(&sources, &arg, true) {
             Ok(Some(f)) => f,
@@ -455,7 +457,7 @@ impl Daemon {
         let n = chain.len();
         say(format!("Must download and install {n} image{} ({})", if n == 1 { "" } else { "s" }, human_size(total)));
         let mut done_before = 0u64;
-        let mut last = Instant::now() - PROGRESS_EVERY;
+        let mut last = (Instant::now() - PROGRESS_EVERY, None);
         for m in chain.iter().rev() {
             let lock = match self.imgapi.locks.try_lock(m.uuid) {
                 Some(l) => l,
@@ -473,8 +475,8 @@ impl Daemon {
             let mut note = |n: Note| match n {
                 Note::Bytes(b) => {
                     let done = done_before + b;
-                    if last.elapsed() >= PROGRESS_EVERY || b == m.size {
-                        last = Instant::now();
+                    if last.1 != Some(done) && (last.0.elapsed() >= PROGRESS_EVERY || b == m.size) {
+                        last = (Instant::now(), Some(done));
                         emit(ImportEvent::Progress { done, total });
                     }
                 }
@@ -483,7 +485,11 @@ impl Daemon {
             let downloaded = self.download_file(src, m, &mut note).map_err(|e| naming(&m.value, e))?;
             say(format!("Downloaded image {} ({})", m.uuid, human_size(m.size)));
             let installed = self.install_verified(m, downloaded.file, &downloaded.path, Some(&src.url));
-            self.drop_download(m.uuid);
+            match &installed {
+                Ok(_) => self.forget_download(m.uuid),
+                // A failed install may have filled the pool: its space back first.
+                Err(_) => self.drop_download(m.uuid),
+            }
             installed.map_err(|e| naming(&m.value, e))?;
             drop(lock);
             done_before += m.size;
