@@ -29,6 +29,9 @@
 //! - `statfs`: the monitor's answers to `statfs(2)` (paths that leave the
 //!   zone, descriptors from outside, bad pointers, a swapped path, a
 //!   flood) and its resizing of `/tmp` (replaced by a symlink).
+//! - `snapshots`: a zone's snapshots (and a neighbour's) out of its sight
+//!   and reach, lofs sources naming them, a forged copy of what a
+//!   rollback restores.
 
 mod common;
 
@@ -52,6 +55,8 @@ mod pool;
 mod probe;
 #[path = "escape/qemu.rs"]
 mod qemu;
+#[path = "escape/snapshots.rs"]
+mod snapshots;
 #[path = "escape/statfs.rs"]
 mod statfs;
 #[path = "escape/syscalls.rs"]
