@@ -607,6 +607,11 @@ impl Backend for BtrfsBackend {
         Ok(())
     }
 
+    fn commit(&self, path: &Path) -> Result<()> {
+        let dir = open_dir(path).map_err(|e| PoolError::io("open", path, e))?;
+        sys::fs_sync(&dir).map_err(|e| PoolError::io("sync", path, e))
+    }
+
     fn snapshot_info(&self, path: &Path) -> Result<(u64, std::time::SystemTime)> {
         let subvol = open_subvol(path)?;
         let info = sys::subvol_info(&subvol).map_err(|e| PoolError::io("read subvolume info", path, e))?;

@@ -177,6 +177,12 @@ pub(crate) trait Backend: Send + Sync {
     fn clone_snapshot(&self, _path: &Path, _snapshot: &Path, _target: &Path) -> Result<()> {
         Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "roll datasets back" })
     }
+    /// Commits what was done on the filesystem of `path` and wakes its
+    /// cleaner, so that the space of what was destroyed frees now rather
+    /// than at the next periodic commit (btrfs: up to 30 s away).
+    fn commit(&self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
     /// The snapshot at `path`: a number that grows with each snapshot made
     /// in the pool (their order), and when it was made.
     fn snapshot_info(&self, _path: &Path) -> Result<(u64, std::time::SystemTime)> {

@@ -191,12 +191,13 @@ impl Pool {
         Ok(snaps)
     }
 
-    /// Destroys snapshot `snap` of dataset `name`, and returns once the
-    /// blocks only it held are free (no longer charged to the dataset's
-    /// quota once the filesystem commits, within seconds). Absent is success.
+    /// Destroys snapshot `snap` of dataset `name`; the blocks only it held
+    /// are freed in the background, starting now (no longer charged to
+    /// the dataset's quota within a second or two). Absent is success.
     pub fn destroy_snapshot(&self, name: &str, snap: &str) -> Result<()> {
         let path = self.snapshot_path(name, snap)?;
-        self.backend.destroy_and_wait(&path)?;
+        self.backend.destroy(&path)?;
+        self.backend.commit(&self.mountpoint)?;
         remove_if_empty(&self.snapshots_dir(name));
         Ok(())
     }
