@@ -263,3 +263,35 @@ fn a_rollback_the_daemon_died_in_is_finished_at_its_next_start() {
     assert!(!record.exists(), "the rollback was ended");
     assert!(h.log().contains("finished an interrupted rollback"), "{}", h.log());
 }
+
+/// KiB used on `/` as `df` in the zone says (the monitor's `statfs(2)`).
+fn df_used_kib(h: &TestHost, uuid: &str) -> u64 {
+    let out = zsh(h, uuid, "df -k / | tail -1");
+    out.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("df: {out}"))
+}
+
+#[test]
+fn a_zones_df_counts_what_its_snapshots_hold_also_after_a_rollback() {
+    let Some(h) = TestHost::new() else { return };
+    let img = h.install(busybox());
+    let uuid = h.create_ok(&json!({"brand": "lx", "image_uuid": img, "quota": 1}));
+    let root = h.pool().join(&uuid).join("root");
+    fallocate(&root.join("big"), 400).unwrap();
+    h.vmadm(&["create-snapshot", &uuid, "s1"]).ok();
+    h.vmadm(&["rollback-snapshot", &uuid, "s1"]).ok();
+    h.wait_state(&uuid, "running", Duration::from_secs(60));
+    // The zone deletes the file: the snapshot still holds its 400 MiB, and
+    // the zone's df says so (they count against its quota).
+    zsh(&h, &uuid, "rm /big && sync");
+    sync_pool(&h);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let used = df_used_kib(&h, &uuid);
+        if used >= 390 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "df in the zone shows {used} KiB used, not the snapshot's 400 MiB");
+        sync_pool(&h);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

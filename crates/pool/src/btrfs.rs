@@ -330,14 +330,22 @@ fn delete_nested(path: &Path) -> Result<()> {
 /// The dataset's level-1 qgroup (see [`dataset_group`]) that subvolume
 /// `id` belongs to, if any.
 fn group_of(fs: &File, id: u64) -> io::Result<Option<u64>> {
+    quota_qgroup(fs, id).map(|q| (q != id).then_some(q))
+}
+
+/// The qgroup that carries the quota of the dataset whose subvolume is
+/// `subvol` (on the file system of `fs`): its dataset's group when it has
+/// snapshots (what they pin is charged there, also after a rollback),
+/// else its own level-0 qgroup (`subvol`).
+pub fn quota_qgroup(fs: impl std::os::fd::AsFd, subvol: u64) -> io::Result<u64> {
     let parents = sys::search_items(
         fs,
         sys::BTRFS_QUOTA_TREE_OBJECTID,
-        id,
+        subvol,
         sys::BTRFS_QGROUP_RELATION_KEY,
         dataset_group(0)..=dataset_group((1 << 48) - 1),
     )?;
-    Ok(parents.into_iter().map(|(parent, _)| parent).find(|&p| p != DATASETS_QGROUP))
+    Ok(parents.into_iter().map(|(parent, _)| parent).find(|&p| p != DATASETS_QGROUP).unwrap_or(subvol))
 }
 
 /// The limit item of qgroup `qgroup`: (flags, max_rfer, max_excl).

@@ -39,9 +39,11 @@ pub use volume::check_volume_name;
 
 /// Reading a btrfs file system's trees, for what outside the pool needs to
 /// know of a dataset (the zone's monitor answers `statfs(2)` with its
-/// qgroup): the subvolume holding a descriptor, one item of a tree, and
-/// the little-endian numbers in it.
+/// qgroup): the subvolume holding a descriptor, the qgroup that carries
+/// its dataset's quota, one item of a tree, and the little-endian numbers
+/// in it.
 pub mod btrfs_tree {
+    pub use crate::btrfs::quota_qgroup;
     pub use crate::sys::{le_u64, search_item, subvol_id};
 }
 
