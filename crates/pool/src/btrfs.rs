@@ -615,6 +615,34 @@ impl Backend for BtrfsBackend {
         Ok(())
     }
 
+    fn subvol_uuids(&self, path: &Path) -> Result<([u8; 16], [u8; 16])> {
+        let subvol = open_subvol(path)?;
+        let info = sys::subvol_info(&subvol).map_err(|e| PoolError::io("read subvolume info", path, e))?;
+        Ok((info.uuid, info.received_uuid))
+    }
+
+    fn join_group(&self, dataset: &Path, member: &Path) -> Result<()> {
+        let live = open_subvol(dataset)?;
+        let group = self.ensure_group(&live, dataset)?;
+        let m = open_subvol(member)?;
+        let err = |op| move |e| PoolError::io(op, member, e);
+        let id = sys::subvol_id(&m).map_err(err("read subvolume id"))?;
+        let mut rescan = false;
+        for parent in [DATASETS_QGROUP, group] {
+            let already =
+                sys::search_item(&m, sys::BTRFS_QUOTA_TREE_OBJECTID, id, sys::BTRFS_QGROUP_RELATION_KEY, parent)
+                    .map_err(err("read qgroup relations"))?
+                    .is_some();
+            if !already {
+                rescan |= sys::qgroup_assign(&m, true, id, parent).map_err(err("join the dataset's qgroups"))?;
+            }
+        }
+        if rescan {
+            rescan_if_inconsistent(&m, member);
+        }
+        Ok(())
+    }
+
     fn commit(&self, path: &Path) -> Result<()> {
         let dir = open_dir(path).map_err(|e| PoolError::io("open", path, e))?;
         sys::fs_sync(&dir).map_err(|e| PoolError::io("sync", path, e))

@@ -202,9 +202,11 @@ impl Pool {
         Ok(())
     }
 
-    /// Destroys every snapshot of `name` and what an interrupted rollback
-    /// of it left (a dataset being destroyed takes them along).
+    /// Destroys every snapshot of `name`, what an interrupted rollback of
+    /// it left and what a receive into it staged (a dataset being
+    /// destroyed takes them along).
     pub(crate) fn destroy_snapshots_of(&self, name: &str) -> Result<()> {
+        self.abandon_receive(name)?;
         if let Some(record) = self.rollback_record(name)? {
             self.backend.destroy(&record.new_path())?;
             self.backend.destroy(&record.old_path())?;
