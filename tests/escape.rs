@@ -32,6 +32,8 @@
 //! - `snapshots`: a zone's snapshots (and a neighbour's) out of its sight
 //!   and reach, lofs sources naming them, a forged copy of what a
 //!   rollback restores.
+//! - `transfer`: `vmadm receive` of crafted streams reaching for another
+//!   instance's data (a clone or a snapshot of its dataset by UUID).
 
 mod common;
 
@@ -61,3 +63,5 @@ mod snapshots;
 mod statfs;
 #[path = "escape/syscalls.rs"]
 mod syscalls;
+#[path = "escape/transfer.rs"]
+mod transfer;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod openapi;
 pub mod routes;
+pub mod stream;
 pub mod types;
 
 pub use client::{Client, ClientError};

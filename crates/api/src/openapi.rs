@@ -196,6 +196,22 @@ fn rollback_snapshot() {}
     responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 fn delete_snapshot() {}
 
+/// `vmadm send`: the VM as a send stream (see `zonevisor_api::stream`),
+/// chunked; an error after the stream started ends it with an `E` frame.
+#[utoipa::path(get, path = "/v1/vms/{uuid}/send",
+    params(("uuid" = String, Path), ("base" = Option<String>, Query, description = "Send only what changed after this snapshot")),
+    responses((status = 200, description = "The send stream", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 404, body = ApiError)))]
+fn send_vm() {}
+
+/// `vmadm receive`: the request's body is a send stream, streamed (any
+/// length; cut off after 120 s without data).
+#[utoipa::path(post, path = "/v1/vms/receive",
+    request_body(content = Vec<u8>, description = "A send stream", content_type = "application/octet-stream"),
+    responses((status = 200, description = "The received VM", body = Changed), (status = 400, body = ApiError),
+              (status = 409, description = "The VM exists (a whole stream), or its copy is running or lacks the base", body = ApiError)))]
+fn receive_vm() {}
+
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
@@ -240,7 +256,9 @@ fn delete_snapshot() {}
         list_snapshots,
         create_snapshot,
         rollback_snapshot,
-        delete_snapshot
+        delete_snapshot,
+        send_vm,
+        receive_vm
     ),
     components(schemas(
         ApiError,
@@ -353,6 +371,8 @@ mod tests {
             routes::VM_SNAPSHOTS,
             routes::VM_SNAPSHOT,
             routes::VM_SNAPSHOT_ROLLBACK,
+            routes::VM_SEND,
+            routes::VMS_RECEIVE,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

@@ -69,6 +69,12 @@ pub const VM_SNAPSHOT: &str = "/v1/vms/{uuid}/snapshots/{name}";
 /// `POST`: roll a VM back to a snapshot (a running VM is stopped and started again).
 pub const VM_SNAPSHOT_ROLLBACK: &str = "/v1/vms/{uuid}/snapshots/{name}/rollback";
 
+/// `GET`: the VM as a send stream (`application/octet-stream`, chunked;
+/// see [`crate::stream`]); `?base=<snapshot>` for an incremental one.
+pub const VM_SEND: &str = "/v1/vms/{uuid}/send";
+/// `POST`: receive a send stream (the request's body, streamed; chunked).
+pub const VMS_RECEIVE: &str = "/v1/vms/receive";
+
 /// Fills `{name}` in a route.
 pub fn with_name(route: &str, name: &str) -> String {
     route.replace("{name}", name)

@@ -127,6 +127,17 @@ where
 {
     let handled = async move {
         let (parts, body) = req.into_parts();
+        // A stream's upload (vmadm receive) is its handler's to read, as it comes.
+        if request::streams_body(parts.method.as_str(), parts.uri.path()) {
+            return match request::decode(parts.method.as_str(), parts.uri.path(), parts.uri.query(), &[]) {
+                Ok(ApiRequest::ReceiveVm(upload)) => {
+                    upload.attach(body);
+                    run(ApiRequest::ReceiveVm(upload)).await
+                }
+                Ok(other) => run(other).await,
+                Err(e) => rejected(&e),
+            };
+        }
         let bytes = match read_body(body).await {
             Ok(b) => b,
             Err(e) => return rejected(&e),
@@ -369,7 +380,116 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::DeleteSnapshot { uuid, name } => {
             blocking(d, move |d| d.delete_snapshot(&uuid.to_string(), &name).map(done)).await.into_response()
         }
+        ApiRequest::SendVm { uuid, base } => send(d, uuid, base).await,
+        ApiRequest::ReceiveVm(upload) => receive(d, upload).await,
     }
+}
+
+/// How long a `vmadm receive` client may send nothing before it is cut off.
+pub const RECEIVE_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// What the send stream is handed over in (bytes gathered on the blocking side).
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// `GET /v1/vms/{uuid}/send`: an error before the stream starts is an
+/// ordinary answer; then the stream is a chunked body fed from the
+/// blocking pool, ending with an `E` frame if the send fails midway.
+async fn send(d: D, uuid: InstanceUuid, base: Option<String>) -> Response {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    tokio::task::spawn_blocking(move || {
+        let plan = match d.prepare_send(&uuid.to_string(), base.as_deref()) {
+            Ok(plan) => {
+                let _ = ready_tx.send(Ok(()));
+                plan
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut pending: Vec<u8> = Vec::with_capacity(SEND_CHUNK);
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone");
+        let mut out = |b: &[u8]| -> io::Result<()> {
+            pending.extend_from_slice(b);
+            if pending.len() >= SEND_CHUNK {
+                let chunk = Bytes::from(std::mem::replace(&mut pending, Vec::with_capacity(SEND_CHUNK)));
+                tx.blocking_send(chunk).map_err(|_| gone())?;
+            }
+            Ok(())
+        };
+        let sent = plan.run(&mut out);
+        if !pending.is_empty() {
+            let _ = tx.blocking_send(Bytes::from(pending));
+        }
+        match sent {
+            Ok(bytes) => tracing::info!(vm = %uuid, bytes, "sent VM"),
+            Err(e) => tracing::warn!(vm = %uuid, error = %e.message, "send failed"),
+        }
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<Bytes, io::Error>(b), rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Ok(Err(e)) => Answer::<Done>(Err(e)).into_response(),
+        Err(_) => Answer::<Done>(Err(ApiError::internal("the send panicked"))).into_response(),
+    }
+}
+
+/// The upload's chunks, as the blocking receive reads them.
+struct Uploaded {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl io::Read for Uploaded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// `POST /v1/vms/receive`: the body is read as it comes (bounded by
+/// [`RECEIVE_STALL_TIMEOUT`] between chunks, not by [`MAX_BODY`]) and
+/// handed to the blocking receive; its answer comes once it is done.
+async fn receive(d: D, upload: request::Upload) -> Response {
+    let Some(mut body) = upload.take() else {
+        return Answer::<Done>(Err(ApiError::invalid("the send stream is missing"))).into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+    tokio::spawn(async move {
+        loop {
+            let next = match tokio::time::timeout(RECEIVE_STALL_TIMEOUT, body.frame()).await {
+                Err(_) => Some(Err(format!("the client sent nothing for {} s", RECEIVE_STALL_TIMEOUT.as_secs()))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some(Err(format!("reading the request body: {e}"))),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some(Ok(data)),
+                    Err(_) => continue,
+                },
+            };
+            let Some(item) = next else { break };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut reader = Uploaded { rx, current: Bytes::new() };
+    blocking(d, move |d| d.receive_vm(&mut reader)).await.into_response()
 }
 
 fn psi_line(l: cgroup::PsiLine) -> PsiLine {
