@@ -132,7 +132,11 @@ where
             return match request::decode(parts.method.as_str(), parts.uri.path(), parts.uri.query(), &[]) {
                 Ok(ApiRequest::ReceiveVm(upload)) => {
                     upload.attach(body);
-                    run(ApiRequest::ReceiveVm(upload)).await
+                    let answered = run(ApiRequest::ReceiveVm(upload.clone())).await;
+                    // What the handler left unread goes now, so the
+                    // connection can end.
+                    drop(upload.take());
+                    answered
                 }
                 Ok(other) => run(other).await,
                 Err(e) => rejected(&e),
@@ -472,7 +476,12 @@ async fn receive(d: D, upload: request::Upload) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
     tokio::spawn(async move {
         loop {
-            let next = match tokio::time::timeout(RECEIVE_STALL_TIMEOUT, body.frame()).await {
+            let frame = tokio::select! {
+                f = tokio::time::timeout(RECEIVE_STALL_TIMEOUT, body.frame()) => f,
+                // The receive is over (it failed early): the rest is not read.
+                () = tx.closed() => break,
+            };
+            let next = match frame {
                 Err(_) => Some(Err(format!("the client sent nothing for {} s", RECEIVE_STALL_TIMEOUT.as_secs()))),
                 Ok(None) => None,
                 Ok(Some(Err(e))) => Some(Err(format!("reading the request body: {e}"))),
@@ -762,6 +771,37 @@ mod tests {
         // Half a body, then the client is gone.
         let e = exchange(b"POST /v1/vms HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}");
         assert!(e.ended && e.decoded.is_empty());
+    }
+
+    #[test]
+    fn a_receive_body_is_streamed_to_its_handler_past_the_body_bounds() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A chunked body larger than MAX_BODY: the handler reads it all.
+        let mut raw = b"POST /v1/vms/receive HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let chunks = MAX_BODY / 65536 + 3;
+        for _ in 0..chunks {
+            raw.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+            raw.extend(std::iter::repeat_n(b'x', 65536));
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let run = |r: ApiRequest| async move {
+            let ApiRequest::ReceiveVm(upload) = r else { panic!("{r:?}") };
+            let mut body = upload.take().expect("the body is attached");
+            let mut n = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                n += frame.into_data().map_or(0, |d| d.len());
+            }
+            Answer::<Done>(Ok(done(format!("read {n}")))).into_response()
+        };
+        let (response, ended) = rt.block_on(exchange_with(&raw, run));
+        let response = String::from_utf8_lossy(&response);
+        assert!(ended, "{response}");
+        assert!(response.contains(&format!("read {}", chunks * 65536)), "{response}");
+        // A handler that answers without reading it all still ends the exchange.
+        let e = exchange(&raw);
+        assert!(e.ended && text(&e).starts_with("HTTP/1.1 200 "), "{}", text(&e));
+        assert!(matches!(e.decoded.as_slice(), [ApiRequest::ReceiveVm(_)]));
     }
 
     #[test]
