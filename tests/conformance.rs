@@ -16,6 +16,7 @@
 //! | `lifecycle` | create, start, stop, reboot, kill, delete: messages, streams, states, exit codes |
 //! | `lastexited` | `exit_status` and `exit_timestamp` as init exits |
 //! | `imgadm` | `imgadm` install, import, list, get, show, delete: output, errors, exit codes |
+//! | `transfer` | `send` and `receive`: the VM that comes back, messages, errors |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -41,6 +42,8 @@ mod lifecycle;
 mod lookup;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/transfer.rs"]
+mod transfer;
 #[path = "conformance/update.rs"]
 mod update;
 #[path = "conformance/validate.rs"]

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::PoolError;
 pub use snapshot::{check_snapshot_name, PendingRollback, RollbackOutcome, SnapshotInfo};
-pub use transfer::{SectionReceiver, SnapshotIdentity};
+pub use transfer::{Received, SectionReceiver, SnapshotIdentity};
 pub use volume::check_volume_name;
 
 /// Reading a btrfs file system's trees, for what outside the pool needs to

@@ -26,6 +26,19 @@ use crate::{check_name, check_snapshot_name, private, Pool, PoolError, Result};
 /// The directory of receives in progress.
 pub(crate) const RECEIVE_DIR: &str = ".receive";
 
+/// A subvolume a receive staged, and what it becomes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Its name in the staging directory (the snapshot's name on the
+    /// sending side).
+    pub staged: String,
+    /// The snapshot of the dataset it becomes.
+    pub snapshot: String,
+    /// When it was taken on the sending side (its subvolume here was made
+    /// by the receive); `None`: when it was received.
+    pub created: Option<std::time::SystemTime>,
+}
+
 /// How a snapshot is known to btrfs send and receive: the UUID a stream
 /// sent from it names (the UUID it was itself received from, if any,
 /// else its own), and the UUIDs by which an incremental stream may name
@@ -267,11 +280,12 @@ impl Pool {
     }
 
     /// Makes what was received into `name` its own: each staged subvolume
-    /// in `moves` (staged name, snapshot name) becomes a snapshot of it
-    /// (read-only, counted against its quota, a member of the pool's
-    /// datasets), and, when `name` is no dataset yet, the dataset becomes a
-    /// writable copy of the last one. What is left staged is destroyed.
-    pub fn commit_receive(&self, name: &str, moves: &[(String, String)]) -> Result<()> {
+    /// in `moves` becomes a snapshot of it (read-only, counted against its
+    /// quota, a member of the pool's datasets, dated when it was taken
+    /// where it came from), and, when `name` is no dataset yet, the dataset
+    /// becomes a writable copy of the last one. What is left staged is
+    /// destroyed.
+    pub fn commit_receive(&self, name: &str, moves: &[Received]) -> Result<()> {
         check_name(name)?;
         let staging = self.receive_dir(name);
         let snapdir = self.mountpoint.join(SNAPSHOTS_DIR).join(name);
@@ -283,7 +297,10 @@ impl Pool {
             }
         }
         let mut placed = Vec::new();
-        for (staged, snap) in moves {
+        let times: Vec<(String, std::time::SystemTime)> =
+            moves.iter().filter_map(|m| m.created.map(|t| (m.snapshot.clone(), t))).collect();
+        self.record_created(name, &times)?;
+        for Received { staged, snapshot: snap, .. } in moves {
             check_snapshot_name(staged)?;
             let target = self.snapshot_path(name, snap)?;
             let from = staging.join(staged);

@@ -8,7 +8,12 @@ mod common;
 use std::fs;
 
 use common::*;
-use zonevisor_pool::{Pool, PoolError};
+use zonevisor_pool::{Pool, PoolError, Received};
+
+/// `(staged, snapshot)` moves, dated as received.
+fn moves(names: &[&str]) -> Vec<Received> {
+    names.iter().map(|n| Received { staged: n.to_string(), snapshot: n.to_string(), created: None }).collect()
+}
 
 /// The btrfs send stream of `snap` of `name` (from `parent`).
 fn stream(p: &Pool, name: &str, snap: &str, parent: Option<&str>) -> Vec<u8> {
@@ -48,7 +53,11 @@ fn snapshots_go_from_one_pool_to_another_whole_then_incrementally() {
     receive(&b.pool, "vm", "s2", Some("s1"), &stream(&a.pool, "vm", "s2", Some("s1"))).unwrap();
     assert!(b.pool.list().unwrap().is_empty(), "nothing is visible before the commit");
     assert!(b.pool.list_snapshots("vm").unwrap().is_empty());
-    b.pool.commit_receive("vm", &[("s1".into(), "s1".into()), ("s2".into(), "s2".into())]).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_000_000);
+    let mut m = moves(&["s1", "s2"]);
+    m[0].created = Some(when);
+    b.pool.commit_receive("vm", &m).unwrap();
+    assert_eq!(b.pool.list_snapshots("vm").unwrap()[0].created, when, "dated as taken where it came from");
 
     let got = b.pool.dataset_path("vm");
     assert_eq!(fs::read_to_string(got.join("note")).unwrap(), "second");
@@ -69,12 +78,17 @@ fn snapshots_go_from_one_pool_to_another_whole_then_incrementally() {
     a.pool.snapshot("vm", "s3").unwrap();
     b.pool.begin_receive("vm").unwrap();
     receive(&b.pool, "vm", "s3", Some("s2"), &stream(&a.pool, "vm", "s3", Some("s2"))).unwrap();
-    b.pool.commit_receive("vm", &[("s3".into(), "s3".into())]).unwrap();
+    b.pool.commit_receive("vm", &moves(&["s3"])).unwrap();
     let s3 = b.pool.snapshot_path("vm", "s3").unwrap();
     assert_eq!(fs::read_to_string(s3.join("note")).unwrap(), "third");
     assert_eq!(fs::read_to_string(got.join("note")).unwrap(), "written on b", "the dataset itself is the caller's");
+    // A snapshot destroyed and taken again is dated anew.
+    b.pool.destroy_snapshot("vm", "s1").unwrap();
+    b.pool.snapshot("vm", "s1").unwrap();
+    assert_ne!(b.pool.list_snapshots("vm").unwrap().iter().find(|s| s.name == "s1").unwrap().created, when);
     // Its snapshots count with the dataset: destroying it takes them along.
     b.pool.destroy("vm").unwrap();
+    assert!(!b.mountpoint().join(".snapshots/vm").exists());
     assert!(b.pool.list_snapshots("vm").unwrap().is_empty());
 }
 
@@ -118,7 +132,7 @@ fn a_stream_cut_short_or_corrupted_or_aimed_elsewhere_leaves_nothing() {
     // And the next receive succeeds.
     b.pool.abandon_receive("local").unwrap();
     receive(&b.pool, "vm", "s2", Some("s1"), &inc).unwrap();
-    b.pool.commit_receive("vm", &[("s1".into(), "s1".into()), ("s2".into(), "s2".into())]).unwrap();
+    b.pool.commit_receive("vm", &moves(&["s1", "s2"])).unwrap();
     assert_eq!(fs::read_to_string(b.pool.dataset_path("vm").join("x")).unwrap(), "y");
     assert!(b.pool.pending_receives().unwrap().is_empty());
 }

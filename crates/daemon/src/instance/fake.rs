@@ -46,6 +46,8 @@ pub(crate) struct FakeSnapshot {
     /// received from (btrfs's UUID and received UUID).
     pub uuid: String,
     pub received_from: Option<String>,
+    /// When it was taken where it came from (a received one).
+    pub created: Option<std::time::SystemTime>,
     /// The dataset's data ([`State::contents`]).
     pub content: u64,
     /// The files at the dataset's top.
@@ -430,6 +432,7 @@ impl Host for FakeHost {
             order: st.next_order,
             uuid: fake_uuid(),
             received_from: None,
+            created: None,
             content: st.contents.get(name).copied().unwrap_or_default(),
             files: st.files.get(name).cloned().unwrap_or_default(),
         };
@@ -446,7 +449,9 @@ impl Host for FakeHost {
             .flatten()
             .map(|s| zonevisor_pool::SnapshotInfo {
                 name: s.name.clone(),
-                created: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + s.order),
+                created: s
+                    .created
+                    .unwrap_or(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + s.order)),
                 order: s.order,
             })
             .collect())
@@ -591,18 +596,19 @@ impl Host for FakeHost {
         }))
     }
 
-    fn commit_receive(&self, name: &str, moves: &[(String, String)]) -> Result<(), ApiError> {
+    fn commit_receive(&self, name: &str, moves: &[zonevisor_pool::Received]) -> Result<(), ApiError> {
         self.api_step("commit_receive")?;
         let mut st = self.state();
         let staged = st.staged.remove(name).unwrap_or_default();
         let mut last = None;
-        for (from, to) in moves {
+        for m in moves {
             let mut s = staged
                 .iter()
-                .find(|s| &s.name == from)
+                .find(|s| s.name == m.staged)
                 .cloned()
-                .ok_or_else(|| ApiError::internal(format!("commit a receive: nothing staged as {from}")))?;
-            s.name = to.clone();
+                .ok_or_else(|| ApiError::internal(format!("commit a receive: nothing staged as {}", m.staged)))?;
+            s.name = m.snapshot.clone();
+            s.created = m.created;
             last = Some(s.clone());
             st.snapshots.entry(name.to_string()).or_default().push(s);
         }
@@ -689,6 +695,7 @@ impl super::host::Section for FakeSection {
             order,
             uuid: fake_uuid(),
             received_from: Some(s.uuid),
+            created: None,
             content: s.content,
             files: s.files,
         };

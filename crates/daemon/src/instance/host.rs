@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zonevisor_api::ApiError;
-use zonevisor_pool::{PendingRollback, Pool, PoolError, RollbackOutcome, SnapshotInfo};
+use zonevisor_pool::{PendingRollback, Pool, PoolError, Received, RollbackOutcome, SnapshotInfo};
 use zonevisor_zone::cgroup::Stats;
 use zonevisor_zone::control::{ControlError, MonitorClient, MonitorStatus};
 use zonevisor_zone::{ExitRecord, Launched, Limits, QemuSpec, ZoneSpec};
@@ -177,9 +177,9 @@ pub(crate) trait Host: Send + Sync {
     /// Receives one btrfs stream into `name`'s staging: snapshot `snap`,
     /// whole or (with `parent`) from `name`'s snapshot `parent`.
     fn receive_section(&self, name: &str, snap: &str, parent: Option<&str>) -> Result<Box<dyn Section>, ApiError>;
-    /// Makes what was staged for `name` its snapshots ((staged, snapshot)
-    /// pairs), and the dataset a copy of the last when there is none.
-    fn commit_receive(&self, name: &str, moves: &[(String, String)]) -> Result<(), ApiError>;
+    /// Makes what was staged for `name` its snapshots, and the dataset a
+    /// copy of the last when there is none.
+    fn commit_receive(&self, name: &str, moves: &[Received]) -> Result<(), ApiError>;
     /// Destroys what a receive into `name` staged.
     fn abandon_receive(&self, name: &str) -> Result<(), ApiError>;
     /// The datasets with a receive staged.
@@ -510,7 +510,7 @@ impl Host for RealHost {
         }
     }
 
-    fn commit_receive(&self, name: &str, moves: &[(String, String)]) -> Result<(), ApiError> {
+    fn commit_receive(&self, name: &str, moves: &[Received]) -> Result<(), ApiError> {
         self.pool.commit_receive(name, moves).map_err(|e| self.pool_error("commit a receive", e))
     }
 

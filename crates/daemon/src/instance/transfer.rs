@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zonevisor_api::stream::{self, kind, SectionEnd, SectionHeader, StreamHeader};
 use zonevisor_api::{ApiError, Changed, InstanceUuid, Snapshot, ValidationErrors};
+use zonevisor_pool::Received;
 
 use super::driver::driver_of;
 use super::host::Section;
@@ -397,14 +398,14 @@ impl Daemon {
     }
 
     /// Receives every section of the stream into `dataset`'s staging;
-    /// returns the (staged, snapshot) moves to commit once the digest
-    /// matched.
+    /// returns what to commit once the digest matched: each snapshot, dated
+    /// as the header says it was taken.
     fn receive_sections(
         &self,
         dataset: &str,
         header: &StreamHeader,
         r: &mut Reader,
-    ) -> Result<Vec<(String, String)>, ApiError> {
+    ) -> Result<Vec<Received>, ApiError> {
         let total = header.sections as usize;
         if total == 0 {
             return Err(ApiError::invalid("the send stream is corrupted: no sections"));
@@ -454,7 +455,15 @@ impl Daemon {
             sink.finish()?;
         }
         r.end()?;
-        Ok(sections.into_iter().map(|s| (s.snapshot.clone(), s.snapshot)).collect())
+        let created = |snapshot: &str| {
+            let name = snapshot.strip_prefix(PREFIX)?;
+            let s = header.snapshots.iter().find(|s| s.name == name)?;
+            humantime::parse_rfc3339_weak(&s.created_at).ok()
+        };
+        Ok(sections
+            .into_iter()
+            .map(|s| Received { staged: s.snapshot.clone(), created: created(&s.snapshot), snapshot: s.snapshot })
+            .collect())
     }
 
     /// A whole stream: a new instance, created as `vmadm create` would
@@ -521,7 +530,7 @@ impl Daemon {
         let result = (|| {
             let moves = self.receive_sections(&name, &header, r)?;
             self.host.commit_receive(&name, &moves)?;
-            let temp = moves.last().map(|(_, s)| s.clone()).unwrap_or_default();
+            let temp = moves.last().map(|m| m.snapshot.clone()).unwrap_or_default();
             self.host.destroy_snapshot(&name, &temp)?;
             let spec = InstanceSpec::from_vm(&vm)?;
             if let (Some(q), true) = (spec.quota_bytes, self.host.quotas()) {
@@ -598,7 +607,7 @@ impl Daemon {
             }
         };
         // The copy becomes the sender's state: a rollback to it.
-        let temp = moves.last().map(|(_, s)| s.clone()).unwrap_or_default();
+        let temp = moves.last().map(|m| m.snapshot.clone()).unwrap_or_default();
         self.host.rollback_dataset(&dataset, &temp)?;
         let set: Vec<(&str, Value)> =
             ROLLED_FORWARD.iter().filter_map(|k| header.vm.get(*k).map(|v| (*k, v.clone()))).collect();
