@@ -17,6 +17,7 @@
 //! | `lastexited` | `exit_status` and `exit_timestamp` as init exits |
 //! | `imgadm` | `imgadm` install, sources, import, list, get, show, delete: output, errors, exit codes |
 //! | `docker` | `docker: true` and the `docker:*` keys: defaults, the command run, stop |
+//! | `transfer` | `send` and `receive`: the VM that comes back, messages, errors |
 //!
 //! Where zonevisor deliberately differs from SmartOS, the test asserts
 //! zonevisor's behaviour and a comment names the difference. Cases that
@@ -44,6 +45,8 @@ mod lifecycle;
 mod lookup;
 #[path = "conformance/support.rs"]
 mod support;
+#[path = "conformance/transfer.rs"]
+mod transfer;
 #[path = "conformance/update.rs"]
 mod update;
 #[path = "conformance/validate.rs"]

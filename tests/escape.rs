@@ -35,6 +35,11 @@
 //!   symlinks out and files written through them, `../` names, hard
 //!   links to host files, whiteouts of `../x`; a docker zone's
 //!   `/etc/passwd` as a FIFO or a symlink out.
+//! - `snapshots`: a zone's snapshots (and a neighbour's) out of its sight
+//!   and reach, lofs sources naming them, a forged copy of what a
+//!   rollback restores.
+//! - `transfer`: `vmadm receive` of crafted streams reaching for another
+//!   instance's data (a clone or a snapshot of its dataset by UUID).
 
 mod common;
 
@@ -64,7 +69,11 @@ mod probe;
 mod qemu;
 #[path = "common/registry.rs"]
 mod registry;
+#[path = "escape/snapshots.rs"]
+mod snapshots;
 #[path = "escape/statfs.rs"]
 mod statfs;
 #[path = "escape/syscalls.rs"]
 mod syscalls;
+#[path = "escape/transfer.rs"]
+mod transfer;

@@ -183,7 +183,6 @@ fn snapshots(vm: &Value) -> Vec<String> {
 // "create/delete snapshot ... should update last_modified", "take snapshot
 // of stopped joyent-minimal VM", "modify tags and rollback".
 #[test]
-#[ignore = "pending issue 12: snapshots (create-snapshot, rollback-snapshot, delete-snapshot)"]
 fn lifecycle_snapshots_create_rollback_delete() {
     let Some((h, img)) = host() else { return };
     let uuid = create(&h, &lx(&img, json!({"alias": "snapshots"})));
@@ -248,6 +247,53 @@ fn lifecycle_snapshots_create_rollback_delete() {
     h.vmadm(&["stop", &uuid]).ok();
     assert_says(&snap("shouldntmount"), &format!("Created snapshot shouldntmount for VM {uuid}"), "stopped");
     assert!(snapshots(&h.get(&uuid)).contains(&"shouldntmount".to_string()));
+}
+
+// test-snapshots.js "create snapshot without vmsnap name and it should not
+// show up" (a snapshot of the dataset made by another tool), "create 50
+// snapshots on joyent-minimal" and "delete 50 snapshots" (20 here), and
+// vmadm.js's usage for the snapshot commands: a missing snapshot name is a
+// usage error (exit 2), an unknown VM or snapshot an error naming it.
+#[test]
+fn lifecycle_snapshots_only_vmsnap_many_and_errors() {
+    let Some((h, img)) = host() else { return };
+    let uuid = create(&h, &lx(&img, json!({"alias": "snapshots2", "autoboot": false})));
+    // A snapshot another tool made is not one of vmadm's.
+    let dir = h.pool().join(".snapshots").join(&uuid);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "snapshot", "-r"])
+        .arg(h.pool().join(&uuid))
+        .arg(dir.join("manual-snapshot"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(snapshots(&h.get(&uuid)).is_empty(), "a snapshot without the vmsnap- prefix shows up");
+
+    let names: Vec<String> = (0..20).map(|i| format!("snap{i:02}")).collect();
+    for n in &names {
+        assert_says(&h.vmadm(&["create-snapshot", &uuid, n]), &format!("Created snapshot {n} for VM {uuid}"), n);
+    }
+    let vm = h.get(&uuid);
+    assert_eq!(snapshots(&vm), names);
+    // Newest first, each with its creation time, as SmartOS lists them.
+    let listed = vm["snapshots"].as_array().unwrap();
+    assert_eq!(listed[0]["name"], "snap19");
+    assert!(listed.iter().all(|s| s["created_at"].as_str().is_some_and(|t| t.ends_with('Z'))), "{vm}");
+    for n in &names {
+        assert_says(&h.vmadm(&["delete-snapshot", &uuid, n]), &format!("Deleted snapshot {n} for VM {uuid}"), n);
+    }
+    assert!(snapshots(&h.get(&uuid)).is_empty());
+
+    let r = h.vmadm(&["create-snapshot", &uuid]);
+    assert_eq!(r.code, 2, "a missing name is a usage error: {}", r.stderr);
+    assert!(r.stderr.contains("Wrong number of parameters to \"create-snapshot\""), "{}", r.stderr);
+    assert_fails_with(&h.vmadm(&["rollback-snapshot", &uuid, "nope"]), 1, "No snapshot named \"nope\"", "rollback");
+    assert_fails_with(&h.vmadm(&["delete-snapshot", &uuid, "nope"]), 1, "No snapshot named \"nope\"", "delete");
+    for verb in ["create-snapshot", "rollback-snapshot", "delete-snapshot"] {
+        assert_fails_with(&h.vmadm(&[verb, BOGUS_UUID, "s1"]), 1, BOGUS_UUID, verb);
+    }
+    assert_fails_with(&h.vmadm(&["create-snapshot", &uuid, "a b"]), 1, "Invalid snapshot name", "bad name");
 }
 
 // test-reboot.js "test force reboot kvm": a forced reboot resets the

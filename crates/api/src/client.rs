@@ -477,6 +477,117 @@ impl Client {
     pub fn pull_image(&self, req: &ImagePullRequest) -> Result<ImagePulled, ClientError> {
         self.call("POST", routes::IMAGES_PULL, Some(req))
     }
+
+    /// `GET /v1/vms/{uuid}/send`: writes the VM's send stream to `out` as
+    /// it comes (incremental from snapshot `base` when given), without an
+    /// `E` frame the daemon may end it with; an error when the daemon
+    /// failed (its message) or the stream did not come whole. Returns the
+    /// bytes written. The client's timeout does not apply.
+    pub fn send_vm(&self, uuid: &str, base: Option<&str>, out: &mut dyn Write) -> Result<u64, ClientError> {
+        let mut path = with_uuid(routes::VM_SEND, uuid);
+        if let Some(b) = base {
+            path.push_str(&format!("?base={}", encode_query(b)));
+        }
+        let stream = self.send("GET", &path, None)?;
+        stream.set_read_timeout(None)?;
+        let mut r = BufReader::new(stream);
+        let head = read_head(&mut r)?;
+        if !(200..300).contains(&head.status) {
+            return Err(error_body(&mut r, &head, "GET", &path));
+        }
+        let mut body: Box<dyn Read> = if head.chunked { Box::new(Chunked::new(r)) } else { Box::new(r) };
+        let mut scanner = crate::stream::Scanner::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pass = Vec::with_capacity(buf.len() + 64);
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(chunk_error(e)),
+            };
+            pass.clear();
+            scanner.feed(&buf[..n], &mut pass).map_err(|e| protocol(&e))?;
+            out.write_all(&pass)?;
+            total += pass.len() as u64;
+        }
+        out.flush()?;
+        if let Some(message) = scanner.error() {
+            return Err(ClientError::Api(Box::new(ApiError::internal(message))));
+        }
+        if !scanner.complete() {
+            return Err(protocol("the send stream ended before its end (zonevisord stopped sending)"));
+        }
+        Ok(total)
+    }
+
+    /// `POST /v1/vms/receive`: streams `input` (a send stream) to the
+    /// daemon as a chunked body, never holding more than a chunk, and
+    /// returns the received VM. The client's timeout does not apply.
+    pub fn receive_vm(&self, input: &mut dyn Read) -> Result<Changed, ClientError> {
+        let path = routes::VMS_RECEIVE;
+        let mut stream = UnixStream::connect(&self.socket)
+            .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: zonevisord\r\nConnection: close\r\nAccept: application/json\r\n\
+             Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes())?;
+        let mut buf = vec![0u8; 1 << 20];
+        // The daemon may answer (an error) before it has read everything:
+        // then writing fails, and its answer says why.
+        let sent: Result<(), std::io::Error> = (|| {
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                stream.write_all(format!("{n:x}\r\n").as_bytes())?;
+                stream.write_all(&buf[..n])?;
+                stream.write_all(b"\r\n")?;
+            }
+            stream.write_all(b"0\r\n\r\n")
+        })();
+        let answer = read_response(BufReader::new(&stream));
+        let resp = match (answer, sent) {
+            (Ok(resp), _) => resp,
+            (Err(_), Err(e)) => return Err(ClientError::Io(e)),
+            (Err(e), Ok(())) => return Err(e),
+        };
+        if (200..300).contains(&resp.status) {
+            serde_json::from_slice(&resp.body).map_err(|e| protocol(&format!("{e} in answer to POST {path}")))
+        } else {
+            Err(match serde_json::from_slice::<ApiError>(&resp.body) {
+                Ok(err) => ClientError::Api(Box::new(err)),
+                Err(_) => {
+                    protocol(&format!("status {} to POST {path}: {}", resp.status, String::from_utf8_lossy(&resp.body)))
+                }
+            })
+        }
+    }
+}
+
+/// The error an answer's body holds (after its head).
+fn error_body<R: BufRead>(r: &mut R, head: &Head, method: &str, path: &str) -> ClientError {
+    let mut body = Vec::new();
+    let read = if head.chunked {
+        Chunked::new(r).read_to_end(&mut body).map(drop)
+    } else if let Some(n) = head.length {
+        body.resize(n, 0);
+        r.read_exact(&mut body)
+    } else {
+        r.read_to_end(&mut body).map(drop)
+    };
+    if let Err(e) = read {
+        return chunk_error(e);
+    }
+    match serde_json::from_slice::<ApiError>(&body) {
+        Ok(err) => ClientError::Api(Box::new(err)),
+        Err(_) => protocol(&format!("status {} to {method} {path}: {}", head.status, String::from_utf8_lossy(&body))),
+    }
 }
 
 /// Percent-encodes a path segment (a snapshot's name may hold `%`; any

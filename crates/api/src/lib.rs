@@ -12,6 +12,7 @@ pub mod ids;
 pub mod openapi;
 pub mod routes;
 pub mod sources;
+pub mod stream;
 pub mod types;
 
 pub use client::{Client, ClientError};

@@ -253,6 +253,22 @@ fn import_image() {}
     responses((status = 200, body = ImageUpdateResult), (status = 404, body = ApiError)))]
 fn update_images() {}
 
+/// `vmadm send`: the VM as a send stream (see `zonevisor_api::stream`),
+/// chunked; an error after the stream started ends it with an `E` frame.
+#[utoipa::path(get, path = "/v1/vms/{uuid}/send",
+    params(("uuid" = String, Path), ("base" = Option<String>, Query, description = "Send only what changed after this snapshot")),
+    responses((status = 200, description = "The send stream", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 404, body = ApiError)))]
+fn send_vm() {}
+
+/// `vmadm receive`: the request's body is a send stream, streamed (any
+/// length; cut off after 120 s without data).
+#[utoipa::path(post, path = "/v1/vms/receive",
+    request_body(content = Vec<u8>, description = "A send stream", content_type = "application/octet-stream"),
+    responses((status = 200, description = "The received VM", body = Changed), (status = 400, body = ApiError),
+              (status = 409, description = "The VM exists (a whole stream), or its copy is running or lacks the base", body = ApiError)))]
+fn receive_vm() {}
+
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
 #[openapi(
@@ -308,7 +324,9 @@ fn update_images() {}
         available_image,
         import_image,
         update_images,
-        pull_image
+        pull_image,
+        send_vm,
+        receive_vm
     ),
     components(schemas(
         ApiError,
@@ -448,6 +466,8 @@ mod tests {
             routes::IMAGES_IMPORT,
             routes::IMAGES_UPDATE,
             routes::IMAGES_PULL,
+            routes::VM_SEND,
+            routes::VMS_RECEIVE,
         ] {
             assert!(doc["paths"].get(r).is_some(), "route {r} missing from the OpenAPI document");
         }

@@ -87,6 +87,12 @@ pub const IMAGES_IMPORT: &str = "/v1/images/import";
 /// `POST`: fetch installed images' manifests again from the sources.
 pub const IMAGES_UPDATE: &str = "/v1/images/update";
 
+/// `GET`: the VM as a send stream (`application/octet-stream`, chunked;
+/// see [`crate::stream`]); `?base=<snapshot>` for an incremental one.
+pub const VM_SEND: &str = "/v1/vms/{uuid}/send";
+/// `POST`: receive a send stream (the request's body, streamed; chunked).
+pub const VMS_RECEIVE: &str = "/v1/vms/receive";
+
 /// Fills `{name}` in a route.
 pub fn with_name(route: &str, name: &str) -> String {
     route.replace("{name}", name)

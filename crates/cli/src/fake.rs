@@ -138,6 +138,7 @@ impl TestIo {
             err: &mut self.err,
             input: &mut input as &mut dyn Read,
             input_is_tty: self.tty,
+            output_is_tty: false,
             socket_env: self.socket_env.clone(),
         };
         crate::run(&argv, &mut io)

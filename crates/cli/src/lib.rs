@@ -66,6 +66,8 @@ pub struct Io<'a> {
     pub input: &'a mut dyn Read,
     /// Whether standard input is a terminal (payload commands refuse it).
     pub input_is_tty: bool,
+    /// Whether standard output is a terminal (`vmadm send` refuses it).
+    pub output_is_tty: bool,
     /// The value of `ZONEVISOR_SOCKET`, if set and not empty.
     pub socket_env: Option<String>,
 }
@@ -380,12 +382,13 @@ pub fn main() -> i32 {
     }
     let stdin = io::stdin();
     let input_is_tty = stdin.is_terminal();
+    let output_is_tty = io::stdout().is_terminal();
     let mut input = stdin.lock();
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut err = io::stderr();
     let socket_env = std::env::var(zonevisor_api::SOCKET_ENV).ok().filter(|s| !s.is_empty());
     let code = {
-        let mut io = Io { out: &mut out, err: &mut err, input: &mut input, input_is_tty, socket_env };
+        let mut io = Io { out: &mut out, err: &mut err, input: &mut input, input_is_tty, output_is_tty, socket_env };
         run(&argv, &mut io)
     };
     match out.flush() {

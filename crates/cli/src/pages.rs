@@ -215,6 +215,25 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         operands: &[Kind::RunningInstance],
     },
     CommandDoc {
+        name: "receive",
+        aliases: &["recv"],
+        usage: &["receive [-f <filename>]"],
+        summary: "Receive a VM that vmadm send wrote, from stdin (or a file), keeping its uuid.",
+        description: &[
+            "Reads a vmadm send stream from stdin (never a terminal) or the file given with -f, streaming it to              zonevisord as it comes, and prints Successfully received VM <uuid> on stderr. A whole stream makes              a new VM with the sender's uuid, configuration, tags, metadata, data (every disk of a VM) and              snapshots, stopped (vmadm start it), with the checks of vmadm create: its image(s) installed here,              its NIC tags here, its addresses free. A uuid that exists here is refused (exit 1). An incremental              stream (vmadm send -i <snapname>) updates a stopped copy received earlier that still has that              snapshot and no newer one: the newer snapshots arrive, and its data, tags, metadata and routes              become the sender's.",
+            "The stream's integrity is checked (framing and a SHA-256 digest at its end) before anything of it              becomes visible: a stream cut short, corrupted or ended by the sender's error fails with the              reason, and leaves nothing behind (no VM, no dataset, no staging); the next receive can succeed.",
+        ],
+        options: &[valued(
+            "file",
+            Some('f'),
+            Some("file"),
+            "FILE",
+            Kind::File,
+            "Read the stream from FILE (- is stdin) instead of stdin.",
+        )],
+        operands: &[],
+    },
+    CommandDoc {
         name: "rollback-snapshot",
         aliases: &[],
         usage: &["rollback-snapshot <uuid> <snapname>"],
@@ -225,6 +244,25 @@ const VMADM_COMMANDS: &[CommandDoc] = &[
         ],
         options: &[],
         operands: &[Kind::Instance, Kind::Any],
+    },
+    CommandDoc {
+        name: "send",
+        aliases: &[],
+        usage: &["send <uuid> [-i <snapname>]"],
+        summary: "Write the VM (configuration, data, snapshots) to stdout, for vmadm receive.",
+        description: &[
+            "Writes the VM as one stream to stdout (never a terminal), which vmadm receive reads on another host:              vmadm send <uuid> | ssh host2 vmadm receive moves it. The stream holds the VM's object (tags and              metadata included), its snapshots and its state when the send began (every disk of a VM at one              instant; a running VM is paused for that instant and keeps running), as btrfs send streams with a              SHA-256 digest at the end. Prints Successfully sent VM <uuid> on stderr. The VM's images are not in              the stream: the receiving host must have them installed.",
+            "With -i <snapname>, the stream holds only what changed after that snapshot (the snapshots after it              and the state): vmadm receive applies it to a copy received earlier that has the snapshot.",
+        ],
+        options: &[valued(
+            "incremental",
+            Some('i'),
+            Some("incremental"),
+            "SNAPNAME",
+            Kind::Any,
+            "Send only what changed after snapshot SNAPNAME, for a receiving copy that has it.",
+        )],
+        operands: &[Kind::Instance],
     },
     CommandDoc {
         name: "start",

@@ -261,6 +261,18 @@ pub enum Command {
         /// The payload's source.
         source: UpdateSource,
     },
+    /// `send <uuid> [-i <snapname>]`.
+    Send {
+        /// The instance.
+        uuid: InstanceUuid,
+        /// `-i`: the snapshot an incremental stream starts after.
+        base: Option<String>,
+    },
+    /// `receive [-f <filename>]`.
+    Receive {
+        /// The stream's file (`None` or `-`: stdin).
+        file: Option<String>,
+    },
     /// `create-snapshot`, `rollback-snapshot` or `delete-snapshot <uuid> <snapname>`.
     Snapshot {
         /// What to do with the snapshot.
@@ -272,7 +284,7 @@ pub enum Command {
     },
 }
 
-/// What a snapshot command does.
+/// What a snapshot command does (see [`Command::Snapshot`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotVerb {
     /// `create-snapshot`.
@@ -293,7 +305,7 @@ pub struct Invocation {
 }
 
 /// SmartOS commands zonevisor does not offer yet.
-const NOT_YET: &[&str] = &["install", "receive", "recv", "reprovision", "send", "sysrq"];
+const NOT_YET: &[&str] = &["install", "reprovision", "sysrq"];
 
 /// Linux signal names (without `SIG`).
 pub const SIGNALS: &[&str] = &[
@@ -581,6 +593,19 @@ pub fn parse_args(argv: &[String]) -> Result<Invocation, CliError> {
             };
             let name = name.clone();
             (p, Command::Snapshot { verb, uuid, name })
+        }
+        "send" => {
+            let p = parse(rest, &opts(cmd))?;
+            let uuid = args::instance_uuid(p.positional.first(), cmd)?;
+            no_more(&p.positional[1..], cmd)?;
+            let base = p.value("incremental").map(str::to_string);
+            (p, Command::Send { uuid, base })
+        }
+        "receive" | "recv" => {
+            let p = parse(rest, &opts("receive"))?;
+            no_more(&p.positional, "receive")?;
+            let file = p.value("file").map(str::to_string);
+            (p, Command::Receive { file })
         }
         other if NOT_YET.contains(&other) => {
             return Err(CliError::failed(format!("\"{other}\" is not supported by zonevisor yet")))
@@ -1097,6 +1122,32 @@ fn execute(inv: Invocation, io: &mut Io) -> Result<(), CliError> {
                 Err(e) => return Err(payload_error(e)),
             }
         }
+        Command::Send { uuid, base } => {
+            if io.output_is_tty {
+                return Err(CliError::failed("Cannot send VM to a TTY."));
+            }
+            client.send_vm(&uuid.to_string(), base.as_deref(), &mut *io.out).map_err(client_err)?;
+            writeln!(io.err, "Successfully sent VM {uuid}")?;
+        }
+        Command::Receive { file } => {
+            let done = match file.as_deref() {
+                None | Some("-") => {
+                    if io.input_is_tty {
+                        return Err(CliError::usage("Will not receive from stdin when stdin is a tty."));
+                    }
+                    client.receive_vm(&mut *io.input)
+                }
+                Some(path) => {
+                    let mut f = std::fs::File::open(path)
+                        .map_err(|e| CliError::failed(format!("Error reading {path}: {e}")))?;
+                    client.receive_vm(&mut f)
+                }
+            }
+            .map_err(payload_error)?;
+            print_warnings(io, &done.warnings)?;
+            let uuid = done.vm.get("uuid").and_then(Value::as_str).unwrap_or("");
+            writeln!(io.err, "Successfully received VM {uuid}")?;
+        }
         Command::Snapshot { verb, uuid, name } => {
             let id = uuid.to_string();
             let message = match verb {
@@ -1248,7 +1299,7 @@ mod tests {
         assert!(usage_err(&["start", U1, "speed=fast"]).contains("Invalid argument to start"));
         assert!(usage_err(&["list", "-x"]).contains("unknown option -x"));
         assert!(usage_err(&["--bogus", "list"]).contains("unknown option --bogus"));
-        match parse_args(&s(&["send", U1])) {
+        match parse_args(&s(&["reprovision", U1])) {
             Err(CliError::Failed { code: 1, message }) => assert!(message.contains("not supported"), "{message}"),
             other => panic!("{other:?}"),
         }
@@ -1648,6 +1699,81 @@ mod tests {
             let e = usage_err(argv);
             assert!(e.contains("Wrong number of parameters") || e.contains("UUID"), "{argv:?}: {e}");
         }
+    }
+
+    /// A send stream: the magic, a header, `frames`, and an end.
+    fn stream_with(frames: &[(u8, &str)], end: bool) -> String {
+        let mut s = String::from("ZVSEND01");
+        for (k, payload) in [(b'H', "{}")].iter().chain(frames) {
+            s.push(*k as char);
+            for b in (payload.len() as u32).to_be_bytes() {
+                s.push(b as char);
+            }
+            s.push_str(payload);
+        }
+        if end {
+            s.push('Z');
+            s.push_str("\0\0\0\x20");
+            s.push_str(&"\0".repeat(32));
+        }
+        s
+    }
+
+    #[test]
+    fn send_streams_to_stdout_and_says_what_went_wrong() {
+        let whole = stream_with(&[(b'D', "data")], true);
+        let failed = stream_with(&[(b'D', "data"), (b'E', "btrfs send failed")], false);
+        let cut = stream_with(&[(b'D', "data")], false);
+        let (w, f, c) = (whole.clone(), failed.clone(), cut.clone());
+        let d = FakeDaemon::start(move |req| {
+            let body = if req.path.contains("base=fails") {
+                f.clone()
+            } else if req.path.contains("base=cut") {
+                c.clone()
+            } else {
+                w.clone()
+            };
+            (200, body)
+        });
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "send", U1]), 0, "{}", t.err());
+        assert_eq!((t.out(), t.err()), (whole, format!("Successfully sent VM {U1}\n")));
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "send", U1, "-i", "fails"]), 1);
+        assert_eq!(t.err(), "vmadm: btrfs send failed\n");
+        assert!(!t.out().contains("btrfs send failed"), "the error frame is not passed on");
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "send", "--incremental", "cut", U1]), 1);
+        assert!(t.err().contains("ended before its end"), "{}", t.err());
+        let seen: Vec<String> = d.seen().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+        assert_eq!(seen[0], format!("GET /v1/vms/{U1}/send"));
+        assert_eq!(seen[1], format!("GET /v1/vms/{U1}/send?base=fails"));
+        assert!(usage_err(&["send"]).contains("UUID"));
+        assert!(usage_err(&["send", U1, "extra"]).contains("extra"));
+    }
+
+    #[test]
+    fn receive_streams_stdin_to_the_daemon() {
+        let d = FakeDaemon::start(|req| {
+            assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/vms/receive"));
+            (200, json!({"vm": {"uuid": U1}, "warnings": []}).to_string())
+        });
+        let mut t = TestIo::for_daemon(&d);
+        t.input = b"ZVSEND01 and more".to_vec();
+        assert_eq!(t.run(&["vmadm", "receive"]), 0, "{}", t.err());
+        assert_eq!(t.err(), format!("Successfully received VM {U1}\n"));
+        let mut t = TestIo::for_daemon(&d);
+        t.tty = true;
+        assert_eq!(t.run(&["vmadm", "recv"]), 2, "not from a terminal");
+        let mut t = TestIo::for_daemon(&d);
+        assert_eq!(t.run(&["vmadm", "receive", "-f", "/nonexistent/stream"]), 1);
+        let d = FakeDaemon::start(|_| {
+            (409, json!({"kind": "Conflict", "message": format!("VM {U1} already exists on this host")}).to_string())
+        });
+        let mut t = TestIo::for_daemon(&d);
+        t.input = vec![0; 100_000];
+        assert_eq!(t.run(&["vmadm", "receive"]), 1);
+        assert_eq!(t.err(), format!("vmadm: VM {U1} already exists on this host\n"));
     }
 
     #[test]

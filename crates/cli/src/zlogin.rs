@@ -376,6 +376,7 @@ mod tests {
                         err: &mut err,
                         input: &mut input,
                         input_is_tty: false,
+                        output_is_tty: false,
                         socket_env: std::env::var(zonevisor_api::SOCKET_ENV).ok(),
                     };
                     crate::run(&argv, &mut io)

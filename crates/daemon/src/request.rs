@@ -35,6 +35,8 @@
 //! | GET | `/v1/sources/check` | [`ApiRequest::CheckSources`] |
 //! | GET | `/v1/sources/images`, `/v1/sources/images/{image}` | [`ApiRequest::AvailableImages`], [`ApiRequest::AvailableImage`] |
 //! | POST | `/v1/images/{import,update}` | [`ApiRequest::ImportImage`], [`ApiRequest::UpdateImages`] |
+//! | GET | `/v1/vms/{uuid}/send` (`?base=`) | [`ApiRequest::SendVm`] (a streamed answer) |
+//! | POST | `/v1/vms/receive` | [`ApiRequest::ReceiveVm`] (a streamed body, not read here: [`streams_body`]) |
 //!
 //! The paths are `zonevisor_api::routes`' (a test checks that every route
 //! there decodes). Path segments are percent-decoded, query strings are
@@ -226,6 +228,50 @@ pub enum ApiRequest {
     UpdateImages(ImageUpdateRequest),
     /// `POST /v1/images/pull`.
     PullImage(ImagePullRequest),
+    /// `GET /v1/vms/{uuid}/send`.
+    SendVm {
+        /// The VM.
+        uuid: InstanceUuid,
+        /// `?base=`: the snapshot an incremental stream starts from.
+        base: Option<String>,
+    },
+    /// `POST /v1/vms/receive`: the body is the stream, left for the handler.
+    ReceiveVm(Upload),
+}
+
+/// A request body left unread, for its handler to stream
+/// (`POST /v1/vms/receive`); the server attaches it after decoding.
+#[derive(Clone, Default)]
+pub struct Upload(std::sync::Arc<std::sync::Mutex<Option<hyper::body::Incoming>>>);
+
+impl Upload {
+    /// Gives the upload its body.
+    pub(crate) fn attach(&self, body: hyper::body::Incoming) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+    }
+
+    /// Takes the body (once).
+    pub(crate) fn take(&self) -> Option<hyper::body::Incoming> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upload")
+    }
+}
+
+impl PartialEq for Upload {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Whether a request's body is the handler's to stream (no bound on its
+/// size or time but a stall's): `POST /v1/vms/receive`.
+pub fn streams_body(method: &str, path: &str) -> bool {
+    method == "POST" && path == routes::VMS_RECEIVE
 }
 
 /// Why a request was not decoded. Each answers with its own status and an
@@ -370,6 +416,8 @@ enum Route {
     ImagesImport,
     ImagesUpdate,
     ImagesPull,
+    VmSend,
+    VmsReceive,
 }
 
 impl Route {
@@ -394,6 +442,8 @@ impl Route {
             Route::SourcesCheck | Route::SourcesImages | Route::SourcesImage => "GET",
             Route::ImagesImport | Route::ImagesUpdate => "POST",
             Route::ImagesPull => "POST",
+            Route::VmSend => "GET",
+            Route::VmsReceive => "POST",
         }
     }
 }
@@ -409,6 +459,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
         ["validate"] => (Route::Validate, None),
         ["events"] => (Route::Events, None),
         ["images"] => (Route::Images, None),
+        ["vms", "receive"] => (Route::VmsReceive, None),
         ["vms", id] if !id.is_empty() => (Route::Vm, Some(*id)),
         ["images", "import"] => (Route::ImagesImport, None),
         ["images", "update"] => (Route::ImagesUpdate, None),
@@ -435,6 +486,7 @@ fn route(path: &str) -> Option<(Route, Option<&str>)> {
             let verb = ["update", "vms"].into_iter().find(|v| v == verb)?;
             (Route::NicTagVerb(verb), Some(*name))
         }
+        ["vms", id, "send"] if !id.is_empty() => (Route::VmSend, Some(*id)),
         ["vms", id, "snapshots"] if !id.is_empty() => (Route::VmSnapshots, Some(*id)),
         ["vms", id, "snapshots", name] if !id.is_empty() && !name.is_empty() => (Route::VmSnapshot, Some(*id)),
         ["vms", id, "snapshots", name, "rollback"] if !id.is_empty() && !name.is_empty() => {
@@ -566,6 +618,11 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, bytes: &[u8]) -> Re
         (Route::ImagesImport, "POST") => ApiRequest::ImportImage(body(bytes, "the import request")?),
         (Route::ImagesUpdate, "POST") => ApiRequest::UpdateImages(body(bytes, "the update request")?),
         (Route::ImagesPull, "POST") => ApiRequest::PullImage(body(bytes, "the pull request")?),
+        (Route::VmSend, "GET") => {
+            let q = query_pairs(query)?;
+            ApiRequest::SendVm { uuid: vm()?, base: query_get(&q, "base").map(str::to_string) }
+        }
+        (Route::VmsReceive, "POST") => ApiRequest::ReceiveVm(Upload::default()),
         _ => return Err(not_allowed()),
     };
     Ok(req)
@@ -704,6 +761,14 @@ mod tests {
             ok("POST", routes::IMAGES_UPDATE, None, ""),
             ApiRequest::UpdateImages(zonevisor_api::ImageUpdateRequest::default())
         );
+        assert_eq!(ok("GET", &with(routes::VM_SEND), None, ""), ApiRequest::SendVm { uuid, base: None });
+        assert_eq!(
+            ok("GET", &with(routes::VM_SEND), Some("base=s%251"), ""),
+            ApiRequest::SendVm { uuid, base: Some("s%1".into()) }
+        );
+        assert!(matches!(ok("POST", routes::VMS_RECEIVE, None, ""), ApiRequest::ReceiveVm(_)));
+        assert!(streams_body("POST", routes::VMS_RECEIVE) && !streams_body("GET", routes::VMS_RECEIVE));
+        assert_eq!(err("GET", routes::VMS_RECEIVE, None, "").status(), 405);
         // Percent-encoded path segments are decoded, as axum's did.
         assert_eq!(ok("GET", &format!("/v1/vms/%36{}", &U[1..]), None, ""), ApiRequest::GetVm(uuid));
     }

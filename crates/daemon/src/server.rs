@@ -127,6 +127,21 @@ where
 {
     let handled = async move {
         let (parts, body) = req.into_parts();
+        // A stream's upload (vmadm receive) is its handler's to read, as it comes.
+        if request::streams_body(parts.method.as_str(), parts.uri.path()) {
+            return match request::decode(parts.method.as_str(), parts.uri.path(), parts.uri.query(), &[]) {
+                Ok(ApiRequest::ReceiveVm(upload)) => {
+                    upload.attach(body);
+                    let answered = run(ApiRequest::ReceiveVm(upload.clone())).await;
+                    // What the handler left unread goes now, so the
+                    // connection can end.
+                    drop(upload.take());
+                    answered
+                }
+                Ok(other) => run(other).await,
+                Err(e) => rejected(&e),
+            };
+        }
         let bytes = match read_body(body).await {
             Ok(b) => b,
             Err(e) => return rejected(&e),
@@ -382,6 +397,8 @@ async fn dispatch(d: D, req: ApiRequest) -> Response {
         ApiRequest::ImportImage(r) => import(d, r),
         ApiRequest::UpdateImages(r) => blocking(d, move |d| d.update_images(&r)).await.into_response(),
         ApiRequest::PullImage(r) => blocking(d, move |d| d.pull_image(&r)).await.into_response(),
+        ApiRequest::SendVm { uuid, base } => send(d, uuid, base).await,
+        ApiRequest::ReceiveVm(upload) => receive(d, upload).await,
     }
 }
 
@@ -422,6 +439,118 @@ fn import(d: D, req: zonevisor_api::ImageImportRequest) -> Response {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// How long a `vmadm receive` client may send nothing before it is cut off.
+pub const RECEIVE_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// What the send stream is handed over in (bytes gathered on the blocking side).
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// `GET /v1/vms/{uuid}/send`: an error before the stream starts is an
+/// ordinary answer; then the stream is a chunked body fed from the
+/// blocking pool, ending with an `E` frame if the send fails midway.
+async fn send(d: D, uuid: InstanceUuid, base: Option<String>) -> Response {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    tokio::task::spawn_blocking(move || {
+        let plan = match d.prepare_send(&uuid.to_string(), base.as_deref()) {
+            Ok(plan) => {
+                let _ = ready_tx.send(Ok(()));
+                plan
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut pending: Vec<u8> = Vec::with_capacity(SEND_CHUNK);
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone");
+        let mut out = |b: &[u8]| -> io::Result<()> {
+            pending.extend_from_slice(b);
+            if pending.len() >= SEND_CHUNK {
+                let chunk = Bytes::from(std::mem::replace(&mut pending, Vec::with_capacity(SEND_CHUNK)));
+                tx.blocking_send(chunk).map_err(|_| gone())?;
+            }
+            Ok(())
+        };
+        let sent = plan.run(&mut out);
+        if !pending.is_empty() {
+            let _ = tx.blocking_send(Bytes::from(pending));
+        }
+        match sent {
+            Ok(bytes) => tracing::info!(vm = %uuid, bytes, "sent VM"),
+            Err(e) => tracing::warn!(vm = %uuid, error = %e.message, "send failed"),
+        }
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<Bytes, io::Error>(b), rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Ok(Err(e)) => Answer::<Done>(Err(e)).into_response(),
+        Err(_) => Answer::<Done>(Err(ApiError::internal("the send panicked"))).into_response(),
+    }
+}
+
+/// The upload's chunks, as the blocking receive reads them.
+struct Uploaded {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl io::Read for Uploaded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// `POST /v1/vms/receive`: the body is read as it comes (bounded by
+/// [`RECEIVE_STALL_TIMEOUT`] between chunks, not by [`MAX_BODY`]) and
+/// handed to the blocking receive; its answer comes once it is done.
+async fn receive(d: D, upload: request::Upload) -> Response {
+    let Some(mut body) = upload.take() else {
+        return Answer::<Done>(Err(ApiError::invalid("the send stream is missing"))).into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+    tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                f = tokio::time::timeout(RECEIVE_STALL_TIMEOUT, body.frame()) => f,
+                // The receive is over (it failed early): the rest is not read.
+                () = tx.closed() => break,
+            };
+            let next = match frame {
+                Err(_) => Some(Err(format!("the client sent nothing for {} s", RECEIVE_STALL_TIMEOUT.as_secs()))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some(Err(format!("reading the request body: {e}"))),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some(Ok(data)),
+                    Err(_) => continue,
+                },
+            };
+            let Some(item) = next else { break };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut reader = Uploaded { rx, current: Bytes::new() };
+    blocking(d, move |d| d.receive_vm(&mut reader)).await.into_response()
 }
 
 fn psi_line(l: cgroup::PsiLine) -> PsiLine {
@@ -694,6 +823,37 @@ mod tests {
         // Half a body, then the client is gone.
         let e = exchange(b"POST /v1/vms HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}");
         assert!(e.ended && e.decoded.is_empty());
+    }
+
+    #[test]
+    fn a_receive_body_is_streamed_to_its_handler_past_the_body_bounds() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A chunked body larger than MAX_BODY: the handler reads it all.
+        let mut raw = b"POST /v1/vms/receive HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let chunks = MAX_BODY / 65536 + 3;
+        for _ in 0..chunks {
+            raw.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+            raw.extend(std::iter::repeat_n(b'x', 65536));
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let run = |r: ApiRequest| async move {
+            let ApiRequest::ReceiveVm(upload) = r else { panic!("{r:?}") };
+            let mut body = upload.take().expect("the body is attached");
+            let mut n = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                n += frame.into_data().map_or(0, |d| d.len());
+            }
+            Answer::<Done>(Ok(done(format!("read {n}")))).into_response()
+        };
+        let (response, ended) = rt.block_on(exchange_with(&raw, run));
+        let response = String::from_utf8_lossy(&response);
+        assert!(ended, "{response}");
+        assert!(response.contains(&format!("read {}", chunks * 65536)), "{response}");
+        // A handler that answers without reading it all still ends the exchange.
+        let e = exchange(&raw);
+        assert!(e.ended && text(&e).starts_with("HTTP/1.1 200 "), "{}", text(&e));
+        assert!(matches!(e.decoded.as_slice(), [ApiRequest::ReceiveVm(_)]));
     }
 
     #[test]

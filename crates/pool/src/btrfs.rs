@@ -330,14 +330,22 @@ fn delete_nested(path: &Path) -> Result<()> {
 /// The dataset's level-1 qgroup (see [`dataset_group`]) that subvolume
 /// `id` belongs to, if any.
 fn group_of(fs: &File, id: u64) -> io::Result<Option<u64>> {
+    quota_qgroup(fs, id).map(|q| (q != id).then_some(q))
+}
+
+/// The qgroup that carries the quota of the dataset whose subvolume is
+/// `subvol` (on the file system of `fs`): its dataset's group when it has
+/// snapshots (what they pin is charged there, also after a rollback),
+/// else its own level-0 qgroup (`subvol`).
+pub fn quota_qgroup(fs: impl std::os::fd::AsFd, subvol: u64) -> io::Result<u64> {
     let parents = sys::search_items(
         fs,
         sys::BTRFS_QUOTA_TREE_OBJECTID,
-        id,
+        subvol,
         sys::BTRFS_QGROUP_RELATION_KEY,
         dataset_group(0)..=dataset_group((1 << 48) - 1),
     )?;
-    Ok(parents.into_iter().map(|(parent, _)| parent).find(|&p| p != DATASETS_QGROUP))
+    Ok(parents.into_iter().map(|(parent, _)| parent).find(|&p| p != DATASETS_QGROUP).unwrap_or(subvol))
 }
 
 /// The limit item of qgroup `qgroup`: (flags, max_rfer, max_excl).
@@ -605,6 +613,39 @@ impl Backend for BtrfsBackend {
             rescan_if_inconsistent(&dir, target);
         }
         Ok(())
+    }
+
+    fn subvol_uuids(&self, path: &Path) -> Result<([u8; 16], [u8; 16])> {
+        let subvol = open_subvol(path)?;
+        let info = sys::subvol_info(&subvol).map_err(|e| PoolError::io("read subvolume info", path, e))?;
+        Ok((info.uuid, info.received_uuid))
+    }
+
+    fn join_group(&self, dataset: &Path, member: &Path) -> Result<()> {
+        let live = open_subvol(dataset)?;
+        let group = self.ensure_group(&live, dataset)?;
+        let m = open_subvol(member)?;
+        let err = |op| move |e| PoolError::io(op, member, e);
+        let id = sys::subvol_id(&m).map_err(err("read subvolume id"))?;
+        let mut rescan = false;
+        for parent in [DATASETS_QGROUP, group] {
+            let already =
+                sys::search_item(&m, sys::BTRFS_QUOTA_TREE_OBJECTID, id, sys::BTRFS_QGROUP_RELATION_KEY, parent)
+                    .map_err(err("read qgroup relations"))?
+                    .is_some();
+            if !already {
+                rescan |= sys::qgroup_assign(&m, true, id, parent).map_err(err("join the dataset's qgroups"))?;
+            }
+        }
+        if rescan {
+            rescan_if_inconsistent(&m, member);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, path: &Path) -> Result<()> {
+        let dir = open_dir(path).map_err(|e| PoolError::io("open", path, e))?;
+        sys::fs_sync(&dir).map_err(|e| PoolError::io("sync", path, e))
     }
 
     fn snapshot_info(&self, path: &Path) -> Result<(u64, std::time::SystemTime)> {

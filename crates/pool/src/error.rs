@@ -72,6 +72,10 @@ pub enum PoolError {
         #[source]
         source: std::io::Error,
     },
+    /// A btrfs send stream that is not one, or would reach beyond what it
+    /// was sent for (see `sendstream.rs`).
+    #[error("refused btrfs send stream: {0}")]
+    BadStream(String),
     /// A host command failed.
     #[error("{command} exited with {status}: {stderr}")]
     Command {

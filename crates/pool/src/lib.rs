@@ -27,21 +27,26 @@ mod btrfs;
 mod dir;
 mod error;
 mod host;
+mod sendstream;
 mod snapshot;
 mod sys;
+mod transfer;
 mod volume;
 
 use std::path::{Path, PathBuf};
 
 pub use error::PoolError;
 pub use snapshot::{check_snapshot_name, PendingRollback, RollbackOutcome, SnapshotInfo};
+pub use transfer::{Received, SectionReceiver, SnapshotIdentity};
 pub use volume::check_volume_name;
 
 /// Reading a btrfs file system's trees, for what outside the pool needs to
 /// know of a dataset (the zone's monitor answers `statfs(2)` with its
-/// qgroup): the subvolume holding a descriptor, one item of a tree, and
-/// the little-endian numbers in it.
+/// qgroup): the subvolume holding a descriptor, the qgroup that carries
+/// its dataset's quota, one item of a tree, and the little-endian numbers
+/// in it.
 pub mod btrfs_tree {
+    pub use crate::btrfs::quota_qgroup;
     pub use crate::sys::{le_u64, search_item, subvol_id};
 }
 
@@ -176,6 +181,23 @@ pub(crate) trait Backend: Send + Sync {
     /// same quota, with the same quota.
     fn clone_snapshot(&self, _path: &Path, _snapshot: &Path, _target: &Path) -> Result<()> {
         Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "roll datasets back" })
+    }
+    /// Commits what was done on the filesystem of `path` and wakes its
+    /// cleaner, so that the space of what was destroyed frees now rather
+    /// than at the next periodic commit (btrfs: up to 30 s away).
+    fn commit(&self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// The UUID of the subvolume at `path` and the UUID it was received
+    /// from (zero when it was not).
+    fn subvol_uuids(&self, _path: &Path) -> Result<([u8; 16], [u8; 16])> {
+        Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "send or receive datasets" })
+    }
+    /// Makes the snapshot at `member` count with dataset `dataset`: in the
+    /// pool's datasets and in the dataset's quota group (a received
+    /// subvolume is in neither).
+    fn join_group(&self, _dataset: &Path, _member: &Path) -> Result<()> {
+        Err(PoolError::Unsupported { backend: self.capabilities().backend, what: "send or receive datasets" })
     }
     /// The snapshot at `path`: a number that grows with each snapshot made
     /// in the pool (their order), and when it was made.

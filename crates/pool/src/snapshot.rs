@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! <mountpoint>/.snapshots/<dataset>/<snapshot>   read-only subvolumes (the directories root's, 0700)
+//! <mountpoint>/.snapshots/<dataset>/.created     when received snapshots were first taken
+//!                                                (their subvolumes were made at the receive)
 //! <mountpoint>/.rollback/<dataset>@<snapshot>/   a rollback in progress (its record):
 //!     new   a writable snapshot of <snapshot>, to become <dataset>
 //!     old   what <dataset> was, moved aside (its presence is the commit)
@@ -79,6 +81,11 @@ pub enum RollbackOutcome {
     /// The dataset is as it was before; the record is gone.
     Undone,
 }
+
+/// The file of a dataset's snapshot directory that keeps when its
+/// received snapshots were taken where they came from: `<secs>.<nanos>
+/// <snapshot>` lines.
+const CREATED_FILE: &str = ".created";
 
 /// Snapshot names: 1–100 characters of `[A-Za-z0-9._:%-]` (ZFS's, which
 /// SmartOS's `vmadm` checks too), not starting with a dot.
@@ -163,6 +170,7 @@ impl Pool {
         private_dir(&self.mountpoint.join(SNAPSHOTS_DIR))?;
         private_dir(&self.snapshots_dir(name))?;
         self.backend.snapshot(&path, &target).inspect_err(|_| remove_if_empty(&self.snapshots_dir(name)))?;
+        self.forget_created(name, &[snap]);
         let (order, created) = self.backend.snapshot_info(&target)?;
         Ok(SnapshotInfo { name: snap.to_string(), created, order })
     }
@@ -176,6 +184,7 @@ impl Pool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             r => r.map_err(|e| PoolError::io("list snapshots", &dir, e))?,
         };
+        let received = self.created_times(name);
         let mut snaps = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| PoolError::io("list snapshots", &dir, e))?;
@@ -184,26 +193,81 @@ impl Pool {
             if check_snapshot_name(&snap).is_err() || !self.backend.is_dataset(&path) {
                 continue;
             }
-            let (order, created) = self.backend.snapshot_info(&path)?;
+            let (order, made) = self.backend.snapshot_info(&path)?;
+            let created = received.get(&snap).copied().unwrap_or(made);
             snaps.push(SnapshotInfo { name: snap, created, order });
         }
         snaps.sort_by_key(|s| s.order);
         Ok(snaps)
     }
 
-    /// Destroys snapshot `snap` of dataset `name`, and returns once the
-    /// blocks only it held are free (no longer charged to the dataset's
-    /// quota once the filesystem commits, within seconds). Absent is success.
+    /// Destroys snapshot `snap` of dataset `name`; the blocks only it held
+    /// are freed in the background, starting now (no longer charged to
+    /// the dataset's quota within a second or two). Absent is success.
     pub fn destroy_snapshot(&self, name: &str, snap: &str) -> Result<()> {
         let path = self.snapshot_path(name, snap)?;
-        self.backend.destroy_and_wait(&path)?;
+        self.backend.destroy(&path)?;
+        self.forget_created(name, &[snap]);
+        self.backend.commit(&self.mountpoint)?;
         remove_if_empty(&self.snapshots_dir(name));
         Ok(())
     }
 
-    /// Destroys every snapshot of `name` and what an interrupted rollback
-    /// of it left (a dataset being destroyed takes them along).
+    /// When the received snapshots of `name` were taken where they came
+    /// from (unreadable lines are skipped).
+    fn created_times(&self, name: &str) -> std::collections::BTreeMap<String, SystemTime> {
+        let text = std::fs::read_to_string(self.snapshots_dir(name).join(CREATED_FILE)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (when, snap) = l.split_once(' ')?;
+                let (secs, nanos) = when.split_once('.')?;
+                let t = std::time::Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+                Some((snap.to_string(), std::time::UNIX_EPOCH + t))
+            })
+            .collect()
+    }
+
+    fn write_created(&self, name: &str, times: &std::collections::BTreeMap<String, SystemTime>) -> Result<()> {
+        let dir = self.snapshots_dir(name);
+        let path = dir.join(CREATED_FILE);
+        if times.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PoolError::io("remove", &path, e)),
+                _ => Ok(()),
+            };
+        }
+        let mut text = String::new();
+        for (snap, t) in times {
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            text.push_str(&format!("{}.{:09} {snap}\n", d.as_secs(), d.subsec_nanos()));
+        }
+        let temp = dir.join(format!("{CREATED_FILE}.new"));
+        std::fs::write(&temp, text).map_err(|e| PoolError::io("write", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| PoolError::io("rename", &temp, e))
+    }
+
+    /// Records when received snapshots of `name` were taken.
+    pub(crate) fn record_created(&self, name: &str, times: &[(String, SystemTime)]) -> Result<()> {
+        let mut all = self.created_times(name);
+        all.extend(times.iter().cloned());
+        self.write_created(name, &all)
+    }
+
+    /// Forgets when `snaps` of `name` were taken (destroyed, or made anew).
+    fn forget_created(&self, name: &str, snaps: &[&str]) {
+        let mut all = self.created_times(name);
+        if snaps.iter().any(|s| all.remove(*s).is_some()) {
+            if let Err(e) = self.write_created(name, &all) {
+                tracing::warn!(dataset = name, error = %e, "cannot update when received snapshots were taken");
+            }
+        }
+    }
+
+    /// Destroys every snapshot of `name`, what an interrupted rollback of
+    /// it left and what a receive into it staged (a dataset being
+    /// destroyed takes them along).
     pub(crate) fn destroy_snapshots_of(&self, name: &str) -> Result<()> {
+        self.abandon_receive(name)?;
         if let Some(record) = self.rollback_record(name)? {
             self.backend.destroy(&record.new_path())?;
             self.backend.destroy(&record.old_path())?;
@@ -212,6 +276,7 @@ impl Pool {
         for snap in self.list_snapshots(name)? {
             self.backend.destroy(&self.snapshot_path(name, &snap.name)?)?;
         }
+        self.write_created(name, &Default::default())?;
         remove_if_empty(&self.snapshots_dir(name));
         Ok(())
     }
@@ -324,8 +389,11 @@ impl Pool {
         };
         for snap in snaps.into_iter().filter(|s| s.order > order) {
             let path = self.snapshots_dir(name).join(&snap.name);
-            if let Err(e) = self.backend.destroy(&path) {
-                tracing::warn!(dataset = name, snapshot = snap.name, error = %e, "cannot destroy a snapshot newer than the rollback's");
+            match self.backend.destroy(&path) {
+                Ok(()) => self.forget_created(name, &[&snap.name]),
+                Err(e) => {
+                    tracing::warn!(dataset = name, snapshot = snap.name, error = %e, "cannot destroy a snapshot newer than the rollback's")
+                }
             }
         }
     }

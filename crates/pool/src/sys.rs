@@ -145,6 +145,10 @@ pub struct GetSubvolInfoArgs {
 pub struct SubvolInfo {
     /// Its id (tree id, = its level-0 qgroup id).
     pub id: u64,
+    /// Its UUID.
+    pub uuid: [u8; 16],
+    /// The UUID of the subvolume it was received from (zero for none).
+    pub received_uuid: [u8; 16],
     /// When it was made.
     pub otime: Timespec,
 }
@@ -369,7 +373,7 @@ pub fn subvol_info(fd: impl AsFd) -> io::Result<SubvolInfo> {
     let mut args: GetSubvolInfoArgs = unsafe { std::mem::zeroed() };
     // SAFETY: the kernel writes one btrfs_ioctl_get_subvol_info_args to the pointer, valid for writes.
     unsafe { ioc::get_subvol_info(fd.as_fd().as_raw_fd(), &mut args) }?;
-    Ok(SubvolInfo { id: args.treeid, otime: args.otime })
+    Ok(SubvolInfo { id: args.treeid, uuid: args.uuid, received_uuid: args.received_uuid, otime: args.otime })
 }
 
 /// Deletes the subvolume `name` in directory `dir`.

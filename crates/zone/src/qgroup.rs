@@ -1,8 +1,10 @@
 //! A zone dataset's `quota` as btrfs accounts it: the limit and usage of
-//! the level-0 qgroup of the subvolume holding the zone's root, read with
-//! `BTRFS_IOC_INO_LOOKUP` (which subvolume) and `BTRFS_IOC_TREE_SEARCH`
-//! (its items in the quota tree). The monitor answers the zone's
-//! `statfs(2)` with it (`monitor/statfs.rs`); the pool crate sets it.
+//! the qgroup that carries it (the level-0 qgroup of the subvolume holding
+//! the zone's root, or its dataset's level-1 group once it has snapshots,
+//! which they are charged to), read with `BTRFS_IOC_INO_LOOKUP` (which
+//! subvolume) and `BTRFS_IOC_TREE_SEARCH` (its items in the quota tree).
+//! The monitor answers the zone's `statfs(2)` with it
+//! (`monitor/statfs.rs`); the pool crate sets it.
 //!
 //! The limit is what the pool set: `max_excl` under classic qgroups (a
 //! clone's blocks shared with its image are not charged), `max_rfer`
@@ -14,7 +16,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use zonevisor_pool::btrfs_tree::{le_u64, search_item, subvol_id};
+use zonevisor_pool::btrfs_tree::{le_u64, quota_qgroup, search_item, subvol_id};
 
 const BTRFS_QUOTA_TREE_OBJECTID: u64 = 8;
 const BTRFS_QGROUP_INFO_KEY: u32 = 242;
@@ -31,10 +33,11 @@ pub(crate) struct Quota {
     pub(crate) charged: u64,
 }
 
-/// The id of the subvolume holding `dir` (a directory on btrfs, opened
-/// for reading: the ioctls want a real descriptor).
+/// The qgroup carrying the quota of the subvolume holding `dir` (a
+/// directory on btrfs, opened for reading: the ioctls want a real
+/// descriptor), as it is when the zone starts (a rollback restarts it).
 pub(crate) fn subvol_of(dir: BorrowedFd) -> io::Result<u64> {
-    subvol_id(dir)
+    quota_qgroup(dir, subvol_id(dir)?)
 }
 
 /// The item (`0`, `item_type`, `qgroup`) of the quota tree, if any (none

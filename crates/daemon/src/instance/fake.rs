@@ -42,6 +42,12 @@ pub(crate) struct Monitor {
 pub(crate) struct FakeSnapshot {
     pub name: String,
     pub order: u64,
+    /// Its identity, unique among all fake hosts, and the one it was
+    /// received from (btrfs's UUID and received UUID).
+    pub uuid: String,
+    pub received_from: Option<String>,
+    /// When it was taken where it came from (a received one).
+    pub created: Option<std::time::SystemTime>,
     /// The dataset's data ([`State::contents`]).
     pub content: u64,
     /// The files at the dataset's top.
@@ -76,6 +82,8 @@ pub(crate) struct State {
     pub rollbacks: BTreeMap<String, FakeRollback>,
     /// The run directories of VMs paused over QMP (`stop`, until `cont`).
     pub paused: BTreeSet<PathBuf>,
+    /// What receives staged, by dataset.
+    pub staged: BTreeMap<String, Vec<FakeSnapshot>>,
     next_order: u64,
     /// The steps taken, in order (for the tests to enumerate them).
     pub steps: Vec<&'static str>,
@@ -240,6 +248,7 @@ impl Host for FakeHost {
         st.files.remove(name);
         st.snapshots.remove(name);
         st.rollbacks.remove(name);
+        st.staged.remove(name);
         Ok(())
     }
 
@@ -421,6 +430,9 @@ impl Host for FakeHost {
         let snapshot = FakeSnapshot {
             name: snap.to_string(),
             order: st.next_order,
+            uuid: fake_uuid(),
+            received_from: None,
+            created: None,
             content: st.contents.get(name).copied().unwrap_or_default(),
             files: st.files.get(name).cloned().unwrap_or_default(),
         };
@@ -437,7 +449,9 @@ impl Host for FakeHost {
             .flatten()
             .map(|s| zonevisor_pool::SnapshotInfo {
                 name: s.name.clone(),
-                created: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + s.order),
+                created: s
+                    .created
+                    .unwrap_or(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + s.order)),
                 order: s.order,
             })
             .collect())
@@ -533,6 +547,90 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn send_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        parent: Option<&str>,
+        out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ApiError> {
+        self.api_step("send_snapshot")?;
+        let s =
+            self.find_snapshot(name, snap).ok_or_else(|| ApiError::internal(format!("no snapshot {name}@{snap}")))?;
+        let parent = match parent {
+            Some(p) => Some(self.snapshot_identity(name, p)?.sent_as),
+            None => None,
+        };
+        let uuid = s.received_from.clone().unwrap_or(s.uuid.clone());
+        let stream = FakeStream { snapshot: s.name, uuid, parent, content: s.content, files: s.files };
+        let bytes = serde_json::to_vec(&stream).unwrap_or_default();
+        // In two pieces, as a pipe hands a stream over.
+        let (a, b) = bytes.split_at(bytes.len() / 2);
+        out(a).and_then(|()| out(b)).map_err(|e| ApiError::internal(format!("send a snapshot: {e}")))?;
+        Ok(bytes.len() as u64)
+    }
+
+    fn begin_receive(&self, name: &str) -> Result<(), ApiError> {
+        self.api_step("begin_receive")?;
+        self.state().staged.insert(name.to_string(), Vec::new());
+        Ok(())
+    }
+
+    fn receive_section(
+        &self,
+        name: &str,
+        snap: &str,
+        parent: Option<&str>,
+    ) -> Result<Box<dyn super::host::Section>, ApiError> {
+        self.api_step("receive_section")?;
+        let parent = match parent {
+            Some(p) => Some(self.snapshot_identity(name, p)?.known_as),
+            None => None,
+        };
+        Ok(Box::new(FakeSection {
+            host: self.clone(),
+            dataset: name.to_string(),
+            snapshot: snap.to_string(),
+            parent,
+            bytes: Vec::new(),
+        }))
+    }
+
+    fn commit_receive(&self, name: &str, moves: &[zonevisor_pool::Received]) -> Result<(), ApiError> {
+        self.api_step("commit_receive")?;
+        let mut st = self.state();
+        let staged = st.staged.remove(name).unwrap_or_default();
+        let mut last = None;
+        for m in moves {
+            let mut s = staged
+                .iter()
+                .find(|s| s.name == m.staged)
+                .cloned()
+                .ok_or_else(|| ApiError::internal(format!("commit a receive: nothing staged as {}", m.staged)))?;
+            s.name = m.snapshot.clone();
+            s.created = m.created;
+            last = Some(s.clone());
+            st.snapshots.entry(name.to_string()).or_default().push(s);
+        }
+        if !st.datasets.contains(name) {
+            let last = last.ok_or_else(|| ApiError::internal("commit a receive: nothing received"))?;
+            st.datasets.insert(name.to_string());
+            st.contents.insert(name.to_string(), last.content);
+            st.files.insert(name.to_string(), last.files);
+        }
+        Ok(())
+    }
+
+    fn abandon_receive(&self, name: &str) -> Result<(), ApiError> {
+        self.api_step("abandon_receive")?;
+        self.state().staged.remove(name);
+        Ok(())
+    }
+
+    fn pending_receives(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self.state().staged.keys().cloned().collect())
+    }
+
     fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError> {
         self.api_step("read_dataset_file")?;
         let st = self.state();
@@ -544,7 +642,85 @@ impl Host for FakeHost {
     }
 }
 
+/// A fake btrfs UUID, unique among the fake hosts of a test process.
+fn fake_uuid() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("fake-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+/// What a fake send stream holds: a snapshot as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FakeStream {
+    snapshot: String,
+    uuid: String,
+    parent: Option<String>,
+    content: u64,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// A fake section: collects the stream and stages it when finished.
+struct FakeSection {
+    host: FakeHost,
+    dataset: String,
+    snapshot: String,
+    /// The identities the named parent is known by.
+    parent: Option<Vec<String>>,
+    bytes: Vec<u8>,
+}
+
+impl super::host::Section for FakeSection {
+    fn write(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        self.host.api_step("section_write")?;
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, ApiError> {
+        self.host.api_step("section_finish")?;
+        let s: FakeStream = serde_json::from_slice(&self.bytes)
+            .map_err(|e| ApiError::invalid(format!("receive a stream: not a (fake) btrfs stream: {e}")))?;
+        if s.snapshot != self.snapshot {
+            return Err(ApiError::invalid(format!("receive a stream: it makes {}, not {}", s.snapshot, self.snapshot)));
+        }
+        match (&self.parent, &s.parent) {
+            (None, None) => {}
+            (Some(known), Some(p)) if known.contains(p) => {}
+            _ => return Err(ApiError::invalid("receive a stream: not from the parent named")),
+        }
+        let mut st = self.host.state();
+        st.next_order += 1;
+        let order = st.next_order;
+        let staged = FakeSnapshot {
+            name: s.snapshot,
+            order,
+            uuid: fake_uuid(),
+            received_from: Some(s.uuid),
+            created: None,
+            content: s.content,
+            files: s.files,
+        };
+        st.staged.entry(self.dataset.clone()).or_default().push(staged);
+        Ok(self.bytes.len() as u64)
+    }
+}
+
 impl FakeHost {
+    /// How snapshot `snap` of `name` is known to send and receive.
+    fn snapshot_identity(&self, name: &str, snap: &str) -> Result<zonevisor_pool::SnapshotIdentity, ApiError> {
+        let s =
+            self.find_snapshot(name, snap).ok_or_else(|| ApiError::internal(format!("no snapshot {name}@{snap}")))?;
+        let mut known_as = vec![s.uuid.clone()];
+        known_as.extend(s.received_from.clone());
+        Ok(zonevisor_pool::SnapshotIdentity { sent_as: s.received_from.unwrap_or(s.uuid), known_as })
+    }
+
+    /// The snapshot `snap` of `name`, staged or committed.
+    fn find_snapshot(&self, name: &str, snap: &str) -> Option<FakeSnapshot> {
+        let st = self.state();
+        let staged = st.staged.get(name).and_then(|l| l.iter().find(|s| s.name == snap));
+        staged.or_else(|| st.snapshots.get(name).and_then(|l| l.iter().find(|s| s.name == snap))).cloned()
+    }
+
     /// Destroys the snapshots of `name` newer than its rollback's.
     fn destroy_newer(&self, name: &str) {
         let mut st = self.state();

@@ -600,3 +600,145 @@ fn deleting_an_instance_takes_its_snapshots_along() {
         assert!(env.host.state().snapshots.is_empty(), "{kind:?}: snapshots left");
     }
 }
+
+// vmadm send and receive between two fake hosts: what arrives, and what a
+// stream cut short, corrupted, or a receive failing or dying at any step
+// leaves (nothing).
+
+impl Env {
+    /// `vmadm send` of the VM (from `base`), the stream as bytes.
+    fn send(&self, base: Option<&str>) -> Result<Vec<u8>, String> {
+        let d = self.d();
+        let plan = d.prepare_send(VM, base).map_err(|e| e.message)?;
+        let mut out = Vec::new();
+        let r = plan.run(&mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        });
+        r.map(|_| out).map_err(|e| e.message)
+    }
+
+    fn receive(&self, stream: &[u8]) -> Result<(), String> {
+        self.d().receive_vm(&mut &stream[..]).map(drop).map_err(|e| e.message)
+    }
+
+    /// Nothing of the VM here, nothing staged, no snapshot left.
+    fn assert_nothing_received(&self, when: &str) {
+        self.assert_clean(when);
+        let st = self.host.state();
+        assert!(st.staged.is_empty(), "{when}: staged: {:?}", st.staged.keys());
+        assert!(st.snapshots.values().all(Vec::is_empty), "{when}: snapshots left: {:?}", st.snapshots);
+    }
+}
+
+/// A sender with snapshots s1 (data 1), s2 (2) and data 3, and a receiver.
+fn pair(kind: Kind) -> (Env, Env) {
+    let a = Env::new(kind);
+    with_snapshots(&a, true);
+    (a, Env::new(kind))
+}
+
+#[test]
+fn a_vm_goes_from_one_host_to_another_with_its_snapshots_and_tags() {
+    for kind in kinds() {
+        let (a, b) = pair(kind);
+        let stream = a.send(None).unwrap();
+        assert!(stream.starts_with(zonevisor_api::stream::MAGIC));
+        assert!(
+            a.host.state().snapshots[VM].iter().all(|s| !s.name.starts_with("vmsend-")),
+            "{kind:?}: the send's snapshot is gone"
+        );
+        b.receive(&stream).unwrap();
+        b.assert_state("stopped", &format!("{kind:?}: received"));
+        assert_eq!(b.snapshot_state(), (3, json!(3), vec!["s2".to_string(), "s1".to_string()]), "{kind:?}");
+        assert!(b.host.state().staged.is_empty());
+        // Its snapshots roll back there as here.
+        b.rollback("s1").unwrap();
+        assert_eq!(b.snapshot_state(), (1, json!(1), vec!["s1".to_string()]));
+        // A second receive of the same VM is refused, naming it.
+        let err = b.receive(&stream).unwrap_err();
+        assert!(err.contains(VM) && err.contains("already exists"), "{err}");
+        // Incremental: the sender's newer snapshot and state, onto the copy.
+        let (a, b) = pair(kind);
+        b.receive(&a.send(None).unwrap()).unwrap();
+        a.write(4);
+        a.snapshot("s3").unwrap();
+        a.write(5);
+        b.receive(&a.send(Some("s2")).unwrap()).unwrap();
+        assert_eq!(b.snapshot_state(), (5, json!(5), ["s3", "s2", "s1"].map(String::from).to_vec()), "{kind:?}");
+        let err = b.receive(&a.send(Some("nope")).unwrap_or_default()).unwrap_err();
+        assert!(!err.is_empty());
+    }
+}
+
+#[test]
+fn a_stream_cut_short_or_corrupted_anywhere_leaves_nothing() {
+    let (a, b) = pair(Kind::Zone);
+    let stream = a.send(None).unwrap();
+    for cut in (0..stream.len()).step_by(3) {
+        let err = b.receive(&stream[..cut]).unwrap_err();
+        assert!(!err.is_empty());
+        b.assert_nothing_received(&format!("cut at {cut} of {}", stream.len()));
+    }
+    for at in (0..stream.len()).step_by(5) {
+        let mut bad = stream.clone();
+        bad[at] ^= 0x20;
+        let r = b.receive(&bad);
+        assert!(r.is_err(), "a byte changed at {at} of {} went unnoticed", stream.len());
+        b.assert_nothing_received(&format!("corrupted at {at}"));
+    }
+    // And the next receive succeeds.
+    b.receive(&stream).unwrap();
+    b.assert_state("stopped", "after the failed receives");
+}
+
+#[test]
+fn a_receive_that_fails_or_dies_at_any_step_leaves_nothing() {
+    quiet_panics();
+    let (a, _) = pair(Kind::Zone);
+    let stream = a.send(None).unwrap();
+    let steps = Env::steps_of(Kind::Zone, |_| {}, |e| e.receive(&stream));
+    assert!(steps.contains(&"commit_receive") && steps.contains(&"section_finish"), "{steps:?}");
+    for step in steps {
+        for fault in [Fault::Error, Fault::Crash] {
+            let mut b = Env::new(Kind::Zone);
+            b.host.fail(step, fault);
+            let when = format!("{fault:?} at {step} of receive");
+            if fault == Fault::Crash {
+                crashes(|| b.receive(&stream));
+                b.restart(true);
+            } else {
+                b.receive(&stream).expect_err(&when);
+            }
+            b.assert_nothing_received(&when);
+            b.receive(&stream).unwrap();
+            b.assert_state("stopped", &format!("receive after {when}"));
+        }
+    }
+}
+
+#[test]
+fn a_send_that_fails_says_so_in_its_stream_and_leaves_no_snapshot() {
+    quiet_panics();
+    let (a, b) = pair(Kind::Zone);
+    a.host.fail("send_snapshot", Fault::Error);
+    let d = a.d();
+    let plan = d.prepare_send(VM, None).unwrap();
+    let mut out = Vec::new();
+    plan.run(&mut |x| {
+        out.extend_from_slice(x);
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(a.host.state().snapshots[VM].iter().all(|s| !s.name.starts_with("vmsend-")));
+    let err = b.receive(&out).unwrap_err();
+    assert!(err.contains("sending side failed"), "{err}");
+    b.assert_nothing_received("a failed send's stream");
+    // A daemon dying mid-send (a process gone, no destructor run) leaves
+    // its snapshot to the next start.
+    let mut a = a;
+    use super::host::Host;
+    a.host.snapshot_dataset(VM, "vmsend-1").unwrap();
+    a.restart(true);
+    assert!(a.host.state().snapshots[VM].iter().all(|s| !s.name.starts_with("vmsend-")), "destroyed at start");
+}

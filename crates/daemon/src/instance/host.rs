@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zonevisor_api::ApiError;
-use zonevisor_pool::{PendingRollback, Pool, PoolError, RollbackOutcome, SnapshotInfo};
+use zonevisor_pool::{PendingRollback, Pool, PoolError, Received, RollbackOutcome, SnapshotInfo};
 use zonevisor_zone::cgroup::Stats;
 use zonevisor_zone::control::{ControlError, MonitorClient, MonitorStatus};
 use zonevisor_zone::{ExitRecord, Launched, Limits, QemuSpec, ZoneSpec};
@@ -161,6 +161,55 @@ pub(crate) trait Host: Send + Sync {
     /// `file` at the top of dataset `name`, or of its snapshot `snapshot`;
     /// `None` when there is none.
     fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError>;
+
+    /// Sends snapshot `snap` of dataset `name` (incremental from its
+    /// snapshot `parent`) as a btrfs send stream, handing it to `out` as it
+    /// comes; returns its length.
+    fn send_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        parent: Option<&str>,
+        out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ApiError>;
+    /// Starts receiving into dataset `name` (a fresh, hidden staging place).
+    fn begin_receive(&self, name: &str) -> Result<(), ApiError>;
+    /// Receives one btrfs stream into `name`'s staging: snapshot `snap`,
+    /// whole or (with `parent`) from `name`'s snapshot `parent`.
+    fn receive_section(&self, name: &str, snap: &str, parent: Option<&str>) -> Result<Box<dyn Section>, ApiError>;
+    /// Makes what was staged for `name` its snapshots, and the dataset a
+    /// copy of the last when there is none.
+    fn commit_receive(&self, name: &str, moves: &[Received]) -> Result<(), ApiError>;
+    /// Destroys what a receive into `name` staged.
+    fn abandon_receive(&self, name: &str) -> Result<(), ApiError>;
+    /// The datasets with a receive staged.
+    fn pending_receives(&self) -> Result<Vec<String>, ApiError>;
+}
+
+/// One section of a receive: the btrfs stream goes in, then it is finished.
+pub(crate) trait Section: Send {
+    /// The stream's next bytes.
+    fn write(&mut self, data: &[u8]) -> Result<(), ApiError>;
+    /// The stream ended: the section is received whole; its length.
+    fn finish(self: Box<Self>) -> Result<u64, ApiError>;
+}
+
+impl Section for zonevisor_pool::SectionReceiver {
+    fn write(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        zonevisor_pool::SectionReceiver::write(self, data).map_err(|e| receive_error("receive a stream", e))
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, ApiError> {
+        zonevisor_pool::SectionReceiver::finish(*self).map_err(|e| receive_error("receive a stream", e))
+    }
+}
+
+/// A receive's error: a refused stream is the request's fault.
+fn receive_error(step: &str, e: PoolError) -> ApiError {
+    match e {
+        PoolError::BadStream(_) => ApiError::invalid(format!("{step}: {e}")),
+        e => step_error(step, e),
+    }
 }
 
 /// The host itself.
@@ -438,6 +487,39 @@ impl Host for RealHost {
             let _ = std::fs::remove_file(&temp);
             step_error(&step(), e)
         })
+    }
+
+    fn send_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        parent: Option<&str>,
+        out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ApiError> {
+        self.pool.send_snapshot(name, snap, parent, out).map_err(|e| self.snapshot_error("send a snapshot", e))
+    }
+
+    fn begin_receive(&self, name: &str) -> Result<(), ApiError> {
+        self.pool.begin_receive(name).map_err(|e| self.pool_error("begin a receive", e))
+    }
+
+    fn receive_section(&self, name: &str, snap: &str, parent: Option<&str>) -> Result<Box<dyn Section>, ApiError> {
+        match self.pool.receive_section(name, snap, parent) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(receive_error("receive a stream", e)),
+        }
+    }
+
+    fn commit_receive(&self, name: &str, moves: &[Received]) -> Result<(), ApiError> {
+        self.pool.commit_receive(name, moves).map_err(|e| self.pool_error("commit a receive", e))
+    }
+
+    fn abandon_receive(&self, name: &str) -> Result<(), ApiError> {
+        self.pool.abandon_receive(name).map_err(|e| step_error("abandon a receive", e))
+    }
+
+    fn pending_receives(&self) -> Result<Vec<String>, ApiError> {
+        self.pool.pending_receives().map_err(|e| step_error("list receives", e))
     }
 
     fn read_dataset_file(&self, name: &str, snapshot: Option<&str>, file: &str) -> Result<Option<Vec<u8>>, ApiError> {

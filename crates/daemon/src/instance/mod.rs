@@ -39,6 +39,7 @@ mod driver;
 pub(crate) mod host;
 mod snapshot;
 pub(crate) mod spec;
+mod transfer;
 mod vm;
 
 pub(crate) use vm::accelerator;
@@ -994,6 +995,7 @@ impl Daemon {
     pub(crate) fn recover(&self) -> anyhow::Result<()> {
         // First the rollbacks a dying daemon left: a dataset is then in its place.
         let rolled_back = self.recover_rollbacks();
+        self.recover_transfers();
         for (uuid, row) in self.store.list_images()? {
             if row.phase != "ready" {
                 tracing::warn!(image = %uuid, "undoing an interrupted image install");
