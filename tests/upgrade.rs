@@ -38,7 +38,7 @@ const PREVIOUS_RELEASE: &str = "df84e2b95273f92df6346c9163af4f47e1e5e7e2";
 
 /// The schema version this release's store migrates to
 /// (`zonevisor_daemon::store::SCHEMA_VERSION`; the module is private).
-const NEW_SCHEMA_VERSION: u32 = 4;
+const NEW_SCHEMA_VERSION: u32 = 5;
 
 /// The previous release's binaries.
 struct Release {

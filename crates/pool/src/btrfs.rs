@@ -527,24 +527,29 @@ impl Backend for BtrfsBackend {
             (Some(b), QuotaMode::Qgroups) => (EXCL, 0, b),
             (None, _) => (RFER | EXCL, CLEAR, CLEAR),
         };
-        let limit = || sys::qgroup_limit(&subvol, 0, flags, max_rfer, max_excl);
+        let id = sys::subvol_id(&subvol).map_err(|e| PoolError::io("read subvolume id", path, e))?;
+        // The ioctl's transaction is charged to the subvolume of the
+        // descriptor it is made on: made on the dataset's own, it fails
+        // with EDQUOT when the dataset is at its quota, which is when a
+        // raised quota is wanted. So it is made on the pool's (the
+        // parent's, limited by nothing), naming the dataset's qgroup.
+        let parent = path.parent().ok_or_else(|| PoolError::NotFound(path.to_path_buf()))?;
+        let pool = open_dir(parent).map_err(|e| PoolError::io("open the pool", parent, e))?;
+        let limit = || sys::qgroup_limit(&pool, id, flags, max_rfer, max_excl);
         match limit() {
             // The subvolume predates quotas and has no qgroup yet.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                sys::subvol_id(&subvol).and_then(|id| sys::qgroup_create(&subvol, true, id)).and_then(|()| limit())
+                sys::qgroup_create(&subvol, true, id).and_then(|()| limit())
             }
-            // A dataset at its quota: the ioctl's own transaction can find
-            // the qgroup's reservations spent until the pending writes are
-            // committed. Commit them, then set the (raised) limit.
+            // A reservation still held by writes not yet committed.
             Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => sys::fs_sync(&subvol).and_then(|()| limit()),
             r => r,
         }
         .map_err(|e| PoolError::io("set qgroup limit", path, e))?;
         // A dataset with snapshots: the quota holds for it and them together.
-        let id = sys::subvol_id(&subvol).map_err(|e| PoolError::io("read subvolume id", path, e))?;
         if let Some(group) = group_of(&subvol, id).map_err(|e| PoolError::io("read qgroup relations", path, e))? {
             let limit = limit_of(&subvol, id).map_err(|e| PoolError::io("read qgroup limit", path, e))?;
-            set_limit(&subvol, group, limit).map_err(|e| PoolError::io("set the dataset's qgroup limit", path, e))?;
+            set_limit(&pool, group, limit).map_err(|e| PoolError::io("set the dataset's qgroup limit", path, e))?;
         }
         Ok(())
     }
