@@ -414,16 +414,9 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
              FIELD=~SUBSTRING."],
         options: &[
             flag("json", Some('j'), Some("json"), "Print the images as a JSON array."),
-            flag("noheader", Some('H'), None, "Leave out the header line."),
-            valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show."),
-            valued(
-                "sort",
-                Some('s'),
-                Some("sort"),
-                "FIELD,...",
-                Kind::ImageFields,
-                "The fields to sort by; -field sorts descending.",
-            ),
+            IMAGE_NOHEADER,
+            IMAGE_OUTPUT,
+            IMAGE_SORT,
         ],
         operands: &[Kind::ImageFilter],
     },
@@ -621,16 +614,9 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
              an error (exit 1) after the others' images are listed."],
         options: &[
             flag("json", Some('j'), Some("json"), "Print the images as a JSON array of {manifest, source}."),
-            flag("noheader", Some('H'), None, "Leave out the header line."),
-            valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show."),
-            valued(
-                "sort",
-                Some('s'),
-                Some("sort"),
-                "FIELD,...",
-                Kind::ImageFields,
-                "The fields to sort by; -field sorts descending.",
-            ),
+            IMAGE_NOHEADER,
+            IMAGE_OUTPUT,
+            IMAGE_SORT,
         ],
         operands: &[Kind::ImageFilter],
     },
@@ -667,13 +653,28 @@ const IMGADM_COMMANDS: &[CommandDoc] = &[
         description: &[],
         options: &[
             flag("json", Some('j'), Some("json"), "Print the images as a JSON array."),
-            flag("noheader", Some('H'), None, "Leave out the header line."),
-            valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show."),
+            IMAGE_NOHEADER,
+            IMAGE_OUTPUT,
             valued("zpool", Some('P'), None, "POOL", Kind::Any, "The pool (zonevisor has one: zones)."),
         ],
         operands: &[Kind::Image],
     },
 ];
+
+/// `-H` of imgadm's tables (`list`, `avail`, `ancestry`).
+const IMAGE_NOHEADER: OptDoc = flag("noheader", Some('H'), None, "Leave out the header line.");
+/// `-o` of imgadm's tables.
+const IMAGE_OUTPUT: OptDoc =
+    valued("output", Some('o'), Some("output"), "FIELD,...", Kind::ImageFields, "The columns to show.");
+/// `-s` of imgadm's sorted tables (`list`, `avail`).
+const IMAGE_SORT: OptDoc = valued(
+    "sort",
+    Some('s'),
+    Some("sort"),
+    "FIELD,...",
+    Kind::ImageFields,
+    "The fields to sort by; -field sorts descending.",
+);
 
 /// `imgadm`.
 pub const IMGADM: ToolDoc = ToolDoc {

@@ -46,7 +46,6 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +55,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use zonevisor_api::{ApiError, ImageRecord, ImageUuid, ValidationErrors};
 
+use crate::layer::{copy_sparse, CopyError};
 use crate::Daemon;
 
 /// Image types a manifest may declare (IMGAPI).
@@ -412,51 +412,6 @@ fn extract(file: File, dest: &Path) -> std::io::Result<()> {
 
 /// The first bytes of a qcow2 disk (any version).
 const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
-
-/// Why a bounded copy stopped.
-#[derive(Debug)]
-enum CopyError {
-    /// The stream held more than the bound.
-    TooBig,
-    /// Reading or writing failed.
-    Io(std::io::Error),
-}
-
-/// Writes `stream` into the empty file `out` from its start, leaving
-/// all-zero blocks as holes, and gives the file the stream's length.
-/// Stops with [`CopyError::TooBig`] as soon as the stream passes `max`
-/// bytes (a decompression bomb reads no further). Returns the length.
-fn copy_sparse(stream: &mut dyn Read, out: &File, max: u64) -> Result<u64, CopyError> {
-    const BLOCK: usize = 64 << 10;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        // Fill the buffer (a decoder returns short reads).
-        let mut n = 0;
-        while n < buf.len() {
-            match stream.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(CopyError::Io(e)),
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        if at + n as u64 > max {
-            return Err(CopyError::TooBig);
-        }
-        for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
-            if block.iter().any(|&b| b != 0) {
-                out.write_all_at(block, at + (i * BLOCK) as u64).map_err(CopyError::Io)?;
-            }
-        }
-        at += n as u64;
-    }
-    out.set_len(at).map_err(CopyError::Io)?;
-    Ok(at)
-}
 
 /// A host tool's run that ended: its exit status, stdout and stderr (each
 /// cut at a bound).

@@ -40,6 +40,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The prefix of a whiteout member's name.
@@ -233,7 +234,9 @@ impl Layer<'_> {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = openat(dir, &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
                 let file = File::from(fd);
-                self.stats.bytes += copy_keeping_holes(entry, &file)?;
+                // Zero blocks stay holes: a GNU sparse member's holes, read as
+                // zeros, take no space (a terabyte sparse file, its data's).
+                self.stats.bytes += copy_sparse(entry, &file, u64::MAX).map_err(CopyError::into_io)?;
                 set_meta_fd(file.as_fd(), owner, mode, &xattrs)?;
                 set_times_fd(file.as_fd(), mtime)?;
                 self.stats.files += 1;
@@ -423,36 +426,58 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(CString,
     Ok(out)
 }
 
-/// Copies `from` into the new, empty `to`, leaving every all-zero 64 KiB
-/// block a hole (a GNU sparse member's holes, read as zeros, stay holes:
-/// a terabyte sparse file takes its data's space, not a terabyte); the
-/// length copied.
-fn copy_keeping_holes(mut from: impl Read, to: &File) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
+/// Why a bounded copy stopped.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// The stream held more than the bound.
+    TooBig,
+    /// Reading or writing failed.
+    Io(io::Error),
+}
+
+impl CopyError {
+    /// As an I/O error (a bound passed is `InvalidData`).
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            CopyError::Io(e) => e,
+            CopyError::TooBig => io::Error::new(io::ErrorKind::InvalidData, "more data than its bound"),
+        }
+    }
+}
+
+/// Writes `stream` into the empty file `out` from its start, leaving
+/// all-zero blocks as holes, and gives the file the stream's length.
+/// Stops with [`CopyError::TooBig`] as soon as the stream passes `max`
+/// bytes (a decompression bomb reads no further). Returns the length.
+pub(crate) fn copy_sparse(stream: &mut dyn Read, out: &File, max: u64) -> Result<u64, CopyError> {
     const BLOCK: usize = 64 << 10;
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0u64;
     loop {
+        // Fill the buffer (a decoder returns short reads).
         let mut n = 0;
         while n < buf.len() {
-            match from.read(&mut buf[n..]) {
+            match stream.read(&mut buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(CopyError::Io(e)),
             }
         }
         if n == 0 {
             break;
         }
+        if at + n as u64 > max {
+            return Err(CopyError::TooBig);
+        }
         for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
             if block.iter().any(|&b| b != 0) {
-                to.write_all_at(block, at + (i * BLOCK) as u64)?;
+                out.write_all_at(block, at + (i * BLOCK) as u64).map_err(CopyError::Io)?;
             }
         }
         at += n as u64;
     }
-    to.set_len(at)?;
+    out.set_len(at).map_err(CopyError::Io)?;
     Ok(at)
 }
 

@@ -109,10 +109,15 @@ impl Daemon {
         Ok((vm, spec))
     }
 
-    /// Whether the instance's dataset has `vmsnap-<name>`.
-    fn has_snapshot(&self, dataset: &str, name: &str) -> Result<bool, ApiError> {
+    /// `vmsnap-<name>` of the instance's dataset, or SmartOS's error when
+    /// it has none of that name.
+    fn existing_snapshot(&self, uuid: InstanceUuid, dataset: &str, name: &str) -> Result<String, ApiError> {
         let full = format!("{PREFIX}{name}");
-        Ok(self.host.list_snapshots(dataset)?.iter().any(|s| s.name == full))
+        if self.host.list_snapshots(dataset)?.iter().any(|s| s.name == full) {
+            Ok(full)
+        } else {
+            Err(ApiError::not_found(format!("No snapshot named \"{name}\" for {uuid}")))
+        }
     }
 
     /// `vmadm create-snapshot`: the instance's tags and metadata written
@@ -170,10 +175,8 @@ impl Daemon {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let (_, spec) = self.snapshot_target(uuid)?;
         let dataset = spec.dataset();
-        if !self.has_snapshot(&dataset, name)? {
-            return Err(ApiError::not_found(format!("No snapshot named \"{name}\" for {uuid}")));
-        }
-        self.host.destroy_snapshot(&dataset, &format!("{PREFIX}{name}"))?;
+        let full = self.existing_snapshot(uuid, &dataset, name)?;
+        self.host.destroy_snapshot(&dataset, &full)?;
         self.set_fields(uuid, &[], &[])?;
         tracing::info!(vm = %uuid, snapshot = name, "deleted snapshot");
         Ok(format!("Deleted snapshot {name} for VM {uuid}"))
@@ -191,10 +194,7 @@ impl Daemon {
         let (_, spec) = self.snapshot_target(uuid)?;
         let dataset = spec.dataset();
         self.settle_rollback(uuid, &dataset)?;
-        if !self.has_snapshot(&dataset, name)? {
-            return Err(ApiError::not_found(format!("No snapshot named \"{name}\" for {uuid}")));
-        }
-        let full = format!("{PREFIX}{name}");
+        let full = self.existing_snapshot(uuid, &dataset, name)?;
         // What goes back into the row, read before anything changes.
         let saved = self.saved_in(uuid, &dataset, Some(&full))?;
         let was_running = self.is_running(uuid);
