@@ -83,6 +83,14 @@ fn links_the_zone_planted_keep_the_boots_writes_inside_it() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n", "the boot wrote through the zone's link");
     assert!(!h.dir.path().join("mdata-user-script").exists(), "the user-script landed on the host");
+    // An operator's script (imgadm create -s) is written the same way.
+    let up = json!({"set_internal_metadata": {"operator-script": "#!/bin/sh\ntrue\n"}});
+    h.cli("vmadm", &["update", &z], Some(&up.to_string())).ok();
+    h.vmadm(&["reboot", &z]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!h.dir.path().join("mdata-operator-script").exists(), "the operator-script landed on the host");
+    let log = std::fs::read_to_string(h.root.join("run/zones").join(&z).join("user-script.log")).unwrap_or_default();
+    assert!(log.contains("== operator-script"), "the boot tried the operator-script: {log}");
     let link = zsh(&h, &z, "readlink /usr/sbin/mdata-get");
     assert_eq!(link.trim(), victim.display().to_string(), "the zone's own link was replaced");
 }
